@@ -1,0 +1,63 @@
+/* Pure, bounds-checked DNS message building and parsing (RFC 1035), because Debian 12's
+ * c-ares (1.18) neither parses TLSA nor hands back the AD bit. Outside input: every
+ * read is checked against the message length; compression pointers must point strictly
+ * backwards and are followed at most 32 times; names are at most 255 octets. */
+#ifndef SP_DNS_MSG_H
+#define SP_DNS_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum dns_type {
+  DNS_T_A = 1, DNS_T_CNAME = 5, DNS_T_MX = 15, DNS_T_TXT = 16, DNS_T_AAAA = 28,
+  DNS_T_TLSA = 52,
+};
+enum dns_rcode { DNS_R_NOERROR = 0, DNS_R_FORMERR = 1, DNS_R_SERVFAIL = 2,
+                 DNS_R_NXDOMAIN = 3, DNS_R_NOTIMP = 4, DNS_R_REFUSED = 5 };
+
+#define DNS_NAME_MAX 255   /* presentation form without trailing dot fits in 254 */
+#define DNS_MAX_RRS 64     /* answer records kept; more → SP_E_OVERFLOW */
+#define DNS_RDATA_MAX 2048 /* TXT/TLSA rdata kept; longer → SP_E_OVERFLOW */
+
+struct dns_rr {
+  char owner[DNS_NAME_MAX + 1]; /* lower-case presentation form, no trailing dot */
+  uint16_t type, klass;
+  uint32_t ttl;
+  union {
+    uint8_t a[4];
+    uint8_t aaaa[16];
+    char cname[DNS_NAME_MAX + 1]; /* lower-case, no trailing dot ("" is the root) */
+    struct { uint16_t pref; char host[DNS_NAME_MAX + 1]; } mx; /* host "" = null MX */
+    struct { uint8_t usage, selector, mtype; uint16_t dlen; uint8_t data[DNS_RDATA_MAX]; } tlsa;
+    struct { uint16_t len; char text[DNS_RDATA_MAX + 1]; } txt; /* strings concatenated */
+  } u;
+};
+
+struct dns_answer {
+  uint16_t id;
+  bool ad, tc, rcode_valid;
+  uint8_t rcode;                 /* enum dns_rcode */
+  char qname[DNS_NAME_MAX + 1];  /* question, lower-case, no trailing dot */
+  uint16_t qtype;
+  size_t nrrs;                   /* answer-section records of known types (A, AAAA,
+                                    CNAME, MX, TXT, TLSA) in IN class; others skipped */
+  struct dns_rr rrs[DNS_MAX_RRS];
+};
+
+/* Builds a query for name/type with RD and AD set and an EDNS0 OPT record with the DO
+ * bit and a 1232-byte payload. name may end with '.'. Returns the length, or
+ * SP_E_INVAL (bad name: empty label, label > 63, name > 253) or SP_E_OVERFLOW. */
+int dns_msg_build_query(uint16_t id, const char *name, uint16_t type, uint8_t *out,
+                        size_t cap);
+
+/* Parses a response. Returns 0 or SP_E_DNS_FORMAT (anything malformed or truncated,
+ * not a response, more than one question) or SP_E_OVERFLOW. The answer section only
+ * is kept; authority and additional sections are walked for well-formedness. */
+int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer *out);
+
+/* Follows the CNAME chain from qname within the answer (at most 8 steps) and returns
+ * the final owner name to match records against: a pointer into ans (or to qname). */
+const char *dns_answer_target(const struct dns_answer *ans, const char *qname);
+
+#endif

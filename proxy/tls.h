@@ -1,0 +1,50 @@
+/* OpenSSL over a libuv stream, through memory BIOs: the owner of the socket feeds
+ * ciphertext in with tls_feed() and sends what tls_take_output() hands out. This file
+ * knows nothing of sockets or the loop, so it is tested in memory.
+ *
+ * Ownership: struct tls owns its SSL* (and through it both BIOs); tls_free() frees
+ * them. Every call clears the OpenSSL error queue first and checks SSL_get_error()
+ * straight after. */
+#ifndef SP_TLS_H
+#define SP_TLS_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct tls;
+
+/* Client side: sni (NULL for none) is sent as server name. */
+int tls_new_client(SSL_CTX *ctx, const char *sni, struct tls **out);
+int tls_new_server(SSL_CTX *ctx, struct tls **out);
+void tls_free(struct tls *t);
+SSL *tls_ssl(struct tls *t);
+
+/* Appends ciphertext received from the peer. */
+int tls_feed(struct tls *t, const char *data, size_t len);
+
+/* Advances the handshake. Returns 1 when complete, 0 when it needs more input (send
+ * pending output first), SP_E_TLS on failure (reason via tls_error()). */
+int tls_handshake(struct tls *t);
+
+/* Decrypts into buf. Returns the byte count (> 0), 0 when more input is needed,
+ * SP_E_EOF on close_notify, SP_E_TLS on error (including an unexpected EOF and any
+ * renegotiation attempt by the peer). */
+ssize_t tls_read(struct tls *t, char *buf, size_t cap);
+
+/* Encrypts all of data (output then pending). Returns 0 or SP_E_TLS. */
+int tls_write(struct tls *t, const char *data, size_t len);
+
+/* Queues a close_notify alert. */
+void tls_shutdown(struct tls *t);
+
+/* Hands out all pending ciphertext as one malloc'd buffer (caller frees), or returns 0
+ * with *data NULL when there is none. Returns the length or SP_E_NOMEM. */
+ssize_t tls_take_output(struct tls *t, char **data);
+
+/* The last error as text ("handshake failure: sslv3 alert handshake failure"), valid
+ * until the next call on t. */
+const char *tls_error(const struct tls *t);
+
+#endif

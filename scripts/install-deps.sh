@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian 12 packages needed to build, run and test starttls-proxy, only
+# when some are missing. Runs apt-get as root (or through sudo).
+set -eu
+PKGS="build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev
+libyaml-dev libcurl4-openssl-dev libsqlite3-dev openssl ca-certificates
+python3 python3-dnslib python3-aiosmtpd swaks postfix clang libclang-rt-14-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+# postfix is a test fixture (a real sending MTA run from a private directory): keep
+# the package from configuring a system mail service.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
