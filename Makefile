@@ -2,10 +2,13 @@
 # packages first.
 BUILD ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
 JOBS ?= $(shell nproc)
 CONFIG ?= proxy.yaml.example
+SECONDS ?= 60
+FUZZ_TARGETS = smtp_command smtp_reply smtp_data dns_msg config
 
-.PHONY: all deps build build-asan run test test-asan fuzz format clean
+.PHONY: all deps build build-asan run test test-release test-asan fuzz clean
 
 all: build
 
@@ -23,8 +26,26 @@ build-asan: deps
 run: build
 	./$(BUILD)/starttls-proxy -c $(CONFIG)
 
-test: build
+# Every test twice: the optimized build, then the whole suite under ASan+UBSan.
+test: test-release test-asan
+
+test-release: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
+test-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j$(JOBS)
+
+# libFuzzer (clang): each target for SECONDS seconds on a copy of its seed corpus.
+fuzz: deps
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DSTARTTLS_PROXY_FUZZ=ON >/dev/null
+	cmake --build $(BUILD_FUZZ) -j$(JOBS)
+	set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD_FUZZ)/corpus/$$t; cp -n tests/fuzz/corpus/$$t/* $(BUILD_FUZZ)/corpus/$$t/; \
+	  ./$(BUILD_FUZZ)/tests/fuzz_$$t -max_total_time=$(SECONDS) -print_final_stats=1 \
+	    $(BUILD_FUZZ)/corpus/$$t; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

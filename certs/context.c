@@ -1,1 +1,330 @@
-/* stub: being written */
+/* TLS contexts for each side; see context.h for the contract.
+ *
+ * Ownership: the client session cache (struct sess_cache) belongs to its SSL_CTX and
+ * is freed by the ex_data free callback when the SSL_CTX is freed. Each cached
+ * SSL_SESSION reference and key string belongs to the cache. The peer key set by
+ * tls_context_resume() belongs to the SSL (ex_data, freed with it). The cache is not
+ * locked: an SSL_CTX with a cache is used from one loop thread. */
+#include "certs/context.h"
+
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SESS_CACHE_MAX 1024
+
+/* Forward secrecy only (ECDHE/DHE, authenticated), AEAD only. */
+#define DEFAULT_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+
+struct sess_entry {
+  char *key;         /* malloc'd; NULL when the slot is free */
+  SSL_SESSION *sess; /* one reference held by the cache */
+  uint64_t used;     /* LRU clock value of the last store or lookup */
+};
+
+struct sess_cache {
+  uint64_t clock;
+  struct sess_entry e[SESS_CACHE_MAX];
+};
+
+static CRYPTO_ONCE index_once = CRYPTO_ONCE_STATIC_INIT;
+static int ctx_cache_idx = -1; /* SSL_CTX ex_data: struct sess_cache * */
+static int ssl_key_idx = -1;   /* SSL ex_data: char * peer key */
+
+static void sess_cache_free(struct sess_cache *c) {
+  if (!c)
+    return;
+  for (size_t i = 0; i < SESS_CACHE_MAX; i++) {
+    free(c->e[i].key);
+    SSL_SESSION_free(c->e[i].sess);
+  }
+  free(c);
+}
+
+static void on_free_cache(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                          long argl, void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  sess_cache_free(ptr);
+}
+
+static void on_free_key(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                        void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  free(ptr);
+}
+
+static void init_indexes(void) {
+  ctx_cache_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, on_free_cache);
+  ssl_key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, on_free_key);
+}
+
+static bool indexes_ready(void) {
+  return CRYPTO_THREAD_run_once(&index_once, init_indexes) && ctx_cache_idx >= 0 &&
+         ssl_key_idx >= 0;
+}
+
+static struct sess_entry *cache_find(struct sess_cache *c, const char *key) {
+  for (size_t i = 0; i < SESS_CACHE_MAX; i++)
+    if (c->e[i].key && strcmp(c->e[i].key, key) == 0)
+      return &c->e[i];
+  return NULL;
+}
+
+/* A free slot, or the least recently used one (emptied). */
+static struct sess_entry *cache_victim(struct sess_cache *c) {
+  struct sess_entry *old = &c->e[0];
+  for (size_t i = 0; i < SESS_CACHE_MAX; i++) {
+    if (!c->e[i].key)
+      return &c->e[i];
+    if (c->e[i].used < old->used)
+      old = &c->e[i];
+  }
+  free(old->key);
+  SSL_SESSION_free(old->sess);
+  old->key = NULL;
+  old->sess = NULL;
+  return old;
+}
+
+static void cache_drop(struct sess_entry *e) {
+  free(e->key);
+  SSL_SESSION_free(e->sess);
+  e->key = NULL;
+  e->sess = NULL;
+}
+
+/* OpenSSL has taken a reference for us; returning 1 keeps it, 0 gives it back. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
+  const char *key = SSL_get_ex_data(ssl, ssl_key_idx);
+  struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_cache_idx);
+  if (!key || !c || !SSL_SESSION_is_resumable(sess))
+    return 0;
+  struct sess_entry *e = cache_find(c, key);
+  if (e) {
+    SSL_SESSION_free(e->sess);
+  } else {
+    char *copy = strdup(key);
+    if (!copy)
+      return 0;
+    e = cache_victim(c);
+    e->key = copy;
+  }
+  e->sess = sess;
+  e->used = ++c->clock;
+  return 1;
+}
+
+static bool session_fresh(const SSL_SESSION *s) {
+  long born = SSL_SESSION_get_time(s), life = SSL_SESSION_get_timeout(s);
+  return SSL_SESSION_is_resumable(s) && (long)time(NULL) < born + life;
+}
+
+void tls_context_resume(SSL *ssl, const char *key) {
+  if (!ssl || !key || !indexes_ready())
+    return;
+  char *copy = strdup(key);
+  if (!copy)
+    return;
+  char *previous = SSL_get_ex_data(ssl, ssl_key_idx);
+  ERR_clear_error();
+  if (!SSL_set_ex_data(ssl, ssl_key_idx, copy)) {
+    free(copy);
+    return;
+  }
+  free(previous);
+  struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_cache_idx);
+  struct sess_entry *e = c ? cache_find(c, key) : NULL;
+  if (!e)
+    return;
+  if (!session_fresh(e->sess)) {
+    cache_drop(e);
+    return;
+  }
+  ERR_clear_error();
+  if (SSL_set_session(ssl, e->sess) != 1)
+    return;
+  e->used = ++c->clock;
+  /* RFC 8446 section C.4: a TLS 1.3 ticket is used once, so a passive observer
+   * cannot link connections by it; the new connection brings fresh tickets. */
+  if (SSL_SESSION_get_protocol_version(e->sess) >= TLS1_3_VERSION)
+    cache_drop(e);
+}
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...) {
+  if (!err || !errlen)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* The first suite in the effective list that lacks forward secrecy or server
+ * authentication, or NULL. TLS 1.3 suites report NID_kx_any: their key exchange is
+ * always (EC)DHE in our use (no external PSKs). */
+static const SSL_CIPHER *first_weak_suite(SSL_CTX *ctx, const char **why) {
+  STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
+  for (int i = 0; list && i < sk_SSL_CIPHER_num(list); i++) {
+    const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
+    int kx = SSL_CIPHER_get_kx_nid(c);
+    if (kx == NID_kx_any)
+      continue;
+    if (kx != NID_kx_ecdhe && kx != NID_kx_dhe) {
+      *why = "non-forward-secret";
+      return c;
+    }
+    if (SSL_CIPHER_get_auth_nid(c) == NID_auth_null) {
+      *why = "unauthenticated";
+      return c;
+    }
+  }
+  return NULL;
+}
+
+static bool set_suites(SSL_CTX *ctx, const char *ciphers, const char *suites, char *err,
+                       size_t errlen) {
+  if (!ciphers || !*ciphers)
+    ciphers = DEFAULT_CIPHERS;
+  ERR_clear_error();
+  if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+    set_err(err, errlen, "invalid cipher list \"%s\"", ciphers);
+    return false;
+  }
+  ERR_clear_error();
+  if (suites && SSL_CTX_set_ciphersuites(ctx, suites) != 1) {
+    set_err(err, errlen, "invalid TLS 1.3 ciphersuites \"%s\"", suites);
+    return false;
+  }
+  const char *why = NULL;
+  const SSL_CIPHER *weak = first_weak_suite(ctx, &why);
+  if (weak) {
+    set_err(err, errlen, "cipher list admits %s suite %s", why,
+            SSL_CIPHER_get_name(weak));
+    return false;
+  }
+  return true;
+}
+
+static bool set_trust(SSL_CTX *ctx, const char *file, const char *path, char *err,
+                      size_t errlen) {
+  if (file && !*file)
+    file = NULL;
+  if (path && !*path)
+    path = NULL;
+  ERR_clear_error();
+  if (!file && !path) {
+    if (SSL_CTX_set_default_verify_paths(ctx) == 1)
+      return true;
+    set_err(err, errlen, "%s", "cannot load the default trust store");
+    return false;
+  }
+  if (SSL_CTX_load_verify_locations(ctx, file, path) == 1)
+    return true;
+  set_err(err, errlen, "cannot load trust anchors from %s", file ? file : path);
+  return false;
+}
+
+static bool attach_cache(SSL_CTX *ctx, char *err, size_t errlen) {
+  struct sess_cache *c = calloc(1, sizeof *c);
+  if (!c || !indexes_ready() || !SSL_CTX_set_ex_data(ctx, ctx_cache_idx, c)) {
+    free(c);
+    set_err(err, errlen, "%s", "out of memory for the session cache");
+    return false;
+  }
+  /* Only our cache stores sessions, keyed by peer rather than by OpenSSL's
+   * session id, so a session is only offered to the peer that issued it. */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                          SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+  return true;
+}
+
+static bool set_protocols(SSL_CTX *ctx, int min_protocol, char *err, size_t errlen) {
+  if (min_protocol != TLS1_2_VERSION && min_protocol != TLS1_3_VERSION) {
+    set_err(err, errlen, "%s", "minimum protocol must be TLSv1.2 or TLSv1.3");
+    return false;
+  }
+  ERR_clear_error();
+  if (SSL_CTX_set_min_proto_version(ctx, min_protocol) != 1) {
+    set_err(err, errlen, "%s", "cannot set the minimum protocol version");
+    return false;
+  }
+  /* Renegotiation is refused (its history of attacks, and it would let the peer
+   * change the certificate we judged); compression is refused (CRIME). Session
+   * tickets stay enabled: they are how we resume. */
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  return true;
+}
+
+SSL_CTX *tls_context_client_new(const struct tls_client_settings *st, char *err,
+                                size_t errlen) {
+  if (err && errlen)
+    err[0] = '\0';
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    set_err(err, errlen, "%s", "cannot create the TLS client context");
+    return NULL;
+  }
+  if (!set_protocols(ctx, st->min_protocol, err, errlen))
+    goto fail;
+  ERR_clear_error();
+  if (st->groups && *st->groups && SSL_CTX_set1_groups_list(ctx, st->groups) != 1) {
+    set_err(err, errlen, "invalid or unknown group in \"%s\"", st->groups);
+    goto fail;
+  }
+  if (!set_suites(ctx, st->ciphers, st->ciphersuites, err, errlen) ||
+      !set_trust(ctx, st->ca_file, st->ca_path, err, errlen) ||
+      !attach_cache(ctx, err, errlen))
+    goto fail;
+  ERR_clear_error();
+  return ctx;
+fail:
+  SSL_CTX_free(ctx);
+  ERR_clear_error();
+  return NULL;
+}
+
+SSL_CTX *tls_context_server_new(const char *cert_file, const char *key_file, char *err,
+                                size_t errlen) {
+  if (err && errlen)
+    err[0] = '\0';
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) {
+    set_err(err, errlen, "%s", "cannot create the TLS server context");
+    return NULL;
+  }
+  if (!set_protocols(ctx, TLS1_2_VERSION, err, errlen) ||
+      !set_suites(ctx, NULL, NULL, err, errlen))
+    goto fail;
+  SSL_CTX_set_dh_auto(ctx, 1);
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+    set_err(err, errlen, "cannot load certificate chain from %s", cert_file);
+    goto fail;
+  }
+  ERR_clear_error();
+  if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+    set_err(err, errlen, "cannot load private key from %s", key_file);
+    goto fail;
+  }
+  ERR_clear_error();
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    set_err(err, errlen, "private key %s does not match the certificate", key_file);
+    goto fail;
+  }
+  ERR_clear_error();
+  return ctx;
+fail:
+  SSL_CTX_free(ctx);
+  ERR_clear_error();
+  return NULL;
+}

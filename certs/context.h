@@ -18,7 +18,7 @@ struct tls_client_settings {
   const char *ciphersuites;  /* TLS 1.3 suites */
   const char *ca_file;       /* NULL or "" = system default paths */
   const char *ca_path;
-  unsigned min_dh_bits;      /* checked after the handshake: see tls_context_check_peer */
+  unsigned min_dh_bits;      /* checked after the handshake: see tls_verify_check_dh */
 };
 
 /* Builds the client SSL_CTX. Returns NULL and writes a one-line reason into err when a

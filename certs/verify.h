@@ -16,14 +16,16 @@ const char *tls_verdict_name(enum tls_verdict v); /* "Anonymous", "Untrusted", .
 
 /* Prepares ssl (client) so that the chain is verified against the context's trust
  * anchors without failing the handshake (the policy decides afterwards), and the names
- * in match[0..nmatch) are checked with OpenSSL's host name API. */
+ * in match[0..nmatch) are checked with OpenSSL's host name API. Returns 0, or -1
+ * (out of memory, or a name OpenSSL refuses). */
 int tls_verify_prepare(SSL *ssl, const char *const *match, size_t nmatch);
 
 /* After the handshake. */
 enum tls_verdict tls_verify_verdict(SSL *ssl);
 
-/* After the handshake: 0, or SP-style negative when the peer's ephemeral key is finite-
- * field DH smaller than min_dh_bits (writes the reason). */
+/* After the handshake: 0, or -1 when the peer's ephemeral key is finite-field DH
+ * smaller than min_dh_bits (writes the reason; the caller maps it to SP_E_TLS, as
+ * certs/ does not include proxy/error.h). */
 int tls_verify_check_dh(SSL *ssl, unsigned min_dh_bits, char *err, size_t errlen);
 
 /* Postfix's wording, e.g.

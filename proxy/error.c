@@ -4,8 +4,8 @@ const char *sp_strerror(int err) {
   switch (err) {
   case SP_OK:
     return "success";
-#define SP_ERROR_MSG(name, msg)                                                \
-  case SP_E_##name:                                                            \
+#define SP_ERROR_MSG(name, msg)                                                        \
+  case SP_E_##name:                                                                    \
     return msg;
     SP_ERROR_MAP(SP_ERROR_MSG)
 #undef SP_ERROR_MSG
@@ -17,8 +17,8 @@ const char *sp_errname(int err) {
   switch (err) {
   case SP_OK:
     return "OK";
-#define SP_ERROR_NAME(name, msg)                                               \
-  case SP_E_##name:                                                            \
+#define SP_ERROR_NAME(name, msg)                                                       \
+  case SP_E_##name:                                                                    \
     return #name;
     SP_ERROR_MAP(SP_ERROR_NAME)
 #undef SP_ERROR_NAME

@@ -3,25 +3,25 @@
 #ifndef SP_ERROR_H
 #define SP_ERROR_H
 
-#define SP_ERROR_MAP(X)                                                        \
-  X(NOMEM, "out of memory")                                                    \
-  X(INVAL, "invalid argument")                                                 \
-  X(SYNTAX, "syntax error")                                                    \
-  X(UNKNOWN_CMD, "command not recognized")                                     \
-  X(TOOLONG, "line too long")                                                  \
-  X(TRUNCATED, "truncated input")                                              \
-  X(OVERFLOW, "too many items")                                                \
-  X(TIMEOUT, "timed out")                                                      \
-  X(EOF, "connection closed")                                                  \
-  X(IO, "I/O error")                                                           \
-  X(TLS, "TLS error")                                                          \
-  X(PROTOCOL, "protocol error")                                                \
-  X(DNS_TEMP, "temporary DNS failure")                                         \
-  X(DNS_NXDOMAIN, "domain does not exist")                                     \
-  X(DNS_NODATA, "no records of that type")                                     \
-  X(DNS_NULLMX, "domain accepts no mail (null MX)")                            \
-  X(DNS_FORMAT, "malformed DNS message")                                       \
-  X(CANCELED, "canceled")                                                      \
+#define SP_ERROR_MAP(X)                                                                \
+  X(NOMEM, "out of memory")                                                            \
+  X(INVAL, "invalid argument")                                                         \
+  X(SYNTAX, "syntax error")                                                            \
+  X(UNKNOWN_CMD, "command not recognized")                                             \
+  X(TOOLONG, "line too long")                                                          \
+  X(TRUNCATED, "truncated input")                                                      \
+  X(OVERFLOW, "too many items")                                                        \
+  X(TIMEOUT, "timed out")                                                              \
+  X(EOF, "connection closed")                                                          \
+  X(IO, "I/O error")                                                                   \
+  X(TLS, "TLS error")                                                                  \
+  X(PROTOCOL, "protocol error")                                                        \
+  X(DNS_TEMP, "temporary DNS failure")                                                 \
+  X(DNS_NXDOMAIN, "domain does not exist")                                             \
+  X(DNS_NODATA, "no records of that type")                                             \
+  X(DNS_NULLMX, "domain accepts no mail (null MX)")                                    \
+  X(DNS_FORMAT, "malformed DNS message")                                               \
+  X(CANCELED, "canceled")                                                              \
   X(CONFIG, "configuration error")
 
 enum sp_error {

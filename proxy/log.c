@@ -1,1 +1,148 @@
-/* stub: being written */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum config_log_format log_format = CONFIG_LOG_POSTFIX;
+static enum log_level log_level = LOG_INFO;
+static char log_hostname[256] = "localhost";
+
+void log_configure(enum config_log_format format, enum config_log_level level,
+                   const char *hostname) {
+  log_format = format;
+  log_level = (enum log_level)level;
+  snprintf(log_hostname, sizeof log_hostname, "%s", hostname);
+}
+
+bool log_enabled(enum log_level level) {
+  return level <= log_level;
+}
+
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
+
+/* Appends s to out as a JSON string body (without quotes). */
+static size_t json_escape(char *out, size_t cap, size_t pos, const char *s) {
+  for (; *s && pos + 7 < cap; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      out[pos++] = '\\';
+      out[pos++] = (char)ch;
+    } else if (ch < 0x20 || ch == 0x7f) {
+      pos += (size_t)snprintf(out + pos, cap - pos, "\\u%04x", ch);
+    } else {
+      out[pos++] = (char)ch;
+    }
+  }
+  out[pos] = '\0';
+  return pos;
+}
+
+/* Writes one finished line with a single write(2) so concurrent writers don't mix. */
+static void log_emit(char *line, size_t len, size_t cap) {
+  if (len >= cap - 1)
+    len = cap - 2;
+  line[len++] = '\n';
+  ssize_t rc = write(STDERR_FILENO, line, len);
+  (void)rc;
+}
+
+static size_t postfix_prefix(char *out, size_t cap) {
+  time_t now = time(NULL);
+  struct tm tm;
+  localtime_r(&now, &tm);
+  size_t n = strftime(out, cap, "%b %e %H:%M:%S ", &tm);
+  n += (size_t)snprintf(out + n, cap - n, "%s starttls-proxy[%d]: ", log_hostname,
+                        (int)getpid());
+  return n;
+}
+
+static size_t json_prefix(char *out, size_t cap, enum log_level level) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  struct tm tm;
+  gmtime_r(&tv.tv_sec, &tm);
+  size_t n = strftime(out, cap, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+  n += (size_t)snprintf(out + n, cap - n, ".%03dZ\",\"level\":\"%s\"",
+                        (int)(tv.tv_usec / 1000), level_names[level]);
+  return n;
+}
+
+void log_msg(enum log_level level, const char *id, const char *fmt, ...) {
+  if (!log_enabled(level))
+    return;
+  char text[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+
+  char line[4096];
+  size_t n;
+  if (log_format == CONFIG_LOG_JSON) {
+    n = json_prefix(line, sizeof line, level);
+    if (id) {
+      n += (size_t)snprintf(line + n, sizeof line - n, ",\"id\":\"");
+      n = json_escape(line, sizeof line, n, id);
+      n += (size_t)snprintf(line + n, sizeof line - n, "\"");
+    }
+    n += (size_t)snprintf(line + n, sizeof line - n, ",\"msg\":\"");
+    n = json_escape(line, sizeof line, n, text);
+    n += (size_t)snprintf(line + n, sizeof line - n, "\"}");
+  } else {
+    n = postfix_prefix(line, sizeof line);
+    const char *tag = level == LOG_ERROR     ? "error: "
+                      : level == LOG_WARNING ? "warning: "
+                                             : "";
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s%s%s%s", tag, id ? id : "",
+                          id ? ": " : "", text);
+  }
+  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line);
+}
+
+static size_t json_field(char *line, size_t cap, size_t n, const char *key,
+                         const char *value) {
+  if (!value || n >= cap)
+    return n;
+  n += (size_t)snprintf(line + n, cap - n, ",\"%s\":\"", key);
+  if (n >= cap)
+    return cap - 1;
+  n = json_escape(line, cap, n, value);
+  n += (size_t)snprintf(line + n, cap - n, "\"");
+  return n < cap ? n : cap - 1;
+}
+
+void log_delivery(const struct log_delivery *d) {
+  if (!log_enabled(LOG_INFO))
+    return;
+  char line[4096];
+  size_t n;
+  if (log_format == CONFIG_LOG_JSON) {
+    n = json_prefix(line, sizeof line, LOG_INFO);
+    n = json_field(line, sizeof line, n, "event", "delivery");
+    n = json_field(line, sizeof line, n, "id", d->id);
+    n = json_field(line, sizeof line, n, "from", d->from);
+    n = json_field(line, sizeof line, n, "to", d->to);
+    n = json_field(line, sizeof line, n, "relay", d->relay);
+    n += (size_t)snprintf(line + n, sizeof line - n, ",\"delay\":%.2f", d->delay);
+    n = json_field(line, sizeof line, n, "tls", d->tls);
+    n = json_field(line, sizeof line, n, "verdict", d->verdict);
+    n = json_field(line, sizeof line, n, "policy", d->policy);
+    n = json_field(line, sizeof line, n, "dsn", d->dsn);
+    n = json_field(line, sizeof line, n, "status", d->status);
+    n = json_field(line, sizeof line, n, "reply", d->reply);
+    n += (size_t)snprintf(line + n, sizeof line - n, "}");
+  } else {
+    n = postfix_prefix(line, sizeof line);
+    n += (size_t)snprintf(line + n, sizeof line - n,
+                          "%s: to=<%s>, relay=%s, delay=%.2f, tls=%s%s%s, policy=%s, "
+                          "dsn=%s, status=%s (%s)",
+                          d->id, d->to, d->relay, d->delay, d->tls,
+                          d->verdict ? "/" : "", d->verdict ? d->verdict : "",
+                          d->policy ? d->policy : "may", d->dsn, d->status, d->reply);
+  }
+  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line);
+}

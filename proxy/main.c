@@ -1,1 +1,181 @@
-int main(void) { return 0; }
+/* starttls-proxy: command line, signals, and the event loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "error.h"
+#include "listener.h"
+#include "log.h"
+#include "runtime.h"
+
+#define DRAIN_DEADLINE_MS 30000 /* SIGTERM: how long open transactions may finish */
+
+struct daemon {
+  uv_loop_t *loop;
+  const char *config_path;
+  struct listener listener;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t deadline;
+  bool stopping, stopped;
+};
+
+static void usage(FILE *out) {
+  fprintf(out, "usage: starttls-proxy [-c FILE]          run the proxy\n"
+               "       starttls-proxy --check-config FILE check a configuration file\n"
+               "       starttls-proxy --version | --help\n"
+               "FILE defaults to /etc/starttls-proxy/proxy.yaml.\n");
+}
+
+static int load_config(const char *path, struct config **cfg) {
+  char *errors = NULL;
+  int rc = config_load(path, cfg, &errors);
+  if (rc < 0) {
+    fprintf(stderr, "%s", errors ? errors : "cannot load configuration\n");
+    free(errors);
+  }
+  return rc;
+}
+
+static int check_config(const char *path) {
+  struct config *cfg;
+  if (load_config(path, &cfg) < 0)
+    return 1;
+  char err[512];
+  int rc = runtime_check_tls(cfg, err, sizeof err);
+  if (rc < 0)
+    fprintf(stderr, "%s: outbound.tls: %s\n", path, err);
+  else
+    printf("configuration OK\n");
+  config_unref(cfg);
+  return rc < 0 ? 1 : 0;
+}
+
+static void daemon_close_handles(struct daemon *d) {
+  if (d->stopped)
+    return;
+  d->stopped = true;
+  uv_close((uv_handle_t *)&d->sig_term, NULL);
+  uv_close((uv_handle_t *)&d->sig_int, NULL);
+  uv_close((uv_handle_t *)&d->sig_hup, NULL);
+  uv_close((uv_handle_t *)&d->deadline, NULL);
+  listener_close(&d->listener);
+}
+
+static void on_idle(struct listener *l) {
+  struct daemon *d = l->loop->data;
+  log_msg(LOG_INFO, NULL, "all sessions closed, exiting");
+  daemon_close_handles(d);
+}
+
+static void on_deadline(uv_timer_t *t) {
+  struct daemon *d = t->data;
+  log_msg(LOG_WARNING, NULL, "shutdown deadline reached: aborting %zu sessions",
+          d->listener.nsessions);
+  listener_abort(&d->listener);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum) {
+  struct daemon *d = h->data;
+  if (d->stopping)
+    return;
+  d->stopping = true;
+  log_msg(LOG_INFO, NULL, "%s: stopping, %zu sessions open", strsignal(signum),
+          d->listener.nsessions);
+  uv_timer_start(&d->deadline, on_deadline, DRAIN_DEADLINE_MS, 0);
+  listener_drain(&d->listener);
+}
+
+/* A bad new configuration is reported and the running one kept. Listen addresses
+ * are bound at start and need a restart to change. */
+static void on_reload_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  struct daemon *d = h->data;
+  struct config *cfg;
+  if (load_config(d->config_path, &cfg) < 0) {
+    log_msg(LOG_ERROR, NULL, "reload of %s failed: keeping the running configuration",
+            d->config_path);
+    return;
+  }
+  struct runtime *rt;
+  char err[512];
+  if (runtime_new(d->loop, cfg, &rt, err, sizeof err) < 0) {
+    log_msg(LOG_ERROR, NULL,
+            "reload of %s failed: %s: keeping the running configuration",
+            d->config_path, err);
+    config_unref(cfg);
+    return;
+  }
+  log_configure(cfg->log_format, cfg->log_level, cfg->hostname);
+  listener_set_runtime(&d->listener, rt);
+  runtime_unref(rt);
+  config_unref(cfg);
+  log_msg(LOG_INFO, NULL, "configuration reloaded from %s", d->config_path);
+}
+
+static int run(const char *path) {
+  struct config *cfg;
+  if (load_config(path, &cfg) < 0)
+    return 1;
+  log_configure(cfg->log_format, cfg->log_level, cfg->hostname);
+  struct daemon d = {.loop = uv_default_loop(), .config_path = path};
+  d.loop->data = &d;
+  struct runtime *rt;
+  char err[512];
+  if (runtime_new(d.loop, cfg, &rt, err, sizeof err) < 0) {
+    fprintf(stderr, "%s: %s\n", path, err);
+    config_unref(cfg);
+    return 1;
+  }
+  config_unref(cfg);
+  int rc = listener_start(&d.listener, d.loop, rt, err, sizeof err);
+  runtime_unref(rt);
+  uv_signal_init(d.loop, &d.sig_term);
+  uv_signal_init(d.loop, &d.sig_int);
+  uv_signal_init(d.loop, &d.sig_hup);
+  uv_timer_init(d.loop, &d.deadline);
+  d.sig_term.data = d.sig_int.data = d.sig_hup.data = d.deadline.data = &d;
+  d.listener.on_idle = on_idle;
+  if (rc < 0) {
+    log_msg(LOG_ERROR, NULL, "%s", err);
+    daemon_close_handles(&d);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(d.loop);
+    return 1;
+  }
+  uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
+  uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+  uv_signal_start(&d.sig_hup, on_reload_signal, SIGHUP);
+  signal(SIGPIPE, SIG_IGN);
+  log_msg(LOG_INFO, NULL, "starttls-proxy %s ready", SP_VERSION);
+  uv_run(d.loop, UV_RUN_DEFAULT);
+  rc = uv_loop_close(d.loop);
+  if (rc != 0)
+    log_msg(LOG_ERROR, NULL, "event loop closed with handles open: %s",
+            uv_strerror(rc));
+  return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  const char *config = "/etc/starttls-proxy/proxy.yaml";
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--version")) {
+      printf("starttls-proxy %s\n", SP_VERSION);
+      return 0;
+    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--check-config")) {
+      return check_config(i + 1 < argc ? argv[i + 1] : config);
+    } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
+      config = argv[++i];
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  return run(config);
+}

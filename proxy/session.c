@@ -1,1 +1,550 @@
-/* stub: being written */
+#include "session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "error.h"
+#include "log.h"
+#include "session_internal.h"
+
+#define SESSION_MAGIC 0x53455353u     /* "SESS" */
+#define SESSION_IN_HIGH (64 * 1024)   /* stop reading above this much unprocessed */
+#define SESSION_IN_MAX (192 * 1024)   /* high water plus one read of slack */
+#define SESSION_OUT_HIGH (256 * 1024) /* the MTA does not read our replies */
+
+static const char *const session_state_names[] = {
+#define SESSION_STATE_NAME(name, ...) #name,
+    SESSION_STATE_MAP(SESSION_STATE_NAME)
+#undef SESSION_STATE_NAME
+};
+
+void session__set_state(struct session *s, enum session_state st) {
+  if (s->state != st)
+    log_msg(LOG_DEBUG, s->id, "session: %s -> %s", session_state_names[s->state],
+            session_state_names[st]);
+  s->state = st;
+}
+
+static struct session *session_from_conn(struct conn *c) {
+  struct session *s = c->owner;
+  if (!s || s->magic != SESSION_MAGIC)
+    abort();
+  return s;
+}
+
+void session__write(struct session *s, const char *wire, size_t len) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  if (conn_write(&s->conn, wire, len) < 0)
+    session__close(s, false);
+}
+
+void session__reply(struct session *s, int code, const char *enh, const char *fmt,
+                    ...) {
+  char text[1024], wire[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  int n = smtp_reply_build(wire, sizeof wire, code, enh, text);
+  if (n < 0)
+    n = smtp_reply_build(wire, sizeof wire, code, enh, "(reply text too long)");
+  if (n > 0)
+    session__write(s, wire, (size_t)n);
+}
+
+static void session_maybe_free(struct session *s) {
+  if (s->open_handles > 0)
+    return;
+  session__txn_reset(s);
+  buf_free(&s->in);
+  listener_session_gone(s->l, s);
+  runtime_unref(s->rt);
+  s->magic = 0;
+  free(s);
+}
+
+static void on_handle_closed(struct session *s) {
+  s->open_handles--;
+  session_maybe_free(s);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  on_handle_closed(h->data);
+}
+
+void session__close(struct session *s, bool graceful) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  session__set_state(s, SESSION_CLOSED);
+  router_cancel(s->rq);
+  s->rq = NULL;
+  /* A transaction still open upstream is reset there: no final dot was sent. */
+  upstream_close(s->up, !s->up_in_txn);
+  s->up = NULL;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+  conn_close(&s->conn, graceful);
+}
+
+void session__txn_reset(struct session *s) {
+  for (size_t i = 0; i < s->txn.nrcpts; i++)
+    free(s->txn.rcpts[i]);
+  free(s->txn.rcpts);
+  memset(&s->txn, 0, sizeof s->txn);
+}
+
+/* ---- timers and flow control ---------------------------------------------------- */
+
+static bool session_waiting_upstream(const struct session *s) {
+  switch (s->state) {
+  case SESSION_RCPT_ROUTE:
+  case SESSION_RCPT_WAIT:
+  case SESSION_DATA_WAIT:
+  case SESSION_DATA_DONE:
+    return true;
+  default:
+    return false;
+  }
+}
+
+static void on_timeout(uv_timer_t *t) {
+  struct session *s = t->data;
+  log_msg(LOG_INFO, s->id, "timeout after %s from %s[%s]",
+          session_state_names[s->state], s->helo[0] ? s->helo : "unknown",
+          s->client_ip);
+  session__reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->rt->cfg->hostname);
+  session__close(s, true);
+}
+
+/* The MTA's clock runs only while we wait for the MTA. */
+static void session_arm_timer(struct session *s) {
+  if (s->state == SESSION_CLOSED || s->state == SESSION_QUIT)
+    return;
+  if (session_waiting_upstream(s)) {
+    uv_timer_stop(&s->timer);
+    return;
+  }
+  const struct config *cfg = s->rt->cfg;
+  bool data = s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD;
+  uv_timer_start(&s->timer, on_timeout,
+                 data ? cfg->timeout_inbound_data : cfg->timeout_inbound_command, 0);
+}
+
+static void session_update_reading(struct session *s) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  bool want = s->state != SESSION_QUIT && s->in.len < SESSION_IN_HIGH &&
+              s->conn.write_pending < SESSION_OUT_HIGH;
+  if (want)
+    conn_read_start(&s->conn);
+  else
+    conn_read_stop(&s->conn);
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+static void cmd_hello(struct session *s, const struct smtp_command *cmd) {
+  if (cmd->verb == SMTP_VERB_LHLO) {
+    session__reply(s, 500, "5.5.1", "Error: command not recognized");
+    return;
+  }
+  if (s->state != SESSION_GREETING && s->state != SESSION_IDLE)
+    session__rset_upstream(s);
+  session__txn_reset(s);
+  snprintf(s->helo, sizeof s->helo, "%.*s", (int)cmd->arg_len, cmd->arg);
+  s->esmtp = cmd->verb == SMTP_VERB_EHLO;
+  session__set_state(s, SESSION_IDLE);
+  const struct config *cfg = s->rt->cfg;
+  if (!s->esmtp) {
+    session__reply(s, 250, "", "%s", cfg->hostname);
+    return;
+  }
+  char size[40] = "SIZE";
+  if (cfg->max_message_size)
+    snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)cfg->max_message_size);
+  session__reply(s, 250, "",
+                 "%s\nPIPELINING\n%s\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\nDSN",
+                 cfg->hostname, size);
+}
+
+/* Keeps the ESMTP parameters we pass on; anything else was never advertised. */
+static bool session_params(struct session *s, const struct smtp_command *cmd,
+                           const char *const *allowed, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < cmd->nparams; i++) {
+    const struct smtp_param *p = &cmd->params[i];
+    bool ok = false;
+    for (const char *const *a = allowed; *a; a++)
+      ok = ok || strcasecmp(p->key, *a) == 0;
+    if (!ok || !s->esmtp) {
+      session__reply(s, 555, "5.5.4", "Unsupported option: %s", p->key);
+      return false;
+    }
+    n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s", n ? " " : "", p->key,
+                          p->has_value ? "=" : "", p->value);
+    if (n >= cap) {
+      session__reply(s, 501, "5.5.4", "Too many parameters");
+      return false;
+    }
+  }
+  return true;
+}
+
+static void cmd_mail(struct session *s, const struct smtp_command *cmd) {
+  if (s->state == SESSION_GREETING) {
+    session__reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+    return;
+  }
+  if (s->state != SESSION_IDLE) {
+    session__reply(s, 503, "5.5.1", "Error: nested MAIL command");
+    return;
+  }
+  static const char *const allowed[] = {"SIZE", "BODY",  "SMTPUTF8",
+                                        "RET",  "ENVID", NULL};
+  char params[sizeof s->txn.mail_params];
+  if (!session_params(s, cmd, allowed, params, sizeof params))
+    return;
+  const struct smtp_param *size = smtp_command_param(cmd, "SIZE");
+  uint64_t max = s->rt->cfg->max_message_size;
+  if (size && max && strtoull(size->value, NULL, 10) > max) {
+    session__reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
+    return;
+  }
+  session__txn_reset(s);
+  snprintf(s->txn.from, sizeof s->txn.from, "%s", cmd->path);
+  snprintf(s->txn.mail_params, sizeof s->txn.mail_params, "%s", params);
+  s->txn.smtputf8 = smtp_command_param(cmd, "SMTPUTF8") != NULL;
+  s->txn.started_ms = uv_now(s->conn.tcp.loop);
+  session__set_state(s, SESSION_MAIL);
+  session__reply(s, 250, "2.1.0", "Ok");
+}
+
+/* The destination of a recipient: lower-case, without a trailing dot. */
+static bool session_rcpt_domain(struct session *s, const char *path, char *out,
+                                size_t cap) {
+  const char *d;
+  size_t len;
+  if (smtp_path_domain(path, &d, &len) < 0) {
+    session__reply(s, 550, "5.1.1",
+                   "<%s>: Recipient address rejected: no domain (this "
+                   "relay has no local mailboxes)",
+                   path);
+    return false;
+  }
+  if (len > 0 && d[len - 1] == '.')
+    len--;
+  if (len == 0 || len >= cap || d[0] == '[') {
+    session__reply(s, 550, "5.1.2", "<%s>: Recipient address rejected: %s", path,
+                   d[0] == '[' ? "address literals are not relayed" : "bad domain");
+    return false;
+  }
+  for (size_t i = 0; i < len; i++)
+    out[i] = (char)((d[i] >= 'A' && d[i] <= 'Z') ? d[i] + 32 : d[i]);
+  out[len] = '\0';
+  return true;
+}
+
+static void cmd_rcpt(struct session *s, const struct smtp_command *cmd) {
+  if (s->state != SESSION_MAIL && s->state != SESSION_RCPT) {
+    session__reply(s, 503, "5.5.1", "Error: need MAIL command");
+    return;
+  }
+  static const char *const allowed[] = {"NOTIFY", "ORCPT", NULL};
+  char params[sizeof s->txn.rcpt_params];
+  char domain[256];
+  if (!session_params(s, cmd, allowed, params, sizeof params) ||
+      !session_rcpt_domain(s, cmd->path, domain, sizeof domain))
+    return;
+  if (s->txn.nrcpts >= s->rt->cfg->max_recipients) {
+    session__reply(s, 452, "4.5.3", "Error: too many recipients");
+    return;
+  }
+  if (s->txn.domain[0] && strcmp(domain, s->txn.domain) != 0) {
+    session__reply(s, 452, "4.5.3",
+                   "<%s>: one destination per transaction: send "
+                   "recipients at %s in a new transaction",
+                   cmd->path, domain);
+    return;
+  }
+  if (s->txn.lost) {
+    session__reply(s, 451, "4.4.2", "<%s>: connection to %s lost, try again later",
+                   cmd->path, s->txn.domain);
+    return;
+  }
+  snprintf(s->txn.domain, sizeof s->txn.domain, "%s", domain);
+  snprintf(s->txn.rcpt, sizeof s->txn.rcpt, "%s", cmd->path);
+  snprintf(s->txn.rcpt_params, sizeof s->txn.rcpt_params, "%s", params);
+  session__rcpt(s);
+}
+
+static void cmd_data(struct session *s, const struct smtp_command *cmd) {
+  if (cmd->arg_len > 0) {
+    session__reply(s, 501, "5.5.4", "Syntax: DATA");
+  } else if (s->state == SESSION_MAIL) {
+    session__reply(s, 554, "5.5.1", "Error: no valid recipients");
+  } else if (s->state != SESSION_RCPT) {
+    session__reply(s, 503, "5.5.1", "Error: need RCPT command");
+  } else if (s->txn.lost || !s->up) {
+    session__reply(s, 451, "4.4.2", "connection to %s lost, try again later",
+                   s->txn.domain);
+  } else {
+    session__data(s);
+  }
+}
+
+static void cmd_rset(struct session *s) {
+  session__rset_upstream(s);
+  session__txn_reset(s);
+  if (s->state != SESSION_GREETING)
+    session__set_state(s, SESSION_IDLE);
+  session__reply(s, 250, "2.0.0", "Ok");
+}
+
+static void session_command(struct session *s, const char *line, size_t len) {
+  struct smtp_command cmd;
+  int rc = smtp_parse_command(line, len, &cmd);
+  if (log_enabled(LOG_DEBUG))
+    log_msg(LOG_DEBUG, s->id, "< %s: %.*s", s->client_ip, (int)(len > 200 ? 200 : len),
+            line);
+  if (rc == SP_E_UNKNOWN_CMD) {
+    session__reply(s, 500, "5.5.1", "Error: command not recognized");
+    return;
+  }
+  if (rc < 0) {
+    session__reply(s, 501, "5.5.4", "Syntax error in parameters or arguments");
+    return;
+  }
+  switch (cmd.verb) {
+  case SMTP_VERB_HELO:
+  case SMTP_VERB_EHLO:
+  case SMTP_VERB_LHLO:
+    cmd_hello(s, &cmd);
+    break;
+  case SMTP_VERB_MAIL:
+    cmd_mail(s, &cmd);
+    break;
+  case SMTP_VERB_RCPT:
+    cmd_rcpt(s, &cmd);
+    break;
+  case SMTP_VERB_DATA:
+    cmd_data(s, &cmd);
+    break;
+  case SMTP_VERB_RSET:
+    cmd_rset(s);
+    break;
+  case SMTP_VERB_NOOP:
+    session__reply(s, 250, "2.0.0", "Ok");
+    break;
+  case SMTP_VERB_VRFY:
+    session__reply(s, 252, "2.5.2",
+                   "Cannot VRFY user, but will accept message and "
+                   "attempt delivery");
+    break;
+  case SMTP_VERB_HELP:
+    session__reply(s, 214, "2.0.0", "starttls-proxy: see RFC 5321");
+    break;
+  case SMTP_VERB_QUIT:
+    session__reply(s, 221, "2.0.0", "Bye");
+    session__set_state(s, SESSION_QUIT);
+    session__close(s, true);
+    break;
+  default: /* EXPN, STARTTLS, AUTH, BDAT: not offered */
+    session__reply(s, 502, "5.5.1", "Error: command not implemented");
+    break;
+  }
+}
+
+/* ---- input ------------------------------------------------------------------------
+ */
+
+static bool session_blocked(const struct session *s) {
+  return s->state == SESSION_CLOSED || s->state == SESSION_QUIT ||
+         session_waiting_upstream(s) || s->conn.write_pending >= SESSION_OUT_HIGH;
+}
+
+/* Reads one command line from the buffer. Returns false when more input is needed. */
+static bool session_command_step(struct session *s) {
+  if (s->skip_line) {
+    const char *lf = memchr(s->in.data, '\n', s->in.len);
+    if (!lf) {
+      s->in.len = 0;
+      return false;
+    }
+    buf_consume(&s->in, (size_t)(lf - s->in.data) + 1);
+    s->skip_line = false;
+    return true;
+  }
+  size_t line_len, used;
+  int rc =
+      smtp_find_line(s->in.data, s->in.len, SMTP_COMMAND_LINE_MAX, &line_len, &used);
+  if (rc == 0)
+    return false;
+  if (rc < 0) {
+    session__reply(s, 500, "5.5.2", "Error: line too long");
+    s->skip_line = true;
+    return true;
+  }
+  session_command(s, s->in.data, line_len);
+  buf_consume(&s->in, used);
+  return true;
+}
+
+/* Between transactions a draining session says goodbye. */
+static bool session_drain_now(struct session *s) {
+  if (!s->draining || s->txn.nrcpts > 0 ||
+      (s->state != SESSION_GREETING && s->state != SESSION_IDLE &&
+       s->state != SESSION_MAIL))
+    return false;
+  session__reply(s, 421, "4.3.2", "%s Service shutting down, try again later",
+                 s->rt->cfg->hostname);
+  session__close(s, true);
+  return true;
+}
+
+void session__process(struct session *s) {
+  while (!session_blocked(s) && !session_drain_now(s)) {
+    bool progressed;
+    if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
+      progressed = session__data_step(s);
+    else
+      progressed = s->in.len > 0 && session_command_step(s);
+    if (!progressed)
+      break;
+  }
+  buf_shrink_if_empty(&s->in);
+  session_arm_timer(s);
+  session_update_reading(s);
+}
+
+static void session_on_data(struct conn *c, const char *data, size_t len) {
+  struct session *s = session_from_conn(c);
+  if (buf_append(&s->in, data, len) < 0) {
+    log_msg(LOG_WARNING, s->id, "input buffer overflow from %s", s->client_ip);
+    session__close(s, false);
+    return;
+  }
+  session__process(s);
+}
+
+static void session_on_error(struct conn *c, int err) {
+  struct session *s = session_from_conn(c);
+  log_msg(LOG_INFO, s->id, "%s from %s[%s] in state %s: %s",
+          err == SP_E_EOF ? "lost connection" : "connection error",
+          s->helo[0] ? s->helo : "unknown", s->client_ip, session_state_names[s->state],
+          conn_error(c));
+  session__close(s, false);
+}
+
+static void session_on_drain(struct conn *c) {
+  struct session *s = session_from_conn(c);
+  session__process(s);
+}
+
+static void session_on_closed(struct conn *c) {
+  struct session *s = session_from_conn(c);
+  log_msg(LOG_INFO, s->id, "disconnect from %s", s->client_ip);
+  on_handle_closed(s);
+}
+
+static void session_on_handshake(struct conn *c, int err) {
+  (void)c;
+  (void)err;
+}
+
+static void session_on_connect(struct conn *c, int status) {
+  (void)c;
+  (void)status;
+}
+
+static const struct conn_events session_conn_events = {
+    .on_data = session_on_data,
+    .on_error = session_on_error,
+    .on_drain = session_on_drain,
+    .on_handshake = session_on_handshake,
+    .on_connect = session_on_connect,
+    .on_closed = session_on_closed,
+};
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static void session_make_id(struct session *s) {
+  static uint32_t counter;
+  static uint32_t seed;
+  if (!seed && getrandom(&seed, sizeof seed, 0) != sizeof seed)
+    seed = (uint32_t)uv_hrtime();
+  uint64_t v = ((uint64_t)(seed ^ (uint32_t)(uv_hrtime() >> 10)) << 20) ^ ++counter;
+  snprintf(s->id, sizeof s->id, "%010llX", (unsigned long long)(v & 0xFFFFFFFFFFull));
+}
+
+int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
+                  bool over_limit) {
+  struct session *s = calloc(1, sizeof *s);
+  if (!s)
+    return SP_E_NOMEM;
+  s->magic = SESSION_MAGIC;
+  s->l = l;
+  s->rt = runtime_ref(rt);
+  session_make_id(s);
+  buf_init(&s->in, SESSION_IN_MAX);
+  if (conn_init(server->loop, &s->conn, &session_conn_events, s) < 0) {
+    runtime_unref(rt);
+    free(s);
+    return SP_E_IO;
+  }
+  uv_timer_init(server->loop, &s->timer);
+  s->timer.data = s;
+  s->open_handles = 2;
+  if (listener_session_add(l, s) < 0) {
+    s->l = NULL;
+  }
+  int rc = conn_accept(server, &s->conn);
+  conn_peer_ip(&s->conn, s->client_ip, sizeof s->client_ip);
+  struct sockaddr_storage peer;
+  int plen = sizeof peer;
+  bool allowed =
+      rc == 0 &&
+      uv_tcp_getpeername(&s->conn.tcp, (struct sockaddr *)&peer, &plen) == 0 &&
+      config_client_allowed(rt->cfg, (struct sockaddr *)&peer);
+  const char *host = rt->cfg->hostname;
+  if (rc < 0 || !s->l) {
+    session__close(s, false);
+  } else if (!allowed) {
+    log_msg(LOG_WARNING, s->id, "reject: connect from %s: not in clients.allow",
+            s->client_ip);
+    session__reply(s, 554, "5.7.1",
+                   "%s: client not allowed to relay through this proxy", s->client_ip);
+    session__close(s, true);
+  } else if (over_limit) {
+    log_msg(LOG_WARNING, s->id, "reject: connect from %s: too many connections",
+            s->client_ip);
+    session__reply(s, 421, "4.7.0", "%s Error: too many connections, try again later",
+                   host);
+    session__close(s, true);
+  } else {
+    log_msg(LOG_INFO, s->id, "connect from %s", s->client_ip);
+    session__reply(s, 220, "", "%s ESMTP starttls-proxy", host);
+    session__process(s);
+  }
+  return 0;
+}
+
+void session_drain(struct session *s) {
+  s->draining = true;
+  if (!session_blocked(s))
+    session__process(s);
+}
+
+void session_abort(struct session *s) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  session__reply(s, 421, "4.3.2", "%s Service shutting down, transaction aborted",
+                 s->rt->cfg->hostname);
+  s->up_in_txn = true; /* reset the MX side: no final dot */
+  session__close(s, true);
+}

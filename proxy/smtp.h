@@ -20,9 +20,9 @@
  * Finds the first line in buf[0..len). Returns 1 when a line is complete: *line_len is
  * its length without the line end, *consumed includes the line end. A line ends with
  * CRLF or, leniently for commands and replies, a bare LF (the CR is not part of the
- * line). Returns 0 when more input is needed (no LF yet and len <= max), and
- * SP_E_TOOLONG when no LF is within the first max+2 bytes (max counts the line
- * without its CRLF). */
+ * line). Returns 0 when more input is needed (no LF yet and len <= max, or
+ * len == max+1 ending in CR), and SP_E_TOOLONG when the line can no longer fit: no LF
+ * within the first max+2 bytes (max counts the line without its CRLF). */
 int smtp_find_line(const char *buf, size_t len, size_t max, size_t *line_len,
                    size_t *consumed);
 
@@ -96,19 +96,23 @@ struct smtp_reply_parser {
 void smtp_reply_parser_init(struct smtp_reply_parser *p);
 /* Feeds one reply line (without line end). Returns 1 when the reply is complete (copied
  * to *out, parser reset), 0 when more lines are needed, SP_E_PROTOCOL when the line is
- * not "NNN", "NNN text", "NNN-text" with 2xx..5xx (a bare code "250" is allowed), or a
- * continuation line's code differs from the first (parser reset). */
+ * not "NNN", "NNN text", "NNN-text" with 2xx..5xx (a bare code "250" is allowed), holds
+ * a control character other than HTAB (NUL, bare CR...), or a continuation line's code
+ * differs from the first (parser reset). */
 int smtp_reply_feed_line(struct smtp_reply_parser *p, const char *line, size_t len,
                          struct smtp_reply *out);
 
 /* Writes the reply as wire text "NNN-line\r\n...NNN line\r\n" into out (cap bytes),
  * NUL-terminated. code overrides r->code when non-zero (the lines are kept). Returns
- * the length, or SP_E_OVERFLOW when it does not fit. */
+ * the length, SP_E_OVERFLOW when it does not fit, or SP_E_INVAL for a code outside
+ * 200..599 or a line holding a control character. */
 int smtp_reply_format(const struct smtp_reply *r, int code, char *out, size_t cap);
 
 /* Builds a one-or-more-line reply from code, enhanced code ("" for none) and text
- * (lines separated by '\n') as wire text, each line "NNN[-| ]X.Y.Z text". Returns the
- * length or SP_E_OVERFLOW. */
+ * (lines separated by '\n'; a final '\n' adds no empty line) as wire text, each line
+ * "NNN[-| ]X.Y.Z text". Returns the length, SP_E_OVERFLOW, or SP_E_INVAL for a code
+ * outside 200..599, a malformed enhanced code or one whose class differs from the
+ * code's, or a control character (other than '\n' and HTAB) in text. */
 int smtp_reply_build(char *out, size_t cap, int code, const char *enhanced,
                      const char *text);
 
@@ -142,7 +146,8 @@ void smtp_ehlo_caps(const struct smtp_reply *ehlo, struct smtp_caps *caps);
  *    finds the real end, so the caller can refuse the message once it is over.
  *  - SMTP_DATA_NORMALIZE: a bare CR or LF becomes CRLF in the output; if the line after
  *    it starts with '.', a '.' is added (dot-stuffing redone), so no line of the output
- *    is a lone "." before the real end. `bare` is still set (for the log).
+ *    is a lone "." before the real end. A line that is a lone "." ended by a bare CR or
+ *    LF becomes an empty line. `bare` is still set (for the log).
  */
 enum smtp_data_mode { SMTP_DATA_REFUSE, SMTP_DATA_NORMALIZE };
 
@@ -159,7 +164,10 @@ void smtp_data_init(struct smtp_data_scanner *s, enum smtp_data_mode mode);
 /* Consumes in[0..len) until the end of data (which it includes) or the end of input.
  * Bytes to forward go to out (capacity out_cap; out_cap >= 2 * len + 2 is always
  * enough), *out_len their count. Returns the number of input bytes consumed: less than
- * len only when the end was found (s->done) — the rest belongs to the next command. */
+ * len only when the end was found (s->done) — the rest belongs to the next command —
+ * or when out_cap was below that bound (it stops rather than overflow). Up to two
+ * bytes (a CR, a '.' at a line start, or ".\r") are held back until the next byte
+ * tells what they are, so a chunk's output may lag its input. */
 size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len, char *out,
                       size_t out_cap, size_t *out_len);
 

@@ -21,7 +21,9 @@ int tls_new_server(SSL_CTX *ctx, struct tls **out);
 void tls_free(struct tls *t);
 SSL *tls_ssl(struct tls *t);
 
-/* Appends ciphertext received from the peer. */
+/* Appends ciphertext received from the peer. len == 0 reports the transport's EOF:
+ * once the buffered input is used up, reads and handshakes fail with SP_E_TLS
+ * ("unexpected eof while reading") instead of waiting for more. */
 int tls_feed(struct tls *t, const char *data, size_t len);
 
 /* Advances the handshake. Returns 1 when complete, 0 when it needs more input (send
@@ -36,7 +38,8 @@ ssize_t tls_read(struct tls *t, char *buf, size_t cap);
 /* Encrypts all of data (output then pending). Returns 0 or SP_E_TLS. */
 int tls_write(struct tls *t, const char *data, size_t len);
 
-/* Queues a close_notify alert. */
+/* Queues a close_notify alert. A connection freed without it (or after a TLS error)
+ * leaves its session unresumable, as RFC 5246 section 7.2.1 asks. */
 void tls_shutdown(struct tls *t);
 
 /* Hands out all pending ciphertext as one malloc'd buffer (caller frees), or returns 0

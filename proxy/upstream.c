@@ -1,1 +1,565 @@
-/* stub: being written */
+#include "upstream.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "certs/context.h"
+#include "certs/verify.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+
+#define UP_MAGIC 0x55505354u  /* "UPST": checked at every callback entry */
+#define UP_IN_MAX (64 * 1024) /* unparsed reply bytes */
+#define UP_MAX_QUEUE 8        /* commands queued or awaiting a reply */
+#define UP_BODY_HIGH_WATER (256 * 1024)
+
+#define UP_STATE_MAP(X)                                                                \
+  X(CONNECTING)                                                                        \
+  X(GREETING) X(EHLO) X(HELO) X(STARTTLS) X(HANDSHAKE) X(EHLO_TLS) X(READY) X(FAILED)  \
+      X(CLOSED)
+
+enum up_state {
+#define UP_STATE_ENUM(name) UP_##name,
+  UP_STATE_MAP(UP_STATE_ENUM)
+#undef UP_STATE_ENUM
+};
+
+static const char *const up_state_names[] = {
+#define UP_STATE_NAME(name) #name,
+    UP_STATE_MAP(UP_STATE_NAME)
+#undef UP_STATE_NAME
+};
+
+struct upstream {
+  uint32_t magic;
+  struct runtime *rt; /* referenced */
+  const struct upstream_events *ev;
+  void *arg; /* NULL once the owner called upstream_close(): no more callbacks */
+  char id[32];
+  char domain[256];
+  struct route route;
+  size_t cand;          /* candidate being tried */
+  bool plaintext_retry; /* this attempt skips STARTTLS after a failed handshake */
+  enum up_state state;
+  struct conn *conn;     /* current attempt; owned, freed in its on_closed */
+  uv_timer_t timer;      /* owned */
+  unsigned open_handles; /* conns and the timer not yet closed */
+  struct buf in;
+  struct smtp_reply_parser rp;
+  struct smtp_reply reply;
+  struct smtp_caps caps;
+  char relay[320];
+  char tls_version[16];
+  const char *verdict;
+  char reasons[1024];
+  /* Commands: queue[head .. head+nsent) await replies, the rest wait to be sent. */
+  char *queue[UP_MAX_QUEUE];
+  size_t head, nqueued, nsent;
+  bool final_pending; /* the reply after the final dot is awaited */
+};
+
+static void up_set_state(struct upstream *up, enum up_state st) {
+  if (up->state != st)
+    log_msg(LOG_DEBUG, up->id, "upstream %s: %s -> %s", up->relay,
+            up_state_names[up->state], up_state_names[st]);
+  up->state = st;
+}
+
+static struct upstream *up_from_conn(struct conn *c) {
+  struct upstream *up = c->owner;
+  if (up && up->magic != UP_MAGIC)
+    abort();
+  return up;
+}
+
+static void up_maybe_free(struct upstream *up) {
+  if (up->open_handles > 0 || up->arg || up->state != UP_CLOSED)
+    return;
+  for (size_t i = 0; i < up->nqueued; i++)
+    free(up->queue[(up->head + i) % UP_MAX_QUEUE]);
+  buf_free(&up->in);
+  runtime_unref(up->rt);
+  up->magic = 0;
+  free(up);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  struct upstream *up = h->data;
+  up->open_handles--;
+  up_maybe_free(up);
+}
+
+static void up_arm_timer(struct upstream *up, uint64_t ms);
+
+static int up_write(struct upstream *up, const char *line) {
+  char wire[SMTP_COMMAND_LINE_MAX + 3];
+  int n = snprintf(wire, sizeof wire, "%s\r\n", line);
+  if (n < 0 || (size_t)n >= sizeof wire)
+    return SP_E_TOOLONG;
+  log_msg(LOG_DEBUG, up->id, "> %s: %s", up->relay, line);
+  return conn_write(up->conn, wire, (size_t)n);
+}
+
+/* Closes the current attempt's connection; its memory goes in on_conn_closed. */
+static void up_drop_conn(struct upstream *up, bool graceful) {
+  if (!up->conn)
+    return;
+  conn_close(up->conn, graceful);
+  up->conn = NULL;
+  up->in.len = 0;
+  smtp_reply_parser_init(&up->rp);
+}
+
+static void up_try_candidate(struct upstream *up);
+
+/* The current candidate failed before the connection was ready for mail. */
+static void up_attempt_failed(struct upstream *up, const char *why, bool retry_plain) {
+  size_t n = strlen(up->reasons);
+  snprintf(up->reasons + n, sizeof up->reasons - n, "%s%s: %s", n ? "; " : "",
+           up->relay, why);
+  log_msg(LOG_INFO, up->id, "%s: %s", up->relay, why);
+  up_drop_conn(up, false);
+  uv_timer_stop(&up->timer);
+  if (retry_plain && !up->plaintext_retry) {
+    log_msg(LOG_INFO, up->id, "%s: retrying without TLS (level may)", up->relay);
+    up->plaintext_retry = true;
+  } else {
+    up->plaintext_retry = false;
+    up->cand++;
+  }
+  up_try_candidate(up);
+}
+
+/* A fault after the connection was ready: the owner hears of it once. */
+static void up_lost(struct upstream *up, const char *why) {
+  log_msg(LOG_INFO, up->id, "%s: connection lost: %s", up->relay, why);
+  up_drop_conn(up, false);
+  uv_timer_stop(&up->timer);
+  up_set_state(up, UP_FAILED);
+  if (up->arg)
+    up->ev->on_lost(up->arg, why);
+}
+
+static void up_fail(struct upstream *up, const char *why) {
+  if (up->state == UP_READY)
+    up_lost(up, why);
+  else
+    up_attempt_failed(up, why, false);
+}
+
+static void up_send_queued(struct upstream *up) {
+  bool pipelining = up->caps.flags & SMTP_CAP_PIPELINING;
+  while (up->nsent < up->nqueued && (pipelining || up->nsent == 0)) {
+    const char *line = up->queue[(up->head + up->nsent) % UP_MAX_QUEUE];
+    up->nsent++;
+    if (up_write(up, line) < 0) {
+      up_lost(up, conn_error(up->conn));
+      return;
+    }
+  }
+  if (up->nsent > 0)
+    up_arm_timer(up, up->final_pending ? up->rt->cfg->timeout_data_done
+                                       : up->rt->cfg->timeout_command);
+}
+
+static void up_ready(struct upstream *up) {
+  up_set_state(up, UP_READY);
+  uv_timer_stop(&up->timer);
+  if (up->arg)
+    up->ev->on_ready(up->arg);
+}
+
+static void up_start_tls(struct upstream *up) {
+  const char *host = up->route.candidates[up->cand].host;
+  struct tls *t;
+  if (tls_new_client(up->rt->client_ctx, host, &t) < 0) {
+    up_attempt_failed(up, "TLS setup failed", true);
+    return;
+  }
+  SSL *ssl = tls_ssl(t);
+  tls_context_resume(ssl, up->relay);
+  const char *names[1] = {host};
+  tls_verify_prepare(ssl, names, 1);
+  up_set_state(up, UP_HANDSHAKE);
+  if (conn_start_tls(up->conn, t) < 0)
+    up_attempt_failed(up, conn_error(up->conn), true);
+}
+
+static void up_send_hello(struct upstream *up, const char *verb, enum up_state st) {
+  char line[300];
+  snprintf(line, sizeof line, "%s %s", verb, up->rt->cfg->helo_name);
+  up_set_state(up, st);
+  if (up_write(up, line) < 0)
+    up_attempt_failed(up, conn_error(up->conn), false);
+  else
+    up_arm_timer(up, up->rt->cfg->timeout_command);
+}
+
+static void up_on_handshake(struct conn *c, int err) {
+  struct upstream *up = up_from_conn(c);
+  if (!up || c != up->conn)
+    return;
+  char why[512];
+  if (err < 0) {
+    snprintf(why, sizeof why, "TLS handshake failed: %s", conn_error(c));
+    up_attempt_failed(up, why, true);
+    return;
+  }
+  SSL *ssl = tls_ssl(c->tls);
+  char reason[256];
+  if (tls_verify_check_dh(ssl, up->rt->cfg->tls.min_dh_bits, reason, sizeof reason) <
+      0) {
+    snprintf(why, sizeof why, "TLS handshake failed: %s", reason);
+    up_attempt_failed(up, why, true);
+    return;
+  }
+  up->verdict = tls_verdict_name(tls_verify_verdict(ssl));
+  snprintf(up->tls_version, sizeof up->tls_version, "%s", SSL_get_version(ssl));
+  char summary[512];
+  tls_verify_summary(ssl, summary, sizeof summary);
+  log_msg(LOG_INFO, up->id, "%s TLS connection established to %s: %s%s", up->verdict,
+          up->relay, summary, SSL_session_reused(ssl) ? " (resumed)" : "");
+  up_send_hello(up, "EHLO", UP_EHLO_TLS);
+}
+
+/* Replies before the connection is ready: greeting, EHLO/HELO, STARTTLS. */
+static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
+  char why[SMTP_REPLY_LINE_MAX + 64];
+  snprintf(why, sizeof why, "%s reply: %d %s", up_state_names[up->state], r->code,
+           r->nlines ? r->lines[0] : "");
+  int cls = r->code / 100;
+  switch (up->state) {
+  case UP_GREETING:
+    if (cls == 2)
+      up_send_hello(up, "EHLO", UP_EHLO);
+    else
+      up_attempt_failed(up, why, false);
+    break;
+  case UP_EHLO:
+    if (cls == 5) {
+      up_send_hello(up, "HELO", UP_HELO);
+    } else if (cls != 2) {
+      up_attempt_failed(up, why, false);
+    } else {
+      smtp_ehlo_caps(r, &up->caps);
+      if ((up->caps.flags & SMTP_CAP_STARTTLS) && !up->plaintext_retry) {
+        up_set_state(up, UP_STARTTLS);
+        if (up_write(up, "STARTTLS") < 0)
+          up_attempt_failed(up, conn_error(up->conn), false);
+      } else {
+        up_ready(up);
+      }
+    }
+    break;
+  case UP_HELO:
+    memset(&up->caps, 0, sizeof up->caps);
+    if (cls == 2)
+      up_ready(up);
+    else
+      up_attempt_failed(up, why, false);
+    break;
+  case UP_STARTTLS:
+    if (cls == 2) {
+      up_start_tls(up);
+    } else {
+      /* At level may a refused STARTTLS means plaintext, as in Postfix. */
+      log_msg(LOG_INFO, up->id, "%s: STARTTLS refused (%s), continuing without TLS",
+              up->relay, why);
+      up_ready(up);
+    }
+    break;
+  case UP_EHLO_TLS:
+    if (cls == 2) {
+      smtp_ehlo_caps(r, &up->caps);
+      up_ready(up);
+    } else {
+      up_attempt_failed(up, why, false);
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+/* A reply to a command the owner queued. */
+static void up_on_command_reply(struct upstream *up, const struct smtp_reply *r) {
+  if (up->nsent == 0) {
+    up_lost(up, "unexpected reply from server");
+    return;
+  }
+  free(up->queue[up->head]);
+  up->queue[up->head] = NULL;
+  up->head = (up->head + 1) % UP_MAX_QUEUE;
+  up->nqueued--;
+  up->nsent--;
+  if (up->nsent == 0) {
+    uv_timer_stop(&up->timer);
+    up->final_pending = false;
+  }
+  if (up->arg)
+    up->ev->on_reply(up->arg, r);
+  if (up->state == UP_READY && up->conn)
+    up_send_queued(up);
+}
+
+static void up_on_data(struct conn *c, const char *data, size_t len) {
+  struct upstream *up = up_from_conn(c);
+  if (!up || c != up->conn)
+    return;
+  if (buf_append(&up->in, data, len) < 0) {
+    up_fail(up, "reply too long");
+    return;
+  }
+  size_t line_len, used;
+  int rc;
+  while (c == up->conn &&
+         (rc = smtp_find_line(up->in.data, up->in.len, SMTP_REPLY_LINE_MAX, &line_len,
+                              &used)) != 0) {
+    if (rc < 0) {
+      up_fail(up, "reply line too long");
+      return;
+    }
+    rc = smtp_reply_feed_line(&up->rp, up->in.data, line_len, &up->reply);
+    if (log_enabled(LOG_DEBUG))
+      log_msg(LOG_DEBUG, up->id, "< %s: %.*s", up->relay, (int)line_len, up->in.data);
+    buf_consume(&up->in, used);
+    if (rc < 0) {
+      up_fail(up, "malformed reply");
+      return;
+    }
+    if (rc == 0)
+      continue;
+    if (up->state == UP_READY)
+      up_on_command_reply(up, &up->reply);
+    else
+      up_on_setup_reply(up, &up->reply);
+    if (up->state == UP_HANDSHAKE && c == up->conn && up->in.len > 0) {
+      /* Bytes after the server's STARTTLS reply were sent in plaintext before TLS
+       * began: never read them as protocol (CVE-2011-0411 class). */
+      log_msg(LOG_WARNING, up->id,
+              "%s: discarded %zu bytes sent in plaintext after STARTTLS reply",
+              up->relay, up->in.len);
+      up->in.len = 0;
+    }
+  }
+  buf_shrink_if_empty(&up->in);
+}
+
+static void up_on_error(struct conn *c, int err) {
+  struct upstream *up = up_from_conn(c);
+  if (!up || c != up->conn)
+    return;
+  char why[300];
+  snprintf(why, sizeof why, "%s",
+           err == SP_E_EOF ? "connection closed by server" : conn_error(c));
+  if (up->state == UP_HANDSHAKE)
+    up_attempt_failed(up, why, true);
+  else
+    up_fail(up, why);
+}
+
+static void up_on_drain(struct conn *c) {
+  struct upstream *up = up_from_conn(c);
+  if (up && c == up->conn && up->state == UP_READY && up->arg)
+    up->ev->on_drain(up->arg);
+}
+
+static void up_on_connect(struct conn *c, int status) {
+  struct upstream *up = up_from_conn(c);
+  if (!up || c != up->conn)
+    return;
+  if (status < 0) {
+    char why[300];
+    snprintf(why, sizeof why, "connect failed: %s", conn_error(c));
+    up_attempt_failed(up, why, false);
+    return;
+  }
+  up_set_state(up, UP_GREETING);
+  conn_read_start(c);
+  up_arm_timer(up, up->rt->cfg->timeout_command);
+}
+
+static void up_on_conn_closed(struct conn *c) {
+  struct upstream *up = c->owner;
+  free(c);
+  up->open_handles--;
+  up_maybe_free(up);
+}
+
+static const struct conn_events up_conn_events = {
+    .on_data = up_on_data,
+    .on_error = up_on_error,
+    .on_drain = up_on_drain,
+    .on_handshake = up_on_handshake,
+    .on_connect = up_on_connect,
+    .on_closed = up_on_conn_closed,
+};
+
+static void up_on_timer(uv_timer_t *t) {
+  struct upstream *up = t->data;
+  char why[128];
+  snprintf(why, sizeof why, "timeout in state %s", up_state_names[up->state]);
+  if (up->state == UP_CONNECTING)
+    snprintf(why, sizeof why, "connect timeout");
+  if (up->state == UP_HANDSHAKE)
+    up_attempt_failed(up, "TLS handshake timeout", true);
+  else
+    up_fail(up, why);
+}
+
+static void up_arm_timer(struct upstream *up, uint64_t ms) {
+  uv_timer_start(&up->timer, up_on_timer, ms, 0);
+}
+
+static void up_format_relay(struct upstream *up, const struct route_candidate *rc) {
+  char ip[64] = "";
+  uint16_t port;
+  if (rc->addr.ss_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)&rc->addr, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in6 *)&rc->addr)->sin6_port);
+  } else {
+    uv_ip4_name((const struct sockaddr_in *)&rc->addr, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in *)&rc->addr)->sin_port);
+  }
+  snprintf(up->relay, sizeof up->relay, "%s[%s]:%u", rc->host, ip, port);
+}
+
+static void up_try_candidate(struct upstream *up) {
+  while (up->cand < up->route.ncandidates) {
+    const struct route_candidate *rc = &up->route.candidates[up->cand];
+    up_format_relay(up, rc);
+    up->tls_version[0] = '\0';
+    up->verdict = NULL;
+    memset(&up->caps, 0, sizeof up->caps);
+    struct conn *c = malloc(sizeof *c);
+    if (!c || conn_init(up->rt->loop, c, &up_conn_events, up) < 0) {
+      free(c);
+      break;
+    }
+    up->open_handles++;
+    up->conn = c;
+    up_set_state(up, UP_CONNECTING);
+    if (conn_connect(c, (const struct sockaddr *)&rc->addr) == 0) {
+      up_arm_timer(up, up->rt->cfg->timeout_connect);
+      return;
+    }
+    char why[300];
+    snprintf(why, sizeof why, "connect failed: %s", conn_error(c));
+    up_attempt_failed(up, why, false);
+    return;
+  }
+  up_set_state(up, UP_FAILED);
+  size_t n = strlen(up->reasons);
+  if (up->route.skipped[0])
+    snprintf(up->reasons + n, sizeof up->reasons - n, "%s%s", n ? "; " : "",
+             up->route.skipped);
+  if (up->arg)
+    up->ev->on_failed(up->arg, up->reasons);
+}
+
+/* Starts the first attempt from the loop, so on_failed never runs inside
+ * upstream_open(). */
+static void up_on_start(uv_timer_t *t) {
+  struct upstream *up = t->data;
+  up_try_candidate(up);
+}
+
+struct upstream *upstream_open(struct runtime *rt, const struct route *route,
+                               const char *domain, const char *id,
+                               const struct upstream_events *ev, void *arg) {
+  struct upstream *up = calloc(1, sizeof *up);
+  if (!up)
+    return NULL;
+  up->magic = UP_MAGIC;
+  up->rt = runtime_ref(rt);
+  up->ev = ev;
+  up->arg = arg;
+  snprintf(up->id, sizeof up->id, "%s", id);
+  snprintf(up->domain, sizeof up->domain, "%s", domain);
+  up->route = *route;
+  up->state = UP_CONNECTING;
+  buf_init(&up->in, UP_IN_MAX);
+  smtp_reply_parser_init(&up->rp);
+  uv_timer_init(rt->loop, &up->timer);
+  up->timer.data = up;
+  up->open_handles = 1;
+  uv_timer_start(&up->timer, up_on_start, 0, 0);
+  return up;
+}
+
+int upstream_command(struct upstream *up, const char *line) {
+  if (up->state != UP_READY || up->nqueued == UP_MAX_QUEUE)
+    return SP_E_INVAL;
+  char *copy = strdup(line);
+  if (!copy)
+    return SP_E_NOMEM;
+  up->queue[(up->head + up->nqueued) % UP_MAX_QUEUE] = copy;
+  up->nqueued++;
+  up_send_queued(up);
+  return 0;
+}
+
+int upstream_body(struct upstream *up, const char *data, size_t len) {
+  if (up->state != UP_READY || !up->conn)
+    return SP_E_INVAL;
+  if (len == 0)
+    return 0;
+  int rc = conn_write(up->conn, data, len);
+  if (rc < 0)
+    return rc;
+  up_arm_timer(up, up->rt->cfg->timeout_command);
+  return 0;
+}
+
+bool upstream_body_busy(const struct upstream *up) {
+  return up->conn && up->conn->write_pending > UP_BODY_HIGH_WATER;
+}
+
+int upstream_body_end(struct upstream *up) {
+  if (up->state != UP_READY || up->nqueued == UP_MAX_QUEUE)
+    return SP_E_INVAL;
+  char *copy = strdup(".");
+  if (!copy)
+    return SP_E_NOMEM;
+  up->queue[(up->head + up->nqueued) % UP_MAX_QUEUE] = copy;
+  up->nqueued++;
+  up->final_pending = true;
+  up_send_queued(up);
+  return 0;
+}
+
+void upstream_close(struct upstream *up, bool graceful) {
+  if (!up)
+    return;
+  up->arg = NULL;
+  if (up->conn) {
+    bool polite = graceful && up->state == UP_READY && up->nsent == 0;
+    if (polite)
+      up_write(up, "QUIT");
+    up_drop_conn(up, polite);
+  }
+  up_set_state(up, UP_CLOSED);
+  uv_timer_stop(&up->timer);
+  uv_close((uv_handle_t *)&up->timer, on_timer_closed);
+}
+
+const char *upstream_domain(const struct upstream *up) {
+  return up->domain;
+}
+const struct smtp_caps *upstream_caps(const struct upstream *up) {
+  return &up->caps;
+}
+const char *upstream_relay(const struct upstream *up) {
+  return up->relay;
+}
+const char *upstream_tls(const struct upstream *up) {
+  return up->tls_version[0] ? up->tls_version : "none";
+}
+const char *upstream_verdict(const struct upstream *up) {
+  return up->verdict;
+}

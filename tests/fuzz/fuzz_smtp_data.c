@@ -1,4 +1,147 @@
-#include <stddef.h>
+/* Fuzzes the DATA scanner. The first byte picks the chunk split; the rest is the data.
+ * For both modes it checks, and abort()s on a violation:
+ *  - whole, split, byte-at-a-time and small-out_cap scanning give the same result;
+ *  - the end found is the first ".\r\n" at the start or after a CRLF, and `bare` is set
+ *    exactly when the consumed data holds a bare CR or LF;
+ *  - no output has a bare CR/LF or a line that is exactly ".";
+ *  - REFUSE output is a prefix of the input; with bare == false it is the consumed
+ *    input minus the ".\r\n" terminator (or minus the held-back "\r", ".", ".\r");
+ *  - NORMALIZE of clean data equals REFUSE; each call's output fits 2 * len + 2. */
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/smtp.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { (void)data; (void)size; return 0; }
+
+struct result {
+  char *out;
+  size_t out_len, consumed;
+  bool done, bare;
+  uint64_t bytes;
+};
+
+static void check(bool ok) {
+  if (!ok)
+    abort();
+}
+
+/* Scans in chunks of `step` bytes (0: split at `split`), each call with out_cap
+ * 2 * chunk + 2, or `cap` when non-zero. r->out holds 2 * len + 2 bytes. */
+static void scan(enum smtp_data_mode mode, const char *in, size_t len, size_t split,
+                 size_t step, size_t cap, struct result *r, char *tmp) {
+  struct smtp_data_scanner s;
+  smtp_data_init(&s, mode);
+  r->out_len = r->consumed = 0;
+  size_t pos = 0;
+  while (pos < len && !s.done) {
+    size_t chunk = step ? step : (pos < split ? split - pos : len - pos);
+    if (chunk > len - pos)
+      chunk = len - pos;
+    size_t out_cap = cap ? cap : 2 * chunk + 2, out_len = 0;
+    size_t used = smtp_data_scan(&s, in + pos, chunk, tmp, out_cap, &out_len);
+    check(used <= chunk && out_len <= out_cap);
+    check(used == chunk || s.done || cap != 0);
+    check(used > 0 || cap != 0);
+    check(r->out_len + out_len <= 2 * len + 2);
+    memcpy(r->out + r->out_len, tmp, out_len);
+    r->out_len += out_len;
+    pos += used;
+  }
+  r->consumed = pos;
+  r->done = s.done;
+  r->bare = s.bare;
+  r->bytes = s.bytes;
+}
+
+static size_t ref_end(const char *in, size_t len) {
+  for (size_t p = 0; p + 3 <= len; p++)
+    if (memcmp(in + p, ".\r\n", 3) == 0 &&
+        (p == 0 || (p >= 2 && in[p - 2] == '\r' && in[p - 1] == '\n')))
+      return p + 3;
+  return 0;
+}
+
+static bool ref_bare(const char *in, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    if (in[i] == '\r' && i + 1 < len && in[i + 1] != '\n')
+      return true;
+    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+      return true;
+  }
+  return false;
+}
+
+static void check_output_lines(const char *out, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    if (out[i] == '\r')
+      check(i + 1 < len && out[i + 1] == '\n');
+    if (out[i] == '\n')
+      check(i > 0 && out[i - 1] == '\r');
+    if (out[i] == '.' && (i == 0 || out[i - 1] == '\n'))
+      check(i + 1 >= len || out[i + 1] != '\r');
+  }
+}
+
+static void check_same(const struct result *a, const struct result *b) {
+  check(a->out_len == b->out_len && memcmp(a->out, b->out, a->out_len) == 0);
+  check(a->consumed == b->consumed && a->done == b->done && a->bare == b->bare &&
+        a->bytes == b->bytes);
+}
+
+static void check_refuse(const char *in, const struct result *r) {
+  check(r->out_len <= r->consumed && memcmp(r->out, in, r->out_len) == 0);
+  if (r->bare)
+    return;
+  if (r->done) {
+    check(r->out_len == r->consumed - 3);
+    return;
+  }
+  const char *held = in + r->out_len;
+  size_t n = r->consumed - r->out_len;
+  check(n == 0 || (n == 1 && (held[0] == '\r' || held[0] == '.')) ||
+        (n == 2 && held[0] == '.' && held[1] == '\r'));
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size == 0)
+    return 0;
+  const char *in = (const char *)data + 1;
+  size_t len = size - 1, split = data[0] % (len + 1), end = ref_end(in, len);
+  size_t bufsize = 2 * len + 2;
+  char *tmp = malloc(bufsize);
+  struct result whole[2], part;
+  whole[0].out = malloc(bufsize);
+  whole[1].out = malloc(bufsize);
+  part.out = malloc(bufsize);
+  check(tmp && whole[0].out && whole[1].out && part.out);
+  for (int m = 0; m < 2; m++) {
+    enum smtp_data_mode mode = m ? SMTP_DATA_NORMALIZE : SMTP_DATA_REFUSE;
+    struct result *w = &whole[m];
+    scan(mode, in, len, len, 0, 0, w, tmp);
+    check(w->done == (end != 0) && w->consumed == (end ? end : len));
+    check(w->bytes == (w->done ? w->consumed - 3 : w->consumed));
+    check(w->bare == ref_bare(in, w->consumed));
+    check_output_lines(w->out, w->out_len);
+    if (mode == SMTP_DATA_REFUSE)
+      check_refuse(in, w);
+    scan(mode, in, len, split, 0, 0, &part, tmp);
+    check_same(&part, w);
+    if (len <= 4096) {
+      scan(mode, in, len, 0, 1, 0, &part, tmp);
+      check_same(&part, w);
+    }
+    scan(mode, in, len, 0, len, 4 + data[0] % 8, &part, tmp);
+    check_same(&part, w);
+  }
+  if (!whole[1].bare)
+    check(whole[0].out_len == whole[1].out_len &&
+          memcmp(whole[0].out, whole[1].out, whole[0].out_len) == 0);
+  free(tmp);
+  free(whole[0].out);
+  free(whole[1].out);
+  free(part.out);
+  return 0;
+}

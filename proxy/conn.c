@@ -1,0 +1,264 @@
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* One write in flight: the request and a copy of the bytes, freed in on_write. */
+struct conn_write_req {
+  uv_write_t req;
+  struct conn *conn;
+  size_t len;
+  char data[];
+};
+
+/* Reads are handled synchronously, so one buffer per thread serves every connection
+ * and idle connections hold no read buffer at all. */
+static _Thread_local char read_buffer[64 * 1024];
+
+static void conn_fail(struct conn *c, int err, const char *reason) {
+  if (c->closing)
+    return;
+  if (reason)
+    snprintf(c->error, sizeof c->error, "%s", reason);
+  c->ev->on_error(c, err);
+}
+
+static int conn_send_raw(struct conn *c, const char *data, size_t len);
+
+/* Sends whatever ciphertext OpenSSL produced. */
+static int conn_flush_tls(struct conn *c) {
+  char *out;
+  ssize_t n = tls_take_output(c->tls, &out);
+  if (n < 0)
+    return (int)n;
+  if (n == 0)
+    return 0;
+  int rc = conn_send_raw(c, out, (size_t)n);
+  free(out);
+  return rc;
+}
+
+static void on_write(uv_write_t *req, int status) {
+  struct conn_write_req *w = (struct conn_write_req *)req;
+  struct conn *c = w->conn;
+  c->write_pending -= w->len;
+  free(w);
+  if (c->closing)
+    return;
+  if (status < 0) {
+    conn_fail(c, SP_E_IO, uv_strerror(status));
+    return;
+  }
+  if (c->write_pending == 0 && c->ev->on_drain)
+    c->ev->on_drain(c);
+}
+
+static int conn_send_raw(struct conn *c, const char *data, size_t len) {
+  struct conn_write_req *w = malloc(sizeof *w + len);
+  if (!w)
+    return SP_E_NOMEM;
+  w->conn = c;
+  w->len = len;
+  memcpy(w->data, data, len);
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc < 0) {
+    free(w);
+    snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
+    return SP_E_IO;
+  }
+  c->write_pending += len;
+  return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  (void)h;
+  (void)suggested;
+  *b = uv_buf_init(read_buffer, sizeof read_buffer);
+}
+
+/* Feeds ciphertext to TLS, advances the handshake, hands out plaintext. */
+static void conn_on_ciphertext(struct conn *c, const char *data, size_t len) {
+  if (tls_feed(c->tls, data, len) < 0) {
+    conn_fail(c, SP_E_TLS, "out of memory");
+    return;
+  }
+  if (c->handshaking) {
+    int rc = tls_handshake(c->tls);
+    if (conn_flush_tls(c) < 0 && rc >= 0)
+      rc = SP_E_IO;
+    if (rc == 0)
+      return;
+    c->handshaking = false;
+    if (rc < 0)
+      snprintf(c->error, sizeof c->error, "%s", tls_error(c->tls));
+    c->ev->on_handshake(c, rc < 0 ? SP_E_TLS : 0);
+    if (rc < 0 || c->closing)
+      return;
+  }
+  for (;;) {
+    ssize_t n = tls_read(c->tls, read_buffer, sizeof read_buffer);
+    /* TLS 1.3 tickets and alerts may have produced output to send. */
+    conn_flush_tls(c);
+    if (n == 0)
+      return;
+    if (n < 0) {
+      conn_fail(c, (int)n == SP_E_EOF ? SP_E_EOF : SP_E_TLS, tls_error(c->tls));
+      return;
+    }
+    c->ev->on_data(c, read_buffer, (size_t)n);
+    if (c->closing)
+      return;
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  struct conn *c = s->data;
+  if (c->closing || nread == 0)
+    return;
+  if (nread < 0) {
+    conn_fail(c, nread == UV_EOF ? SP_E_EOF : SP_E_IO,
+              nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread));
+    return;
+  }
+  if (c->tls) {
+    /* read_buffer is reused for plaintext: move the ciphertext out first. */
+    char cipher[sizeof read_buffer];
+    memcpy(cipher, b->base, (size_t)nread);
+    conn_on_ciphertext(c, cipher, (size_t)nread);
+    return;
+  }
+  c->ev->on_data(c, b->base, (size_t)nread);
+}
+
+int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
+              void *owner) {
+  memset(c, 0, sizeof *c);
+  c->ev = ev;
+  c->owner = owner;
+  int rc = uv_tcp_init(loop, &c->tcp);
+  if (rc < 0)
+    return SP_E_IO;
+  c->tcp.data = c;
+  uv_tcp_nodelay(&c->tcp, 1);
+  return 0;
+}
+
+int conn_accept(uv_stream_t *server, struct conn *c) {
+  int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+  if (rc < 0) {
+    snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
+    return SP_E_IO;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  return 0;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  struct conn *c = req->handle->data;
+  if (c->closing)
+    return;
+  if (status < 0)
+    snprintf(c->error, sizeof c->error, "%s", uv_strerror(status));
+  c->ev->on_connect(c, status);
+}
+
+int conn_connect(struct conn *c, const struct sockaddr *addr) {
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
+  if (rc < 0) {
+    snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
+    return SP_E_IO;
+  }
+  return 0;
+}
+
+void conn_read_start(struct conn *c) {
+  if (c->reading || c->closing)
+    return;
+  c->reading = true;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void conn_read_stop(struct conn *c) {
+  if (!c->reading)
+    return;
+  c->reading = false;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+int conn_write(struct conn *c, const char *data, size_t len) {
+  if (c->closing)
+    return SP_E_IO;
+  if (!c->tls)
+    return conn_send_raw(c, data, len);
+  if (tls_write(c->tls, data, len) < 0) {
+    snprintf(c->error, sizeof c->error, "%s", tls_error(c->tls));
+    return SP_E_TLS;
+  }
+  return conn_flush_tls(c);
+}
+
+int conn_start_tls(struct conn *c, struct tls *t) {
+  c->tls = t;
+  c->handshaking = true;
+  int rc = tls_handshake(t);
+  if (rc < 0) {
+    snprintf(c->error, sizeof c->error, "%s", tls_error(t));
+    return SP_E_TLS;
+  }
+  return conn_flush_tls(c);
+}
+
+static void on_close(uv_handle_t *h) {
+  struct conn *c = h->data;
+  tls_free(c->tls);
+  c->tls = NULL;
+  c->ev->on_closed(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  struct conn *c = req->handle->data;
+  free(req);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+void conn_close(struct conn *c, bool graceful) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  conn_read_stop(c);
+  if (graceful) {
+    if (c->tls && !c->handshaking) {
+      tls_shutdown(c->tls);
+      conn_flush_tls(c);
+    }
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req && uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0)
+      return;
+    free(req);
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+    return;
+  }
+  if (uv_tcp_close_reset(&c->tcp, on_close) < 0)
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+const char *conn_error(const struct conn *c) {
+  return c->error;
+}
+
+void conn_peer_ip(const struct conn *c, char *out, size_t cap) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  out[0] = '\0';
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+    return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, out, cap);
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, out, cap);
+}

@@ -1,0 +1,74 @@
+/* One TCP connection on the loop, plain or TLS (through struct tls), used by both
+ * sides: the session (the MTA's connection) and the upstream (the MX's).
+ *
+ * Ownership: the embedding object (session or upstream) owns the struct conn; the
+ * conn owns its uv_tcp_t, its struct tls and every pending write. conn_close() closes
+ * the handle; on_closed runs once libuv is done with it, and only then may the owner
+ * free the memory. No callback runs after conn_close() except on_closed. */
+#ifndef SP_CONN_H
+#define SP_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "tls.h"
+
+struct conn;
+
+struct conn_events {
+  /* Plaintext bytes from the peer. Valid only during the call. */
+  void (*on_data)(struct conn *c, const char *data, size_t len);
+  /* The peer closed, or a read/write/TLS error: err is SP_E_EOF, SP_E_IO or SP_E_TLS
+   * (reason in conn_error()). No further on_data follows. */
+  void (*on_error)(struct conn *c, int err);
+  /* The write queue fell to zero bytes after having been non-empty. May be NULL. */
+  void (*on_drain)(struct conn *c);
+  /* TLS handshake finished (err 0) or failed (SP_E_TLS, reason in conn_error()). */
+  void (*on_handshake)(struct conn *c, int err);
+  /* Connect finished (status 0 or a libuv error). */
+  void (*on_connect)(struct conn *c, int status);
+  void (*on_closed)(struct conn *c);
+};
+
+struct conn {
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  const struct conn_events *ev;
+  void *owner;
+  struct tls *tls; /* NULL until conn_start_tls() */
+  bool handshaking;
+  bool reading; /* the owner wants data */
+  bool closing;
+  size_t write_pending; /* bytes handed to libuv and not yet written */
+  char error[256];
+};
+
+/* Initializes c with a new uv_tcp_t on loop. */
+int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
+              void *owner);
+/* For the listener: accepts a pending connection of server into c. */
+int conn_accept(uv_stream_t *server, struct conn *c);
+int conn_connect(struct conn *c, const struct sockaddr *addr);
+
+void conn_read_start(struct conn *c);
+void conn_read_stop(struct conn *c);
+
+/* Copies data (encrypting it when TLS is on) and queues it. Returns 0 or an error. */
+int conn_write(struct conn *c, const char *data, size_t len);
+
+/* Switches to TLS: from now on incoming bytes go through t; the handshake starts at
+ * once (client) or on the first bytes (server). The conn takes ownership of t. */
+int conn_start_tls(struct conn *c, struct tls *t);
+
+/* Queues close_notify when TLS is on, then closes. Pending writes are flushed only when
+ * graceful is true (uv_shutdown); otherwise the socket is reset (SO_LINGER 0 via
+ * uv_tcp_close_reset) so the peer sees an abort, e.g. no final dot. */
+void conn_close(struct conn *c, bool graceful);
+
+const char *conn_error(const struct conn *c);
+
+/* "192.0.2.1" for the peer; "" when unknown. */
+void conn_peer_ip(const struct conn *c, char *out, size_t cap);
+
+#endif

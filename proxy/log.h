@@ -1,0 +1,41 @@
+/* Logging to stderr, one line per event: Postfix's wording (so pflogsumm and existing
+ * greps keep working) or one JSON object per line. Every line carries the session's
+ * hex id when there is one. Not thread-safe beyond one line per write(2). */
+#ifndef SP_LOG_H
+#define SP_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+/* Sets format, level and the host name used in Postfix-style line prefixes. */
+void log_configure(enum config_log_format format, enum config_log_level level,
+                   const char *hostname);
+bool log_enabled(enum log_level level);
+
+/* A free-form line: "<id>: <text>" (or {"id":..,"msg":..}). id may be NULL. */
+void log_msg(enum log_level level, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One delivery outcome for one recipient, Postfix's smtp(8) line:
+ * "ID: to=<rcpt>, relay=host[ip]:port, delay=1.2, tls=TLSv1.3, dsn=2.0.0,
+ *  status=sent (250 2.0.0 Ok)". */
+struct log_delivery {
+  const char *id;
+  const char *from;
+  const char *to;
+  const char *relay;   /* "host[ip]:port" or "none" */
+  double delay;        /* seconds since the transaction began */
+  const char *tls;     /* "TLSv1.3" or "none" */
+  const char *verdict; /* "Untrusted", ... or NULL */
+  const char *policy;  /* "may", ... */
+  const char *dsn;     /* "2.0.0" */
+  const char *status;  /* sent, deferred, bounced */
+  const char *reply;   /* "250 2.0.0 Ok" (first line) */
+};
+void log_delivery(const struct log_delivery *d);
+
+#endif

@@ -1,0 +1,71 @@
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "certs/context.h"
+#include "error.h"
+
+static SSL_CTX *runtime_client_ctx(const struct config *cfg, char *err, size_t errlen) {
+  const struct config_tls *t = &cfg->tls;
+  struct tls_client_settings st = {
+      .min_protocol = t->min_protocol,
+      .groups = t->groups,
+      .ciphers = t->ciphers,
+      .ciphersuites = t->ciphersuites,
+      .ca_file = t->ca_file,
+      .ca_path = t->ca_path,
+      .min_dh_bits = t->min_dh_bits,
+  };
+  return tls_context_client_new(&st, err, errlen);
+}
+
+int runtime_check_tls(const struct config *cfg, char *err, size_t errlen) {
+  SSL_CTX *ctx = runtime_client_ctx(cfg, err, errlen);
+  if (!ctx)
+    return SP_E_CONFIG;
+  SSL_CTX_free(ctx);
+  return 0;
+}
+
+int runtime_new(uv_loop_t *loop, struct config *cfg, struct runtime **out, char *err,
+                size_t errlen) {
+  struct runtime *rt = calloc(1, sizeof *rt);
+  if (!rt)
+    return SP_E_NOMEM;
+  rt->loop = loop;
+  rt->refs = 1;
+  rt->client_ctx = runtime_client_ctx(cfg, err, errlen);
+  if (!rt->client_ctx) {
+    free(rt);
+    return SP_E_CONFIG;
+  }
+  int rc = dns_new(loop, cfg, &rt->dns);
+  if (rc < 0) {
+    snprintf(err, errlen, "DNS resolver: %s", sp_strerror(rc));
+    SSL_CTX_free(rt->client_ctx);
+    free(rt);
+    return rc;
+  }
+  rt->cfg = config_ref(cfg);
+  *out = rt;
+  return 0;
+}
+
+struct runtime *runtime_ref(struct runtime *rt) {
+  rt->refs++;
+  return rt;
+}
+
+static void on_dns_closed(void *arg) {
+  struct runtime *rt = arg;
+  SSL_CTX_free(rt->client_ctx);
+  config_unref(rt->cfg);
+  free(rt);
+}
+
+void runtime_unref(struct runtime *rt) {
+  if (!rt || --rt->refs > 0)
+    return;
+  dns_close(rt->dns, on_dns_closed, rt);
+}

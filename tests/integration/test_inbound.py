@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""The proxy's SMTP server side as the legacy MTA sees it: commands, pipelining, the
+client ACL, SMTP smuggling defences, streaming of a 50 MB message, limits, timeouts
+and reload."""
+
+import hashlib
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (Client, Closed, TestBase, is_asan_build, main, message,  # noqa: E402
+                     proxy_config, split_received, wait_until)
+
+CAPS = ('PIPELINING', 'SIZE 52428800', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'DSN')
+BARE = re.compile(rb'\r(?!\n)|(?<!\r)\n')
+
+# Fake end-of-data sequences that some receivers accept (CVE-2023-51764 and friends).
+SMUGGLE_SEPARATORS = {'lf_dot_lf': b'\n.\n', 'cr_dot_cr': b'\r.\r',
+                      'crlf_dot_lf': b'\r\n.\n', 'lf_dot_crlf': b'\n.\r\n'}
+
+
+def smuggling_body(sep):
+    """A message whose body hides a second transaction behind SEP."""
+    return (b'From: <sender@client.test>\r\nTo: <rcpt@example.test>\r\nSubject: smuggle\r\n'
+            b'\r\nhello' + sep +
+            b'MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n'
+            b'From: <ceo@example.test>\r\nSubject: smuggled\r\n\r\nevil\r\n')
+
+
+class Commands(TestBase):
+
+    def test_greeting_and_ehlo(self):
+        """220 proxy.test ESMTP; EHLO lists the relayed extensions (no STARTTLS: no
+        inbound TLS is configured)."""
+        c = self.client(greet=False)
+        code, lines = c.read_reply()
+        self.assertEqual(code, 220)
+        self.assertRegex(lines[0], r'^proxy\.test ESMTP')
+        code, lines = c.cmd('EHLO client.test')
+        self.assertEqual(code, 250)
+        self.assertTrue(lines[0].startswith('proxy.test'), lines)
+        for cap in CAPS:
+            self.assertIn(cap, lines)
+        self.assertNotIn('STARTTLS', lines)
+        self.assertReply(c.cmd('HELO client.test'), 250, 'proxy.test')
+
+    def test_simple_commands(self):
+        """NOOP/RSET 250, VRFY 252, HELP 214, unknown 500 5.5.1, sequence errors 503,
+        MAIL answered by the proxy with 250 2.1.0, QUIT 221 and close."""
+        c = self.client()
+        self.assertReply(c.cmd('NOOP'), 250)
+        self.assertReply(c.cmd('RSET'), 250)
+        self.assertReply(c.cmd('VRFY postmaster'), 252)
+        self.assertReply(c.cmd('HELP'), 214)
+        self.assertReply(c.cmd('FROBNICATE now'), 500, '5.5.1')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 503)
+        self.assertReply(c.cmd('DATA'), 503)
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250, '2.1.0')
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 503)
+        # DATA before any RCPT: RFC 5321 3.3 allows 503 or 554 (Postfix: 554)
+        self.assertIn(c.cmd('DATA')[0], (503, 554))
+        self.assertReply(c.cmd('MAIL FROM:sender@client.test'), 5)  # nested or syntax
+        self.assertReply(c.cmd('RSET'), 250)
+        self.assertReply(c.cmd('MAIL FROM:sender-without-brackets'), 501)
+        self.assertReply(c.cmd('QUIT'), 221)
+        self.assertTrue(c.expect_closed())
+        self.assertEqual(self.mx1.connections, 0)  # MAIL alone never reaches the MX
+
+    def test_overlong_line(self):
+        """A command line over 2048 bytes gets exactly one 500 5.5.2; the session goes
+        on."""
+        c = self.client()
+        self.assertReply(c.cmd('NOOP ' + 'x' * 3000), 500, '5.5.2')
+        self.assertReply(c.cmd('NOOP'), 250)
+        c.nothing_pending(0.2)
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message())
+        self.assertReply(out['data'], 250)
+
+    def test_pipelined_transaction(self):
+        """MAIL, RCPT, RCPT, DATA in one write: replies in order, then delivery."""
+        c = self.client()
+        replies = c.pipeline(['MAIL FROM:<sender@client.test>', 'RCPT TO:<a@example.test>',
+                              'RCPT TO:<b@example.test>', 'DATA'])
+        self.assertEqual([r[0] for r in replies], [250, 250, 250, 354], replies)
+        c.send_raw(message('pipe') + b'.\r\n')
+        self.assertReply(c.read_reply(), 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.rcpts, ['a@example.test', 'b@example.test'])
+        self.assertEqual(split_received(m.data)[1], message('pipe'))
+
+    def test_pipelined_with_refused_rcpt(self):
+        """Pipelined RCPTs where the MX refuses one: replies stay in order and match."""
+        self.mx1.configure(rcpt=lambda s, line: (550, '5.1.1 no such user')
+                           if 'bad@' in line else None)
+        c = self.client()
+        replies = c.pipeline(['MAIL FROM:<sender@client.test>', 'RCPT TO:<a@example.test>',
+                              'RCPT TO:<bad@example.test>', 'RCPT TO:<b@example.test>', 'DATA'])
+        self.assertEqual([r[0] for r in replies], [250, 250, 550, 250, 354], replies)
+        self.assertIn('no such user', ' '.join(replies[2][1]))
+        c.send_raw(message() + b'.\r\n')
+        self.assertReply(c.read_reply(), 250)
+        self.assertEqual(self.mx1.wait_messages(1)[0].rcpts, ['a@example.test', 'b@example.test'])
+
+    @proxy_config({'limits': {'recipients': 2}})
+    def test_recipient_limit(self):
+        """limits.recipients: the recipient over the limit gets 452."""
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<a@example.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<b@example.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<c@example.test>'), 452)
+        self.assertReply(c.data(message()), 250)
+        self.assertEqual(self.mx1.wait_messages(1)[0].rcpts, ['a@example.test', 'b@example.test'])
+
+    @proxy_config({'limits': {'message_size': 10000}})
+    def test_message_size_limit(self):
+        """limits.message_size: SIZE= over it is refused at MAIL (552 5.3.4), and a
+        message that turns out too big is refused after its end and not delivered."""
+        c = self.client()
+        code, lines = c.cmd('EHLO client.test')
+        self.assertIn('SIZE 10000', lines)
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test> SIZE=20000'), 552, '5.3.4')
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.data(message('big', 'y' * 78 + '\r\n') * 300), 552, '5.3.4')
+        self.assertEqual(self.mx1.messages, [])
+        self.assertReply(c.cmd('NOOP'), 250)
+
+
+class Access(TestBase):
+
+    @proxy_config({'clients': {'allow': ['10.0.0.0/8']}})
+    def test_client_not_allowed(self):
+        """A client outside clients.allow gets 554 and the connection is closed; it
+        cannot relay."""
+        c = Client(self.proxy.port)
+        self.addCleanup(c.close)
+        try:
+            code, lines = c.read_reply()
+        except Closed:
+            self.fail('closed without a 554')
+        self.assertEqual(code, 554, lines)
+        try:
+            c.send_raw(b'EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<rcpt@example.test>\r\n')
+        except OSError:
+            pass
+        self.assertTrue(c.expect_closed())
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertEqual(self.dns.queries, [])
+
+    @proxy_config({'limits': {'connections': 2}})
+    def test_connection_limit(self):
+        """limits.connections 2: a third client gets 421 and is closed; after one
+        leaves, a new client is served again."""
+        def greeted():
+            c = Client(self.proxy.port)
+            try:
+                code, lines = c.read_reply()
+            except Closed:
+                code = None
+            if code == 220:
+                self.addCleanup(c.close)
+                return c
+            c.close()
+            return None
+        c1 = wait_until(greeted, 10, 'first client never greeted')
+        c2 = wait_until(greeted, 10, 'second client never greeted')
+        c3 = Client(self.proxy.port)
+        self.addCleanup(c3.close)
+        self.assertReply(c3.read_reply(), 421, '4.7.0')
+        self.assertTrue(c3.expect_closed())
+        self.assertReply(c2.cmd('NOOP'), 250)
+        c1.cmd('QUIT')
+        c1.close()
+        c4 = wait_until(greeted, 10, 'no client served after one left')
+        self.assertReply(c4.cmd('NOOP'), 250)
+
+    @proxy_config({'timeouts': {'inbound_command': 1}})
+    def test_idle_timeout(self):
+        """timeouts.inbound_command 1: an idle client gets 421 after about a second and
+        the connection is closed."""
+        c = self.client()
+        t = time.monotonic()
+        code, lines = c.read_reply(timeout=10)
+        elapsed = time.monotonic() - t
+        self.assertEqual(code, 421, lines)
+        self.assertGreater(elapsed, 0.5)
+        self.assertLess(elapsed, 5)
+        self.assertTrue(c.expect_closed())
+
+    def test_reload(self):
+        """SIGHUP with a broken config: the error is logged, the proxy keeps serving
+        with the old config. SIGHUP with a good one: new sessions use it."""
+        with open(self.proxy.config_path) as f:
+            good = f.read()
+        self.proxy.write_config(text=good + 'no_such_key: 1\n')
+        self.proxy.reload()
+        self.proxy.wait_log(r'no_such_key')
+        self.assertTrue(self.proxy.running())
+        out = self.send('rcpt@example.test')
+        self.assertReply(out['data'], 250)
+        c = self.client(greet=False)
+        self.assertRegex(c.read_reply()[1][0], r'^proxy\.test ')
+        c.close()
+        self.proxy.write_config({'hostname': 'proxy2.test'})
+        self.proxy.reload()
+
+        def new_name():
+            with Client(self.proxy.port) as c2:
+                return c2.read_reply()[1][0].startswith('proxy2.test ')
+        wait_until(new_name, 10, lambda: 'reload not applied; log:\n' + self.proxy.log_text())
+
+
+class Smuggling(TestBase):
+    """Bare CR / LF in message data (SMTP smuggling). The MX fixture accepts such fake
+    ends like a vulnerable server, so anything passed through raw would show up there
+    as a second transaction."""
+
+    def setUp(self):
+        super().setUp()
+        self.mx1.configure(lenient_data_end=True)
+
+    def refused(self, sep):
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.data(smuggling_body(sep) + b'.\r\n', stuff=False), 550, '5.6.11')
+        # the hidden commands were data, not commands of this session
+        self.assertReply(c.cmd('NOOP'), 250)
+        c.nothing_pending(0.2)
+        self.assertEqual(self.mx1.messages, [])
+        self.assertNotIn('MAIL FROM:<evil@x.test>', self.mx1.all_commands())
+        # the session is still usable for a clean message
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message('clean'))
+        self.assertReply(out['data'], 250)
+        self.assertEqual(len(self.mx1.wait_messages(1)), 1)
+
+    def test_refuse_lf_dot_lf(self):
+        self.refused(SMUGGLE_SEPARATORS['lf_dot_lf'])
+
+    def test_refuse_cr_dot_cr(self):
+        self.refused(SMUGGLE_SEPARATORS['cr_dot_cr'])
+
+    def test_refuse_crlf_dot_lf(self):
+        self.refused(SMUGGLE_SEPARATORS['crlf_dot_lf'])
+
+    def test_refuse_lf_dot_crlf(self):
+        self.refused(SMUGGLE_SEPARATORS['lf_dot_crlf'])
+
+    @proxy_config({'inbound': {'bare_newline': 'normalize'}})
+    def test_normalize(self):
+        """bare_newline: normalize: delivered; the MX sees CRLF only, dot-stuffing
+        redone, and the hidden commands only as message text."""
+        for i, (name, sep) in enumerate(sorted(SMUGGLE_SEPARATORS.items())):
+            with self.subTest(sep=name):
+                c = self.client()
+                c.cmd('MAIL FROM:<sender@client.test>')
+                c.cmd('RCPT TO:<rcpt@example.test>')
+                self.assertReply(c.data(smuggling_body(sep) + b'.\r\n', stuff=False), 250)
+                msgs = self.mx1.wait_messages(i + 1)
+                self.assertEqual(len(msgs), i + 1)
+                m = msgs[i]
+                self.assertEqual(m.mail_from, 'sender@client.test')
+                self.assertEqual(m.rcpts, ['rcpt@example.test'])
+                self.assertIsNone(BARE.search(m.raw), m.raw)
+                self.assertIn(b'MAIL FROM:<evil@x.test>\r\n', m.data)
+                self.assertIn(b'\r\nevil\r\n', m.data)
+                self.assertNotIn('MAIL FROM:<evil@x.test>', self.mx1.all_commands())
+                c.cmd('QUIT')
+                c.close()
+
+
+class BigMessage(TestBase):
+    """A 50 MB message streams through; the proxy never holds it whole."""
+
+    HWM_LIMIT_KB = int(os.environ.get('SP_MAX_HWM_KB', 64 * 1024))
+    SIZE = 50 * 1000 * 1000
+
+    def setUp(self):
+        super().setUp()
+        self.mx1.configure(discard_body=True)
+
+    def chunks(self):
+        yield b'From: <sender@client.test>\r\nSubject: big\r\nX-Big-Test: 1\r\n\r\n'
+        line = b'0123456789' * 7 + b'abcdefgh\r\n'  # 80 bytes
+        chunk = line * 8192
+        sent = 0
+        while sent + len(chunk) <= self.SIZE:
+            yield chunk
+            sent += len(chunk)
+        yield line * ((self.SIZE - sent) // len(line))
+
+    def test_50mb_streams(self):
+        c = self.client()
+        rss_idle = self.proxy.rss_kb()
+        c.cmd('MAIL FROM:<sender@client.test> SIZE=%d' % self.SIZE)
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.cmd('DATA'), 354)
+        h = hashlib.sha256()
+        n = 0
+        t = time.monotonic()
+        for chunk in self.chunks():
+            h.update(chunk)
+            n += c.send_chunks([chunk])
+        c.send_raw(b'.\r\n')
+        self.assertReply(c.read_reply(timeout=300), 250)
+        elapsed = time.monotonic() - t
+        m = self.mx1.wait_messages(1)[0]
+        received, rest = split_received(m.head)
+        self.assertTrue(rest.startswith(b'From: <sender@client.test>'))
+        self.assertEqual(m.length, len(received) + n)
+        full = hashlib.sha256(received)
+        for chunk in self.chunks():
+            full.update(chunk)
+        self.assertEqual(m.sha256, full.hexdigest())
+        hwm = self.proxy.hwm_kb()
+        sys.stderr.write('\n50 MB: %.1f s, proxy VmRSS idle %d kB, VmHWM %d kB\n'
+                         % (elapsed, rss_idle, hwm))
+        if is_asan_build(self.proxy.binary):
+            self.skipTest('ASan build: memory bound not meaningful (VmHWM %d kB)' % hwm)
+        self.assertLess(hwm, self.HWM_LIMIT_KB)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Faults on the way to the destination: resets, DNS failures, unusable MX hosts,
+TLS failures and a STARTTLS response injection. A fault that may heal is a 4xx; only
+the destination's own refusal (and NXDOMAIN / null MX) is a 5xx."""
+
+import os
+import re
+import ssl
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TestBase, main, message, proxy_config, split_received  # noqa: E402
+
+NO_SERVER_IPS = ('127.0.0.9', '127.0.0.10')  # nothing listens there: connect is refused
+
+
+def big_body(kb=256):
+    line = 'x' * 78 + '\r\n'
+    return line * (kb * 1024 // len(line))
+
+
+class RelayFaults(TestBase):
+
+    def assertNoDelivery(self, *mxs):
+        for mx in mxs or (self.mx1,):
+            self.assertEqual(mx.messages, [], 'MX %s has a message' % mx.ip)
+
+    def assertSessionUsable(self, c):
+        """The client connection still works after the failed transaction."""
+        self.assertReply(c.cmd('RSET'), 250)
+        self.assertReply(c.cmd('NOOP'), 250)
+
+    # ---- the MX breaks during DATA --------------------------------------------------------
+    def test_reset_mid_data(self):
+        """The MX resets the connection while the body streams: the client gets a 4xx
+        after its final dot, and the MX has no message."""
+        self.mx1.configure(reset_at='data')
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.data(message('reset', big_body())), 4)
+        wait = self.mx1.wait_for(lambda: self.mx1.sessions[0].reset, 5)
+        self.assertTrue(wait)
+        self.assertNoDelivery()
+        self.assertSessionUsable(c)
+
+    def test_reset_before_final_reply(self):
+        """The MX reads the final dot and resets without a reply: 4xx, not 250."""
+        self.mx1.configure(reset_at='data_end')
+        out = self.send('rcpt@example.test')
+        self.assertReply(out['data'], 4)
+        self.assertNoDelivery()
+
+    @proxy_config({'timeouts': {'command': 1}})
+    def test_slow_mx_command_timeout(self):
+        """An MX slower than timeouts.command on RCPT: 4xx to the client, in time."""
+        self.mx1.configure(delay_at=('rcpt', 5))
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        t = time.monotonic()
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>', timeout=10), 4)
+        self.assertLess(time.monotonic() - t, 4.5)
+
+    @proxy_config({'timeouts': {'data_done': 1}})
+    def test_slow_final_reply_data_done_timeout(self):
+        """No final reply within timeouts.data_done: 4xx (never a 250 of our own)."""
+        self.mx1.configure(delay_at=('data_end', 5))
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        c.cmd('RCPT TO:<rcpt@example.test>')
+        t = time.monotonic()
+        self.assertReply(c.data(message('slow'), timeout=10), 4)
+        self.assertLess(time.monotonic() - t, 4.5)
+
+    # ---- DNS -----------------------------------------------------------------------------
+    def test_dns_timeout(self):
+        """The resolver never answers: RCPT gets 4xx 4.4.3."""
+        self.dns.drop('example.test')
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 4, '4.4.3')
+        self.assertEqual(self.mx1.connections, 0)
+
+    def test_dns_servfail(self):
+        """SERVFAIL for the MX query: 4xx."""
+        self.dns.servfail('example.test')
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        r = c.cmd('RCPT TO:<rcpt@example.test>')
+        self.assertReply(r, 4)
+        self.assertRegex(' '.join(r[1]), r'^4\.\d+\.\d+')
+        self.assertEqual(self.mx1.connections, 0)
+
+    def test_nxdomain(self):
+        """A domain that does not exist: 550."""
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@nosuchdomain.test>'), 550)
+
+    def test_null_mx(self):
+        """RFC 7505 null MX: 556 5.1.10, no connection attempt."""
+        self.dns.add('nullmx.test', 'MX', (0, '.'))
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@nullmx.test>'), 556, '5.1.10')
+
+    def test_implicit_mx(self):
+        """No MX records but an A record: the domain itself is the MX (RFC 5321 5.1)."""
+        mx = self.add_mx(None, '127.0.0.6', fqdn='amx.test', pref=None)
+        out = self.send('rcpt@amx.test')
+        self.assertReply(out['data'], 250)
+        self.assertEqual(mx.wait_messages(1)[0].rcpts, ['rcpt@amx.test'])
+
+    # ---- MX selection --------------------------------------------------------------------
+    def test_first_mx_refuses_second_gets_it(self):
+        """The preferred MX refuses the TCP connection: the next MX gets the message."""
+        self.dns.add('multi.test', 'MX', (10, 'dead.multi.test'))
+        self.dns.add('dead.multi.test', 'A', NO_SERVER_IPS[0])
+        mx2 = self.add_mx('mx2', '127.0.0.3', domain='multi.test', pref=20)
+        out = self.send('rcpt@multi.test')
+        self.assertReply(out['data'], 250)
+        self.assertEqual(mx2.wait_messages(1)[0].rcpts, ['rcpt@multi.test'])
+
+    def test_mx_without_address_skipped(self):
+        """An MX host name with no A/AAAA records is skipped."""
+        self.dns.add('multi.test', 'MX', (10, 'noaddr.multi.test'))
+        mx2 = self.add_mx('mx2', '127.0.0.3', domain='multi.test', pref=20)
+        out = self.send('rcpt@multi.test')
+        self.assertReply(out['data'], 250)
+        mx2.wait_messages(1)
+
+    def test_every_mx_unusable(self):
+        """Both MX hosts refuse connections: 451, the reply names each host."""
+        self.dns.add('multi.test', 'MX', (10, 'dead1.multi.test'))
+        self.dns.add('multi.test', 'MX', (20, 'dead2.multi.test'))
+        self.dns.add('dead1.multi.test', 'A', NO_SERVER_IPS[0])
+        self.dns.add('dead2.multi.test', 'A', NO_SERVER_IPS[1])
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@multi.test>'), 451, 'dead1.multi.test',
+                         'dead2.multi.test')
+        self.assertSessionUsable(c)
+
+    def test_mx_greets_421_next_mx(self):
+        """The preferred MX greets 421: the next MX gets the message."""
+        mx1 = self.add_mx('mx1', '127.0.0.3', domain='multi.test', pref=10,
+                          greeting=(421, '4.3.2 service not available'))
+        mx2 = self.add_mx('mx2', '127.0.0.4', domain='multi.test', pref=20)
+        out = self.send('rcpt@multi.test')
+        self.assertReply(out['data'], 250)
+        mx2.wait_messages(1)
+        self.assertEqual(mx1.connections, 1)
+        self.assertNoDelivery(mx1)
+
+    # ---- TLS failures at level may: one plaintext retry ----------------------------------
+    def _plaintext_retry(self):
+        out = self.send('rcpt@example.test', message('retry'))
+        self.assertReply(out['data'], 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertIsNone(m.tls_version)
+        self.assertEqual(split_received(m.data)[1], message('retry'))
+        first = self.mx1.sessions[0]
+        self.assertTrue(first.tls_error or first.reset or not first.messages)
+        self.assertEqual(self.mx1.connections, 2)  # once with TLS, once without
+        self.assertNotIn('STARTTLS', self.mx1.sessions[1].commands)
+        log = self.assertLog(r'(?i)mx1\.example\.test\[127\.0\.0\.2\]:%d.*'
+                             r'(plaintext|without tls|cleartext|no tls|retry)' % self.mx_port)
+        return log
+
+    def test_tls_no_forward_secret_cipher(self):
+        """The MX offers only RSA key exchange (TLS 1.2, AES128-GCM-SHA256): the
+        handshake fails and the proxy retries once in plaintext."""
+        self.mx1.configure(starttls=self.pki.issue('mx1.example.test', key='rsa'),
+                           tls_max='TLSv1.2', tls_ciphers='AES128-GCM-SHA256')
+        self._plaintext_retry()
+        self.assertIn('SHARED_CIPHER', (self.mx1.sessions[0].tls_error or '').upper())
+
+    def test_tls_1_1_only_mx(self):
+        """An MX that speaks at most TLS 1.1: handshake fails, plaintext retry."""
+        try:
+            self.mx1.configure(tls_max='TLSv1.1')
+        except ssl.SSLError as e:
+            self.skipTest('TLS 1.1 server not possible here: %s' % e)
+        self._plaintext_retry()
+
+    def test_tls_garbage_after_220(self):
+        """The MX answers STARTTLS with 220 then sends no TLS at all."""
+        self.mx1.configure(tls_garbage=True)
+        self._plaintext_retry()
+
+    def test_starttls_response_injection(self):
+        """The MX sends extra replies in plaintext right after its "220 ready for TLS"
+        (CVE-2011-0411 class). They must never be read as replies inside TLS: the
+        message arrives intact with its real envelope, the client never sees the
+        injected text and gets no extra reply."""
+        inject = b''.join(b'250 2.0.0 INJECTED %d\r\n' % i for i in range(6))
+        self.mx1.configure(pipeline_after_starttls=inject)
+        c = self.client()
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message('inj'))
+        replies = [out['mail']] + out['rcpt'] + ([out['data']] if out['data'] else [])
+        for code, lines in replies:
+            self.assertNotIn('INJECTED', ' '.join(lines))
+        c.nothing_pending(0.3)
+        if out['data'] and out['data'][0] == 250:
+            msgs = self.mx1.wait_messages(1)
+            self.assertEqual(len(msgs), 1)
+            self.assertEqual(msgs[0].rcpts, ['rcpt@example.test'])
+            self.assertEqual(split_received(msgs[0].data)[1], message('inj'))
+            # the client's 250 is the MX's own final reply, not an injected one
+            self.assertIn(msgs[0].session.replies[-1][1], ' '.join(out['data'][1]))
+        else:
+            rcpt = out['rcpt'][0]
+            self.assertEqual(rcpt[0] // 100, 4, rcpt)
+            self.assertNoDelivery()
+        self.assertReply(c.cmd('NOOP'), 250)
+
+
+if __name__ == '__main__':
+    main()
