@@ -20,8 +20,8 @@
 
 #define UP_STATE_MAP(X)                                                                \
   X(CONNECTING)                                                                        \
-  X(GREETING) X(EHLO) X(HELO) X(STARTTLS) X(HANDSHAKE) X(EHLO_TLS) X(READY) X(FAILED)  \
-      X(CLOSED)
+  X(GREETING)                                                                          \
+  X(EHLO) X(HELO) X(STARTTLS) X(HANDSHAKE) X(EHLO_TLS) X(READY) X(FAILED) X(CLOSED)
 
 enum up_state {
 #define UP_STATE_ENUM(name) UP_##name,
@@ -318,8 +318,8 @@ static void up_on_data(struct conn *c, const char *data, size_t len) {
   size_t line_len, used;
   int rc;
   while (c == up->conn &&
-         (rc = smtp_find_line(up->in.data, up->in.len, SMTP_REPLY_LINE_MAX, &line_len,
-                              &used)) != 0) {
+         (rc = smtp_find_line(up->in.data, up->in.len, SMTP_REPLY_LINE_MAX + 4,
+                              &line_len, &used)) != 0) {
     if (rc < 0) {
       up_fail(up, "reply line too long");
       return;

@@ -41,7 +41,7 @@ class RelayBasic(TestBase):
         self.assertEqual(m.mail_from, 'sender@client.test')
         self.assertEqual(m.rcpts, ['rcpt@example.test'])
         received, rest = split_received(m.data)
-        self.assertIn(b'proxy.test', received)
+        self.assertRegex(received, rb'\bby proxy\.test\b')
         self.assertEqual(rest, msg)  # unchanged, dot-stuffed lines included
         self.assertEqual(m.session.sni, 'mx1.example.test')
         p = self.mx_port
@@ -125,6 +125,17 @@ class RelayBasic(TestBase):
                          [('s1@client.test', ['a@example.test']),
                           ('s2@client.test', ['b@example.test'])])
         self.assertEqual(split_received(msgs[1].data)[1], message('two'))
+
+    def test_upstream_reused_same_destination(self):
+        """A second transaction to the same destination on the same client connection
+        reuses the upstream connection (DESIGN 2.7)."""
+        c = self.client()
+        for i in range(3):
+            out = c.send_message('sender@client.test', ['r%d@example.test' % i],
+                                 message('reuse%d' % i))
+            self.assertReply(out['data'], 250)
+        self.assertEqual(len(self.mx1.wait_messages(3)), 3)
+        self.assertEqual(self.mx1.connections, 1)
 
     def test_mail_params_passed_on(self):
         """ESMTP parameters the MX supports reach it (SIZE, BODY, DSN's RET/ENVID/NOTIFY)."""

@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestBase, main, message, proxy_config, split_received  # noqa: E402
+from harness import Closed, TestBase, main, message, proxy_config, split_received  # noqa: E402
 
 NO_SERVER_IPS = ('127.0.0.9', '127.0.0.10')  # nothing listens there: connect is refused
 
@@ -51,6 +51,45 @@ class RelayFaults(TestBase):
         self.mx1.configure(reset_at='data_end')
         out = self.send('rcpt@example.test')
         self.assertReply(out['data'], 4)
+        self.assertNoDelivery()
+
+    def test_client_disconnects_mid_data(self):
+        """The client goes away in the middle of the body: the proxy drops the
+        upstream without the final dot, so the MX has no (partial) message."""
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        c.cmd('RCPT TO:<rcpt@example.test>')
+        self.assertReply(c.cmd('DATA'), 354)
+        c.send_raw(message('partial', big_body(64)))
+        self.mx1.wait_for(lambda: self.mx1.sessions and self.mx1.sessions[0].commands[-1:]
+                          == ['DATA'], 10)
+        c.close()
+        self.mx1.wait_for(lambda: all(s.closed for s in self.mx1.sessions), 10,
+                          'the proxy kept the upstream open after the client left')
+        self.assertNoDelivery()
+        self.assertTrue(self.proxy.running())
+
+    @proxy_config({'timeouts': {'inbound_data': 1}})
+    def test_client_stalls_mid_data(self):
+        """The client stops sending in the middle of the body for longer than
+        timeouts.inbound_data: the client is dropped (a 421 at most), the upstream is
+        dropped without the final dot, the MX has no message."""
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        c.cmd('RCPT TO:<rcpt@example.test>')
+        self.assertReply(c.cmd('DATA'), 354)
+        c.send_raw(message('stall', 'first part\r\n'))
+        t = time.monotonic()
+        try:
+            reply = c.read_reply(timeout=10)
+        except Closed:
+            reply = None  # dropped without a reply: fine too
+        if reply is not None:
+            self.assertReply(reply, 421)
+            self.assertTrue(c.expect_closed())
+        self.assertLess(time.monotonic() - t, 5)
+        self.mx1.wait_for(lambda: all(s.closed for s in self.mx1.sessions), 10,
+                          'upstream still open after the client timed out')
         self.assertNoDelivery()
 
     @proxy_config({'timeouts': {'command': 1}})

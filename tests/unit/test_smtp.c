@@ -440,7 +440,7 @@ static void test_reply_malformed(void) {
   static const char *bad[] = {"",       "2",        "25",      "199 x",   "600 x",
                               "099 x",  "100 x",    "699",     "2500 x",  "250x",
                               "250_x",  "25a x",    "abc",     " 250 x",  "-250 x",
-                              "2 50 x", "\xff" "50 x"};
+                              "2 50 x", ("\xff" "50 x")};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     smtp_reply_parser_init(&rp);
     if (feed(bad[i]) != SP_E_PROTOCOL)
