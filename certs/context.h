@@ -12,13 +12,13 @@
 #include <stddef.h>
 
 struct tls_client_settings {
-  int min_protocol;          /* TLS1_2_VERSION or TLS1_3_VERSION; lower is refused */
-  const char *groups;        /* OpenSSL group list */
-  const char *ciphers;       /* TLS 1.2 list */
-  const char *ciphersuites;  /* TLS 1.3 suites */
-  const char *ca_file;       /* NULL or "" = system default paths */
+  int min_protocol;         /* TLS1_2_VERSION or TLS1_3_VERSION; lower is refused */
+  const char *groups;       /* OpenSSL group list */
+  const char *ciphers;      /* TLS 1.2 list */
+  const char *ciphersuites; /* TLS 1.3 suites */
+  const char *ca_file;      /* NULL or "" = system default paths */
   const char *ca_path;
-  unsigned min_dh_bits;      /* checked after the handshake: see tls_verify_check_dh */
+  unsigned min_dh_bits; /* checked after the handshake: see tls_verify_check_dh */
 };
 
 /* Builds the client SSL_CTX. Returns NULL and writes a one-line reason into err when a

@@ -35,8 +35,12 @@ static bool indexes_ready(void) {
          sess_flags_idx >= 0;
 }
 
-static unsigned get_flags(void *p) { return (unsigned)(uintptr_t)p; }
-static void *as_ptr(unsigned f) { return (void *)(uintptr_t)f; }
+static unsigned get_flags(void *p) {
+  return (unsigned)(uintptr_t)p;
+}
+static void *as_ptr(unsigned f) {
+  return (void *)(uintptr_t)f;
+}
 
 const char *tls_verdict_name(enum tls_verdict v) {
   switch (v) {

@@ -15,7 +15,12 @@
 #include <sys/socket.h>
 
 enum config_log_format { CONFIG_LOG_POSTFIX, CONFIG_LOG_JSON };
-enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARNING, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
+enum config_log_level {
+  CONFIG_LOG_ERROR,
+  CONFIG_LOG_WARNING,
+  CONFIG_LOG_INFO,
+  CONFIG_LOG_DEBUG
+};
 enum config_bare_newline { CONFIG_BARE_REFUSE, CONFIG_BARE_NORMALIZE };
 
 struct config_addr {
@@ -25,34 +30,37 @@ struct config_addr {
 };
 
 struct config_cidr {
-  int family;        /* AF_INET or AF_INET6 */
-  uint8_t addr[16];  /* network bytes; 4 used for AF_INET; host bits zeroed */
-  unsigned prefix;   /* 0..32 or 0..128 */
+  int family;       /* AF_INET or AF_INET6 */
+  uint8_t addr[16]; /* network bytes; 4 used for AF_INET; host bits zeroed */
+  unsigned prefix;  /* 0..32 or 0..128 */
 };
 
 struct config_tls {
-  int min_protocol;        /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
-  char groups[256];        /* "X25519:P-256:P-384:X448:P-521" */
-  unsigned min_dh_bits;    /* default 2048; 1024..16384 */
-  char ciphers[512];       /* TLS 1.2 list; default ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20 */
-  char ciphersuites[256];  /* TLS 1.3; default TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256 */
-  char ca_file[1024];      /* "" = system default */
-  char ca_path[1024];      /* "" = system default */
+  int min_protocol;       /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+  char groups[256];       /* "X25519:P-256:P-384:X448:P-521" */
+  unsigned min_dh_bits;   /* default 2048; 1024..16384 */
+  char ciphers[512];      /* TLS 1.2 list; default
+                             ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20 */
+  char ciphersuites[256]; /* TLS 1.3; default
+                             TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256
+                           */
+  char ca_file[1024];     /* "" = system default */
+  char ca_path[1024];     /* "" = system default */
 };
 
 struct config {
-  char path[1024];           /* the file it came from */
-  char hostname[256];        /* default: gethostname() */
+  char path[1024];    /* the file it came from */
+  char hostname[256]; /* default: gethostname() */
 
-  struct config_addr *listen;  /* owned; at least one; default 127.0.0.1:10025 */
+  struct config_addr *listen; /* owned; at least one; default 127.0.0.1:10025 */
   size_t nlisten;
 
-  struct config_cidr *allow;   /* owned; default 127.0.0.0/8 and ::1/128 */
+  struct config_cidr *allow; /* owned; default 127.0.0.0/8 and ::1/128 */
   size_t nallow;
 
-  size_t max_connections;      /* limits.connections, default 1000, >= 1 */
-  uint64_t max_message_size;   /* limits.message_size, default 52428800; 0 = none */
-  size_t max_recipients;       /* limits.recipients, default 1000, >= 1 */
+  size_t max_connections;    /* limits.connections, default 1000, >= 1 */
+  uint64_t max_message_size; /* limits.message_size, default 52428800; 0 = none */
+  size_t max_recipients;     /* limits.recipients, default 1000, >= 1 */
 
   /* timeouts.*, in milliseconds here (seconds in YAML, > 0) */
   uint64_t timeout_inbound_command; /* 300 s */
@@ -68,9 +76,9 @@ struct config {
   unsigned dns_timeout_ms;         /* dns.timeout (seconds in YAML), default 5 s */
   unsigned dns_tries;              /* dns.tries, default 2 */
 
-  uint16_t outbound_port;       /* default 25 */
-  char helo_name[256];          /* default: hostname */
-  struct config_tls tls;        /* outbound.tls */
+  uint16_t outbound_port; /* default 25 */
+  char helo_name[256];    /* default: hostname */
+  struct config_tls tls;  /* outbound.tls */
 
   enum config_log_format log_format; /* default postfix */
   enum config_log_level log_level;   /* default info */
@@ -81,7 +89,8 @@ struct config {
 /* Loads and validates FILE. On success returns 0 and *out (refs == 1). On failure
  * returns SP_E_CONFIG (or SP_E_NOMEM) and, when errors != NULL, *errors is a malloc'd
  * text with one "file:line:col: key: reason\n" line per problem, in file order. The
- * caller frees *errors. A file that cannot be opened is one error line "file: reason". */
+ * caller frees *errors. A file that cannot be opened is one error line "file: reason".
+ */
 int config_load(const char *file, struct config **out, char **errors);
 
 /* Same, from a buffer; name is used in error lines. For tests and the fuzzer. */

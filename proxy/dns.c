@@ -12,8 +12,8 @@
  * which must not ares_destroy() the channel under a running ares_process_fd(). */
 #include "dns.h"
 
-#include <arpa/inet.h>
 #include <ares.h>
+#include <arpa/inet.h>
 #include <assert.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -26,7 +26,8 @@
 
 #include "error.h"
 
-#define container_of(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
+#define container_of(p, type, field)                                                   \
+  ((type *)(void *)((char *)(p)-offsetof(type, field)))
 
 #define DNS_MAGIC 0x646e7330u
 #define QUERY_MAGIC 0x646e7331u
@@ -45,13 +46,13 @@ struct dns_poll {
 struct dns {
   uint32_t magic;
   uv_loop_t *loop;
-  ares_channel channel;     /* owned; destroyed by dns_close */
-  uv_timer_t timer;         /* owned; fires at ares_timeout() */
-  uv_idle_t idle;           /* owned; runs while the done list is not empty */
-  struct dns_poll *polls;   /* owned; active sockets only */
-  struct dns_query *queries;               /* every query not yet freed */
+  ares_channel channel;      /* owned; destroyed by dns_close */
+  uv_timer_t timer;          /* owned; fires at ares_timeout() */
+  uv_idle_t idle;            /* owned; runs while the done list is not empty */
+  struct dns_poll *polls;    /* owned; active sockets only */
+  struct dns_query *queries; /* every query not yet freed */
   struct dns_query *done_head, *done_tail; /* finished, callback not yet run */
-  uint64_t rng;             /* splitmix64 state, seeded once from getrandom() */
+  uint64_t rng; /* splitmix64 state, seeded once from getrandom() */
   bool closing;
   unsigned pending_closes;
   void (*on_closed)(void *arg);
@@ -80,17 +81,17 @@ struct dns_query {
   struct dns *dns;
   struct dns_query *prev, *next, *done_next;
   enum query_kind kind;
-  unsigned pending;  /* ares_send calls not yet called back */
-  bool sending;      /* inside the address fan-out loop */
+  unsigned pending; /* ares_send calls not yet called back */
+  bool sending;     /* inside the address fan-out loop */
   bool finished, in_done, delivered, in_cb, cancelled;
   dns_mx_cb mx_cb;
   dns_raw_cb raw_cb;
   void *arg;
   char name[DNS_NAME_MAX + 1]; /* lower-case, no trailing dot */
   int raw_status;
-  struct dns_answer *raw_ans;  /* owned; Q_RAW */
-  struct dns_mx_result *res;   /* owned; Q_MX */
-  struct host_work *work;      /* owned; Q_MX, DNS_MAX_MX entries */
+  struct dns_answer *raw_ans; /* owned; Q_RAW */
+  struct dns_mx_result *res;  /* owned; Q_MX */
+  struct host_work *work;     /* owned; Q_MX, DNS_MAX_MX entries */
   struct dns_sub mx_sub;
   struct dns_sub addr_sub[DNS_MAX_MX][2];
 };
@@ -359,8 +360,8 @@ static const char *ares_reason(int status) {
 }
 
 static const char *rcode_reason(unsigned rcode) {
-  static const char *const names[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
-                                      "NOTIMP",  "REFUSED"};
+  static const char *const names[] = {"NOERROR",  "FORMERR", "SERVFAIL",
+                                      "NXDOMAIN", "NOTIMP",  "REFUSED"};
   return rcode < sizeof names / sizeof names[0] ? names[rcode] : "bad rcode";
 }
 
@@ -614,7 +615,8 @@ struct dns_query *dns_resolve_mx(struct dns *dns, const char *domain, dns_mx_cb 
     query_maybe_free(q);
     return NULL;
   }
-  if (!name_normalize(domain, q->name) || query_send(q, &q->mx_sub, q->name, DNS_T_MX) < 0)
+  if (!name_normalize(domain, q->name) ||
+      query_send(q, &q->mx_sub, q->name, DNS_T_MX) < 0)
     mx_fail(q, SP_E_DNS_NXDOMAIN, "invalid domain name"); /* delivered from idle */
   return q;
 }
@@ -747,7 +749,7 @@ void dns_close(struct dns *dns, void (*on_closed)(void *arg), void *arg) {
   struct dns_query *q = dns->queries, *next;
   for (; q; q = next) {
     next = q->next;
-    q->pending = 0; /* the channel is gone: nothing else will call back */
+    q->pending = 0;      /* the channel is gone: nothing else will call back */
     query_maybe_free(q); /* except one whose callback is running right now */
   }
   while (dns->polls) {

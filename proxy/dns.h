@@ -17,28 +17,28 @@
 #include "config.h"
 #include "dns_msg.h"
 
-#define DNS_MAX_MX 16    /* MX hosts kept, lowest preference first */
-#define DNS_MAX_ADDRS 8  /* addresses kept per host */
+#define DNS_MAX_MX 16   /* MX hosts kept, lowest preference first */
+#define DNS_MAX_ADDRS 8 /* addresses kept per host */
 
 struct dns;
 struct dns_query;
 
 struct dns_mx_host {
-  char name[256];       /* lower-case, no trailing dot */
+  char name[256]; /* lower-case, no trailing dot */
   uint16_t pref;
-  int status;           /* 0 when addresses were found; SP_E_DNS_NODATA (name has no
-                           A/AAAA), SP_E_DNS_NXDOMAIN, SP_E_DNS_TEMP */
-  bool addr_secure;     /* every address answer had the AD bit */
+  int status;       /* 0 when addresses were found; SP_E_DNS_NODATA (name has no
+                       A/AAAA), SP_E_DNS_NXDOMAIN, SP_E_DNS_TEMP */
+  bool addr_secure; /* every address answer had the AD bit */
   size_t naddrs;
   struct sockaddr_storage addrs[DNS_MAX_ADDRS]; /* port 0; IPv4 first, then IPv6 */
 };
 
 struct dns_mx_result {
-  int status;         /* 0; SP_E_DNS_NXDOMAIN; SP_E_DNS_NULLMX (RFC 7505); SP_E_DNS_TEMP
-                         (SERVFAIL, timeout, REFUSED, malformed answer) */
-  bool implicit;      /* no MX records: the domain itself is the host (RFC 5321 §5.1) */
-  bool mx_secure;     /* the MX answer had the AD bit */
-  char reason[128];   /* for status != 0: e.g. "SERVFAIL", "timeout" */
+  int status;       /* 0; SP_E_DNS_NXDOMAIN; SP_E_DNS_NULLMX (RFC 7505); SP_E_DNS_TEMP
+                       (SERVFAIL, timeout, REFUSED, malformed answer) */
+  bool implicit;    /* no MX records: the domain itself is the host (RFC 5321 §5.1) */
+  bool mx_secure;   /* the MX answer had the AD bit */
+  char reason[128]; /* for status != 0: e.g. "SERVFAIL", "timeout" */
   size_t nhosts;
   struct dns_mx_host hosts[DNS_MAX_MX]; /* by preference; equal preferences shuffled */
 };

@@ -28,7 +28,9 @@
 #define MAX_WIRE_NAME 255
 #define MAX_CNAME_STEPS 8
 
-static uint16_t get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static uint16_t get16(const uint8_t *p) {
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
 
 static uint32_t get32(const uint8_t *p) {
   return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -39,7 +41,8 @@ static void put16(uint8_t *p, unsigned v) {
   p[1] = (uint8_t)v;
 }
 
-/* Appends one label to out (capacity DNS_NAME_MAX + 1) at *o, escaped and lower-cased. */
+/* Appends one label to out (capacity DNS_NAME_MAX + 1) at *o, escaped and lower-cased.
+ */
 static int label_append(const uint8_t *lab, size_t n, char *out, size_t *o) {
   if (*o > 0) {
     if (*o + 1 > DNS_NAME_MAX)
@@ -69,7 +72,8 @@ static int label_append(const uint8_t *lab, size_t n, char *out, size_t *o) {
  * pointer must point before the start of the label run it ends, so every jump goes
  * strictly backwards and the walk terminates. out may be NULL (validate only). On
  * success *off is just past the name's in-line part. */
-static int name_read(const uint8_t *msg, size_t len, size_t limit, size_t *off, char *out) {
+static int name_read(const uint8_t *msg, size_t len, size_t limit, size_t *off,
+                     char *out) {
   size_t pos = *off, seg = *off, end = 0, wire = 0, o = 0;
   unsigned jumps = 0;
   for (;;) {
@@ -183,7 +187,8 @@ static int rdata_parse(const uint8_t *msg, size_t len, size_t pos, size_t end,
 /* One resource record at *off. When out is non-NULL (answer section) records of kept
  * types in class IN are stored. Returns 0, SP_E_DNS_FORMAT, or SP_E_OVERFLOW after
  * having walked the record (so the caller can still check the rest of the message). */
-static int rr_parse(const uint8_t *msg, size_t len, size_t *off, struct dns_answer *out) {
+static int rr_parse(const uint8_t *msg, size_t len, size_t *off,
+                    struct dns_answer *out) {
   char owner[DNS_NAME_MAX + 1];
   size_t pos = *off;
   if (name_read(msg, len, len, &pos, out ? owner : NULL) != 0 || len - pos < 10)

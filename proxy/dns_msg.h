@@ -10,11 +10,21 @@
 #include <stdint.h>
 
 enum dns_type {
-  DNS_T_A = 1, DNS_T_CNAME = 5, DNS_T_MX = 15, DNS_T_TXT = 16, DNS_T_AAAA = 28,
+  DNS_T_A = 1,
+  DNS_T_CNAME = 5,
+  DNS_T_MX = 15,
+  DNS_T_TXT = 16,
+  DNS_T_AAAA = 28,
   DNS_T_TLSA = 52,
 };
-enum dns_rcode { DNS_R_NOERROR = 0, DNS_R_FORMERR = 1, DNS_R_SERVFAIL = 2,
-                 DNS_R_NXDOMAIN = 3, DNS_R_NOTIMP = 4, DNS_R_REFUSED = 5 };
+enum dns_rcode {
+  DNS_R_NOERROR = 0,
+  DNS_R_FORMERR = 1,
+  DNS_R_SERVFAIL = 2,
+  DNS_R_NXDOMAIN = 3,
+  DNS_R_NOTIMP = 4,
+  DNS_R_REFUSED = 5
+};
 
 #define DNS_NAME_MAX 255   /* presentation form without trailing dot fits in 254 */
 #define DNS_MAX_RRS 64     /* answer records kept; more → SP_E_OVERFLOW */
@@ -28,20 +38,30 @@ struct dns_rr {
     uint8_t a[4];
     uint8_t aaaa[16];
     char cname[DNS_NAME_MAX + 1]; /* lower-case, no trailing dot ("" is the root) */
-    struct { uint16_t pref; char host[DNS_NAME_MAX + 1]; } mx; /* host "" = null MX */
-    struct { uint8_t usage, selector, mtype; uint16_t dlen; uint8_t data[DNS_RDATA_MAX]; } tlsa;
-    struct { uint16_t len; char text[DNS_RDATA_MAX + 1]; } txt; /* strings concatenated */
+    struct {
+      uint16_t pref;
+      char host[DNS_NAME_MAX + 1];
+    } mx; /* host "" = null MX */
+    struct {
+      uint8_t usage, selector, mtype;
+      uint16_t dlen;
+      uint8_t data[DNS_RDATA_MAX];
+    } tlsa;
+    struct {
+      uint16_t len;
+      char text[DNS_RDATA_MAX + 1];
+    } txt; /* strings concatenated */
   } u;
 };
 
 struct dns_answer {
   uint16_t id;
   bool ad, tc, rcode_valid;
-  uint8_t rcode;                 /* enum dns_rcode */
-  char qname[DNS_NAME_MAX + 1];  /* question, lower-case, no trailing dot */
+  uint8_t rcode;                /* enum dns_rcode */
+  char qname[DNS_NAME_MAX + 1]; /* question, lower-case, no trailing dot */
   uint16_t qtype;
-  size_t nrrs;                   /* answer-section records of known types (A, AAAA,
-                                    CNAME, MX, TXT, TLSA) in IN class; others skipped */
+  size_t nrrs; /* answer-section records of known types (A, AAAA,
+                  CNAME, MX, TXT, TLSA) in IN class; others skipped */
   struct dns_rr rrs[DNS_MAX_RRS];
 };
 

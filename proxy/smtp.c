@@ -7,16 +7,25 @@
 
 #include "error.h"
 
-/* ---- Character classes (ASCII only: no locale) ------------------------------------ */
+/* ---- Character classes (ASCII only: no locale) ------------------------------------
+ */
 
-static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
-static bool is_alnum(unsigned char c) { return is_digit(c) || is_alpha(c); }
+static bool is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
+static bool is_alpha(unsigned char c) {
+  return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+}
+static bool is_alnum(unsigned char c) {
+  return is_digit(c) || is_alpha(c);
+}
 static unsigned char to_upper(unsigned char c) {
   return (c >= 'a' && c <= 'z') ? (unsigned char)(c - 'a' + 'A') : c;
 }
 /* Control characters other than HTAB: never valid inside a command or reply line. */
-static bool is_ctl(unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
+static bool is_ctl(unsigned char c) {
+  return (c < 0x20 && c != '\t') || c == 0x7f;
+}
 
 static bool has_ctl(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -27,11 +36,14 @@ static bool has_ctl(const char *s, size_t n) {
 
 /* RFC 5322 atext; octets >= 0x80 are UTF-8 for SMTPUTF8 (RFC 6531 §3.3). */
 static bool is_atext(unsigned char c) {
-  return is_alnum(c) || c >= 0x80 || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+  return is_alnum(c) || c >= 0x80 ||
+         (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 /* Letters, digits, hyphen of a domain label; >= 0x80 for U-labels (RFC 6531). */
-static bool is_ldh(unsigned char c) { return is_alnum(c) || c == '-' || c >= 0x80; }
+static bool is_ldh(unsigned char c) {
+  return is_alnum(c) || c == '-' || c >= 0x80;
+}
 
 static bool ieq_prefix(const char *s, size_t n, const char *word) {
   size_t wl = strlen(word);
@@ -47,7 +59,8 @@ static bool ieq(const char *s, size_t n, const char *word) {
   return n == strlen(word) && ieq_prefix(s, n, word);
 }
 
-/* ---- Line framing ------------------------------------------------------------------ */
+/* ---- Line framing ------------------------------------------------------------------
+ */
 
 int smtp_find_line(const char *buf, size_t len, size_t max, size_t *line_len,
                    size_t *consumed) {
@@ -72,7 +85,8 @@ int smtp_find_line(const char *buf, size_t len, size_t max, size_t *line_len,
   return 1;
 }
 
-/* ---- Addresses (RFC 5321 §4.1.2, RFC 6531) ------------------------------------------ */
+/* ---- Addresses (RFC 5321 §4.1.2, RFC 6531) ------------------------------------------
+ */
 
 /* sub-domain *("." sub-domain): the length of the domain at s, or 0. */
 static size_t domain_len(const char *s, size_t n) {
@@ -242,7 +256,8 @@ int smtp_path_domain(const char *path, const char **domain, size_t *domain_len_o
   return 0;
 }
 
-/* ---- Commands ---------------------------------------------------------------------- */
+/* ---- Commands ----------------------------------------------------------------------
+ */
 
 /* esmtp-keyword ["=" esmtp-value] (RFC 5321 §4.1.2; UTF-8 values per RFC 6531). */
 static int parse_param(const char *s, size_t n, struct smtp_param *p) {
@@ -336,13 +351,13 @@ static const struct verb_def {
   enum smtp_verb verb;
   enum arg_rule rule;
 } verbs[] = {
-    {"HELO", SMTP_VERB_HELO, ARG_REQUIRED},     {"EHLO", SMTP_VERB_EHLO, ARG_REQUIRED},
-    {"LHLO", SMTP_VERB_LHLO, ARG_REQUIRED},     {"MAIL", SMTP_VERB_MAIL, ARG_MAIL},
-    {"RCPT", SMTP_VERB_RCPT, ARG_RCPT},         {"DATA", SMTP_VERB_DATA, ARG_NONE},
-    {"BDAT", SMTP_VERB_BDAT, ARG_BDAT},         {"RSET", SMTP_VERB_RSET, ARG_NONE},
-    {"NOOP", SMTP_VERB_NOOP, ARG_OPTIONAL},     {"QUIT", SMTP_VERB_QUIT, ARG_NONE},
-    {"VRFY", SMTP_VERB_VRFY, ARG_REQUIRED},     {"EXPN", SMTP_VERB_EXPN, ARG_REQUIRED},
-    {"HELP", SMTP_VERB_HELP, ARG_OPTIONAL},     {"STARTTLS", SMTP_VERB_STARTTLS, ARG_NONE},
+    {"HELO", SMTP_VERB_HELO, ARG_REQUIRED}, {"EHLO", SMTP_VERB_EHLO, ARG_REQUIRED},
+    {"LHLO", SMTP_VERB_LHLO, ARG_REQUIRED}, {"MAIL", SMTP_VERB_MAIL, ARG_MAIL},
+    {"RCPT", SMTP_VERB_RCPT, ARG_RCPT},     {"DATA", SMTP_VERB_DATA, ARG_NONE},
+    {"BDAT", SMTP_VERB_BDAT, ARG_BDAT},     {"RSET", SMTP_VERB_RSET, ARG_NONE},
+    {"NOOP", SMTP_VERB_NOOP, ARG_OPTIONAL}, {"QUIT", SMTP_VERB_QUIT, ARG_NONE},
+    {"VRFY", SMTP_VERB_VRFY, ARG_REQUIRED}, {"EXPN", SMTP_VERB_EXPN, ARG_REQUIRED},
+    {"HELP", SMTP_VERB_HELP, ARG_OPTIONAL}, {"STARTTLS", SMTP_VERB_STARTTLS, ARG_NONE},
     {"AUTH", SMTP_VERB_AUTH, ARG_REQUIRED},
 };
 
@@ -412,7 +427,8 @@ const struct smtp_param *smtp_command_param(const struct smtp_command *cmd,
   return NULL;
 }
 
-/* ---- Replies ----------------------------------------------------------------------- */
+/* ---- Replies -----------------------------------------------------------------------
+ */
 
 /* RFC 3463 status code "class.subject.detail" at the start of t, ended by SP or the
  * end: its length, or 0. Only classes 2, 4 and 5 exist. */
@@ -577,7 +593,8 @@ int smtp_reply_build(char *out, size_t cap, int code, const char *enhanced,
   return wb_finish(&b);
 }
 
-/* ---- EHLO capabilities ------------------------------------------------------------- */
+/* ---- EHLO capabilities -------------------------------------------------------------
+ */
 
 static const struct {
   const char *name;
@@ -697,9 +714,9 @@ static void data_step(int state, char c, struct data_step *st) {
     if (c == '\r') {
       st->next = D_DOTCR;
     } else if (c == '\n') {
-      /* A lone "." ended by a bare LF: the client's idea of the end. It becomes an empty
-       * line (what unstuffing makes of it); keeping it would need ".." here and break
-       * the 2 * len + 2 output bound after a held ".\r". */
+      /* A lone "." ended by a bare LF: the client's idea of the end. It becomes an
+       * empty line (what unstuffing makes of it); keeping it would need ".." here and
+       * break the 2 * len + 2 output bound after a held ".\r". */
       st->bare = true;
       step_emit(st, "\r\n", 2);
       st->next = D_NBOL;
@@ -739,8 +756,8 @@ static size_t plain_run(const char *in, size_t len) {
   return n;
 }
 
-size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len, char *out,
-                      size_t out_cap, size_t *out_len) {
+size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len,
+                      char *out, size_t out_cap, size_t *out_len) {
   size_t i = 0, o = 0;
   while (i < len && !s->done) {
     bool quiet = s->bare && s->mode == SMTP_DATA_REFUSE;

@@ -11,9 +11,9 @@
 
 /* RFC 5321 §4.5.3.1: command line 512 octets with CRLF; we allow extensions' params. */
 #define SMTP_COMMAND_LINE_MAX 2048
-#define SMTP_REPLY_LINE_MAX 1024  /* one reply line, without CRLF */
-#define SMTP_REPLY_MAX_LINES 32   /* more lines: kept first 31 and the last */
-#define SMTP_PATH_MAX 256         /* RFC 5321 §4.5.3.1.3 */
+#define SMTP_REPLY_LINE_MAX 1024 /* one reply line, without CRLF */
+#define SMTP_REPLY_MAX_LINES 32  /* more lines: kept first 31 and the last */
+#define SMTP_PATH_MAX 256        /* RFC 5321 §4.5.3.1.3 */
 #define SMTP_MAX_PARAMS 16
 
 /* ---- Line framing ---------------------------------------------------------------
@@ -26,24 +26,37 @@
 int smtp_find_line(const char *buf, size_t len, size_t max, size_t *line_len,
                    size_t *consumed);
 
-/* ---- Commands --------------------------------------------------------------------- */
+/* ---- Commands ---------------------------------------------------------------------
+ */
 enum smtp_verb {
   SMTP_VERB_UNKNOWN = 0,
-  SMTP_VERB_HELO, SMTP_VERB_EHLO, SMTP_VERB_LHLO, SMTP_VERB_MAIL, SMTP_VERB_RCPT,
-  SMTP_VERB_DATA, SMTP_VERB_BDAT, SMTP_VERB_RSET, SMTP_VERB_NOOP, SMTP_VERB_QUIT,
-  SMTP_VERB_VRFY, SMTP_VERB_EXPN, SMTP_VERB_HELP, SMTP_VERB_STARTTLS, SMTP_VERB_AUTH,
+  SMTP_VERB_HELO,
+  SMTP_VERB_EHLO,
+  SMTP_VERB_LHLO,
+  SMTP_VERB_MAIL,
+  SMTP_VERB_RCPT,
+  SMTP_VERB_DATA,
+  SMTP_VERB_BDAT,
+  SMTP_VERB_RSET,
+  SMTP_VERB_NOOP,
+  SMTP_VERB_QUIT,
+  SMTP_VERB_VRFY,
+  SMTP_VERB_EXPN,
+  SMTP_VERB_HELP,
+  SMTP_VERB_STARTTLS,
+  SMTP_VERB_AUTH,
 };
 
 struct smtp_param {
-  char key[32];     /* upper-cased, e.g. "SIZE"; esmtp-keyword syntax */
-  char value[256];  /* as sent (xtext not decoded); "" when the param has no '=' */
+  char key[32];    /* upper-cased, e.g. "SIZE"; esmtp-keyword syntax */
+  char value[256]; /* as sent (xtext not decoded); "" when the param has no '=' */
   bool has_value;
 };
 
 struct smtp_command {
   enum smtp_verb verb;
-  /* Everything after the verb and one space, trimmed of trailing spaces; points into the
-   * parsed line (valid as long as it). For HELO/EHLO/LHLO: the domain or address
+  /* Everything after the verb and one space, trimmed of trailing spaces; points into
+   * the parsed line (valid as long as it). For HELO/EHLO/LHLO: the domain or address
    * literal. For VRFY/HELP/NOOP: the argument. */
   const char *arg;
   size_t arg_len;
@@ -77,11 +90,12 @@ const struct smtp_param *smtp_command_param(const struct smtp_command *cmd,
  * Returns 0, or SP_E_SYNTAX when there is no '@' or the domain is empty. */
 int smtp_path_domain(const char *path, const char **domain, size_t *domain_len);
 
-/* ---- Replies ---------------------------------------------------------------------- */
+/* ---- Replies ----------------------------------------------------------------------
+ */
 struct smtp_reply {
-  int code;           /* 200..599 */
-  char enhanced[16];  /* "2.1.0" from the first line when present (class must match the
-                         code's first digit, RFC 2034); "" otherwise */
+  int code;          /* 200..599 */
+  char enhanced[16]; /* "2.1.0" from the first line when present (class must match the
+                        code's first digit, RFC 2034); "" otherwise */
   size_t nlines;
   /* Each line's text after "NNN-" / "NNN " (enhanced code, if any, left in place),
    * NUL-terminated, cut at SMTP_REPLY_LINE_MAX. */
@@ -116,15 +130,21 @@ int smtp_reply_format(const struct smtp_reply *r, int code, char *out, size_t ca
 int smtp_reply_build(char *out, size_t cap, int code, const char *enhanced,
                      const char *text);
 
-/* ---- EHLO capabilities ------------------------------------------------------------ */
+/* ---- EHLO capabilities ------------------------------------------------------------
+ */
 enum smtp_cap {
-  SMTP_CAP_STARTTLS = 1u << 0, SMTP_CAP_PIPELINING = 1u << 1, SMTP_CAP_SIZE = 1u << 2,
-  SMTP_CAP_8BITMIME = 1u << 3, SMTP_CAP_SMTPUTF8 = 1u << 4, SMTP_CAP_DSN = 1u << 5,
-  SMTP_CAP_ENHANCEDSTATUSCODES = 1u << 6, SMTP_CAP_CHUNKING = 1u << 7,
+  SMTP_CAP_STARTTLS = 1u << 0,
+  SMTP_CAP_PIPELINING = 1u << 1,
+  SMTP_CAP_SIZE = 1u << 2,
+  SMTP_CAP_8BITMIME = 1u << 3,
+  SMTP_CAP_SMTPUTF8 = 1u << 4,
+  SMTP_CAP_DSN = 1u << 5,
+  SMTP_CAP_ENHANCEDSTATUSCODES = 1u << 6,
+  SMTP_CAP_CHUNKING = 1u << 7,
 };
 struct smtp_caps {
-  unsigned flags;     /* enum smtp_cap bits */
-  uint64_t size_max;  /* SIZE's argument; 0 when absent or none */
+  unsigned flags;    /* enum smtp_cap bits */
+  uint64_t size_max; /* SIZE's argument; 0 when absent or none */
 };
 /* Reads keywords from lines 2..n of an EHLO reply (line 1 is the greeting domain).
  * Keywords are case-insensitive; unknown ones are ignored. */
@@ -153,10 +173,10 @@ enum smtp_data_mode { SMTP_DATA_REFUSE, SMTP_DATA_NORMALIZE };
 
 struct smtp_data_scanner {
   enum smtp_data_mode mode;
-  int state;        /* private */
-  bool done;        /* the end has been consumed */
-  bool bare;        /* a bare CR or LF was seen */
-  uint64_t bytes;   /* data bytes consumed so far, terminator excluded */
+  int state;      /* private */
+  bool done;      /* the end has been consumed */
+  bool bare;      /* a bare CR or LF was seen */
+  uint64_t bytes; /* data bytes consumed so far, terminator excluded */
 };
 
 void smtp_data_init(struct smtp_data_scanner *s, enum smtp_data_mode mode);
@@ -168,7 +188,7 @@ void smtp_data_init(struct smtp_data_scanner *s, enum smtp_data_mode mode);
  * or when out_cap was below that bound (it stops rather than overflow). Up to two
  * bytes (a CR, a '.' at a line start, or ".\r") are held back until the next byte
  * tells what they are, so a chunk's output may lag its input. */
-size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len, char *out,
-                      size_t out_cap, size_t *out_len);
+size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len,
+                      char *out, size_t out_cap, size_t *out_len);
 
 #endif

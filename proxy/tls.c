@@ -142,7 +142,9 @@ void tls_free(struct tls *t) {
   free(t);
 }
 
-SSL *tls_ssl(struct tls *t) { return t->ssl; }
+SSL *tls_ssl(struct tls *t) {
+  return t->ssl;
+}
 
 int tls_feed(struct tls *t, const char *data, size_t len) {
   if (len == 0) {
@@ -268,4 +270,6 @@ ssize_t tls_take_output(struct tls *t, char **data) {
   return (ssize_t)got;
 }
 
-const char *tls_error(const struct tls *t) { return t->err; }
+const char *tls_error(const struct tls *t) {
+  return t->err;
+}

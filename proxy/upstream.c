@@ -183,8 +183,9 @@ static void up_start_tls(struct upstream *up) {
   }
   SSL *ssl = tls_ssl(t);
   tls_context_resume(ssl, up->relay);
-  const char *names[1] = {host};
-  tls_verify_prepare(ssl, names, 1);
+  /* At level may the chain is judged (Trusted/Untrusted) but no name is required,
+   * as in Postfix; name checks come with the levels that demand them. */
+  tls_verify_prepare(ssl, NULL, 0);
   up_set_state(up, UP_HANDSHAKE);
   if (conn_start_tls(up->conn, t) < 0)
     up_attempt_failed(up, conn_error(up->conn), true);

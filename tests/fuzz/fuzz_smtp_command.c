@@ -16,7 +16,9 @@ static void check(bool ok) {
     abort();
 }
 
-static bool is_ctl(unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
+static bool is_ctl(unsigned char c) {
+  return (c < 0x20 && c != '\t') || c == 0x7f;
+}
 
 static void check_params(const struct smtp_command *cmd) {
   for (size_t i = 0; i < cmd->nparams; i++) {
@@ -25,8 +27,8 @@ static void check_params(const struct smtp_command *cmd) {
     size_t vlen = strnlen(p->value, sizeof p->value);
     check(klen > 0 && klen < sizeof p->key && vlen < sizeof p->value);
     for (size_t k = 0; k < klen; k++)
-      check((p->key[k] >= 'A' && p->key[k] <= 'Z') || (p->key[k] >= '0' && p->key[k] <= '9') ||
-            p->key[k] == '-');
+      check((p->key[k] >= 'A' && p->key[k] <= 'Z') ||
+            (p->key[k] >= '0' && p->key[k] <= '9') || p->key[k] == '-');
     check(p->has_value == (vlen > 0));
     const struct smtp_param *found = smtp_command_param(cmd, p->key);
     check(found != NULL && found <= p && strcmp(found->key, p->key) == 0);

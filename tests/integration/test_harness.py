@@ -215,11 +215,50 @@ class MxTest(Tmp):
         self.assertEqual(c.cmd('DATA')[0], 354)
         for piece in (b'a\r', b'\n', b'.', b'\r', b'\n'):  # terminator split over writes
             c.send_raw(piece)
-            wait_until(lambda: True, 0.01)
         self.assertEqual(c.read_reply()[0], 250)
         msgs = mx.wait_messages(2)
         self.assertEqual([m.data for m in msgs], [b'', b'a\r\n'])
         self.assertEqual(msgs[0].mail_from, '')
+
+    def test_data_scanner_every_split(self):
+        """The MX's DATA reader un-stuffs and finds the end whatever the chunking."""
+        from harness.mxserver import Session
+
+        class FakeConn:
+            def __init__(self, chunks):
+                self.chunks, self.buf, self.sent = list(chunks), b'', []
+
+            def recv(self):
+                return self.chunks.pop(0) if self.chunks else None
+
+            def take_buffer(self):
+                b, self.buf = self.buf, b''
+                return b
+
+            def unread(self, data):
+                self.buf = data + self.buf
+
+            def send(self, data):
+                self.sent.append(data)
+
+        mx = self.mx()
+        body = b'.\r\n..a\r\nb.\r\n.\r\r\n\r\n...\r\nend\r\n'
+        wire = dot_stuff(body) + b'.\r\nNOOP\r\n'
+        for lenient in (False, True):
+            mx.configure(lenient_data_end=lenient)
+            for i in range(1, len(wire)):
+                for j in range(i, len(wire)):
+                    conn = FakeConn([wire[:i], wire[i:j], wire[j:]])
+                    sess = Session(0, None)
+                    sess.rcpts = ['x@example.test']
+                    mx._receive_data(conn, sess)
+                    m = sess.messages[-1]
+                    if not lenient:  # (a lenient reader stops at the bare CR's line)
+                        self.assertEqual((m.data, m.raw), (body, dot_stuff(body)), (i, j))
+                    self.assertTrue(conn.sent[-1].startswith(b'250 '))
+                    rest = conn.buf + b''.join(conn.chunks)
+                    if not lenient:
+                        self.assertEqual(rest, b'NOOP\r\n', (i, j))
 
     def test_starttls_smtplib(self):
         mx = self.mx(starttls=self.cert)

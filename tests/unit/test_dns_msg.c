@@ -172,27 +172,44 @@ static struct dns_answer ans; /* ~150 KB: not on the stack */
 static const struct rec mx_recs[] = {{DNS_T_MX, NULL, 20, "mx2.example.org"},
                                      {DNS_T_MX, NULL, 10, "MX1.Example.ORG."},
                                      {0, NULL, 0, NULL}};
-static const struct rec addr_recs[] = {{DNS_T_A, "mx1.example.org", 0, "192.0.2.1"},
-                                       {DNS_T_AAAA, "mx1.example.org", 0, "2001:db8::1"},
-                                       {0, NULL, 0, NULL}};
-static const struct rec cname_recs[] = {{DNS_T_CNAME, "www.example.org", 0, "a.example.net"},
-                                        {DNS_T_CNAME, "a.example.net", 0, "b.example.com"},
-                                        {DNS_T_A, "b.example.com", 0, "198.51.100.7"},
-                                        {0, NULL, 0, NULL}};
+static const struct rec addr_recs[] = {
+    {DNS_T_A, "mx1.example.org", 0, "192.0.2.1"},
+    {DNS_T_AAAA, "mx1.example.org", 0, "2001:db8::1"},
+    {0, NULL, 0, NULL}};
+static const struct rec cname_recs[] = {
+    {DNS_T_CNAME, "www.example.org", 0, "a.example.net"},
+    {DNS_T_CNAME, "a.example.net", 0, "b.example.com"},
+    {DNS_T_A, "b.example.com", 0, "198.51.100.7"},
+    {0, NULL, 0, NULL}};
 static const struct rec txt_recs[] = {{DNS_T_TXT, NULL, 0, "v=STSv1; |id=2024|"},
                                       {0, NULL, 0, NULL}};
 static const struct rec tlsa_recs[] = {
-    {DNS_T_TLSA, NULL, 0, "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+    {DNS_T_TLSA, NULL, 0,
+     "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
     {0, NULL, 0, NULL}};
 static const struct rec nullmx_recs[] = {{DNS_T_MX, NULL, 0, ""}, {0, NULL, 0, NULL}};
 
-static void seed_mx(struct mb *m) { mb_response(m, 0x1234, F_RESP | F_AD, "example.org", DNS_T_MX, mx_recs); }
-static void seed_addr(struct mb *m) { mb_response(m, 7, F_RESP, "mx1.example.org", DNS_T_A, addr_recs); }
-static void seed_cname(struct mb *m) { mb_response(m, 8, F_RESP, "www.example.org", DNS_T_A, cname_recs); }
-static void seed_txt(struct mb *m) { mb_response(m, 9, F_RESP, "_mta-sts.example.org", DNS_T_TXT, txt_recs); }
-static void seed_tlsa(struct mb *m) { mb_response(m, 10, F_RESP | F_AD, "_25._tcp.mx1.example.org", DNS_T_TLSA, tlsa_recs); }
-static void seed_nullmx(struct mb *m) { mb_response(m, 11, F_RESP, "example.com", DNS_T_MX, nullmx_recs); }
-static void seed_nxdomain(struct mb *m) { mb_response(m, 12, F_RESP | 3, "nope.example", DNS_T_MX, NULL); }
+static void seed_mx(struct mb *m) {
+  mb_response(m, 0x1234, F_RESP | F_AD, "example.org", DNS_T_MX, mx_recs);
+}
+static void seed_addr(struct mb *m) {
+  mb_response(m, 7, F_RESP, "mx1.example.org", DNS_T_A, addr_recs);
+}
+static void seed_cname(struct mb *m) {
+  mb_response(m, 8, F_RESP, "www.example.org", DNS_T_A, cname_recs);
+}
+static void seed_txt(struct mb *m) {
+  mb_response(m, 9, F_RESP, "_mta-sts.example.org", DNS_T_TXT, txt_recs);
+}
+static void seed_tlsa(struct mb *m) {
+  mb_response(m, 10, F_RESP | F_AD, "_25._tcp.mx1.example.org", DNS_T_TLSA, tlsa_recs);
+}
+static void seed_nullmx(struct mb *m) {
+  mb_response(m, 11, F_RESP, "example.com", DNS_T_MX, nullmx_recs);
+}
+static void seed_nxdomain(struct mb *m) {
+  mb_response(m, 12, F_RESP | 3, "nope.example", DNS_T_MX, NULL);
+}
 
 /* Compressed: the MX host and the A owner point back into the question. */
 static void seed_compressed(struct mb *m) {
@@ -206,7 +223,7 @@ static void seed_compressed(struct mb *m) {
   mb_u16(m, 5);
   mb_u8(m, 2);
   mb_raw(m, "mx", 2);
-  mb_u16(m, 0xc00c); /* mx.example.org */
+  mb_u16(m, 0xc00c);      /* mx.example.org */
   mb_u16(m, 0xc000 | 43); /* owner: the MX host name at offset 43 */
   mb_u16(m, DNS_T_A);
   mb_u16(m, 1);
@@ -215,8 +232,8 @@ static void seed_compressed(struct mb *m) {
   mb_raw(m, "\x0a\x00\x00\x01", 4);
 }
 
-static void (*const seeds[])(struct mb *) = {seed_mx,  seed_addr,   seed_cname,
-                                             seed_txt, seed_tlsa,   seed_nullmx,
+static void (*const seeds[])(struct mb *) = {seed_mx,       seed_addr,      seed_cname,
+                                             seed_txt,      seed_tlsa,      seed_nullmx,
                                              seed_nxdomain, seed_compressed};
 #define NSEEDS (sizeof seeds / sizeof seeds[0])
 
@@ -238,13 +255,16 @@ static int write_corpus(const char *dir) {
 static void test_build_query(void) {
   uint8_t out[512];
   int n = dns_msg_build_query(0xbeef, "Mx.Example.org.", DNS_T_MX, out, sizeof out);
-  static const uint8_t want[] = {
-      0xbe, 0xef, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 1,                  /* RD AD, 1 q, 1 ar */
-      2, 'M', 'x', 7, 'E', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'o', 'r', 'g', 0, /* name */
-      0, 15, 0, 1,                                                     /* MX IN */
-      0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0};                      /* OPT 1232 DO */
+  static const uint8_t want[] = {0xbe, 0xef, 0x01, 0x20, 0,    1,   0,   0,
+                                 0,    0,    0,    1, /* RD AD, 1 q, 1 ar */
+                                 2,    'M',  'x',  7,    'E',  'x', 'a', 'm',
+                                 'p',  'l',  'e',  3,    'o',  'r', 'g', 0, /* name */
+                                 0,    15,   0,    1,                       /* MX IN */
+                                 0,    0,    41,   0x04, 0xd0, 0,   0,   0x80,
+                                 0,    0,    0}; /* OPT 1232 DO */
   ASSERT_MEM_EQ(out, (size_t)n, want, sizeof want);
-  ASSERT_EQ(dns_msg_build_query(1, "mx.example.org", 1, out, sizeof want - 1), SP_E_OVERFLOW);
+  ASSERT_EQ(dns_msg_build_query(1, "mx.example.org", 1, out, sizeof want - 1),
+            SP_E_OVERFLOW);
   ASSERT_EQ(dns_msg_build_query(1, "", 1, out, sizeof out), SP_E_INVAL);
   ASSERT_EQ(dns_msg_build_query(1, ".", 1, out, sizeof out), SP_E_INVAL);
   ASSERT_EQ(dns_msg_build_query(1, "a..b", 1, out, sizeof out), SP_E_INVAL);
@@ -299,7 +319,8 @@ static void test_parse_addr_cname(void) {
   ASSERT_EQ(ans.nrrs, 2);
   ASSERT_MEM_EQ(ans.rrs[0].u.a, 4, "\xc0\x00\x02\x01", 4);
   ASSERT_EQ(ans.rrs[1].type, DNS_T_AAAA);
-  ASSERT_MEM_EQ(ans.rrs[1].u.aaaa, 16, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+  ASSERT_MEM_EQ(ans.rrs[1].u.aaaa, 16, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01",
+                16);
   ASSERT(!ans.ad);
   seed_cname(&m);
   ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
@@ -376,7 +397,9 @@ static void test_parse_flags(void) {
   ASSERT_STR_EQ(ans.qname, "a\\046b\\032c");
 }
 
-static int parse_bytes(const uint8_t *p, size_t n) { return dns_msg_parse(p, n, &ans); }
+static int parse_bytes(const uint8_t *p, size_t n) {
+  return dns_msg_parse(p, n, &ans);
+}
 
 static void test_parse_malformed(void) {
   struct mb m;
@@ -523,7 +546,8 @@ static void test_parse_overflow(void) {
   ASSERT_EQ(parse_bytes(m.b, m.n), SP_E_OVERFLOW);
 }
 
-/* ---- fake DNS server -------------------------------------------------------------- */
+/* ---- fake DNS server --------------------------------------------------------------
+ */
 
 enum fake_act { FA_ANSWER, FA_DROP, FA_SERVFAIL, FA_NXDOMAIN };
 
@@ -624,23 +648,41 @@ static void fake_start(uv_loop_t *loop, struct fake *f, const struct fake_entry 
   ASSERT_EQ(uv_udp_recv_start(&f->udp, fake_alloc, fake_recv), 0);
 }
 
-/* ---- loop tests --------------------------------------------------------------------- */
+/* ---- loop tests ---------------------------------------------------------------------
+ */
 
-#define NODATA_ANSWER {{0, NULL, 0, NULL}}
+#define NODATA_ANSWER                                                                  \
+  {                                                                                    \
+    { 0, NULL, 0, NULL }                                                               \
+  }
 
 static const struct fake_entry table[] = {
-    {"example.test", DNS_T_MX, FA_ANSWER, true,
+    {"example.test",
+     DNS_T_MX,
+     FA_ANSWER,
+     true,
      {{DNS_T_MX, NULL, 20, "mx3.example.test"},
       {DNS_T_MX, NULL, 10, "MX1.example.test"},
       {DNS_T_MX, NULL, 10, "mx2.example.test"},
-      {DNS_T_MX, NULL, 30, "mx1.example.test"}, /* duplicate: the lower preference wins */
-      {DNS_T_MX, NULL, 0, ""}}},                /* null MX next to real ones: ignored */
-    {"mx1.example.test", DNS_T_A, FA_ANSWER, true,
+      {DNS_T_MX, NULL, 30,
+       "mx1.example.test"},      /* duplicate: the lower preference wins */
+      {DNS_T_MX, NULL, 0, ""}}}, /* null MX next to real ones: ignored */
+    {"mx1.example.test",
+     DNS_T_A,
+     FA_ANSWER,
+     true,
      {{DNS_T_A, NULL, 0, "192.0.2.1"}, {DNS_T_A, NULL, 0, "192.0.2.2"}}},
-    {"mx1.example.test", DNS_T_AAAA, FA_ANSWER, true, {{DNS_T_AAAA, NULL, 0, "2001:db8::1"}}},
+    {"mx1.example.test",
+     DNS_T_AAAA,
+     FA_ANSWER,
+     true,
+     {{DNS_T_AAAA, NULL, 0, "2001:db8::1"}}},
     {"mx2.example.test", DNS_T_A, FA_ANSWER, true, {{DNS_T_A, NULL, 0, "192.0.2.3"}}},
     {"plain.test", DNS_T_A, FA_ANSWER, false, {{DNS_T_A, NULL, 0, "203.0.113.5"}}},
-    {"alias.test", DNS_T_MX, FA_ANSWER, false,
+    {"alias.test",
+     DNS_T_MX,
+     FA_ANSWER,
+     false,
      {{DNS_T_CNAME, NULL, 0, "real.test"}, {DNS_T_MX, "real.test", 5, "mx.real.test"}}},
     {"mx.real.test", DNS_T_A, FA_ANSWER, false, {{DNS_T_A, NULL, 0, "198.51.100.1"}}},
     {"nomail.test", DNS_T_MX, FA_ANSWER, true, {{DNS_T_MX, NULL, 0, ""}}},
@@ -648,15 +690,25 @@ static const struct fake_entry table[] = {
     {"broken.test", DNS_T_MX, FA_SERVFAIL, false, NODATA_ANSWER},
     {"slow.test", DNS_T_MX, FA_DROP, false, NODATA_ANSWER},
     {"slow.test", DNS_T_TXT, FA_DROP, false, NODATA_ANSWER},
-    {"hosts.test", DNS_T_MX, FA_ANSWER, false,
+    {"hosts.test",
+     DNS_T_MX,
+     FA_ANSWER,
+     false,
      {{DNS_T_MX, NULL, 10, "noaddr.hosts.test"},
       {DNS_T_MX, NULL, 20, "gone.hosts.test"},
       {DNS_T_MX, NULL, 30, "fail.hosts.test"}}},
     {"gone.hosts.test", DNS_T_A, FA_NXDOMAIN, false, NODATA_ANSWER},
     {"gone.hosts.test", DNS_T_AAAA, FA_NXDOMAIN, false, NODATA_ANSWER},
     {"fail.hosts.test", DNS_T_A, FA_SERVFAIL, false, NODATA_ANSWER},
-    {"_25._tcp.mx.test", DNS_T_TLSA, FA_ANSWER, true, {{DNS_T_TLSA, NULL, 0, "3 1 1 abcd"}}},
-    {"many.test", DNS_T_MX, FA_ANSWER, false,
+    {"_25._tcp.mx.test",
+     DNS_T_TLSA,
+     FA_ANSWER,
+     true,
+     {{DNS_T_TLSA, NULL, 0, "3 1 1 abcd"}}},
+    {"many.test",
+     DNS_T_MX,
+     FA_ANSWER,
+     false,
      {{DNS_T_MX, NULL, 20, "h20.many.test"}, {DNS_T_MX, NULL, 19, "h19.many.test"},
       {DNS_T_MX, NULL, 18, "h18.many.test"}, {DNS_T_MX, NULL, 17, "h17.many.test"},
       {DNS_T_MX, NULL, 16, "h16.many.test"}, {DNS_T_MX, NULL, 15, "h15.many.test"},
@@ -743,10 +795,12 @@ static const struct dns_mx_result *mx_run(const char *domain) {
   return &H.res;
 }
 
-static void addr_check(const struct sockaddr_storage *ss, int family, const char *want) {
+static void addr_check(const struct sockaddr_storage *ss, int family,
+                       const char *want) {
   char buf[64];
-  const void *p = family == AF_INET ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
-                                    : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+  const void *p = family == AF_INET
+                      ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+                      : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
   ASSERT_EQ(ss->ss_family, family);
   ASSERT(inet_ntop(family, p, buf, sizeof buf) != NULL);
   ASSERT_STR_EQ(buf, want);

@@ -9,7 +9,8 @@
 
 #define S(lit) lit, sizeof(lit) - 1
 
-/* ---- Line framing ------------------------------------------------------------------ */
+/* ---- Line framing ------------------------------------------------------------------
+ */
 
 static int find(const char *buf, size_t len, size_t max, size_t *ll, size_t *used) {
   *ll = *used = 9999;
@@ -70,11 +71,14 @@ static void test_find_line_limits(void) {
   ASSERT_EQ(find(big, SMTP_COMMAND_LINE_MAX, SMTP_COMMAND_LINE_MAX, &ll, &used), 0);
 }
 
-/* ---- Commands ---------------------------------------------------------------------- */
+/* ---- Commands ----------------------------------------------------------------------
+ */
 
 static struct smtp_command cmd;
 
-static int parse(const char *line) { return smtp_parse_command(line, strlen(line), &cmd); }
+static int parse(const char *line) {
+  return smtp_parse_command(line, strlen(line), &cmd);
+}
 
 static void assert_arg(const char *want) {
   ASSERT_MEM_EQ(cmd.arg, cmd.arg_len, want, strlen(want));
@@ -185,54 +189,55 @@ static void test_command_mail(void) {
   ASSERT_STR_EQ(cmd.path, "u@[192.0.2.1]");
   ASSERT_EQ(parse("MAIL FROM:<u@[IPv6:2001:db8::1]>"), 0);
   ASSERT_EQ(parse("MAIL FROM:<u@[x-tag:anything]>"), 0);
-  ASSERT_EQ(parse("MAIL FROM:<\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.example>"),
-            0); /* SMTPUTF8 */
+  ASSERT_EQ(
+      parse("MAIL FROM:<\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.example>"),
+      0); /* SMTPUTF8 */
 }
 
 static void test_command_mail_bad(void) {
   static const char *bad[] = {
-      "MAIL FROM:alice@example.com",      /* missing <> */
-      "MAIL FROM:<alice@example.com",     /* missing > */
-      "MAIL FROM:alice@example.com>",     /* missing < */
-      "MAIL FROM <alice@example.com>",    /* no colon */
-      "MAIL FROM<alice@example.com>",     /* no colon */
-      "MAIL TO:<alice@example.com>",      /* wrong keyword */
-      "MAIL FROMX:<a@b>",                 /* wrong keyword */
-      "MAIL FROM:<alice @example.com>",   /* space in the path */
-      "MAIL FROM:<alice@ example.com>",   /* space in the path */
-      "MAIL FROM:< alice@example.com>",   /* space in the path */
-      "MAIL FROM:<a@b>SIZE=1",            /* no space before params */
-      "MAIL FROM:<a@b><c@d>",             /* two paths */
-      "MAIL FROM:<alice>",                /* no domain */
-      "MAIL FROM:<postmaster>",           /* only RCPT may omit the domain */
-      "MAIL FROM:<@example.com>",         /* empty local part */
-      "MAIL FROM:<a@>",                   /* empty domain */
-      "MAIL FROM:<a@b@c>",                /* two @ */
-      "MAIL FROM:<.a@b>",                 /* leading dot */
-      "MAIL FROM:<a.@b>",                 /* trailing dot */
-      "MAIL FROM:<a..b@c>",               /* double dot */
-      "MAIL FROM:<a@-b.example>",         /* label starts with - */
-      "MAIL FROM:<a@b-.example>",         /* label ends with - */
-      "MAIL FROM:<a@b..example>",         /* empty label */
-      "MAIL FROM:<a@b.example.>",         /* trailing dot */
-      "MAIL FROM:<a@b_c.example>",        /* underscore */
-      "MAIL FROM:<\"unterminated@b>",     /* open quote */
-      "MAIL FROM:<\"a\"b@c>",             /* quoted string then text */
-      "MAIL FROM:<a@[999.1.1.1]>",        /* not an IPv4 address */
-      "MAIL FROM:<a@[1.2.3]>",            /* not an IPv4 address */
-      "MAIL FROM:<a@[IPv6:zz::1]>",       /* not an IPv6 address */
-      "MAIL FROM:<a@[]>",                 /* empty literal */
-      "MAIL FROM:<a@[1.2.3.4>",           /* open literal */
-      "MAIL FROM:<a@[:x]>",               /* empty tag */
-      "MAIL FROM:<a@[tag:]>",             /* empty general literal */
-      "MAIL FROM:<@a:>",                  /* route without mailbox */
-      "MAIL FROM:<@:a@b>",                /* empty route domain */
-      "MAIL FROM:<@a,b:c@d>",             /* route domain without @ */
-      "MAIL FROM:<@a c@d>",               /* route without colon */
-      "MAIL FROM:",                       /* nothing */
-      "MAIL FROM:<",                      /* nothing */
-      "MAIL FROM:<>>",                    /* junk after path */
-      "MAIL FROM:<> <>",                  /* bad param */
+      "MAIL FROM:alice@example.com",    /* missing <> */
+      "MAIL FROM:<alice@example.com",   /* missing > */
+      "MAIL FROM:alice@example.com>",   /* missing < */
+      "MAIL FROM <alice@example.com>",  /* no colon */
+      "MAIL FROM<alice@example.com>",   /* no colon */
+      "MAIL TO:<alice@example.com>",    /* wrong keyword */
+      "MAIL FROMX:<a@b>",               /* wrong keyword */
+      "MAIL FROM:<alice @example.com>", /* space in the path */
+      "MAIL FROM:<alice@ example.com>", /* space in the path */
+      "MAIL FROM:< alice@example.com>", /* space in the path */
+      "MAIL FROM:<a@b>SIZE=1",          /* no space before params */
+      "MAIL FROM:<a@b><c@d>",           /* two paths */
+      "MAIL FROM:<alice>",              /* no domain */
+      "MAIL FROM:<postmaster>",         /* only RCPT may omit the domain */
+      "MAIL FROM:<@example.com>",       /* empty local part */
+      "MAIL FROM:<a@>",                 /* empty domain */
+      "MAIL FROM:<a@b@c>",              /* two @ */
+      "MAIL FROM:<.a@b>",               /* leading dot */
+      "MAIL FROM:<a.@b>",               /* trailing dot */
+      "MAIL FROM:<a..b@c>",             /* double dot */
+      "MAIL FROM:<a@-b.example>",       /* label starts with - */
+      "MAIL FROM:<a@b-.example>",       /* label ends with - */
+      "MAIL FROM:<a@b..example>",       /* empty label */
+      "MAIL FROM:<a@b.example.>",       /* trailing dot */
+      "MAIL FROM:<a@b_c.example>",      /* underscore */
+      "MAIL FROM:<\"unterminated@b>",   /* open quote */
+      "MAIL FROM:<\"a\"b@c>",           /* quoted string then text */
+      "MAIL FROM:<a@[999.1.1.1]>",      /* not an IPv4 address */
+      "MAIL FROM:<a@[1.2.3]>",          /* not an IPv4 address */
+      "MAIL FROM:<a@[IPv6:zz::1]>",     /* not an IPv6 address */
+      "MAIL FROM:<a@[]>",               /* empty literal */
+      "MAIL FROM:<a@[1.2.3.4>",         /* open literal */
+      "MAIL FROM:<a@[:x]>",             /* empty tag */
+      "MAIL FROM:<a@[tag:]>",           /* empty general literal */
+      "MAIL FROM:<@a:>",                /* route without mailbox */
+      "MAIL FROM:<@:a@b>",              /* empty route domain */
+      "MAIL FROM:<@a,b:c@d>",           /* route domain without @ */
+      "MAIL FROM:<@a c@d>",             /* route without colon */
+      "MAIL FROM:",                     /* nothing */
+      "MAIL FROM:<",                    /* nothing */
+      "MAIL FROM:<>>",                  /* junk after path */
+      "MAIL FROM:<> <>",                /* bad param */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     if (parse(bad[i]) != SP_E_SYNTAX)
@@ -246,8 +251,8 @@ static void test_command_rcpt(void) {
   ASSERT_EQ(parse("RCPT TO:<bob@example.net>"), 0);
   ASSERT_EQ(cmd.verb, SMTP_VERB_RCPT);
   ASSERT_STR_EQ(cmd.path, "bob@example.net");
-  ASSERT_EQ(parse("rcpt to: <bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+40x"),
-            0);
+  ASSERT_EQ(
+      parse("rcpt to: <bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+40x"), 0);
   ASSERT_EQ(cmd.nparams, 2);
   ASSERT_STR_EQ(cmd.params[0].key, "NOTIFY");
   ASSERT_STR_EQ(cmd.params[1].value, "rfc822;b+40x");
@@ -381,7 +386,8 @@ static void test_path_domain(void) {
   ASSERT_MEM_EQ(d, n, "dest.example", 12);
 }
 
-/* ---- Replies ----------------------------------------------------------------------- */
+/* ---- Replies -----------------------------------------------------------------------
+ */
 
 static struct smtp_reply_parser rp;
 static struct smtp_reply reply;
@@ -437,10 +443,24 @@ static void test_reply_multiline(void) {
 }
 
 static void test_reply_malformed(void) {
-  static const char *bad[] = {"",       "2",        "25",      "199 x",   "600 x",
-                              "099 x",  "100 x",    "699",     "2500 x",  "250x",
-                              "250_x",  "25a x",    "abc",     " 250 x",  "-250 x",
-                              "2 50 x", ("\xff" "50 x")};
+  static const char *bad[] = {"",
+                              "2",
+                              "25",
+                              "199 x",
+                              "600 x",
+                              "099 x",
+                              "100 x",
+                              "699",
+                              "2500 x",
+                              "250x",
+                              "250_x",
+                              "25a x",
+                              "abc",
+                              " 250 x",
+                              "-250 x",
+                              "2 50 x",
+                              ("\xff"
+                               "50 x")};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     smtp_reply_parser_init(&rp);
     if (feed(bad[i]) != SP_E_PROTOCOL)
@@ -464,19 +484,19 @@ static void test_reply_enhanced(void) {
       {"421 4.4.2 timeout", "4.4.2"},
       {"250 2.0.0", "2.0.0"},
       {"250 2.123.456 x", "2.123.456"},
-      {"250 5.1.1 x", ""},       /* class differs from the code */
-      {"550 2.0.0 x", ""},       /* class differs from the code */
-      {"354 3.0.0 go", ""},      /* no class 3 */
-      {"250 2.1.0x", ""},        /* not followed by SP */
-      {"250 2.1.0. x", ""},      /* four parts */
-      {"250 2.1000.0 x", ""},    /* subject too long */
-      {"250 2.1.1000 x", ""},    /* detail too long */
-      {"250 2..0 x", ""},        /* empty subject */
-      {"250 2.1. x", ""},        /* empty detail */
-      {"250 2.1 x", ""},         /* two parts */
-      {"250 x 2.1.0", ""},       /* not first */
-      {"250  2.1.0 x", ""},      /* not first */
-      {"250-2.1.0 x", "2.1.0"},  /* first line of a multi-line reply */
+      {"250 5.1.1 x", ""},      /* class differs from the code */
+      {"550 2.0.0 x", ""},      /* class differs from the code */
+      {"354 3.0.0 go", ""},     /* no class 3 */
+      {"250 2.1.0x", ""},       /* not followed by SP */
+      {"250 2.1.0. x", ""},     /* four parts */
+      {"250 2.1000.0 x", ""},   /* subject too long */
+      {"250 2.1.1000 x", ""},   /* detail too long */
+      {"250 2..0 x", ""},       /* empty subject */
+      {"250 2.1. x", ""},       /* empty detail */
+      {"250 2.1 x", ""},        /* two parts */
+      {"250 x 2.1.0", ""},      /* not first */
+      {"250  2.1.0 x", ""},     /* not first */
+      {"250-2.1.0 x", "2.1.0"}, /* first line of a multi-line reply */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     smtp_reply_parser_init(&rp);
@@ -526,8 +546,7 @@ static void test_reply_format(void) {
   ASSERT_EQ(smtp_reply_format(&reply, 0, out, sizeof out), (int)strlen(want));
   ASSERT_STR_EQ(out, want);
   ASSERT_EQ(smtp_reply_format(&reply, 421, out, sizeof out), (int)strlen(want));
-  ASSERT_STR_EQ(out,
-                "421-mx.example.com\r\n421-PIPELINING\r\n421 2.0.0 SIZE 1000\r\n");
+  ASSERT_STR_EQ(out, "421-mx.example.com\r\n421-PIPELINING\r\n421 2.0.0 SIZE 1000\r\n");
   /* Exactly fitting needs room for the NUL. */
   int len = (int)strlen(want);
   ASSERT_EQ(smtp_reply_format(&reply, 0, out, (size_t)len + 1), len);
@@ -629,7 +648,8 @@ static void test_reply_build(void) {
   ASSERT_STR_EQ(reply.enhanced, "4.7.0");
 }
 
-/* ---- EHLO capabilities ------------------------------------------------------------- */
+/* ---- EHLO capabilities -------------------------------------------------------------
+ */
 
 static void ehlo(const char *const *lines, size_t n, struct smtp_caps *caps) {
   char buf[128];
@@ -645,10 +665,17 @@ static void ehlo(const char *const *lines, size_t n, struct smtp_caps *caps) {
 
 static void test_ehlo_caps(void) {
   struct smtp_caps caps;
-  static const char *const all[] = {
-      "mx.example.com Hello [192.0.2.1]", "PIPELINING", "SIZE 1000", "starttls",
-      "8bitmime", "EnhancedStatusCodes", "SMTPUTF8", "DSN", "X-UNKNOWN foo", "AUTH PLAIN",
-      "CHUNKING"};
+  static const char *const all[] = {"mx.example.com Hello [192.0.2.1]",
+                                    "PIPELINING",
+                                    "SIZE 1000",
+                                    "starttls",
+                                    "8bitmime",
+                                    "EnhancedStatusCodes",
+                                    "SMTPUTF8",
+                                    "DSN",
+                                    "X-UNKNOWN foo",
+                                    "AUTH PLAIN",
+                                    "CHUNKING"};
   ehlo(all, sizeof all / sizeof all[0], &caps);
   ASSERT_EQ(caps.flags, SMTP_CAP_STARTTLS | SMTP_CAP_PIPELINING | SMTP_CAP_SIZE |
                             SMTP_CAP_8BITMIME | SMTP_CAP_SMTPUTF8 | SMTP_CAP_DSN |
@@ -679,8 +706,8 @@ static void test_ehlo_caps(void) {
   ASSERT_EQ(caps.flags, SMTP_CAP_SIZE);
   ASSERT_EQ(caps.size_max, 0);
 
-  static const char *const near[] = {"mx", "STARTTLSX", "SIZE=1000", "XSIZE 5",
-                                     " PIPELINING", "PIPELINING2", "DS"};
+  static const char *const near[] = {
+      "mx", "STARTTLSX", "SIZE=1000", "XSIZE 5", " PIPELINING", "PIPELINING2", "DS"};
   ehlo(near, sizeof near / sizeof near[0], &caps);
   ASSERT_EQ(caps.flags, 0);
   ASSERT_EQ(caps.size_max, 0);
@@ -690,7 +717,8 @@ static void test_ehlo_caps(void) {
   ASSERT_EQ(caps.flags, SMTP_CAP_STARTTLS | SMTP_CAP_CHUNKING);
 }
 
-/* ---- DATA scanner ------------------------------------------------------------------ */
+/* ---- DATA scanner ------------------------------------------------------------------
+ */
 
 struct scan_result {
   char out[1024];
@@ -757,13 +785,13 @@ static const struct data_case {
 #define R SMTP_DATA_REFUSE
 #define N SMTP_DATA_NORMALIZE
 #define C(mode, in, out, consumed, done, bare)                                         \
-  {mode, in, sizeof(in) - 1, out, sizeof(out) - 1, consumed, done, bare}
+  { mode, in, sizeof(in) - 1, out, sizeof(out) - 1, consumed, done, bare }
     /* Clean data, both modes: forwarded as is, terminator excluded. */
     C(R, "abc\r\n.\r\n", "abc\r\n", 8, true, false),
     C(N, "abc\r\n.\r\n", "abc\r\n", 8, true, false),
-    C(R, ".\r\n", "", 3, true, false),           /* empty message */
+    C(R, ".\r\n", "", 3, true, false), /* empty message */
     C(N, ".\r\n", "", 3, true, false),
-    C(R, "\r\n.\r\n", "\r\n", 5, true, false),   /* one empty line */
+    C(R, "\r\n.\r\n", "\r\n", 5, true, false), /* one empty line */
     C(R, "\r\n\r\n.\r\n", "\r\n\r\n", 7, true, false),
     C(R, "..x\r\n.\r\n", "..x\r\n", 8, true, false), /* dot-stuffing kept */
     C(R, "..\r\n.\r\n", "..\r\n", 7, true, false),
@@ -778,7 +806,8 @@ static const struct data_case {
     C(R, "x\r\n.", "x\r\n", 4, false, false),
     C(R, "x\r\n.\r", "x\r\n", 5, false, false),
     C(R, "x\r\n", "x\r\n", 3, false, false),
-    /* Bare LF / CR, REFUSE: nothing from the first bare byte on; the end still found. */
+    /* Bare LF / CR, REFUSE: nothing from the first bare byte on; the end still found.
+     */
     C(R, "abc\n.\r\n", "abc", 7, false, true),
     C(R, "abc\n.\r\n.\r\n", "abc", 10, true, true),
     C(R, "a\nb\r\n.\r\nQUIT\r\n", "a", 8, true, true),
@@ -793,7 +822,8 @@ static const struct data_case {
     C(R, "ok\r\n.\n", "ok\r\n", 6, false, true),
     C(R, "ok\r\n.\rx", "ok\r\n", 7, false, true),
     C(R, ".\n\r\n.\r\n", "", 7, true, true),
-    /* NORMALIZE: bare CR/LF become CRLF, dot-stuffing redone, lone "." lines emptied. */
+    /* NORMALIZE: bare CR/LF become CRLF, dot-stuffing redone, lone "." lines emptied.
+     */
     C(N, "abc\n.\r\n", "abc\r\n..\r\n", 7, false, true),
     C(N, "abc\n.\r\n.\r\n", "abc\r\n..\r\n", 10, true, true),
     C(N, "a\nb\r\n.\r\nQUIT\r\n", "a\r\nb\r\n", 8, true, true),

@@ -13,3 +13,8 @@ from .proxy import Proxy, deep_merge, is_asan_build, proxy_binary, to_yaml
 from .smtpclient import Client, Closed, Timeout, dot_stuff
 from .util import (TestBase, free_port, main, message, proxy_config, reserve_port,
                    split_received, wait_until)
+
+__all__ = ['DnsServer', 'Message', 'MxServer', 'Session', 'TestPKI', 'Proxy', 'deep_merge',
+           'is_asan_build', 'proxy_binary', 'to_yaml', 'Client', 'Closed', 'Timeout',
+           'dot_stuff', 'TestBase', 'free_port', 'main', 'message', 'proxy_config',
+           'reserve_port', 'split_received', 'wait_until']

@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 
 from .util import free_port, wait_until
 
@@ -135,8 +134,10 @@ class Proxy:
 
         def ready():
             if self.proc.poll() is not None:
+                rc, self.proc = self.proc.returncode, None  # reported once, here
+                self._close_log()
                 raise AssertionError('proxy exited with %s during start-up; log:\n%s' % (
-                    self.proc.returncode, self.log_text()))
+                    rc, self.log_text()))
             try:
                 with socket.create_connection(('127.0.0.1', self.port), timeout=1):
                     return True
