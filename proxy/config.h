@@ -39,11 +39,8 @@ struct config_tls {
   int min_protocol;       /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
   char groups[256];       /* "X25519:P-256:P-384:X448:P-521" */
   unsigned min_dh_bits;   /* default 2048; 1024..16384 */
-  char ciphers[512];      /* TLS 1.2 list; default
-                             ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20 */
-  char ciphersuites[256]; /* TLS 1.3; default
-                             TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256
-                           */
+  char ciphers[512];      /* TLS 1.2 list (defaults: proxy.yaml.example) */
+  char ciphersuites[256]; /* TLS 1.3 suites */
   char ca_file[1024];     /* "" = system default */
   char ca_path[1024];     /* "" = system default */
 };
