@@ -34,4 +34,31 @@ int tls_verify_check_dh(SSL *ssl, unsigned min_dh_bits, char *err, size_t errlen
  * (key-exchange/server-signature/server-digest parts omitted when unknown). */
 void tls_verify_summary(SSL *ssl, char *out, size_t cap);
 
+
+/* ---- DANE and pinning (OpenSSL's DANE API; the client SSL_CTX has DANE enabled) ---- */
+#include "policy/dane.h"
+
+/* DANE (RFC 7672 §3): base is the TLSA base domain (the MX host name), used as the
+ * reference name; records are the usable TLSA records. DANE-EE(3) matches skip name
+ * checks (§3.1.1); DANE-TA(2) chains must name base (§3.2.2). The handshake does not
+ * fail on a mismatch: tls_verify_verdict() is Verified only when a record matched.
+ * Returns 0, or -1 when OpenSSL refuses every record. */
+int tls_verify_prepare_dane(SSL *ssl, const char *base, const struct dane_tlsa *records,
+                            size_t nrecords);
+
+/* Fingerprint pins (Postfix's "fingerprint" level): each SHA-256 digest matches the
+ * server certificate or its public key, checked through the DANE API as DANE-EE
+ * "3 0 1" and "3 1 1" records; host is the reference name. Returns 0 or -1. */
+int tls_verify_prepare_fingerprints(SSL *ssl, const char *host,
+                                    const unsigned char (*sha256)[32], size_t n);
+
+/* After the handshake: the TLSA record (or pin) that matched, as "3 1 1 ab12...",
+ * or "" when none did. */
+void tls_verify_dane_match(SSL *ssl, char *out, size_t cap);
+
+/* After the handshake: why the verdict is not Verified, in Postfix's words where it has
+ * them ("certificate verification failed: no matching TLSA record", "certificate
+ * name mismatch", "unable to get local issuer certificate"), or "" when Verified. */
+void tls_verify_failure(SSL *ssl, char *out, size_t cap);
+
 #endif
