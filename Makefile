@@ -6,7 +6,8 @@ BUILD_FUZZ ?= build-fuzz
 JOBS ?= $(shell nproc)
 CONFIG ?= proxy.yaml.example
 SECONDS ?= 60
-FUZZ_TARGETS = smtp_command smtp_reply smtp_data dns_msg config policy_table
+FUZZ_TARGETS = smtp_command smtp_reply smtp_data dns_msg config policy_table \
+  mtasts_txt mtasts_policy
 
 .PHONY: all deps build build-asan run test test-release test-asan fuzz clean
 

@@ -284,6 +284,13 @@ SSL_CTX *tls_context_client_new(const struct tls_client_settings *st, char *err,
       !set_trust(ctx, st->ca_file, st->ca_path, err, errlen) ||
       !attach_cache(ctx, err, errlen))
     goto fail;
+  /* Lets each SSL turn DANE on (tls_verify_prepare_dane), with OpenSSL's default
+   * matching types: 1 SHA2-256 and 2 SHA2-512 (RFC 6698 section 2.1.3). */
+  ERR_clear_error();
+  if (SSL_CTX_dane_enable(ctx) <= 0) {
+    set_err(err, errlen, "%s", "cannot enable DANE on the TLS client context");
+    goto fail;
+  }
   ERR_clear_error();
   return ctx;
 fail:

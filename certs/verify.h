@@ -34,7 +34,6 @@ int tls_verify_check_dh(SSL *ssl, unsigned min_dh_bits, char *err, size_t errlen
  * (key-exchange/server-signature/server-digest parts omitted when unknown). */
 void tls_verify_summary(SSL *ssl, char *out, size_t cap);
 
-
 /* ---- DANE and pinning (OpenSSL's DANE API; the client SSL_CTX has DANE enabled) ---- */
 #include "policy/dane.h"
 

@@ -1,1 +1,59 @@
-/* stub: being written */
+#include "policy/dane.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out) {
+  if (out == NULL)
+    return -1;
+  memset(out, 0, sizeof(*out));
+  if (rdata == NULL || len < 4 || len - 3 > DANE_DATA_MAX)
+    return -1;
+  out->usage = rdata[0];
+  out->selector = rdata[1];
+  out->mtype = rdata[2];
+  out->len = (uint16_t)(len - 3);
+  memcpy(out->data, rdata + 3, out->len);
+  return 0;
+}
+
+bool dane_tlsa_usable(const struct dane_tlsa *r) {
+  if (r == NULL)
+    return false;
+  /* RFC 7672 §3.1.3: PKIX-TA(0) and PKIX-EE(1) are not usable in SMTP. */
+  if (r->usage != DANE_TA && r->usage != DANE_EE)
+    return false;
+  if (r->selector > 1)
+    return false;
+  switch (r->mtype) {
+  case 0:
+    return r->len > 0 && r->len <= DANE_DATA_MAX;
+  case 1:
+    return r->len == 32;
+  case 2:
+    return r->len == 64;
+  default:
+    return false;
+  }
+}
+
+void dane_tlsa_format(const struct dane_tlsa *r, char *out, size_t cap) {
+  static const char hex[] = "0123456789abcdef";
+  if (out == NULL || cap == 0)
+    return;
+  out[0] = '\0';
+  if (r == NULL)
+    return;
+  int n = snprintf(out, cap, "%u %u %u%s", r->usage, r->selector, r->mtype,
+                   r->len > 0 ? " " : "");
+  if (n < 0 || (size_t)n >= cap)
+    return;
+  size_t pos = (size_t)n;
+  size_t len = r->len <= DANE_DATA_MAX ? r->len : DANE_DATA_MAX;
+  /* Whole bytes only, so a cut value never shows a misleading half nibble. */
+  for (size_t i = 0; i < len && pos + 2 < cap; i++) {
+    out[pos++] = hex[r->data[i] >> 4];
+    out[pos++] = hex[r->data[i] & 0x0f];
+  }
+  out[pos] = '\0';
+}

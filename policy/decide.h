@@ -41,31 +41,31 @@ enum decide_auth {
 
 struct decide_host {
   /* in */
-  const char *host;    /* MX host name, lower-case */
-  bool addr_secure;    /* its A/AAAA answers were secure (trusted AD) */
+  const char *host; /* MX host name, lower-case */
+  bool addr_secure; /* its A/AAAA answers were secure (trusted AD) */
   enum decide_tlsa tlsa;
   const struct dane_tlsa *records; /* tlsa == FOUND */
   size_t nrecords;
   /* out */
-  bool skip;                 /* not to be dialled */
-  char skip_reason[160];     /* e.g. "TLSA lookup failed", "MX RRset not DNSSEC-secure" */
-  enum tls_level level;      /* effective: NONE, MAY, or a level requiring TLS */
-  bool tls_required;         /* no plaintext: no STARTTLS or a failed handshake = next host */
+  bool skip;             /* not to be dialled */
+  char skip_reason[160]; /* e.g. "TLSA lookup failed", "MX RRset not DNSSEC-secure" */
+  enum tls_level level;  /* effective: NONE, MAY, or a level requiring TLS */
+  bool tls_required; /* no plaintext: no STARTTLS or a failed handshake = next host */
   enum decide_auth auth;
   size_t usable[DANE_MAX_RECORDS]; /* auth DANE: indexes of usable records */
   size_t nusable;
   char names[DECIDE_MAX_NAMES][256]; /* auth PKIX: names for OpenSSL's host check;
                                         ".example.com" = its subdomains */
   size_t nnames;
-  int min_protocol;          /* 0 = global, else from the table entry */
-  char policy[48];           /* for the log: "dane", "table/secure", "default/may" */
+  int min_protocol; /* 0 = global, else from the table entry */
+  char policy[48];  /* for the log: "dane", "table/secure", "default/may" */
 };
 
 struct decide_domain {
-  const char *domain;                 /* lower-case, no trailing dot */
-  const struct table_entry *entry;    /* table_lookup(), or NULL */
+  const char *domain;              /* lower-case, no trailing dot */
+  const struct table_entry *entry; /* table_lookup(), or NULL */
   enum tls_level default_level;
-  bool mx_secure;                     /* MX RRset secure (trusted AD); implicit MX: the
+  bool mx_secure; /* MX RRset secure (trusted AD); implicit MX: the
                                          domain's address records */
 };
 

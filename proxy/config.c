@@ -14,6 +14,7 @@
 
 #include <openssl/prov_ssl.h>
 
+#include "config_policy.h"
 #include "config_value.h"
 #include "config_yaml.h"
 #include "error.h"
@@ -28,6 +29,7 @@ enum key_type {
   KEY_ENUM,    /* int-sized field, one of a list of names */
   KEY_VALUE,   /* any field, filled by a parse function from the text */
   KEY_LIST,    /* pointer + size_t count fields, a sequence parsed item by item */
+  KEY_NODE,    /* any fields, filled by a function from the whole node */
 };
 
 struct enum_name {
@@ -47,12 +49,13 @@ struct key_desc {
   const struct enum_name *names; /* ENUM: ends with a NULL name */
   config__check_fn check;        /* STRING: may be NULL */
   config__parse_fn parse;        /* VALUE, LIST items */
+  config__node_fn node;          /* NODE */
   const char *hint;              /* ENUM: appended to the error; LIST: too few items */
 };
 
 /* The schema. A new key is one row here plus its field in struct config; a new kind
  * of value is a config__parse_fn (KEY_VALUE, KEY_LIST) or a config__check_fn
- * (KEY_STRING). */
+ * (KEY_STRING); a structure of its own is a config__node_fn (KEY_NODE). */
 // clang-format off
 #define FIELD_(f)                                                                      \
   .off = offsetof(struct config, f), .size = sizeof(((struct config *)0)->f)
@@ -69,6 +72,7 @@ struct key_desc {
   {.name = n, .type = KEY_LIST, .off = offsetof(struct config, f),                    \
    .size = sizeof(*((struct config *)0)->f), .count_off = offsetof(struct config, nf),\
    .parse = fn, .min = lo, .max = hi, .hint = h}
+#define K_NODE(n, fn)        {.name = n, .type = KEY_NODE, .node = fn}
 #define K_END {.name = NULL}
 
 static const struct enum_name bare_names[] = {
@@ -80,6 +84,9 @@ static const struct enum_name format_names[] = {
 static const struct enum_name level_names[] = {
   {"error", CONFIG_LOG_ERROR}, {"warning", CONFIG_LOG_WARNING},
   {"info", CONFIG_LOG_INFO}, {"debug", CONFIG_LOG_DEBUG}, {NULL, 0}};
+static const struct enum_name trust_names[] = {
+  {"auto", CONFIG_TRUST_AD_AUTO}, {"yes", CONFIG_TRUST_AD_YES},
+  {"no", CONFIG_TRUST_AD_NO}, {NULL, 0}};
 
 static const struct key_desc clients_keys[] = {
   K_LIST("allow", allow, nallow, config__parse_cidr, 1, 4096,
@@ -108,6 +115,7 @@ static const struct key_desc dns_keys[] = {
   K_LIST("servers", dns_servers, ndns_servers, config__parse_dns_server, 0, 16, NULL),
   K_SECONDS("timeout", dns_timeout_ms, 300),
   K_UINT("tries", dns_tries, 1, 10),
+  K_ENUM("trust_ad", dns_trust_ad, trust_names, NULL),
   K_END};
 
 static const struct key_desc tls_keys[] = {
@@ -118,6 +126,7 @@ static const struct key_desc tls_keys[] = {
   K_STRING("ciphersuites", tls.ciphersuites, NULL),
   K_STRING("ca_file",      tls.ca_file,      config__check_file),
   K_STRING("ca_path",      tls.ca_path,      config__check_dir),
+  K_VALUE("default_level", default_level,    config__parse_level),
   K_END};
 
 static const struct key_desc outbound_keys[] = {
@@ -131,6 +140,11 @@ static const struct key_desc log_keys[] = {
   K_ENUM("level",  log_level,  level_names,  NULL),
   K_END};
 
+static const struct key_desc policy_keys[] = {
+  K_NODE("table",      config__policy_table),
+  K_NODE("table_file", config__policy_table_file),
+  K_END};
+
 static const struct key_desc top_keys[] = {
   K_STRING("hostname", hostname, config__check_dns_name),
   K_LIST("listen", listen, nlisten, config__parse_listen, 1, 64,
@@ -142,6 +156,7 @@ static const struct key_desc top_keys[] = {
   K_SECTION("dns",      dns_keys),
   K_SECTION("outbound", outbound_keys),
   K_SECTION("log",      log_keys),
+  K_SECTION("policy",   policy_keys),
   K_END};
 // clang-format on
 
@@ -397,6 +412,10 @@ static void apply(struct loader *ld, const struct key_desc *d,
   case KEY_LIST:
     apply_list(ld, d, n, field);
     break;
+  case KEY_NODE:
+    if (node_usable(ld, n))
+      d->node(ld->errs, ld->path, n, ld->cfg);
+    break;
   }
 }
 
@@ -470,6 +489,9 @@ static void set_defaults(struct config *cfg) {
       "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256");
   cfg->log_format = CONFIG_LOG_POSTFIX;
   cfg->log_level = CONFIG_LOG_INFO;
+  cfg->dns_trust_ad = CONFIG_TRUST_AD_AUTO;
+  cfg->default_level = TLS_LEVEL_MAY;
+  table_init(&cfg->policy_table);
 }
 
 /* Fills an unset list from literal texts through the key's own parser. */
@@ -514,6 +536,7 @@ static void config_free(struct config *cfg) {
   free(cfg->listen);
   free(cfg->allow);
   free(cfg->dns_servers);
+  table_free(&cfg->policy_table);
   free(cfg);
 }
 

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "policy/table.h"
+
 enum config_log_format { CONFIG_LOG_POSTFIX, CONFIG_LOG_JSON };
 enum config_log_level {
   CONFIG_LOG_ERROR,
@@ -22,6 +24,10 @@ enum config_log_level {
   CONFIG_LOG_DEBUG
 };
 enum config_bare_newline { CONFIG_BARE_REFUSE, CONFIG_BARE_NORMALIZE };
+/* dns.trust_ad: whether the AD bit of answers counts as DNSSEC validation. auto:
+ * only when every resolver is on loopback (a validating resolver on the same host;
+ * the path to a remote one is not authenticated). */
+enum config_trust_ad { CONFIG_TRUST_AD_AUTO, CONFIG_TRUST_AD_YES, CONFIG_TRUST_AD_NO };
 
 struct config_addr {
   struct sockaddr_storage sa; /* family AF_INET or AF_INET6, port set */
@@ -68,14 +74,24 @@ struct config {
 
   enum config_bare_newline bare_newline; /* inbound.bare_newline, default refuse */
 
-  struct config_addr *dns_servers; /* owned; ndns_servers == 0: system resolver */
-  size_t ndns_servers;             /* port defaults to 53 */
-  unsigned dns_timeout_ms;         /* dns.timeout (seconds in YAML), default 5 s */
-  unsigned dns_tries;              /* dns.tries, default 2 */
+  struct config_addr *dns_servers;   /* owned; ndns_servers == 0: system resolver */
+  size_t ndns_servers;               /* port defaults to 53 */
+  unsigned dns_timeout_ms;           /* dns.timeout (seconds in YAML), default 5 s */
+  unsigned dns_tries;                /* dns.tries, default 2 */
+  enum config_trust_ad dns_trust_ad; /* dns.trust_ad, default auto */
 
   uint16_t outbound_port; /* default 25 */
   char helo_name[256];    /* default: hostname */
   struct config_tls tls;  /* outbound.tls */
+  /* outbound.tls.default_level, default may: the level of domains that neither the
+   * table, DANE nor MTA-STS covers. Never TLS_LEVEL_FINGERPRINT. */
+  enum tls_level default_level;
+
+  /* policy.table and policy.table_file merged (a key in both is an error); owned,
+   * freed with the config. Entry lines are those of the YAML file or of the table
+   * file. */
+  struct table policy_table;
+  char policy_table_file[1024]; /* "" = none */
 
   enum config_log_format log_format; /* default postfix */
   enum config_log_level log_level;   /* default info */

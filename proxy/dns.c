@@ -761,3 +761,20 @@ void dns_close(struct dns *dns, void (*on_closed)(void *arg), void *arg) {
   uv_close((uv_handle_t *)&dns->timer, on_handle_closed);
   uv_close((uv_handle_t *)&dns->idle, on_handle_closed);
 }
+
+bool dns_servers_loopback(const struct dns *dns) {
+  struct ares_addr_port_node *servers = NULL;
+  if (ares_get_servers_ports(dns->channel, &servers) != ARES_SUCCESS)
+    return false;
+  bool all = servers != NULL;
+  for (struct ares_addr_port_node *n = servers; n; n = n->next) {
+    if (n->family == AF_INET)
+      all = all && (ntohl(n->addr.addr4.s_addr) >> 24) == 127;
+    else if (n->family == AF_INET6)
+      all = all && memcmp(&n->addr.addr6, &in6addr_loopback, 16) == 0;
+    else
+      all = false;
+  }
+  ares_free_data(servers);
+  return all;
+}

@@ -63,6 +63,11 @@ struct dns_query *dns_query_raw(struct dns *dns, const char *name, uint16_t type
 
 void dns_cancel(struct dns_query *q);
 
+/* Whether every resolver in use is on loopback: the AD bit is trusted only from a
+ * validating resolver we reach without a network in between (RFC 7672 §2.1,
+ * as Postfix, mox and maddy do). */
+bool dns_servers_loopback(const struct dns *dns);
+
 /* Cancels every query (their callbacks never run), closes the handles and frees dns
  * once closed; on_closed (may be NULL) runs then. */
 void dns_close(struct dns *dns, void (*on_closed)(void *arg), void *arg);

@@ -142,7 +142,7 @@ void log_delivery(const struct log_delivery *d) {
                           "dsn=%s, status=%s (%s)",
                           d->id, d->to, d->relay, d->delay, d->tls,
                           d->verdict ? "/" : "", d->verdict ? d->verdict : "",
-                          d->policy ? d->policy : "may", d->dsn, d->status, d->reply);
+                          d->policy ? d->policy : "none", d->dsn, d->status, d->reply);
   }
   log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line);
 }

@@ -6,6 +6,13 @@
 #include <string.h>
 
 #include "error.h"
+#include "log.h"
+
+struct tlsa_lookup {
+  struct router_query *q;
+  size_t host;
+  struct dns_query *dq; /* NULL once answered */
+};
 
 struct router_query {
   struct runtime *rt; /* referenced for the query's life */
@@ -13,7 +20,22 @@ struct router_query {
   router_cb cb;
   void *arg;
   char domain[256];
+  bool trust_ad;
+  struct decide_domain d;
+  struct route *route;         /* being built; handed to cb */
+  struct dns_mx_result *mx;    /* owned copy, kept while TLSA answers are awaited */
+  struct tlsa_lookup *lookups; /* owned, one per host */
+  size_t npending;
 };
+
+void route_free(struct route *r) {
+  if (!r)
+    return;
+  for (size_t i = 0; i < r->nhosts; i++)
+    free(r->hosts[i].records);
+  free(r->hosts);
+  free(r);
+}
 
 static void route_reply(struct route *r, int code, const char *enh, const char *fmt,
                         const char *a, const char *b) {
@@ -28,8 +50,8 @@ static void route_skip(struct route *r, const char *host, const char *why) {
   snprintf(r->skipped + n, sizeof r->skipped - n, "%s%s: %s", n ? "; " : "", host, why);
 }
 
-static const char *host_skip_reason(const struct dns_mx_host *h) {
-  switch (h->status) {
+static const char *host_skip_reason(int status) {
+  switch (status) {
   case SP_E_DNS_NODATA:
     return "no address records";
   case SP_E_DNS_NXDOMAIN:
@@ -39,70 +61,193 @@ static const char *host_skip_reason(const struct dns_mx_host *h) {
   }
 }
 
-static void route_add_hosts(struct route *r, const struct dns_mx_result *res,
+static void route_add_addrs(struct route *r, size_t host, const struct dns_mx_host *h,
                             uint16_t port) {
-  for (size_t i = 0; i < res->nhosts; i++) {
-    const struct dns_mx_host *h = &res->hosts[i];
-    if (h->status != 0 || h->naddrs == 0) {
-      route_skip(r, h->name, host_skip_reason(h));
-      continue;
-    }
-    for (size_t j = 0; j < h->naddrs && r->ncandidates < ROUTE_MAX_CANDIDATES; j++) {
-      struct route_candidate *c = &r->candidates[r->ncandidates++];
-      snprintf(c->host, sizeof c->host, "%s", h->name);
-      c->addr = h->addrs[j];
-      if (c->addr.ss_family == AF_INET)
-        ((struct sockaddr_in *)&c->addr)->sin_port = htons(port);
-      else
-        ((struct sockaddr_in6 *)&c->addr)->sin6_port = htons(port);
-    }
+  for (size_t j = 0; j < h->naddrs && r->ncandidates < ROUTE_MAX_CANDIDATES; j++) {
+    struct route_candidate *c = &r->candidates[r->ncandidates++];
+    c->host = host;
+    c->addr = h->addrs[j];
+    if (c->addr.ss_family == AF_INET)
+      ((struct sockaddr_in *)&c->addr)->sin_port = htons(port);
+    else
+      ((struct sockaddr_in6 *)&c->addr)->sin6_port = htons(port);
   }
 }
 
-/* Maps the DNS outcome to candidates or to the reply the MTA gets. */
-static void route_from_dns(struct route *r, const char *domain,
-                           const struct dns_mx_result *res, uint16_t port) {
-  memset(r, 0, sizeof *r);
+/* DNS outcomes that leave nowhere to deliver. Returns true when r got a reply. */
+static bool route_dns_failure(struct route *r, const char *domain,
+                              const struct dns_mx_result *res) {
   switch (res->status) {
   case 0:
-    break;
+    return false;
   case SP_E_DNS_NXDOMAIN:
     route_reply(r, 550, "5.1.2", "%s: domain not found (DNS NXDOMAIN)%s", domain, "");
-    return;
+    return true;
   case SP_E_DNS_NULLMX:
     route_reply(r, 556, "5.1.10", "%s: domain accepts no mail (null MX, RFC 7505)%s",
                 domain, "");
-    return;
+    return true;
   default:
     route_reply(r, 451, "4.4.3", "%s: MX lookup failed: %s", domain,
                 res->reason[0] ? res->reason : "temporary DNS failure");
-    return;
+    return true;
   }
-  route_add_hosts(r, res, port);
+}
+
+/* Applies the policy to every host and lists the addresses to dial. */
+static void route_finish(struct router_query *q, const struct dns_mx_result *res) {
+  struct route *r = q->route;
+  uint16_t port = q->rt->cfg->outbound_port;
+  for (size_t i = 0; i < r->nhosts; i++) {
+    struct route_host *rh = &r->hosts[i];
+    const struct dns_mx_host *h = &res->hosts[i];
+    rh->req.host = rh->name;
+    rh->req.addr_secure = h->addr_secure && q->trust_ad;
+    rh->req.records = rh->records;
+    rh->req.nrecords = rh->nrecords;
+    decide_host(&q->d, &rh->req);
+    if (h->status != 0 || h->naddrs == 0) {
+      route_skip(r, h->name, host_skip_reason(h->status));
+    } else if (rh->req.skip) {
+      route_skip(r, h->name, rh->req.skip_reason);
+      r->policy_skipped = true;
+    } else {
+      route_add_addrs(r, i, h, port);
+    }
+  }
   if (r->ncandidates > 0)
     return;
-  if (res->implicit && res->nhosts == 1 && res->hosts[0].status == SP_E_DNS_NODATA) {
-    route_reply(r, 550, "5.1.2", "%s: domain has no MX or address records%s", domain,
+  if (r->policy_skipped)
+    route_reply(r, 451, "4.7.5", "%s: no MX host passed the TLS policy: %s", q->domain,
+                r->skipped);
+  else if (res->implicit && res->nhosts == 1 && res->hosts[0].status == SP_E_DNS_NODATA)
+    route_reply(r, 550, "5.1.2", "%s: domain has no MX or address records%s", q->domain,
                 "");
+  else
+    route_reply(r, 451, "4.4.4", "%s: no usable MX host: %s", q->domain, r->skipped);
+}
+
+static void router_done(struct router_query *q) {
+  struct route *r = q->route;
+  q->route = NULL;
+  q->cb(q->arg, r);
+  free(q->mx);
+  free(q->lookups);
+  runtime_unref(q->rt);
+  free(q);
+}
+
+static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
+  const char *owner = dns_answer_target(ans, ans->qname);
+  size_t n = 0;
+  for (size_t i = 0; i < ans->nrrs; i++)
+    n += ans->rrs[i].type == DNS_T_TLSA && strcmp(ans->rrs[i].owner, owner) == 0;
+  if (n > DANE_MAX_RECORDS)
+    n = DANE_MAX_RECORDS;
+  rh->records = n ? calloc(n, sizeof *rh->records) : NULL;
+  if (n && !rh->records) {
+    rh->req.tlsa = DECIDE_TLSA_FAILED;
     return;
   }
-  route_reply(r, 451, "4.4.4", "%s: no usable MX host: %s", domain, r->skipped);
+  for (size_t i = 0; i < ans->nrrs && rh->nrecords < n; i++) {
+    const struct dns_rr *rr = &ans->rrs[i];
+    if (rr->type != DNS_T_TLSA || strcmp(rr->owner, owner) != 0)
+      continue;
+    struct dane_tlsa *t = &rh->records[rh->nrecords++];
+    t->usage = rr->u.tlsa.usage;
+    t->selector = rr->u.tlsa.selector;
+    t->mtype = rr->u.tlsa.mtype;
+    t->len = rr->u.tlsa.dlen <= DANE_DATA_MAX ? rr->u.tlsa.dlen : DANE_DATA_MAX;
+    memcpy(t->data, rr->u.tlsa.data, t->len);
+  }
+  rh->req.tlsa = rh->nrecords ? DECIDE_TLSA_FOUND : DECIDE_TLSA_NONE;
+}
+
+static void on_tlsa(void *arg, int status, const struct dns_answer *ans) {
+  struct tlsa_lookup *l = arg;
+  struct router_query *q = l->q;
+  struct route_host *rh = &q->route->hosts[l->host];
+  l->dq = NULL;
+  if (status < 0 || !ans)
+    rh->req.tlsa = DECIDE_TLSA_FAILED; /* RFC 7672 §2.1.2: the host is unusable */
+  else if (ans->rcode == DNS_R_NXDOMAIN || !ans->ad || !q->trust_ad)
+    rh->req.tlsa = DECIDE_TLSA_NONE; /* secure denial, or insecure: no DANE */
+  else
+    tlsa_store(rh, ans);
+  if (--q->npending > 0)
+    return;
+  route_finish(q, q->mx);
+  router_done(q);
+}
+
+/* Starts a TLSA lookup for every host whose addresses are secure. */
+static void router_ask_tlsa(struct router_query *q) {
+  const struct dns_mx_result *res = q->mx;
+  q->lookups = calloc(res->nhosts ? res->nhosts : 1, sizeof *q->lookups);
+  for (size_t i = 0; !q->lookups && i < q->route->nhosts; i++)
+    q->route->hosts[i].req.tlsa = DECIDE_TLSA_FAILED;
+  if (!q->lookups)
+    return;
+  for (size_t i = 0; i < res->nhosts; i++) {
+    const struct dns_mx_host *h = &res->hosts[i];
+    q->lookups[i].q = q;
+    q->lookups[i].host = i;
+    if (h->status != 0 || h->naddrs == 0 || !h->addr_secure)
+      continue;
+    char name[300];
+    snprintf(name, sizeof name, "_%u._tcp.%s", q->rt->cfg->outbound_port, h->name);
+    q->route->hosts[i].req.tlsa = DECIDE_TLSA_FAILED; /* until answered */
+    q->lookups[i].dq =
+        dns_query_raw(q->rt->dns, name, DNS_T_TLSA, on_tlsa, &q->lookups[i]);
+    if (q->lookups[i].dq)
+      q->npending++;
+  }
 }
 
 static void on_mx(void *arg, const struct dns_mx_result *res) {
   struct router_query *q = arg;
-  struct route *r = malloc(sizeof *r);
-  if (!r) {
-    struct route fail = {0};
-    route_reply(&fail, 451, "4.3.0", "%s: %s", q->domain, "out of memory");
-    q->cb(q->arg, &fail);
-  } else {
-    route_from_dns(r, q->domain, res, q->rt->cfg->outbound_port);
-    q->cb(q->arg, r);
-    free(r);
+  q->dq = NULL;
+  struct route *r = calloc(1, sizeof *r);
+  q->route = r;
+  q->mx = malloc(sizeof *q->mx);
+  if (!r || !q->mx) {
+    route_free(r);
+    q->route = NULL;
+    q->cb(q->arg, NULL); /* out of memory */
+    free(q->mx);
+    runtime_unref(q->rt);
+    free(q);
+    return;
   }
-  runtime_unref(q->rt);
-  free(q);
+  *q->mx = *res;
+  if (route_dns_failure(r, q->domain, res)) {
+    router_done(q);
+    return;
+  }
+  r->hosts = calloc(res->nhosts ? res->nhosts : 1, sizeof *r->hosts);
+  r->nhosts = r->hosts ? res->nhosts : 0;
+  const struct config *cfg = q->rt->cfg;
+  q->trust_ad =
+      cfg->dns_trust_ad == CONFIG_TRUST_AD_YES ||
+      (cfg->dns_trust_ad == CONFIG_TRUST_AD_AUTO && dns_servers_loopback(q->rt->dns));
+  q->d.domain = q->domain;
+  q->d.entry = table_lookup(&cfg->policy_table, q->domain);
+  q->d.default_level = cfg->default_level;
+  q->d.mx_secure = res->mx_secure && q->trust_ad;
+  for (size_t i = 0; i < r->nhosts; i++) {
+    struct route_host *rh = &r->hosts[i];
+    snprintf(rh->name, sizeof rh->name, "%s", res->hosts[i].name);
+    if (q->d.entry && q->d.entry->level == TLS_LEVEL_FINGERPRINT) {
+      rh->fingerprints = (const unsigned char(*)[32])q->d.entry->fingerprints;
+      rh->nfingerprints = q->d.entry->nfingerprints;
+    }
+  }
+  if (decide_wants_tlsa(&q->d))
+    router_ask_tlsa(q);
+  if (q->npending > 0)
+    return;
+  route_finish(q, q->mx);
+  router_done(q);
 }
 
 struct router_query *router_route(struct runtime *rt, const char *domain, router_cb cb,
@@ -126,7 +271,14 @@ struct router_query *router_route(struct runtime *rt, const char *domain, router
 void router_cancel(struct router_query *q) {
   if (!q)
     return;
-  dns_cancel(q->dq);
+  if (q->dq)
+    dns_cancel(q->dq);
+  for (size_t i = 0; q->lookups && q->route && i < q->route->nhosts; i++)
+    if (q->lookups[i].dq)
+      dns_cancel(q->lookups[i].dq);
+  route_free(q->route);
+  free(q->mx);
+  free(q->lookups);
   runtime_unref(q->rt);
   free(q);
 }

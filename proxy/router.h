@@ -1,38 +1,59 @@
-/* Turns a destination domain into an ordered list of MX addresses to try, or into the
- * reply the MTA must get when there is nowhere to deliver (null MX, NXDOMAIN, DNS
- * failure). The policy work plugs in here: it adds per-host TLS requirements.
+/* Turns a destination domain into the MX addresses to try, each with the TLS it must
+ * get, or into the reply the MTA gets when there is nowhere to deliver (null MX,
+ * NXDOMAIN, DNS failure, no host acceptable under the TLS policy).
  *
- * A query belongs to the router until its callback runs or router_cancel(). */
+ * Facts come from DNS (MX, A/AAAA, TLSA with the AD bit, trusted only from loopback
+ * resolvers unless dns.trust_ad says otherwise); the decision is policy/decide.c's.
+ *
+ * A query belongs to the router until its callback runs or router_cancel(). The route
+ * handed to the callback belongs to the callee (route_free). */
 #ifndef SP_ROUTER_H
 #define SP_ROUTER_H
 
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include "policy/decide.h"
 #include "runtime.h"
 
 #define ROUTE_MAX_CANDIDATES 16
 
+struct route_host {
+  char name[256];
+  struct dane_tlsa *records; /* owned: the secure TLSA RRset, when one was found */
+  size_t nrecords;
+  /* The table entry's pins: they point into the runtime's config, which outlives
+   * every route (routes live in sessions and upstreams, which hold the runtime). */
+  const unsigned char (*fingerprints)[32];
+  size_t nfingerprints;
+  struct decide_host req; /* what this host must give; req.host points at name */
+};
+
 struct route_candidate {
-  char host[256];               /* MX host name */
+  size_t host;                  /* index into route.hosts */
   struct sockaddr_storage addr; /* port set to outbound.port */
 };
 
 struct route {
-  /* 0: deliver to candidates[]. Otherwise no delivery is possible now, and the MTA
-   * gets reply_code reply_enh reply_text. */
+  /* 0: deliver to candidates[]. Otherwise the MTA gets reply_code reply_enh
+   * reply_text. */
   int status;
   int reply_code;
   char reply_enh[16];
-  char reply_text[512];
+  char reply_text[1024];
+  struct route_host *hosts; /* owned */
+  size_t nhosts;
   size_t ncandidates;
   struct route_candidate candidates[ROUTE_MAX_CANDIDATES];
-  /* Hosts that were left out before dialling, as "host: reason; ..." (for the 4xx
-   * text when no candidate works). */
-  char skipped[512];
+  /* Hosts left out before dialling, as "host: reason; ..." */
+  char skipped[768];
+  bool policy_skipped; /* some host was left out by the TLS policy */
 };
 
-typedef void (*router_cb)(void *arg, const struct route *route);
+void route_free(struct route *r);
+
+/* route is NULL when memory ran out. */
+typedef void (*router_cb)(void *arg, struct route *route);
 
 struct router_query;
 

@@ -49,7 +49,7 @@ void session__log_rcpt(struct session *s, const char *to, const struct smtp_repl
       .delay = (double)(uv_now(s->conn.tcp.loop) - s->txn.started_ms) / 1000.0,
       .tls = s->up ? upstream_tls(s->up) : "none",
       .verdict = s->up ? upstream_verdict(s->up) : NULL,
-      .policy = "may",
+      .policy = s->up ? upstream_policy(s->up) : NULL,
       .dsn = dsn,
       .status = code / 100 == 2   ? "sent"
                 : code / 100 == 5 ? "bounced"
@@ -80,7 +80,7 @@ static void session_rcpt_state_after_reply(struct session *s) {
 }
 
 static void on_up_ready(void *arg);
-static void on_up_failed(void *arg, const char *reasons);
+static void on_up_failed(void *arg, const char *reasons, bool policy);
 static void on_up_reply(void *arg, const struct smtp_reply *r);
 static void on_up_drain(void *arg);
 static void on_up_lost(void *arg, const char *reason);
@@ -145,16 +145,20 @@ static void session_send_rcpt(struct session *s) {
   session__set_state(s, SESSION_RCPT_WAIT);
 }
 
-static void on_route(void *arg, const struct route *route) {
+static void on_route(void *arg, struct route *route) {
   struct session *s = arg;
   s->rq = NULL;
-  if (route->status != 0) {
-    session__reply(s, route->reply_code, route->reply_enh, "<%s>: %s", s->txn.rcpt,
-                   route->reply_text);
-    struct smtp_reply r = {.code = route->reply_code, .nlines = 1};
-    snprintf(r.enhanced, sizeof r.enhanced, "%s", route->reply_enh);
-    snprintf(r.lines[0], sizeof r.lines[0], "%s %s", route->reply_enh,
-             route->reply_text);
+  if (!route || route->status != 0) {
+    struct smtp_reply r = {.code = 451, .enhanced = "4.3.0", .nlines = 1};
+    snprintf(r.lines[0], sizeof r.lines[0], "4.3.0 %s: out of memory", s->txn.domain);
+    if (route) {
+      r.code = route->reply_code;
+      snprintf(r.enhanced, sizeof r.enhanced, "%s", route->reply_enh);
+      snprintf(r.lines[0], sizeof r.lines[0], "%s <%s>: %s", route->reply_enh,
+               s->txn.rcpt, route->reply_text);
+    }
+    route_free(route);
+    session_relay_reply(s, &r);
     session__log_rcpt(s, s->txn.rcpt, &r, NULL);
     if (s->txn.nrcpts == 0)
       s->txn.domain[0] = '\0';
@@ -191,14 +195,17 @@ static void on_up_ready(void *arg) {
     session_send_rcpt(s);
 }
 
-static void on_up_failed(void *arg, const char *reasons) {
+static void on_up_failed(void *arg, const char *reasons, bool policy) {
   struct session *s = arg;
-  session_drop_upstream(s, false);
-  struct smtp_reply r = {.code = 451, .enhanced = "4.4.1", .nlines = 1};
-  snprintf(r.lines[0], sizeof r.lines[0], "4.4.1 %s: no MX host reachable: %.900s",
-           s->txn.domain, reasons);
+  const char *enh = policy ? "4.7.5" : "4.4.1";
+  struct smtp_reply r = {.code = 451, .nlines = 1};
+  snprintf(r.enhanced, sizeof r.enhanced, "%s", enh);
+  snprintf(r.lines[0], sizeof r.lines[0], "%s %s: %s: %.900s", enh, s->txn.domain,
+           policy ? "no MX host passed the TLS policy" : "no MX host reachable",
+           reasons);
   session_relay_reply(s, &r);
   session__log_rcpt(s, s->txn.rcpt, &r, NULL);
+  session_drop_upstream(s, false);
   if (s->txn.nrcpts == 0)
     s->txn.domain[0] = '\0';
   session_rcpt_state_after_reply(s);

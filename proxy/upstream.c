@@ -42,7 +42,8 @@ struct upstream {
   void *arg; /* NULL once the owner called upstream_close(): no more callbacks */
   char id[32];
   char domain[256];
-  struct route route;
+  struct route *route;  /* owned */
+  bool policy_failed;   /* a host failed the TLS policy */
   size_t cand;          /* candidate being tried */
   bool plaintext_retry; /* this attempt skips STARTTLS after a failed handshake */
   enum up_state state;
@@ -83,6 +84,7 @@ static void up_maybe_free(struct upstream *up) {
   for (size_t i = 0; i < up->nqueued; i++)
     free(up->queue[(up->head + i) % UP_MAX_QUEUE]);
   buf_free(&up->in);
+  route_free(up->route);
   runtime_unref(up->rt);
   up->magic = 0;
   free(up);
@@ -117,8 +119,17 @@ static void up_drop_conn(struct upstream *up, bool graceful) {
 
 static void up_try_candidate(struct upstream *up);
 
-/* The current candidate failed before the connection was ready for mail. */
+static const struct decide_host *up_req(const struct upstream *up) {
+  return &up->route->hosts[up->route->candidates[up->cand].host].req;
+}
+
+/* The current candidate failed before the connection was ready for mail. A TLS
+ * failure is retried in plaintext only where the policy allows plaintext. */
 static void up_attempt_failed(struct upstream *up, const char *why, bool retry_plain) {
+  if (up_req(up)->tls_required && retry_plain) {
+    retry_plain = false;
+    up->policy_failed = true;
+  }
   size_t n = strlen(up->reasons);
   snprintf(up->reasons + n, sizeof up->reasons - n, "%s%s: %s", n ? "; " : "",
            up->relay, why);
@@ -174,18 +185,86 @@ static void up_ready(struct upstream *up) {
     up->ev->on_ready(up->arg);
 }
 
+/* Sets up how the certificate will be judged: DANE records, pinned fingerprints,
+ * PKIX names, or nothing (level may/encrypt: the verdict is only logged). */
+static int up_prepare_auth(SSL *ssl, const struct route_host *rh, int floor) {
+  const struct decide_host *req = &rh->req;
+  /* A table entry may raise the floor, never lower it. */
+  if (req->min_protocol > floor && !SSL_set_min_proto_version(ssl, req->min_protocol))
+    return -1;
+  switch (req->auth) {
+  case DECIDE_AUTH_DANE: {
+    struct dane_tlsa *usable = calloc(req->nusable ? req->nusable : 1, sizeof *usable);
+    if (!usable)
+      return -1;
+    for (size_t i = 0; i < req->nusable; i++)
+      usable[i] = rh->records[req->usable[i]];
+    int rc = tls_verify_prepare_dane(ssl, rh->name, usable, req->nusable);
+    free(usable);
+    return rc;
+  }
+  case DECIDE_AUTH_FINGERPRINT:
+    return tls_verify_prepare_fingerprints(ssl, rh->name, rh->fingerprints,
+                                           rh->nfingerprints);
+  case DECIDE_AUTH_PKIX: {
+    const char *names[DECIDE_MAX_NAMES];
+    for (size_t i = 0; i < req->nnames; i++)
+      names[i] = req->names[i];
+    return tls_verify_prepare(ssl, names, req->nnames);
+  }
+  default:
+    /* The chain is judged (Trusted/Untrusted) but no name is required, as in
+     * Postfix at levels may and encrypt. */
+    return tls_verify_prepare(ssl, NULL, 0);
+  }
+}
+
+/* FNV-1a over bytes, for the session cache key. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* A resumed session keeps the verdict of the handshake that created it, so the key
+ * names everything that verdict depended on: the peer, the policy, and its TLSA
+ * records, pins or names (as Postfix keys its session cache). */
+static void up_session_key(const struct route_host *rh, const char *relay, char *out,
+                           size_t cap) {
+  const struct decide_host *req = &rh->req;
+  uint64_t h = 0xcbf29ce484222325ull;
+  h = fnv1a(h, &req->auth, sizeof req->auth);
+  h = fnv1a(h, &req->min_protocol, sizeof req->min_protocol);
+  for (size_t i = 0; req->auth == DECIDE_AUTH_DANE && i < req->nusable; i++) {
+    const struct dane_tlsa *r = &rh->records[req->usable[i]];
+    uint8_t head[3] = {r->usage, r->selector, r->mtype};
+    h = fnv1a(fnv1a(h, head, sizeof head), r->data, r->len);
+  }
+  if (req->auth == DECIDE_AUTH_FINGERPRINT)
+    h = fnv1a(h, rh->fingerprints, rh->nfingerprints * sizeof *rh->fingerprints);
+  for (size_t i = 0; req->auth == DECIDE_AUTH_PKIX && i < req->nnames; i++)
+    h = fnv1a(h, req->names[i], strlen(req->names[i]) + 1);
+  snprintf(out, cap, "%s|%s|%016llx", relay, req->policy, (unsigned long long)h);
+}
+
 static void up_start_tls(struct upstream *up) {
-  const char *host = up->route.candidates[up->cand].host;
+  const struct route_host *rh = &up->route->hosts[up->route->candidates[up->cand].host];
   struct tls *t;
-  if (tls_new_client(up->rt->client_ctx, host, &t) < 0) {
+  if (tls_new_client(up->rt->client_ctx, rh->name, &t) < 0) {
     up_attempt_failed(up, "TLS setup failed", true);
     return;
   }
   SSL *ssl = tls_ssl(t);
-  tls_context_resume(ssl, up->relay);
-  /* At level may the chain is judged (Trusted/Untrusted) but no name is required,
-   * as in Postfix; name checks come with the levels that demand them. */
-  tls_verify_prepare(ssl, NULL, 0);
+  char key[400];
+  up_session_key(rh, up->relay, key, sizeof key);
+  tls_context_resume(ssl, key);
+  if (up_prepare_auth(ssl, rh, up->rt->cfg->tls.min_protocol) < 0) {
+    tls_free(t);
+    up->policy_failed = true;
+    up_attempt_failed(up, "TLS setup failed: no usable TLSA record or pin", false);
+    return;
+  }
   up_set_state(up, UP_HANDSHAKE);
   if (conn_start_tls(up->conn, t) < 0)
     up_attempt_failed(up, conn_error(up->conn), true);
@@ -219,13 +298,43 @@ static void up_on_handshake(struct conn *c, int err) {
     up_attempt_failed(up, why, true);
     return;
   }
-  up->verdict = tls_verdict_name(tls_verify_verdict(ssl));
+  enum tls_verdict verdict = tls_verify_verdict(ssl);
+  up->verdict = tls_verdict_name(verdict);
   snprintf(up->tls_version, sizeof up->tls_version, "%s", SSL_get_version(ssl));
   char summary[512];
   tls_verify_summary(ssl, summary, sizeof summary);
   log_msg(LOG_INFO, up->id, "%s TLS connection established to %s: %s%s", up->verdict,
           up->relay, summary, SSL_session_reused(ssl) ? " (resumed)" : "");
+  const struct decide_host *req = up_req(up);
+  char match[128];
+  tls_verify_dane_match(ssl, match, sizeof match);
+  if (match[0])
+    log_msg(LOG_INFO, up->id, "%s: matched TLSA record %s", up->relay, match);
+  if (req->auth != DECIDE_AUTH_NONE && verdict != TLS_VERDICT_VERIFIED) {
+    tls_verify_failure(ssl, reason, sizeof reason);
+    snprintf(why, sizeof why, "Server certificate not verified (%s): %s", req->policy,
+             reason);
+    up->policy_failed = true;
+    up_attempt_failed(up, why, false);
+    return;
+  }
   up_send_hello(up, "EHLO", UP_EHLO_TLS);
+}
+
+/* After the first EHLO: STARTTLS when offered and the level wants TLS. */
+static void up_after_ehlo(struct upstream *up) {
+  const struct decide_host *req = up_req(up);
+  bool offered = up->caps.flags & SMTP_CAP_STARTTLS;
+  if (req->level != TLS_LEVEL_NONE && offered && !up->plaintext_retry) {
+    up_set_state(up, UP_STARTTLS);
+    if (up_write(up, "STARTTLS") < 0)
+      up_attempt_failed(up, conn_error(up->conn), false);
+  } else if (req->tls_required) {
+    up->policy_failed = true;
+    up_attempt_failed(up, "TLS is required, but was not offered by host", false);
+  } else {
+    up_ready(up);
+  }
 }
 
 /* Replies before the connection is ready: greeting, EHLO/HELO, STARTTLS. */
@@ -248,13 +357,7 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
       up_attempt_failed(up, why, false);
     } else {
       smtp_ehlo_caps(r, &up->caps);
-      if ((up->caps.flags & SMTP_CAP_STARTTLS) && !up->plaintext_retry) {
-        up_set_state(up, UP_STARTTLS);
-        if (up_write(up, "STARTTLS") < 0)
-          up_attempt_failed(up, conn_error(up->conn), false);
-      } else {
-        up_ready(up);
-      }
+      up_after_ehlo(up);
     }
     break;
   case UP_HELO:
@@ -267,6 +370,9 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
   case UP_STARTTLS:
     if (cls == 2) {
       up_start_tls(up);
+    } else if (up_req(up)->tls_required) {
+      up->policy_failed = true;
+      up_attempt_failed(up, why, false);
     } else {
       /* At level may a refused STARTTLS means plaintext, as in Postfix. */
       log_msg(LOG_INFO, up->id, "%s: STARTTLS refused (%s), continuing without TLS",
@@ -427,12 +533,13 @@ static void up_format_relay(struct upstream *up, const struct route_candidate *r
     uv_ip4_name((const struct sockaddr_in *)&rc->addr, ip, sizeof ip);
     port = ntohs(((const struct sockaddr_in *)&rc->addr)->sin_port);
   }
-  snprintf(up->relay, sizeof up->relay, "%s[%s]:%u", rc->host, ip, port);
+  snprintf(up->relay, sizeof up->relay, "%s[%s]:%u", up->route->hosts[rc->host].name,
+           ip, port);
 }
 
 static void up_try_candidate(struct upstream *up) {
-  while (up->cand < up->route.ncandidates) {
-    const struct route_candidate *rc = &up->route.candidates[up->cand];
+  while (up->cand < up->route->ncandidates) {
+    const struct route_candidate *rc = &up->route->candidates[up->cand];
     up_format_relay(up, rc);
     up->tls_version[0] = '\0';
     up->verdict = NULL;
@@ -456,11 +563,12 @@ static void up_try_candidate(struct upstream *up) {
   }
   up_set_state(up, UP_FAILED);
   size_t n = strlen(up->reasons);
-  if (up->route.skipped[0])
+  if (up->route->skipped[0])
     snprintf(up->reasons + n, sizeof up->reasons - n, "%s%s", n ? "; " : "",
-             up->route.skipped);
+             up->route->skipped);
   if (up->arg)
-    up->ev->on_failed(up->arg, up->reasons);
+    up->ev->on_failed(up->arg, up->reasons,
+                      up->policy_failed || up->route->policy_skipped);
 }
 
 /* Starts the first attempt from the loop, so on_failed never runs inside
@@ -470,19 +578,21 @@ static void up_on_start(uv_timer_t *t) {
   up_try_candidate(up);
 }
 
-struct upstream *upstream_open(struct runtime *rt, const struct route *route,
+struct upstream *upstream_open(struct runtime *rt, struct route *route,
                                const char *domain, const char *id,
                                const struct upstream_events *ev, void *arg) {
   struct upstream *up = calloc(1, sizeof *up);
-  if (!up)
+  if (!up) {
+    route_free(route);
     return NULL;
+  }
   up->magic = UP_MAGIC;
   up->rt = runtime_ref(rt);
   up->ev = ev;
   up->arg = arg;
   snprintf(up->id, sizeof up->id, "%s", id);
   snprintf(up->domain, sizeof up->domain, "%s", domain);
-  up->route = *route;
+  up->route = route;
   up->state = UP_CONNECTING;
   buf_init(&up->in, UP_IN_MAX);
   smtp_reply_parser_init(&up->rp);
@@ -563,4 +673,7 @@ const char *upstream_tls(const struct upstream *up) {
 }
 const char *upstream_verdict(const struct upstream *up) {
   return up->verdict;
+}
+const char *upstream_policy(const struct upstream *up) {
+  return up->cand < up->route->ncandidates ? up_req(up)->policy : "none";
 }

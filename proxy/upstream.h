@@ -26,16 +26,18 @@ struct upstream;
 
 struct upstream_events {
   void (*on_ready)(void *arg);
-  /* reasons: "host[ip]:port: why; ..." for every candidate tried or skipped. */
-  void (*on_failed)(void *arg, const char *reasons);
+  /* reasons: "host[ip]:port: why; ..." for every candidate tried or skipped;
+   * policy: some host failed or was left out because of the TLS policy (the MTA gets
+   * 4.7.5 rather than 4.4.1). */
+  void (*on_failed)(void *arg, const char *reasons, bool policy);
   void (*on_reply)(void *arg, const struct smtp_reply *reply);
   /* The body write queue drained: upstream_body_busy() is false again. */
   void (*on_drain)(void *arg);
   void (*on_lost)(void *arg, const char *reason);
 };
 
-/* id is the session's log id (copied). */
-struct upstream *upstream_open(struct runtime *rt, const struct route *route,
+/* id is the session's log id (copied). The upstream takes route (route_free). */
+struct upstream *upstream_open(struct runtime *rt, struct route *route,
                                const char *domain, const char *id,
                                const struct upstream_events *ev, void *arg);
 
@@ -56,5 +58,6 @@ const struct smtp_caps *upstream_caps(const struct upstream *up);
 const char *upstream_relay(const struct upstream *up);   /* "host[ip]:port" */
 const char *upstream_tls(const struct upstream *up);     /* "TLSv1.3" or "none" */
 const char *upstream_verdict(const struct upstream *up); /* "Untrusted"... or NULL */
+const char *upstream_policy(const struct upstream *up);  /* "dane", "default/may" */
 
 #endif

@@ -174,7 +174,9 @@ static void test_all_keys_set(void) {
 static void test_unknown_keys(void) {
   EXPECT_ERRORS("outbound:\n  tls:\n    foo: 1\n",
                 "t.yaml:3:5: outbound.tls.foo: unknown key\n");
-  EXPECT_ERRORS("policy: x\n", "t.yaml:1:1: policy: unknown key\n");
+  EXPECT_ERRORS("bogus: x\n", "t.yaml:1:1: bogus: unknown key\n");
+  EXPECT_ERRORS("policy: x\n",
+                "t.yaml:1:9: policy: expected a mapping, not a scalar\n");
   EXPECT_ERRORS("log:\n  Level: info\n", "t.yaml:2:3: log.Level: unknown key\n");
   /* Bytes that would garble the log line are masked in the path. */
   EXPECT_ERRORS("\"a b\\tc\": 1\n", "t.yaml:1:1: a?b?c: unknown key\n");

@@ -1,6 +1,5 @@
 /* TLS contexts, verdicts and the memory-BIO engine, with a client and a server
- * struct tls pumped into each other in memory. The test PKI is generated at start
- * and written as PEM to a mkdtemp() directory that is removed at the end. */
+ * struct tls pumped into each other in memory, with the PKI of test_pki.h. */
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -16,220 +15,17 @@
 #include "certs/verify.h"
 #include "proxy/error.h"
 #include "proxy/tls.h"
-#include "tests/unit/test.h"
-
-#define ASSERT_CONTAINS(hay, needle)                                                   \
-  do {                                                                                 \
-    const char *h_ = (hay), *n_ = (needle);                                            \
-    if (!strstr(h_, n_))                                                               \
-      TEST_FAIL_("\"%s\" does not contain \"%s\"", h_, n_);                            \
-  } while (0)
-
-static char dir[] = "/tmp/test_tls.XXXXXX";
-static const char *const files[] = {"ca", "ec", "rsa", "self", "expired", "wrong"};
-
-static const char *path(const char *name, const char *ext) {
-  static char buf[8][128];
-  static int next;
-  char *p = buf[next++ % 8];
-  snprintf(p, sizeof buf[0], "%s/%s.%s", dir, name, ext);
-  return p;
-}
-
-/* ---- test PKI ---------------------------------------------------------------- */
-
-static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
-  X509V3_CTX v;
-  X509V3_set_ctx_nodb(&v);
-  X509V3_set_ctx(&v, issuer, cert, NULL, NULL, 0);
-  X509_EXTENSION *ex = X509V3_EXT_conf_nid(NULL, &v, nid, value);
-  ASSERT(ex != NULL);
-  ASSERT_EQ(X509_add_ext(cert, ex, -1), 1);
-  X509_EXTENSION_free(ex);
-}
-
-struct cert_spec {
-  const char *cn, *san; /* san NULL for the CA */
-  long from, to;        /* validity, seconds from now */
-};
-
-/* issuer NULL: self-signed with key. */
-static X509 *make_cert(const struct cert_spec *sp, EVP_PKEY *key, X509 *issuer,
-                       EVP_PKEY *issuer_key) {
-  static long serial = 1;
-  X509 *x = X509_new();
-  ASSERT(x != NULL);
-  ASSERT_EQ(X509_set_version(x, X509_VERSION_3), 1);
-  ASSERT_EQ(ASN1_INTEGER_set(X509_get_serialNumber(x), serial++), 1);
-  ASSERT(X509_gmtime_adj(X509_getm_notBefore(x), sp->from) != NULL);
-  ASSERT(X509_gmtime_adj(X509_getm_notAfter(x), sp->to) != NULL);
-  ASSERT_EQ(X509_set_pubkey(x, key), 1);
-  X509_NAME *name = X509_get_subject_name(x);
-  ASSERT_EQ(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                       (const unsigned char *)sp->cn, -1, -1, 0),
-            1);
-  ASSERT_EQ(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name), 1);
-  X509 *iss = issuer ? issuer : x;
-  if (sp->san) {
-    add_ext(x, iss, NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(x, iss, NID_ext_key_usage, "serverAuth");
-    add_ext(x, iss, NID_subject_alt_name, sp->san);
-  } else {
-    add_ext(x, iss, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(x, iss, NID_key_usage, "critical,keyCertSign,cRLSign");
-  }
-  add_ext(x, iss, NID_subject_key_identifier, "hash");
-  ASSERT(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
-  return x;
-}
-
-static void write_pem(const char *name, X509 *cert, EVP_PKEY *key) {
-  FILE *f = fopen(path(name, "crt"), "w");
-  ASSERT(f != NULL);
-  ASSERT_EQ(PEM_write_X509(f, cert), 1);
-  ASSERT_EQ(fclose(f), 0);
-  if (!key)
-    return;
-  f = fopen(path(name, "key"), "w");
-  ASSERT(f != NULL);
-  ASSERT_EQ(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-  ASSERT_EQ(fclose(f), 0);
-}
-
-static void make_pki(void) {
-  ASSERT(mkdtemp(dir) != NULL);
-  const long day = 86400;
-  EVP_PKEY *ca_key = EVP_EC_gen("P-256"), *ec_key = EVP_EC_gen("P-256");
-  EVP_PKEY *rsa_key = EVP_RSA_gen(2048);
-  ASSERT(ca_key && ec_key && rsa_key);
-  X509 *ca = make_cert(&(struct cert_spec){"Test CA", NULL, -day, 30 * day}, ca_key,
-                       NULL, NULL);
-  write_pem("ca", ca, NULL);
-  struct {
-    const char *file;
-    struct cert_spec spec;
-    EVP_PKEY *key;
-    bool self;
-  } leaves[] = {
-      {"ec", {"mx.test", "DNS:mx.test", -day, 30 * day}, ec_key, false},
-      {"rsa", {"mx.test", "DNS:mx.test", -day, 30 * day}, rsa_key, false},
-      {"self", {"mx.test", "DNS:mx.test", -day, 30 * day}, ec_key, true},
-      {"expired", {"mx.test", "DNS:mx.test", -2 * day, -day}, ec_key, false},
-      {"wrong", {"other.test", "DNS:other.test", -day, 30 * day}, ec_key, false},
-  };
-  for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++) {
-    X509 *x = leaves[i].self ? make_cert(&leaves[i].spec, leaves[i].key, NULL, NULL)
-                             : make_cert(&leaves[i].spec, leaves[i].key, ca, ca_key);
-    write_pem(leaves[i].file, x, leaves[i].key);
-    X509_free(x);
-  }
-  X509_free(ca);
-  EVP_PKEY_free(ca_key);
-  EVP_PKEY_free(ec_key);
-  EVP_PKEY_free(rsa_key);
-}
-
-static void remove_pki(void) {
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    unlink(path(files[i], "crt"));
-    unlink(path(files[i], "key"));
-  }
-  ASSERT_EQ(rmdir(dir), 0);
-}
-
-/* ---- contexts and in-memory connections ------------------------------------- */
-
-static SSL_CTX *client_ctx(int min_protocol, const char *ciphers) {
-  struct tls_client_settings st = {
-      .min_protocol = min_protocol,
-      .groups = "X25519:P-256:P-384",
-      .ciphers = ciphers,
-      .ciphersuites = NULL,
-      .ca_file = path("ca", "crt"),
-      .min_dh_bits = 2048,
-  };
-  char err[256];
-  SSL_CTX *ctx = tls_context_client_new(&st, err, sizeof err);
-  if (!ctx)
-    TEST_FAIL_("client context: %s", err);
-  return ctx;
-}
-
-static SSL_CTX *server_ctx(const char *name) {
-  char err[256];
-  SSL_CTX *ctx =
-      tls_context_server_new(path(name, "crt"), path(name, "key"), err, sizeof err);
-  if (!ctx)
-    TEST_FAIL_("server context: %s", err);
-  return ctx;
-}
-
-struct pair {
-  struct tls *c, *s;
-  int rc_c, rc_s;
-};
-
-/* Moves all pending ciphertext of from into to; returns the byte count. */
-static size_t xfer(struct tls *from, struct tls *to) {
-  char *data;
-  ssize_t n = tls_take_output(from, &data);
-  ASSERT(n >= 0);
-  if (n == 0)
-    return 0;
-  ASSERT_EQ(tls_feed(to, data, (size_t)n), 0);
-  free(data);
-  return (size_t)n;
-}
-
-static void run_handshake(struct pair *p) {
-  p->rc_c = p->rc_s = 0;
-  for (int i = 0; i < 50; i++) {
-    if (p->rc_c == 0)
-      p->rc_c = tls_handshake(p->c);
-    size_t moved = xfer(p->c, p->s);
-    if (p->rc_s == 0)
-      p->rc_s = tls_handshake(p->s);
-    moved += xfer(p->s, p->c);
-    if (moved == 0)
-      return;
-  }
-  TEST_FAIL_("handshake did not settle");
-}
+#include "tests/unit/test_pki.h"
 
 /* name: SNI and the reference name (NULL: none); key: session cache key or NULL. */
 static void pair_open(struct pair *p, SSL_CTX *cctx, SSL_CTX *sctx, const char *name,
                       const char *key) {
-  ASSERT_EQ(tls_new_client(cctx, name, &p->c), 0);
-  ASSERT_EQ(tls_new_server(sctx, &p->s), 0);
+  pair_new(p, cctx, sctx, name);
   const char *match[] = {name};
   ASSERT_EQ(tls_verify_prepare(tls_ssl(p->c), match, name ? 1 : 0), 0);
   if (key)
     tls_context_resume(tls_ssl(p->c), key);
   run_handshake(p);
-}
-
-static void pair_close(struct pair *p) {
-  tls_free(p->c);
-  tls_free(p->s);
-}
-
-static void expect_ok(const struct pair *p) {
-  if (p->rc_c != 1 || p->rc_s != 1)
-    TEST_FAIL_("handshake: client %d \"%s\", server %d \"%s\"", p->rc_c,
-               tls_error(p->c), p->rc_s, tls_error(p->s));
-}
-
-/* Reads everything available; asserts no error. */
-static size_t drain(struct tls *t, char *buf, size_t cap) {
-  size_t got = 0;
-  for (;;) {
-    ssize_t n = tls_read(t, buf + got, cap - got > 65536 ? 65536 : cap - got);
-    if (n < 0)
-      TEST_FAIL_("tls_read: %zd %s", n, tls_error(t));
-    if (n == 0)
-      return got;
-    got += (size_t)n;
-  }
 }
 
 /* ---- tests ------------------------------------------------------------------ */
@@ -549,7 +345,7 @@ static void test_sni_skipped_for_ip_literal(void) {
 }
 
 int main(void) {
-  make_pki();
+  pki_make();
   RUN_TEST(test_client_ctx_refuses_weak_settings);
   RUN_TEST(test_tls13_default_ecdsa);
   RUN_TEST(test_tls13_rsa_summary);
@@ -564,6 +360,6 @@ int main(void) {
   RUN_TEST(test_renegotiation_refused);
   RUN_TEST(test_small_dh_group_detected);
   RUN_TEST(test_sni_skipped_for_ip_literal);
-  remove_pki();
+  pki_remove();
   return 0;
 }

@@ -7,6 +7,8 @@
     cert, key = pki.issue('mx4.example.test', self_signed=True)
     cert, key = pki.issue('mx5.example.test', wrong_name='other.example.test')
     pki.ca_file                                            # PEM of the CA, for outbound.tls.ca_file
+    chain = pki.chain(cert)                                # leaf + CA in one PEM (MX sends both)
+    pki.tlsa(cert, 3, 1, 1); pki.fingerprint(cert, 'pubkey')  # DANE / pinning data
 
 Certificates carry the name as CN and as a subjectAltName dNSName (the wrong name
 instead when wrong_name is given). Files live under DIR/pki/.
@@ -137,6 +139,19 @@ class TestPKI:
         return cert_path, key_path
 
     # ---- helpers for pinning and DANE tests -------------------------------------------
+    def chain(self, cert_path, *more):
+        """Writes CERT_PATH's certificate followed by MORE certificate files (default:
+        this PKI's CA) into a new PEM file and returns its path: give it to an MxServer
+        as starttls=(chain, key) so the server sends its whole chain (DANE-TA tests)."""
+        out = cert_path[:-4] + '-chain.pem' if cert_path.endswith('.pem') else \
+            cert_path + '-chain.pem'
+        with open(out, 'wb') as f:
+            for path in (cert_path,) + (more or (self.ca_file,)):
+                with open(path, 'rb') as src:
+                    data = src.read()
+                f.write(data if data.endswith(b'\n') else data + b'\n')
+        return out
+
     @staticmethod
     def cert_der(cert_path):
         """The certificate as DER bytes."""

@@ -1,0 +1,41 @@
+/* HTTPS fetches with libcurl's multi_socket interface on the libuv loop (uv_poll per
+ * socket, one uv_timer), for MTA-STS policies and TLS-RPT reports.
+ *
+ * Ownership: struct http owns the CURLM, every easy handle, poll handle and the
+ * timer; http_close() frees it after the last close callback. A fetch belongs to the
+ * http until its callback ran, http_cancel() or http_close(); after either call the
+ * callback never runs. Callbacks never run from inside http_get(). */
+#ifndef SP_HTTP_H
+#define SP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+struct http;
+struct http_fetch;
+
+struct http_request {
+  const char *url;  /* https:// only */
+  size_t max_bytes; /* body larger than this: failure (no truncation) */
+  unsigned connect_timeout_ms;
+  unsigned total_timeout_ms;
+  bool require_text_plain; /* Content-Type must be text/plain (parameters allowed) */
+};
+
+/* status 0: body[0..len) (valid only during the call) of a 200 response. Otherwise
+ * a negative SP_E_* and err: "HTTP 404", "redirect refused", "Content-Type text/html",
+ * "body exceeds 65536 bytes", "TLS: certificate verify failed", "timeout", ... */
+typedef void (*http_cb)(void *arg, int status, const char *body, size_t len,
+                        const char *err);
+
+/* ca_file: trust anchors for PKIX validation (NULL or "" = system store). Redirects
+ * are never followed; only HTTP 200 succeeds; TLS 1.2+, peer and host verified. */
+int http_new(uv_loop_t *loop, const char *ca_file, struct http **out);
+/* NULL (and no callback) when out of memory, on bad arguments or once closing. */
+struct http_fetch *http_get(struct http *h, const struct http_request *req, http_cb cb,
+                            void *arg);
+void http_cancel(struct http_fetch *f);
+void http_close(struct http *h, void (*on_closed)(void *arg), void *arg);
+
+#endif

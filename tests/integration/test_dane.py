@@ -1,0 +1,438 @@
+#!/usr/bin/python3
+"""DNSSEC/DANE for SMTP (RFC 7672) with Postfix's dane and dane-only levels.
+
+The DNS fixture's AD bit stands for "DNSSEC-validated" (dns.trust_ad: auto trusts it,
+the resolver being on 127.0.0.1). TLSA records live at _<outbound.port>._tcp.<mx host>
+(the harness's MX port, not 25). Unless a test says otherwise the default level is dane
+and every answer carries AD.
+
+Failures of every usable MX host give the client 451 4.7.5 on RCPT, naming each host;
+the MX gets no message and never sees MAIL.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TestBase, TestPKI, main, message, proxy_config  # noqa: E402
+
+RCPT = 'rcpt@example.test'
+
+
+def hexdata(rec):
+    return rec[3].hex()
+
+
+class DaneCase(TestBase):
+    """mx1.example.test (pref 10, 127.0.0.2, CA-signed EC certificate), every DNS answer
+    with AD, default_level dane."""
+
+    proxy_extra = {'outbound': {'tls': {'default_level': 'dane'}}}
+
+    def setup_fixtures(self):
+        self.dns.ad = True
+        self.mx1 = self.add_mx('mx1', '127.0.0.2')
+
+    # ---- fixtures ----------------------------------------------------------------------
+    def tlsa_name(self, host):
+        return '_%d._tcp.%s' % (self.mx_port, host)
+
+    def publish(self, host, *records):
+        """TLSA records (usage, selector, mtype, data) for HOST at the MX port."""
+        for r in records:
+            self.dns.add(self.tlsa_name(host), 'TLSA', r)
+
+    @staticmethod
+    def cert(mx):
+        return mx.cfg['starttls'][0]
+
+    def unrelated_cert(self):
+        """A certificate (and key) that no MX serves."""
+        return self.pki.issue('unrelated.example.test')[0]
+
+    def mx_with(self, host, ip, cert_key, pref=10):
+        """An MX serving CERT_KEY ((cert or chain, key))."""
+        return self.add_mx(host, ip, pref=pref, starttls=cert_key)
+
+    # ---- assertions --------------------------------------------------------------------
+    def assertNoMail(self, mx):
+        """MX has no message and never saw MAIL (in plaintext or at all)."""
+        self.assertEqual(mx.messages, [])
+        mails = [c for c in mx.all_commands() if c.upper().startswith('MAIL')]
+        self.assertEqual(mails, [], 'MX %s saw MAIL' % mx.ip)
+
+    def assertDeferred(self, out, *hosts, policy=None, rcpt=RCPT):
+        """RCPT got 451 4.7.5 naming every host in HOSTS; no DATA was possible."""
+        self.assertReply(out['mail'], 250)
+        self.assertReply(out['rcpt'][0], 451, '4.7.5', *hosts)
+        self.assertIsNone(out['data'])
+        if policy:  # the deferral's log line names the policy that applied
+            self.assertLog(r'to=<%s>, .*policy=%s, dsn=4\.7\.5, status=deferred '
+                           r'\(451 4\.7\.5' % (re.escape(rcpt), re.escape(policy)))
+
+    def assertReason(self, out, host, reason):
+        """REASON is given for HOST, in the RCPT reply or in a log line naming HOST."""
+        text = ' '.join(out['rcpt'][0][1])
+        if host in text and reason in text:
+            return
+        self.assertLog(re.escape(host) + r'.*' + re.escape(reason))
+
+    def assertDelivered(self, out, mx, verdict='Verified', policy='dane', tlsa=None):
+        """Delivered over TLS 1.3 to MX with the log's verdict, policy and (TLSA) the
+        matched-record line."""
+        self.assertReply(out['rcpt'][0], 250)
+        self.assertReply(out['data'], 250)
+        m = mx.wait_messages(1)[0]
+        self.assertEqual(m.tls_version, 'TLSv1.3')
+        self.assertEqual(m.rcpts, [RCPT])
+        relay = r'%s\[%s\]:%d' % (re.escape(mx.cfg['name']), re.escape(mx.ip), self.mx_port)
+        self.assertLog(r'%s TLS connection established to %s: TLSv1\.3 with cipher'
+                       % (verdict, relay))
+        self.assertLog(r'to=<%s>, relay=%s, .*tls=TLSv1\.3/%s, policy=%s, .*status=sent \(250'
+                       % (re.escape(RCPT), relay, verdict, policy))
+        if tlsa:
+            self.assertLog(r'matched TLSA record %s\b' % re.escape(tlsa))
+        return m
+
+
+class DaneEE(DaneCase):
+
+    def test_ee_311_match_delivered(self):
+        """3 1 1 for mx1's key: delivered, Verified, policy=dane, matched record logged;
+        the TLSA name is _<port>._tcp.<mx host>."""
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        out = self.send(RCPT, message('dane-ee'))
+        self.assertDelivered(out, self.mx1, tlsa='3 1 1')
+        self.assertGreater(self.dns.queried(self.tlsa_name('mx1.example.test'), 'TLSA'), 0)
+        self.assertEqual(self.dns.queried('_25._tcp.mx1.example.test'), 0)
+
+    def test_ee_301_and_312_match_delivered(self):
+        """Other selector/matching types of DANE-EE (full certificate SHA-256, public
+        key SHA-512) match too; the log names the record that matched."""
+        cert = self.cert(self.mx1)
+        self.publish('mx1.example.test', self.pki.tlsa(cert, 3, 0, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 0 1')
+        mx2 = self.add_mx('mx2', '127.0.0.3', domain='two.test')
+        self.publish('mx2.two.test', self.pki.tlsa(self.cert(mx2), 3, 1, 2))
+        out = self.send('rcpt@two.test')
+        self.assertReply(out['data'], 250)
+        self.assertEqual(mx2.wait_messages(1)[0].tls_version, 'TLSv1.3')
+        self.assertLog(r'relay=mx2\.two\.test\[127\.0\.0\.3\]:%d, .*tls=TLSv1\.3/Verified, '
+                       r'policy=dane, .*status=sent' % self.mx_port)
+        self.assertLog(r'matched TLSA record 3 1 2\b')
+
+    def test_ee_one_of_several_records_matches(self):
+        """An RRset with a stale record and the current one: the current one matches."""
+        cert = self.cert(self.mx1)
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1),
+                     self.pki.tlsa(cert, 3, 0, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 0 1')
+
+    def test_ee_wrong_name_delivered(self):
+        """DANE-EE ignores the names in the certificate."""
+        self.mx1.configure(starttls=self.pki.issue('mx1.example.test',
+                                                   wrong_name='other.example.test'))
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+    def test_ee_self_signed_delivered(self):
+        """DANE-EE needs no CA: a self-signed certificate matching 3 1 1 is Verified."""
+        self.mx1.configure(starttls=self.pki.issue('mx1.example.test', self_signed=True))
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+    def test_ee_expired_delivered(self):
+        """DANE-EE ignores the validity dates."""
+        self.mx1.configure(starttls=self.pki.issue('mx1.example.test', expired=True))
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+    def test_mismatch_first_mx_second_used(self):
+        """mx1 (pref 10) does not match its TLSA, mx2 (pref 20) does: delivered via mx2;
+        mx1 has no message and never saw MAIL."""
+        mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        self.publish('mx2.example.test', self.pki.tlsa(self.cert(mx2), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDelivered(out, mx2, tlsa='3 1 1')
+        self.assertNoMail(self.mx1)
+        self.assertGreater(self.mx1.connections, 0)  # it was tried first
+
+    def test_all_mismatch_451(self):
+        """Both MX hosts fail DANE: 451 4.7.5 naming both; no MAIL at either, no 5xx."""
+        mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+        other = self.unrelated_cert()
+        self.publish('mx1.example.test', self.pki.tlsa(other, 3, 1, 1))
+        self.publish('mx2.example.test', self.pki.tlsa(other, 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', 'mx2.example.test', policy='dane')
+        self.assertReason(out, 'mx1.example.test', 'Server certificate not verified')
+        self.assertNoMail(self.mx1)
+        self.assertNoMail(mx2)
+        self.assertNotRegex(self.proxy.log_text(), r'status=sent')
+
+    def test_handshake_failure_not_retried_in_plaintext(self):
+        """TLS is required by DANE; a broken handshake is not followed by a plaintext
+        attempt: 451 4.7.5, and the MX never saw MAIL."""
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.mx1.configure(tls_garbage=True)
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+        for s in self.mx1.sessions:
+            self.assertNotIn('MAIL', ' '.join(s.commands).upper())
+
+    def test_tlsa_but_no_starttls_451(self):
+        """TLSA published, MX offers no STARTTLS: 451 4.7.5, TLS-required reason."""
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.mx1.configure(offer_starttls=False)
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertReason(out, 'mx1.example.test', 'TLS is required, but was not offered')
+        self.assertNoMail(self.mx1)
+
+    def test_tlsa_other_port_ignored(self):
+        """A matching TLSA at _25._tcp is not the one for this port: no DANE (may)."""
+        self.dns.add('_25._tcp.mx1.example.test', 'TLSA',
+                     self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        self.assertLog(r'to=<%s>, .*tls=TLSv1\.3/(Trusted|Untrusted), .*status=sent'
+                       % re.escape(RCPT))
+        self.assertNotIn('matched TLSA', self.proxy.log_text())
+
+
+class DaneTA(DaneCase):
+    """DANE-TA(2): the trust anchor is a CA of its own (not in outbound.tls.ca_file, so
+    only DANE can make the chain Verified); the MX sends leaf + CA."""
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.ta = TestPKI(os.path.join(self.tmpdir, 'ta'), ca_name='DANE TA CA')
+
+    def serve_ta_cert(self, name='mx1.example.test', **kw):
+        cert, key = self.ta.issue(name, **kw)
+        self.mx1.configure(starttls=(self.ta.chain(cert), key))
+        return cert
+
+    def test_ta_201_ca_cert_delivered(self):
+        """2 0 1 of the CA certificate, chain sent: delivered, Verified."""
+        self.serve_ta_cert()
+        self.publish('mx1.example.test', self.ta.tlsa(self.ta.ca_file, 2, 0, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='2 0 1')
+
+    def test_ta_211_ca_spki_delivered(self):
+        """2 1 1 of the CA's public key: delivered, Verified."""
+        self.serve_ta_cert()
+        self.publish('mx1.example.test', self.ta.tlsa(self.ta.ca_file, 2, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='2 1 1')
+
+    def test_ta_other_ca_451(self):
+        """2 0 1 of a CA that did not issue the certificate (the harness CA): 4.7.5."""
+        self.serve_ta_cert()
+        self.publish('mx1.example.test', self.pki.tlsa(self.pki.ca_file, 2, 0, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
+    def test_ta_wrong_name_451(self):
+        """Unlike DANE-EE, DANE-TA checks names (RFC 7672 3.2.2): a certificate from the
+        anchor naming another host fails: 4.7.5."""
+        self.serve_ta_cert(wrong_name='other.example.test')
+        self.publish('mx1.example.test', self.ta.tlsa(self.ta.ca_file, 2, 0, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
+
+class DaneFallbacks(DaneCase):
+
+    def test_insecure_zone_falls_back_to_may(self):
+        """No AD: the TLSA records (not matching) are not trusted; opportunistic TLS
+        delivers (Trusted/Untrusted, not Verified; no TLSA matched)."""
+        self.dns.ad = False
+        self.mx1.configure(starttls=self.pki.issue('mx1.example.test', self_signed=True))
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertReply(out['rcpt'][0], 250)
+        self.assertReply(out['data'], 250)
+        self.assertEqual(self.mx1.wait_messages(1)[0].tls_version, 'TLSv1.3')
+        self.assertLog(r'(Trusted|Untrusted) TLS connection established to '
+                       r'mx1\.example\.test\[127\.0\.0\.2\]:%d' % self.mx_port)
+        self.assertLog(r'to=<%s>, .*tls=TLSv1\.3/(Trusted|Untrusted), policy=[^,]+, '
+                       r'.*status=sent \(250' % re.escape(RCPT))
+        self.assertNotIn('matched TLSA', self.proxy.log_text())
+        self.assertNotIn('/Verified', self.proxy.log_text())
+
+    def test_insecure_host_address_falls_back_to_may(self):
+        """MX RRset secure but the host's A record not: may (RFC 7672 2.2.2)."""
+        self.dns.set_ad('mx1.example.test', False)
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        self.assertNotIn('/Verified', self.proxy.log_text())
+
+    def test_insecure_zone_plaintext_mx_delivered(self):
+        """No AD, TLSA present, MX without STARTTLS: may delivers in plaintext."""
+        self.dns.ad = False
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.mx1.configure(offer_starttls=False)
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.assertIsNone(self.mx1.wait_messages(1)[0].tls_version)
+
+    def test_no_tlsa_falls_back_to_may(self):
+        """Secure zone, no TLSA (NODATA): may; a plaintext-only MX still gets mail."""
+        self.mx1.configure(offer_starttls=False)
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.assertIsNone(self.mx1.wait_messages(1)[0].tls_version)
+        self.assertGreater(self.dns.queried(self.tlsa_name('mx1.example.test'), 'TLSA'), 0)
+
+    @proxy_config({'dns': {'trust_ad': 'no'}})
+    def test_trust_ad_no_ignores_dnssec(self):
+        """dns.trust_ad: no: AD bits are not believed, so a mismatching TLSA does not
+        block delivery (may)."""
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        self.assertNotIn('/Verified', self.proxy.log_text())
+
+    def test_tlsa_servfail_second_mx_used(self):
+        """SERVFAIL for mx1's TLSA: mx1 skipped (not dialled), mx2 (matching) used."""
+        mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.dns.servfail(self.tlsa_name('mx1.example.test'), 'TLSA')
+        self.publish('mx2.example.test', self.pki.tlsa(self.cert(mx2), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), mx2, tlsa='3 1 1')
+        self.assertNoMail(self.mx1)
+        self.assertEqual(self.mx1.connections, 0)
+
+    def test_tlsa_servfail_only_mx_451(self):
+        """SERVFAIL for the only MX's TLSA: 451 4.7.5, no plaintext fallback."""
+        self.mx1.configure(offer_starttls=False)
+        self.dns.servfail(self.tlsa_name('mx1.example.test'), 'TLSA')
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
+    def test_tlsa_timeout_only_mx_451(self):
+        """No answer at all for the TLSA query: the host is skipped: 451 4.7.5."""
+        self.dns.drop(self.tlsa_name('mx1.example.test'), 'TLSA')
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
+
+class DaneUnusable(DaneCase):
+    """Only unusable TLSA records (PKIX-EE(1), PKIX-TA(0)): TLS required, not
+    authenticated (RFC 7672 2.2)."""
+
+    def test_unusable_only_no_starttls_451(self):
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 1, 1, 1))
+        self.mx1.configure(offer_starttls=False)
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'TLS is required, but was not offered')
+        self.assertNoMail(self.mx1)
+
+    def test_unusable_only_starttls_delivered(self):
+        """Even with records that would not match: delivered over TLS, not Verified."""
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 1, 1, 1),
+                     self.pki.tlsa(self.pki.ca_file, 0, 0, 1))
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.assertEqual(self.mx1.wait_messages(1)[0].tls_version, 'TLSv1.3')
+        self.assertLog(r'to=<%s>, .*tls=TLSv1\.3/(Trusted|Untrusted|Anonymous), '
+                       r'.*status=sent \(250' % re.escape(RCPT))
+        self.assertNotIn('matched TLSA', self.proxy.log_text())
+
+
+class DaneOnly(DaneCase):
+    proxy_extra = {'outbound': {'tls': {'default_level': 'dane-only'}}}
+
+    def test_dane_only_without_tlsa_451(self):
+        """Secure zone without TLSA: dane-only skips the host: 451 4.7.5."""
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
+    def test_dane_only_insecure_zone_451(self):
+        """No AD, TLSA published and matching: not DANE, so 451 4.7.5."""
+        self.dns.ad = False
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
+    def test_dane_only_match_delivered(self):
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+
+class DaneTableEntry(DaneCase):
+    """The level can come from the policy table (default may): policy=table/dane."""
+    proxy_extra = {'policy': {'table': {'example.test': 'dane'}}}
+
+    def test_table_dane_match_delivered(self):
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, policy='table/dane', tlsa='3 1 1')
+
+    def test_table_dane_mismatch_451(self):
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='table/dane')
+        self.assertNoMail(self.mx1)
+
+
+class FixtureSelfCheck(TestBase):
+    """The fixtures' TLSA data as OpenSSL's own DANE code sees it (openssl s_client
+    against the MX fixture), independent of the proxy."""
+
+    start_proxy = False
+
+    def s_client(self, mx, rrdata, host='mx1.example.test'):
+        p = subprocess.run(
+            ['openssl', 's_client', '-connect', '%s:%d' % (mx.ip, self.mx_port),
+             '-starttls', 'smtp', '-name', 'proxy.test', '-servername', host,
+             '-dane_tlsa_domain', host, '-dane_tlsa_rrdata', rrdata,
+             '-verify_return_error'],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stdout + p.stderr
+
+    def rr(self, rec):
+        return '%d %d %d %s' % (rec[0], rec[1], rec[2], hexdata(rec))
+
+    def test_fixture_tlsa_ee_matches(self):
+        cert = self.mx1.cfg['starttls'][0]
+        for sel, mt in ((1, 1), (0, 1), (1, 2)):
+            rc, out = self.s_client(self.mx1, self.rr(self.pki.tlsa(cert, 3, sel, mt)))
+            self.assertIn('Verification: OK', out)
+            self.assertRegex(out, r'DANE TLSA 3 %d %d .* matched EE certificate' % (sel, mt))
+
+    def test_fixture_tlsa_ee_mismatch(self):
+        other = self.pki.issue('unrelated.example.test')[0]
+        rc, out = self.s_client(self.mx1, self.rr(self.pki.tlsa(other, 3, 1, 1)))
+        self.assertNotIn('Verification: OK', out)
+
+    def test_fixture_tlsa_ta_matches(self):
+        ta = TestPKI(os.path.join(self.tmpdir, 'ta'), ca_name='DANE TA CA')
+        cert, key = ta.issue('mx1.example.test')
+        self.mx1.configure(starttls=(ta.chain(cert), key))
+        for sel in (0, 1):
+            rc, out = self.s_client(self.mx1, self.rr(ta.tlsa(ta.ca_file, 2, sel, 1)))
+            self.assertIn('Verification: OK', out)
+            self.assertRegex(out, r'DANE TLSA 2 %d 1 .* matched TA certificate' % sel)
+        # the harness CA is no anchor for this chain
+        rc, out = self.s_client(self.mx1, self.rr(self.pki.tlsa(self.pki.ca_file, 2, 0, 1)))
+        self.assertNotIn('Verification: OK', out)
+
+
+if __name__ == '__main__':
+    main()
