@@ -106,6 +106,8 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
     rh->req.records = rh->records;
     rh->req.nrecords = rh->nrecords;
     decide_host(&q->d, &rh->req);
+    if (i == 0)
+      snprintf(r->policy, sizeof r->policy, "%s", rh->req.policy);
     if (h->status != 0 || h->naddrs == 0) {
       route_skip(r, h->name, host_skip_reason(h->status));
     } else if (rh->req.skip) {

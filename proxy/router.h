@@ -48,6 +48,7 @@ struct route {
   /* Hosts left out before dialling, as "host: reason; ..." */
   char skipped[768];
   bool policy_skipped; /* some host was left out by the TLS policy */
+  char policy[48];     /* the first host's policy ("dane", "table/secure"), for logs */
 };
 
 void route_free(struct route *r);

@@ -49,6 +49,7 @@ struct session_txn {
   uint64_t started_ms;
   bool smtputf8;
   bool lost;               /* the upstream went away: only 4xx from here on */
+  char policy[48];         /* the route's policy, for logs before an upstream exists */
   char mail_fail[1100];    /* upstream's reply to MAIL when it refused, as wire text */
   char discard_reply[600]; /* the reply owed after discarded data, as wire text */
 };

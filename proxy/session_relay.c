@@ -49,7 +49,9 @@ void session__log_rcpt(struct session *s, const char *to, const struct smtp_repl
       .delay = (double)(uv_now(s->conn.tcp.loop) - s->txn.started_ms) / 1000.0,
       .tls = s->up ? upstream_tls(s->up) : "none",
       .verdict = s->up ? upstream_verdict(s->up) : NULL,
-      .policy = s->up ? upstream_policy(s->up) : NULL,
+      .policy = s->up              ? upstream_policy(s->up)
+                : s->txn.policy[0] ? s->txn.policy
+                                   : NULL,
       .dsn = dsn,
       .status = code / 100 == 2   ? "sent"
                 : code / 100 == 5 ? "bounced"
@@ -148,6 +150,8 @@ static void session_send_rcpt(struct session *s) {
 static void on_route(void *arg, struct route *route) {
   struct session *s = arg;
   s->rq = NULL;
+  if (route)
+    snprintf(s->txn.policy, sizeof s->txn.policy, "%s", route->policy);
   if (!route || route->status != 0) {
     struct smtp_reply r = {.code = 451, .enhanced = "4.3.0", .nlines = 1};
     snprintf(r.lines[0], sizeof r.lines[0], "4.3.0 %s: out of memory", s->txn.domain);
@@ -204,6 +208,7 @@ static void on_up_failed(void *arg, const char *reasons, bool policy) {
            policy ? "no MX host passed the TLS policy" : "no MX host reachable",
            reasons);
   session_relay_reply(s, &r);
+  snprintf(s->txn.policy, sizeof s->txn.policy, "%s", upstream_policy(s->up));
   session__log_rcpt(s, s->txn.rcpt, &r, NULL);
   session_drop_upstream(s, false);
   if (s->txn.nrcpts == 0)

@@ -675,5 +675,9 @@ const char *upstream_verdict(const struct upstream *up) {
   return up->verdict;
 }
 const char *upstream_policy(const struct upstream *up) {
-  return up->cand < up->route->ncandidates ? up_req(up)->policy : "none";
+  const struct route *r = up->route;
+  if (r->ncandidates == 0)
+    return "none";
+  size_t c = up->cand < r->ncandidates ? up->cand : r->ncandidates - 1;
+  return r->hosts[r->candidates[c].host].req.policy; /* the host tried last */
 }
