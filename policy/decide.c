@@ -130,6 +130,29 @@ static void set_policy(const struct decide_domain *d, struct decide_host *h,
     snprintf(h->policy, sizeof(h->policy), "default/%s", name);
 }
 
+/* MTA-STS after the table and DANE: only where neither decided the host. */
+static void decide_sts(const struct decide_domain *d, struct decide_host *h,
+                       bool by_dane) {
+  const struct sts_policy *sts = d->sts;
+  if (!sts || sts->mode == STS_MODE_NONE || d->entry || by_dane || h->skip ||
+      h->tlsa == DECIDE_TLSA_FOUND || h->tlsa == DECIDE_TLSA_FAILED)
+    return;
+  if (sts->mode == STS_MODE_TESTING) {
+    snprintf(h->policy, sizeof h->policy, "mta-sts/testing");
+    return;
+  }
+  snprintf(h->policy, sizeof h->policy, "mta-sts/enforce");
+  if (!sts_mx_match(sts, h->host)) {
+    skip_host(h, "not listed in the MTA-STS policy");
+    return;
+  }
+  h->level = TLS_LEVEL_VERIFY;
+  h->tls_required = true;
+  h->auth = DECIDE_AUTH_PKIX;
+  h->nnames = 0;
+  add_name(h, "", h->host); /* §4.2: valid for the MX host name */
+}
+
 void decide_host(const struct decide_domain *d, struct decide_host *h) {
   /* Every out field, so no path leaves a value from an earlier host. */
   memset(&h->skip, 0, sizeof(*h) - offsetof(struct decide_host, skip));
@@ -163,4 +186,5 @@ void decide_host(const struct decide_domain *d, struct decide_host *h) {
     break;
   }
   set_policy(d, h, by_dane);
+  decide_sts(d, h, by_dane);
 }

@@ -20,6 +20,7 @@
 
 #include "policy/dane.h"
 #include "policy/level.h"
+#include "policy/mtasts.h"
 #include "policy/table.h"
 
 enum decide_tlsa {
@@ -65,8 +66,13 @@ struct decide_domain {
   const char *domain;              /* lower-case, no trailing dot */
   const struct table_entry *entry; /* table_lookup(), or NULL */
   enum tls_level default_level;
-  bool mx_secure; /* MX RRset secure (trusted AD); implicit MX: the
-                                         domain's address records */
+  /* MX RRset secure (trusted AD); implicit MX: the domain's address records. */
+  bool mx_secure;
+  /* MTA-STS policy (RFC 8461), NULL when none. It applies only without a table entry
+   * and where DANE did not decide the host (DANE wins, RFC 8461 §2; a failed DANE
+   * check is never rescued by it). enforce: the host must match an mx pattern and
+   * present a PKIX-valid certificate for its name over TLS; testing: logged only. */
+  const struct sts_policy *sts;
 };
 
 /* The level that applies before any DNSSEC fact: entry's or the default. */

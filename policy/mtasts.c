@@ -8,7 +8,6 @@
 #define STS_TXT_PREFIX "v=STSv1;"
 #define STS_KEY_MAX 32
 #define STS_LABEL_MAX 63
-#define STS_DAY 86400
 
 static bool is_alpha(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -403,5 +402,7 @@ bool sts_cache_should_refresh(const struct sts_cached *c, int64_t now) {
   /* Unsigned differences: stored times come from disk and may be extreme. */
   uint64_t span = (uint64_t)c->expires_at - (uint64_t)c->fetched_at;
   uint64_t left = (uint64_t)c->expires_at - (uint64_t)now;
-  return left <= STS_DAY || left <= span - span / 2;
+  /* Past half the lifetime. Not "within a day of expiry": with max_age of a day or
+   * less that would refetch on every message. */
+  return left <= span - span / 2;
 }

@@ -80,7 +80,7 @@ enum sts_action sts_cache_decide(const struct sts_cached *c, enum sts_txt_state 
                                  const char *txt_id, int64_t now);
 
 /* Whether a cached policy in use should be refreshed proactively now (§10.2): it is
- * past half its max_age, or expires within a day. */
+ * past half its max_age. */
 bool sts_cache_should_refresh(const struct sts_cached *c, int64_t now);
 
 #endif

@@ -88,6 +88,9 @@ static const struct enum_name trust_names[] = {
   {"auto", CONFIG_TRUST_AD_AUTO}, {"yes", CONFIG_TRUST_AD_YES},
   {"no", CONFIG_TRUST_AD_NO}, {NULL, 0}};
 
+static const struct enum_name yesno_names[] = {
+  {"yes", 1}, {"no", 0}, {NULL, 0}};
+
 static const struct key_desc clients_keys[] = {
   K_LIST("allow", allow, nallow, config__parse_cidr, 1, 4096,
          "at least one network required"),
@@ -145,6 +148,13 @@ static const struct key_desc policy_keys[] = {
   K_NODE("table_file", config__policy_table_file),
   K_END};
 
+static const struct key_desc mta_sts_keys[] = {
+  K_ENUM("enabled",         sts_enabled,         yesno_names, NULL),
+  K_STRING("ca_file",       sts_ca_file,         config__check_file),
+  K_UINT("port",            sts_port,            1, 65535),
+  K_SECONDS("fetch_timeout", sts_fetch_timeout_ms, 300),
+  K_END};
+
 static const struct key_desc top_keys[] = {
   K_STRING("hostname", hostname, config__check_dns_name),
   K_LIST("listen", listen, nlisten, config__parse_listen, 1, 64,
@@ -157,6 +167,8 @@ static const struct key_desc top_keys[] = {
   K_SECTION("outbound", outbound_keys),
   K_SECTION("log",      log_keys),
   K_SECTION("policy",   policy_keys),
+  K_STRING("state_dir", state_dir, NULL),
+  K_SECTION("mta_sts",  mta_sts_keys),
   K_END};
 // clang-format on
 
@@ -492,6 +504,10 @@ static void set_defaults(struct config *cfg) {
   cfg->dns_trust_ad = CONFIG_TRUST_AD_AUTO;
   cfg->default_level = TLS_LEVEL_MAY;
   table_init(&cfg->policy_table);
+  snprintf(cfg->state_dir, sizeof cfg->state_dir, "%s", "/var/lib/starttls-proxy");
+  cfg->sts_enabled = 1;
+  cfg->sts_port = 443;
+  cfg->sts_fetch_timeout_ms = 10000;
 }
 
 /* Fills an unset list from literal texts through the key's own parser. */

@@ -96,6 +96,15 @@ struct config {
   enum config_log_format log_format; /* default postfix */
   enum config_log_level log_level;   /* default info */
 
+  /* state_dir: where persistent state lives (policies.sqlite3); default
+   * /var/lib/starttls-proxy; created at start-up when missing. */
+  char state_dir[1024];
+  /* mta_sts.*: RFC 8461 policies for domains without a table entry. */
+  int sts_enabled;               /* yes (default) / no */
+  char sts_ca_file[1024];        /* trust anchors for policy fetches; "" = system */
+  uint16_t sts_port;             /* HTTPS port of mta-sts.<domain>: 443 (tests) */
+  uint64_t sts_fetch_timeout_ms; /* total fetch time, default 10 s */
+
   unsigned refs; /* config_ref/config_unref */
 };
 

@@ -49,9 +49,10 @@ struct http_fetch {
   void *arg;
   size_t max_bytes;
   bool require_text_plain;
-  bool checked;    /* status and type were checked at the first body byte */
-  bool delivering; /* its callback is running; freed right after */
-  char *body;      /* owned; never more than max_bytes */
+  bool checked;               /* status and type were checked at the first body byte */
+  bool delivering;            /* its callback is running; freed right after */
+  struct curl_slist *resolve; /* owned; the CURLOPT_RESOLVE entry */
+  char *body;                 /* owned; never more than max_bytes */
   size_t len, cap;
   int status; /* 0, or the SP_E_* set by the first failure */
   char err[HTTP_ERR_MAX];
@@ -369,6 +370,7 @@ static void fetch_free(struct http_fetch *f) {
     curl_easy_cleanup(f->easy);
   }
   f->magic = 0;
+  curl_slist_free_all(f->resolve);
   free(f->body);
   free(f);
 }
@@ -442,6 +444,11 @@ static CURLcode fetch_setopts(struct http_fetch *f, const struct http_request *r
   SETOPT(CURLOPT_WRITEDATA, f);
   SETOPT(CURLOPT_ERRORBUFFER, f->curl_err);
   SETOPT(CURLOPT_PRIVATE, (char *)f);
+  if (req->resolve) {
+    if (!(f->resolve = curl_slist_append(NULL, req->resolve)))
+      return CURLE_OUT_OF_MEMORY;
+    SETOPT(CURLOPT_RESOLVE, f->resolve);
+  }
   return CURLE_OK;
 }
 

@@ -21,6 +21,10 @@ struct http_request {
   unsigned connect_timeout_ms;
   unsigned total_timeout_ms;
   bool require_text_plain; /* Content-Type must be text/plain (parameters allowed) */
+  /* "host:port:address" (address as "192.0.2.1" or "[2001:db8::1]"): connect there
+   * instead of resolving host, so every name goes through our resolver; NULL = let
+   * libcurl resolve. */
+  const char *resolve;
 };
 
 /* status 0: body[0..len) (valid only during the call) of a 200 response. Otherwise

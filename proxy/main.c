@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "config.h"
@@ -10,6 +11,8 @@
 #include "listener.h"
 #include "log.h"
 #include "runtime.h"
+#include "store.h"
+#include "sts.h"
 
 #define DRAIN_DEADLINE_MS 30000 /* SIGTERM: how long open transactions may finish */
 
@@ -25,6 +28,8 @@ struct daemon {
 static void usage(FILE *out) {
   fprintf(out, "usage: starttls-proxy [-c FILE]          run the proxy\n"
                "       starttls-proxy --check-config FILE check a configuration file\n"
+               "       starttls-proxy [-c FILE] policy show|purge DOMAIN\n"
+               "                                         the cached MTA-STS policy\n"
                "       starttls-proxy --version | --help\n"
                "FILE defaults to /etc/starttls-proxy/proxy.yaml.\n");
 }
@@ -51,6 +56,45 @@ static int check_config(const char *path) {
     printf("configuration OK\n");
   config_unref(cfg);
   return rc < 0 ? 1 : 0;
+}
+
+/* `policy show DOMAIN` and `policy purge DOMAIN`: the persisted MTA-STS cache. */
+static int policy_command(const char *path, const char *verb, const char *domain) {
+  struct config *cfg;
+  if (load_config(path, &cfg) < 0)
+    return 1;
+  char file[1100], err[512];
+  sts_store_path(cfg, file, sizeof file);
+  struct store *st;
+  int rc = 1;
+  if (store_open(file, &st, err, sizeof err) < 0) {
+    fprintf(stderr, "%s: %s\n", file, err);
+    config_unref(cfg);
+    return 1;
+  }
+  struct store_policy p;
+  if (!strcmp(verb, "purge")) {
+    int n = store_delete_policy(st, domain);
+    if (n == 1)
+      printf("purged the MTA-STS policy of %s\n", domain);
+    else
+      fprintf(stderr, "no cached MTA-STS policy for %s\n", domain);
+    rc = n == 1 ? 0 : 1;
+  } else if (store_get_policy(st, domain, &p) == 1) {
+    char fetched[64], expires[64];
+    time_t f = (time_t)p.fetched_at, e = (time_t)p.expires_at;
+    strftime(fetched, sizeof fetched, "%Y-%m-%dT%H:%M:%SZ", gmtime(&f));
+    strftime(expires, sizeof expires, "%Y-%m-%dT%H:%M:%SZ", gmtime(&e));
+    printf("domain: %s\nid: %s\nfetched: %s\nexpires: %s\n\n%s", p.domain, p.id,
+           fetched, expires, p.text);
+    store_policy_free(&p);
+    rc = 0;
+  } else {
+    fprintf(stderr, "no cached MTA-STS policy for %s\n", domain);
+  }
+  store_close(st);
+  config_unref(cfg);
+  return rc;
 }
 
 static void daemon_close_handles(struct daemon *d) {
@@ -172,6 +216,9 @@ int main(int argc, char **argv) {
       return check_config(i + 1 < argc ? argv[i + 1] : config);
     } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
       config = argv[++i];
+    } else if (!strcmp(a, "policy") && i + 2 < argc &&
+               (!strcmp(argv[i + 1], "show") || !strcmp(argv[i + 1], "purge"))) {
+      return policy_command(config, argv[i + 1], argv[i + 2]);
     } else {
       usage(stderr);
       return 2;

@@ -22,10 +22,13 @@ struct router_query {
   char domain[256];
   bool trust_ad;
   struct decide_domain d;
-  struct route *route;         /* being built; handed to cb */
-  struct dns_mx_result *mx;    /* owned copy, kept while TLSA answers are awaited */
+  struct route *route;      /* being built; handed to cb */
+  struct dns_mx_result *mx; /* owned copy, kept while other answers are awaited */
+  struct sts_query *sq;     /* the MTA-STS lookup, until answered */
+  struct sts_policy sts;    /* its answer */
+  bool has_sts;
+  size_t pending;              /* MX, MTA-STS and TLSA answers still awaited */
   struct tlsa_lookup *lookups; /* owned, one per host */
-  size_t npending;
 };
 
 void route_free(struct route *r) {
@@ -139,6 +142,29 @@ static void router_done(struct router_query *q) {
   free(q);
 }
 
+/* One awaited answer arrived; the route is built when the last one did. */
+static void router_answered(struct router_query *q) {
+  if (--q->pending > 0)
+    return;
+  if (q->route->status == 0) {
+    q->d.sts = q->has_sts ? &q->sts : NULL;
+    route_finish(q, q->mx);
+  }
+  router_done(q);
+}
+
+static void on_sts(void *arg, const struct sts_policy *policy) {
+  struct router_query *q = arg;
+  q->sq = NULL;
+  q->has_sts = policy != NULL;
+  if (policy)
+    q->sts = *policy;
+  if (q->route) /* the MX answer is in: it allocated the route */
+    router_answered(q);
+  else
+    q->pending--;
+}
+
 static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
   const char *owner = dns_answer_target(ans, ans->qname);
   size_t n = 0;
@@ -176,10 +202,7 @@ static void on_tlsa(void *arg, int status, const struct dns_answer *ans) {
     rh->req.tlsa = DECIDE_TLSA_NONE; /* secure denial, or insecure: no DANE */
   else
     tlsa_store(rh, ans);
-  if (--q->npending > 0)
-    return;
-  route_finish(q, q->mx);
-  router_done(q);
+  router_answered(q);
 }
 
 /* Starts a TLSA lookup for every host whose addresses are secure. */
@@ -202,7 +225,7 @@ static void router_ask_tlsa(struct router_query *q) {
     q->lookups[i].dq =
         dns_query_raw(q->rt->dns, name, DNS_T_TLSA, on_tlsa, &q->lookups[i]);
     if (q->lookups[i].dq)
-      q->npending++;
+      q->pending++;
   }
 }
 
@@ -215,6 +238,7 @@ static void on_mx(void *arg, const struct dns_mx_result *res) {
   if (!r || !q->mx) {
     route_free(r);
     q->route = NULL;
+    sts_cancel(q->sq);
     q->cb(q->arg, NULL); /* out of memory */
     free(q->mx);
     runtime_unref(q->rt);
@@ -223,7 +247,10 @@ static void on_mx(void *arg, const struct dns_mx_result *res) {
   }
   *q->mx = *res;
   if (route_dns_failure(r, q->domain, res)) {
-    router_done(q);
+    sts_cancel(q->sq);
+    q->sq = NULL;
+    q->pending = 1;
+    router_answered(q);
     return;
   }
   r->hosts = calloc(res->nhosts ? res->nhosts : 1, sizeof *r->hosts);
@@ -233,7 +260,6 @@ static void on_mx(void *arg, const struct dns_mx_result *res) {
       cfg->dns_trust_ad == CONFIG_TRUST_AD_YES ||
       (cfg->dns_trust_ad == CONFIG_TRUST_AD_AUTO && dns_servers_loopback(q->rt->dns));
   q->d.domain = q->domain;
-  q->d.entry = table_lookup(&cfg->policy_table, q->domain);
   q->d.default_level = cfg->default_level;
   q->d.mx_secure = res->mx_secure && q->trust_ad;
   for (size_t i = 0; i < r->nhosts; i++) {
@@ -246,10 +272,7 @@ static void on_mx(void *arg, const struct dns_mx_result *res) {
   }
   if (decide_wants_tlsa(&q->d))
     router_ask_tlsa(q);
-  if (q->npending > 0)
-    return;
-  route_finish(q, q->mx);
-  router_done(q);
+  router_answered(q);
 }
 
 struct router_query *router_route(struct runtime *rt, const char *domain, router_cb cb,
@@ -261,12 +284,17 @@ struct router_query *router_route(struct runtime *rt, const char *domain, router
   q->cb = cb;
   q->arg = arg;
   snprintf(q->domain, sizeof q->domain, "%s", domain);
+  q->d.entry = table_lookup(&rt->cfg->policy_table, q->domain);
+  q->pending = 1;
   q->dq = dns_resolve_mx(rt->dns, domain, on_mx, q);
   if (!q->dq) {
     runtime_unref(rt);
     free(q);
     return NULL;
   }
+  /* MTA-STS only matters where no table entry decides (DESIGN §3). */
+  if (!q->d.entry && rt->sts && (q->sq = sts_lookup(rt->sts, domain, on_sts, q)))
+    q->pending++;
   return q;
 }
 
@@ -275,6 +303,7 @@ void router_cancel(struct router_query *q) {
     return;
   if (q->dq)
     dns_cancel(q->dq);
+  sts_cancel(q->sq);
   for (size_t i = 0; q->lookups && q->route && i < q->route->nhosts; i++)
     if (q->lookups[i].dq)
       dns_cancel(q->lookups[i].dq);

@@ -47,6 +47,13 @@ int runtime_new(uv_loop_t *loop, struct config *cfg, struct runtime **out, char 
     free(rt);
     return rc;
   }
+  if (cfg->sts_enabled &&
+      (rc = sts_new(loop, cfg, rt->dns, &rt->sts, err, errlen)) < 0) {
+    dns_close(rt->dns, NULL, NULL);
+    SSL_CTX_free(rt->client_ctx);
+    free(rt);
+    return rc;
+  }
   rt->cfg = config_ref(cfg);
   *out = rt;
   return 0;
@@ -64,8 +71,17 @@ static void on_dns_closed(void *arg) {
   free(rt);
 }
 
+static void on_sts_closed(void *arg) {
+  struct runtime *rt = arg;
+  dns_close(rt->dns, on_dns_closed, rt);
+}
+
+/* The policy cache goes first: its lookups use the resolver. */
 void runtime_unref(struct runtime *rt) {
   if (!rt || --rt->refs > 0)
     return;
-  dns_close(rt->dns, on_dns_closed, rt);
+  if (rt->sts)
+    sts_close(rt->sts, on_sts_closed, rt);
+  else
+    on_sts_closed(rt);
 }

@@ -12,12 +12,14 @@
 
 #include "config.h"
 #include "dns.h"
+#include "sts.h"
 
 struct runtime {
   uv_loop_t *loop;
   struct config *cfg;  /* one reference, released with the runtime */
   SSL_CTX *client_ctx; /* owned */
   struct dns *dns;     /* owned */
+  struct sts *sts;     /* owned; NULL when mta_sts.enabled is no */
   unsigned refs;
 };
 

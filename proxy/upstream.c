@@ -308,7 +308,10 @@ static void up_on_handshake(struct conn *c, int err) {
   const struct decide_host *req = up_req(up);
   char match[128];
   tls_verify_dane_match(ssl, match, sizeof match);
-  if (match[0])
+  if (match[0] && req->auth == DECIDE_AUTH_FINGERPRINT)
+    log_msg(LOG_INFO, up->id, "%s: matched pinned %s SHA-256 fingerprint %s", up->relay,
+            match[2] == '0' ? "certificate" : "public key", match + 6);
+  else if (match[0])
     log_msg(LOG_INFO, up->id, "%s: matched TLSA record %s", up->relay, match);
   if (req->auth != DECIDE_AUTH_NONE && verdict != TLS_VERDICT_VERIFIED) {
     tls_verify_failure(ssl, reason, sizeof reason);

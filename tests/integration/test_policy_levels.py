@@ -13,11 +13,10 @@ import os
 import re
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestBase, main, message  # noqa: E402
+from harness import TestBase, main  # noqa: E402
 from harness.proxy import proxy_binary  # noqa: E402
 
 RCPT = 'rcpt@example.test'

@@ -519,9 +519,11 @@ static void test_cache_refresh(void) {
   c = cached(t0, STS_MAX_AGE_CAP);
   ASSERT(!sts_cache_should_refresh(&c, t0 + STS_MAX_AGE_CAP / 2 - 1));
   ASSERT(sts_cache_should_refresh(&c, t0 + STS_MAX_AGE_CAP / 2));
-  /* a day or less: refresh as soon as in use (within a day of expiry) */
+  /* a day or less: not on every use, only past half the lifetime */
   c = cached(t0, 86400);
-  ASSERT(sts_cache_should_refresh(&c, t0));
+  ASSERT(!sts_cache_should_refresh(&c, t0));
+  ASSERT(!sts_cache_should_refresh(&c, t0 + 43199));
+  ASSERT(sts_cache_should_refresh(&c, t0 + 43200));
   c = cached(t0, 3 * 86400);
   ASSERT(!sts_cache_should_refresh(&c, t0 + 86400));
   ASSERT(sts_cache_should_refresh(&c, t0 + 3 * 86400 / 2));

@@ -6,12 +6,14 @@
     cert, key = pki.issue('mx3.example.test', expired=True)
     cert, key = pki.issue('mx4.example.test', self_signed=True)
     cert, key = pki.issue('mx5.example.test', wrong_name='other.example.test')
+    cert, key = pki.issue('mta-sts.a.test', alt_names=['mta-sts.b.test'])  # more SANs
     pki.ca_file                                            # PEM of the CA, for outbound.tls.ca_file
     chain = pki.chain(cert)                                # leaf + CA in one PEM (MX sends both)
     pki.tlsa(cert, 3, 1, 1); pki.fingerprint(cert, 'pubkey')  # DANE / pinning data
 
 Certificates carry the name as CN and as a subjectAltName dNSName (the wrong name
-instead when wrong_name is given). Files live under DIR/pki/.
+instead when wrong_name is given), plus any alt_names as further dNSNames. Files
+live under DIR/pki/.
 """
 
 import datetime
@@ -97,18 +99,21 @@ class TestPKI:
             raise ValueError('key must be "ec" or "rsa", not %r' % (kind,))
         os.chmod(path, 0o600)
 
-    def issue(self, name, key='ec', expired=False, self_signed=False, wrong_name=None):
+    def issue(self, name, key='ec', expired=False, self_signed=False, wrong_name=None,
+              alt_names=()):
         """Issues a server certificate for NAME; returns (cert_path, key_path).
 
         key: 'ec' (P-256) or 'rsa' (2048 bits). expired: validity ended yesterday.
         self_signed: not issued by the CA (its own issuer). wrong_name: the certificate
-        names this host instead of NAME (CN and subjectAltName)."""
+        names this host instead of NAME (CN and subjectAltName). alt_names: more
+        subjectAltName dNSNames after the first."""
         self._count += 1
         base = os.path.join(self.dir, '%s-%d' % (name.replace('*', '_'), self._count))
         key_path, cert_path, csr = base + '.key', base + '.pem', base + '.csr'
         self._genkey(key, key_path)
         cn = wrong_name or name
-        exts = ['-addext', 'subjectAltName=DNS:%s' % cn,
+        san = ','.join('DNS:%s' % n for n in [cn] + list(alt_names))
+        exts = ['-addext', 'subjectAltName=%s' % san,
                 '-addext', 'extendedKeyUsage=serverAuth',
                 '-addext', 'basicConstraints=CA:FALSE']
         if self_signed and not expired:
@@ -125,9 +130,9 @@ class TestPKI:
             start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=365)
         extfile = base + '.ext'
         with open(extfile, 'w') as f:
-            f.write('subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n'
+            f.write('subjectAltName=%s\nextendedKeyUsage=serverAuth\n'
                     'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature%s\n'
-                    % (cn, ',keyEncipherment' if key == 'rsa' else ''))
+                    % (san, ',keyEncipherment' if key == 'rsa' else ''))
         args = ['ca', '-batch', '-config', self.conf, '-notext', '-rand_serial',
                 '-startdate', _utc(start), '-enddate', _utc(end),
                 '-extfile', extfile, '-in', csr, '-out', cert_path]

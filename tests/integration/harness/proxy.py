@@ -8,7 +8,9 @@
                                          # sanitizer report in the log
 
 The binary is $STARTTLS_PROXY_BIN, else <repo>/build/starttls-proxy found relative to
-this file. Its stdout and stderr go to TMPDIR/proxy.log.
+this file. Its stdout and stderr go to TMPDIR/proxy.log. Its state_dir (the MTA-STS
+policy cache, policies.sqlite3) is TMPDIR/proxy-state: per test, kept across restarts
+of a proxy of the same name.
 """
 
 import os
@@ -94,7 +96,7 @@ def to_yaml(obj, indent=0):
 
 class Proxy:
     """One running starttls-proxy. Attributes: port, config (dict), config_path,
-    log_path, proc."""
+    log_path, state_dir, proc."""
 
     def __init__(self, tmpdir, dns_port, mx_port, ca_file, extra=None, start=True,
                  name='proxy'):
@@ -103,6 +105,8 @@ class Proxy:
         self.port = free_port()
         self.config_path = os.path.join(tmpdir, '%s.yaml' % name)
         self.log_path = os.path.join(tmpdir, '%s.log' % name)
+        self.state_dir = os.path.join(tmpdir, '%s-state' % name)
+        os.makedirs(self.state_dir, exist_ok=True)
         self.base = {
             'hostname': 'proxy.test',
             'listen': ['127.0.0.1:%d' % self.port],
@@ -110,6 +114,7 @@ class Proxy:
             'outbound': {'port': mx_port, 'helo_name': 'proxy.test',
                          'tls': {'ca_file': ca_file}},
             'log': {'format': 'postfix'},
+            'state_dir': self.state_dir,
         }
         self.proc = None
         self._logf = None

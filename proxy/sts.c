@@ -1,0 +1,470 @@
+#include "sts.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "error.h"
+#include "http.h"
+#include "log.h"
+#include "store.h"
+
+#define STS_MAGIC 0x53545351u /* "STSQ" */
+#define STS_FAIL_BACKOFF 300  /* seconds before refetching after a failure */
+
+/* What we know of one domain; lives as long as the sts. */
+struct sts_entry {
+  struct sts_entry *next;
+  char domain[256];
+  struct sts_cached cached; /* the policy in force, if any */
+  int64_t failed_at;        /* last failed fetch (0 = none) */
+  struct sts_fetch *fetch;  /* in flight, or NULL */
+};
+
+struct sts_fetch {
+  struct sts *s;
+  struct sts_entry *e;
+  struct dns_query *dq; /* resolving mta-sts.<domain>, until answered */
+  uint16_t qtype;       /* A, then AAAA */
+  struct http_fetch *hf;
+  char id[STS_ID_MAX + 1];   /* the TXT id that triggered it */
+  struct sts_query *waiters; /* queries answered when it ends */
+};
+
+struct sts_query {
+  uint32_t magic;
+  struct sts *s;
+  char domain[256];
+  sts_cb cb;
+  void *arg;
+  struct dns_query *dq;          /* the TXT lookup, until answered */
+  struct sts_query *next;        /* in a fetch's waiters, or the done list */
+  bool waiting;                  /* on a fetch's waiters list */
+  struct sts_entry *answer_from; /* done: answer with this entry's policy (or none) */
+};
+
+struct sts {
+  uv_loop_t *loop;
+  const struct config *cfg;  /* the runtime's; outlives the sts */
+  struct dns *dns;           /* the runtime's */
+  struct http *http;         /* owned */
+  struct store *store;       /* owned */
+  struct sts_entry *entries; /* owned list */
+  struct sts_query *done;    /* answered, callback pending (runs from idle) */
+  uv_idle_t idle;            /* owned */
+  void (*on_closed)(void *arg);
+  void *on_closed_arg;
+  unsigned pending_closes;
+};
+
+static int64_t now_s(void) {
+  return (int64_t)time(NULL);
+}
+
+void sts_store_path(const struct config *cfg, char *out, size_t cap) {
+  snprintf(out, cap, "%s/policies.sqlite3", cfg->state_dir);
+}
+
+/* ---- cache ---------------------------------------------------------------------- */
+
+static struct sts_entry *sts_entry(struct sts *s, const char *domain) {
+  for (struct sts_entry *e = s->entries; e; e = e->next)
+    if (strcmp(e->domain, domain) == 0)
+      return e;
+  struct sts_entry *e = calloc(1, sizeof *e);
+  if (!e)
+    return NULL;
+  snprintf(e->domain, sizeof e->domain, "%s", domain);
+  e->next = s->entries;
+  s->entries = e;
+  /* First use since start-up: the persisted policy, if any. */
+  struct store_policy sp;
+  if (s->store && store_get_policy(s->store, domain, &sp) == 1) {
+    char why[200];
+    if (sts_policy_parse(sp.text, strlen(sp.text), &e->cached.policy, why,
+                         sizeof why) == 0) {
+      e->cached.present = true;
+      snprintf(e->cached.id, sizeof e->cached.id, "%s", sp.id);
+      e->cached.fetched_at = sp.fetched_at;
+      e->cached.expires_at = sp.expires_at;
+    }
+    store_policy_free(&sp);
+  }
+  return e;
+}
+
+static bool cached_valid(const struct sts_entry *e) {
+  return e->cached.present && now_s() < e->cached.expires_at;
+}
+
+/* ---- answering ------------------------------------------------------------------ */
+
+static void sts_on_idle(uv_idle_t *h);
+
+static void sts_answer(struct sts_query *q, struct sts_entry *e) {
+  q->answer_from = e;
+  q->next = q->s->done;
+  q->s->done = q;
+  uv_idle_start(&q->s->idle, sts_on_idle);
+}
+
+static void sts_on_idle(uv_idle_t *h) {
+  struct sts *s = h->data;
+  struct sts_query *list = s->done;
+  s->done = NULL;
+  uv_idle_stop(h);
+  while (list) {
+    struct sts_query *q = list;
+    list = q->next;
+    struct sts_entry *e = q->answer_from;
+    const struct sts_policy *p = e && cached_valid(e) ? &e->cached.policy : NULL;
+    q->magic = 0;
+    q->cb(q->arg, p);
+    free(q);
+  }
+}
+
+/* ---- fetching ------------------------------------------------------------------- */
+
+static void sts_fetch_done(struct sts_fetch *f) {
+  f->e->fetch = NULL;
+  while (f->waiters) {
+    struct sts_query *q = f->waiters;
+    f->waiters = q->next;
+    q->waiting = false;
+    sts_answer(q, f->e);
+  }
+  free(f);
+}
+
+static void sts_store_policy(struct sts *s, struct sts_entry *e, const char *text) {
+  struct store_policy sp = {.fetched_at = e->cached.fetched_at,
+                            .expires_at = e->cached.expires_at};
+  snprintf(sp.domain, sizeof sp.domain, "%s", e->domain);
+  snprintf(sp.id, sizeof sp.id, "%s", e->cached.id);
+  sp.text = (char *)text;
+  if (s->store && store_put_policy(s->store, &sp) < 0)
+    log_msg(LOG_WARNING, NULL, "mta-sts: %s: cannot persist policy: %s", e->domain,
+            store_errmsg(s->store));
+}
+
+static void on_fetched(void *arg, int status, const char *body, size_t len,
+                       const char *err) {
+  struct sts_fetch *f = arg;
+  struct sts_entry *e = f->e;
+  f->hf = NULL;
+  struct sts_policy p;
+  char why[256] = "";
+  if (status == 0 && sts_policy_parse(body, len, &p, why, sizeof why) == 0) {
+    char *text = strndup(body, len);
+    e->cached.present = true;
+    e->cached.policy = p;
+    snprintf(e->cached.id, sizeof e->cached.id, "%s", f->id);
+    e->cached.fetched_at = now_s();
+    e->cached.expires_at = e->cached.fetched_at + p.max_age;
+    e->failed_at = 0;
+    log_msg(LOG_INFO, NULL, "mta-sts: %s: fetched policy id=%s mode=%s max_age=%u",
+            e->domain, f->id,
+            p.mode == STS_MODE_ENFORCE   ? "enforce"
+            : p.mode == STS_MODE_TESTING ? "testing"
+                                         : "none",
+            p.max_age);
+    if (text)
+      sts_store_policy(f->s, e, text);
+    free(text);
+  } else {
+    e->failed_at = now_s();
+    log_msg(LOG_WARNING, NULL, "mta-sts: %s: policy fetch failed: %s%s", e->domain,
+            status == 0 ? "invalid policy: " : "", status == 0 ? why : err);
+    if (cached_valid(e))
+      log_msg(LOG_INFO, NULL, "mta-sts: %s: keeping the cached policy id=%s", e->domain,
+              e->cached.id);
+  }
+  sts_fetch_done(f);
+}
+
+static void sts_fetch_failed(struct sts_fetch *f, const char *why) {
+  on_fetched(f, SP_E_DNS_TEMP, NULL, 0, why);
+}
+
+/* The policy host's address is known: fetch over HTTPS, connecting there. */
+static void sts_fetch_http(struct sts_fetch *f, const char *ip) {
+  struct sts *s = f->s;
+  char url[400], resolve[400];
+  snprintf(url, sizeof url, "https://mta-sts.%s:%u/.well-known/mta-sts.txt",
+           f->e->domain, s->cfg->sts_port);
+  snprintf(resolve, sizeof resolve, "mta-sts.%s:%u:%s", f->e->domain, s->cfg->sts_port,
+           ip);
+  struct http_request req = {
+      .url = url,
+      .max_bytes = STS_POLICY_MAX_BYTES,
+      .connect_timeout_ms = (unsigned)s->cfg->sts_fetch_timeout_ms,
+      .total_timeout_ms = (unsigned)s->cfg->sts_fetch_timeout_ms,
+      .require_text_plain = true,
+      .resolve = resolve,
+  };
+  f->hf = http_get(s->http, &req, on_fetched, f);
+  if (!f->hf)
+    sts_fetch_failed(f, "cannot start the fetch");
+}
+
+static void sts_resolve(struct sts_fetch *f, uint16_t qtype);
+
+/* mta-sts.<domain> goes through our resolver too, like every other name. */
+static void on_policy_host(void *arg, int status, const struct dns_answer *ans) {
+  struct sts_fetch *f = arg;
+  f->dq = NULL;
+  const char *owner = ans ? dns_answer_target(ans, ans->qname) : "";
+  for (size_t i = 0; status == 0 && ans && i < ans->nrrs; i++) {
+    const struct dns_rr *rr = &ans->rrs[i];
+    char ip[64];
+    if (strcmp(rr->owner, owner) != 0)
+      continue;
+    if (rr->type == DNS_T_A && inet_ntop(AF_INET, rr->u.a, ip, sizeof ip)) {
+      sts_fetch_http(f, ip);
+      return;
+    }
+    if (rr->type == DNS_T_AAAA &&
+        inet_ntop(AF_INET6, rr->u.aaaa, ip + 1, sizeof ip - 2)) {
+      ip[0] = '[';
+      strcat(ip, "]");
+      sts_fetch_http(f, ip);
+      return;
+    }
+  }
+  if (f->qtype == DNS_T_A && status == 0 && ans && ans->rcode != DNS_R_NXDOMAIN)
+    sts_resolve(f, DNS_T_AAAA);
+  else
+    sts_fetch_failed(f, "cannot resolve the policy host");
+}
+
+static void sts_resolve(struct sts_fetch *f, uint16_t qtype) {
+  char host[300];
+  snprintf(host, sizeof host, "mta-sts.%s", f->e->domain);
+  f->qtype = qtype;
+  f->dq = dns_query_raw(f->s->dns, host, qtype, on_policy_host, f);
+  if (!f->dq)
+    sts_fetch_failed(f, "cannot resolve the policy host");
+}
+
+/* Starts a fetch for e (or joins the one in flight); q may be NULL (a refresh). */
+static void sts_fetch(struct sts *s, struct sts_entry *e, const char *id,
+                      struct sts_query *q) {
+  if (e->fetch) {
+    if (q) {
+      q->next = e->fetch->waiters;
+      e->fetch->waiters = q;
+      q->waiting = true;
+    }
+    return;
+  }
+  struct sts_fetch *f = calloc(1, sizeof *f);
+  if (!f) {
+    if (q)
+      sts_answer(q, e);
+    return;
+  }
+  f->s = s;
+  f->e = e;
+  snprintf(f->id, sizeof f->id, "%s", id);
+  e->fetch = f;
+  if (q) {
+    q->next = NULL;
+    f->waiters = q;
+    q->waiting = true;
+  }
+  sts_resolve(f, DNS_T_A); /* may end the fetch at once */
+}
+
+/* ---- lookups -------------------------------------------------------------------- */
+
+static enum sts_txt_state txt_state(int status, const struct dns_answer *ans,
+                                    char id[STS_ID_MAX + 1]) {
+  if (status < 0 || !ans)
+    return STS_DNS_TEMPFAIL;
+  if (ans->rcode == DNS_R_NXDOMAIN)
+    return STS_DNS_ABSENT;
+  const char *owner = dns_answer_target(ans, ans->qname);
+  const char *texts[DNS_MAX_RRS];
+  size_t lens[DNS_MAX_RRS], n = 0;
+  for (size_t i = 0; i < ans->nrrs; i++) {
+    if (ans->rrs[i].type != DNS_T_TXT || strcmp(ans->rrs[i].owner, owner) != 0)
+      continue;
+    texts[n] = ans->rrs[i].u.txt.text;
+    lens[n++] = ans->rrs[i].u.txt.len;
+  }
+  return sts_txt_parse(texts, lens, n, id) == STS_TXT_OK ? STS_DNS_FOUND
+                                                         : STS_DNS_ABSENT;
+}
+
+static void on_txt(void *arg, int status, const struct dns_answer *ans) {
+  struct sts_query *q = arg;
+  struct sts *s = q->s;
+  q->dq = NULL;
+  char id[STS_ID_MAX + 1] = "";
+  enum sts_txt_state st = txt_state(status, ans, id);
+  struct sts_entry *e = sts_entry(s, q->domain);
+  if (!e) {
+    sts_answer(q, NULL);
+    return;
+  }
+  int64_t now = now_s();
+  switch (sts_cache_decide(&e->cached, st, id, now)) {
+  case STS_ACT_FETCH:
+    /* After a failure with nothing cached, wait before trying again. */
+    if (!cached_valid(e) && e->failed_at && now - e->failed_at < STS_FAIL_BACKOFF) {
+      sts_answer(q, e);
+      return;
+    }
+    sts_fetch(s, e, id, q);
+    return;
+  case STS_ACT_USE_CACHED:
+    if (st == STS_DNS_FOUND && sts_cache_should_refresh(&e->cached, now))
+      sts_fetch(s, e, id, NULL); /* §10.2: refresh proactively, answer from cache */
+    sts_answer(q, e);
+    return;
+  case STS_ACT_NO_POLICY:
+  default:
+    sts_answer(q, NULL);
+    return;
+  }
+}
+
+struct sts_query *sts_lookup(struct sts *s, const char *domain, sts_cb cb, void *arg) {
+  struct sts_query *q = calloc(1, sizeof *q);
+  if (!q)
+    return NULL;
+  q->magic = STS_MAGIC;
+  q->s = s;
+  q->cb = cb;
+  q->arg = arg;
+  snprintf(q->domain, sizeof q->domain, "%s", domain);
+  char name[300];
+  snprintf(name, sizeof name, "_mta-sts.%s", domain);
+  q->dq = dns_query_raw(s->dns, name, DNS_T_TXT, on_txt, q);
+  if (!q->dq) {
+    free(q);
+    return NULL;
+  }
+  return q;
+}
+
+static void unlink_from(struct sts_query **list, struct sts_query *q) {
+  for (struct sts_query **p = list; *p; p = &(*p)->next)
+    if (*p == q) {
+      *p = q->next;
+      return;
+    }
+}
+
+void sts_cancel(struct sts_query *q) {
+  if (!q)
+    return;
+  if (q->magic != STS_MAGIC)
+    abort();
+  if (q->dq) {
+    dns_cancel(q->dq);
+  } else if (q->waiting) {
+    for (struct sts_entry *e = q->s->entries; e; e = e->next)
+      if (e->fetch)
+        unlink_from(&e->fetch->waiters, q);
+  } else {
+    unlink_from(&q->s->done, q);
+  }
+  q->magic = 0;
+  free(q);
+}
+
+/* ---- life cycle ----------------------------------------------------------------- */
+
+static int make_dir(const char *path) {
+  if (mkdir(path, 0750) == 0 || errno == EEXIST)
+    return 0;
+  return -1;
+}
+
+int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
+            struct sts **out, char *err, size_t errlen) {
+  struct sts *s = calloc(1, sizeof *s);
+  if (!s)
+    return SP_E_NOMEM;
+  s->loop = loop;
+  s->cfg = cfg;
+  s->dns = dns;
+  char path[1100];
+  sts_store_path(cfg, path, sizeof path);
+  if (make_dir(cfg->state_dir) < 0) {
+    snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(errno));
+    free(s);
+    return SP_E_IO;
+  }
+  if (store_open(path, &s->store, err, errlen) < 0) {
+    free(s);
+    return SP_E_IO;
+  }
+  if (http_new(loop, cfg->sts_ca_file, &s->http) < 0) {
+    snprintf(err, errlen, "cannot start the HTTPS client");
+    store_close(s->store);
+    free(s);
+    return SP_E_NOMEM;
+  }
+  uv_idle_init(loop, &s->idle);
+  s->idle.data = s;
+  *out = s;
+  return 0;
+}
+
+static void sts_maybe_free(struct sts *s) {
+  if (--s->pending_closes > 0)
+    return;
+  while (s->entries) {
+    struct sts_entry *e = s->entries;
+    s->entries = e->next;
+    free(e);
+  }
+  void (*cb)(void *) = s->on_closed;
+  void *arg = s->on_closed_arg;
+  free(s);
+  if (cb)
+    cb(arg);
+}
+
+static void on_http_closed(void *arg) {
+  sts_maybe_free(arg);
+}
+static void on_idle_closed(uv_handle_t *h) {
+  sts_maybe_free(h->data);
+}
+
+void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg) {
+  s->on_closed = on_closed;
+  s->on_closed_arg = arg;
+  /* Pending answers and fetches end without callbacks: their owners are gone. */
+  while (s->done) {
+    struct sts_query *q = s->done;
+    s->done = q->next;
+    free(q);
+  }
+  for (struct sts_entry *e = s->entries; e; e = e->next) {
+    if (!e->fetch)
+      continue;
+    while (e->fetch->waiters) {
+      struct sts_query *q = e->fetch->waiters;
+      e->fetch->waiters = q->next;
+      free(q);
+    }
+    if (e->fetch->dq)
+      dns_cancel(e->fetch->dq);
+    free(e->fetch);
+    e->fetch = NULL;
+  }
+  store_close(s->store);
+  s->store = NULL;
+  s->pending_closes = 2;
+  uv_close((uv_handle_t *)&s->idle, on_idle_closed);
+  http_close(s->http, on_http_closed, s);
+}

@@ -1,0 +1,35 @@
+/* MTA-STS (RFC 8461) on the loop: the _mta-sts TXT lookup, the policy cache (memory,
+ * backed by the sqlite store so a restart never reopens the trust-on-first-use
+ * window), and policy fetches over HTTPS, coalesced per domain.
+ *
+ * Ownership: struct sts owns its store, its http client, every fetch and the memory
+ * cache; sts_close() frees it once the http client closed. A query belongs to the sts
+ * until its callback ran or sts_cancel(); after sts_cancel() it never runs. */
+#ifndef SP_STS_H
+#define SP_STS_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "dns.h"
+#include "policy/mtasts.h"
+
+struct sts;
+struct sts_query;
+
+/* policy: the policy in force for the domain (valid during the call only), or NULL. */
+typedef void (*sts_cb)(void *arg, const struct sts_policy *policy);
+
+/* Opens <state_dir>/policies.sqlite3 (creating the directory). */
+int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
+            struct sts **out, char *err, size_t errlen);
+void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg);
+
+/* cb runs exactly once, never from inside this call. NULL when out of memory. */
+struct sts_query *sts_lookup(struct sts *s, const char *domain, sts_cb cb, void *arg);
+void sts_cancel(struct sts_query *q);
+
+/* The store's path for a config: <state_dir>/policies.sqlite3. */
+void sts_store_path(const struct config *cfg, char *out, size_t cap);
+
+#endif
