@@ -155,6 +155,18 @@ static const struct key_desc mta_sts_keys[] = {
   K_SECONDS("fetch_timeout", sts_fetch_timeout_ms, 300),
   K_END};
 
+static const struct key_desc tlsrpt_keys[] = {
+  K_ENUM("enabled",        tlsrpt_enabled,      yesno_names, NULL),
+  K_STRING("organization", tlsrpt_organization, NULL),
+  K_STRING("contact",      tlsrpt_contact,      NULL),
+  K_SECONDS("interval",    tlsrpt_interval_ms,  31 * 86400),
+  K_STRING("ca_file",      tlsrpt_ca_file,      config__check_file),
+  K_END};
+
+static const struct key_desc metrics_keys[] = {
+  K_VALUE("listen", metrics_listen, config__parse_listen),
+  K_END};
+
 static const struct key_desc top_keys[] = {
   K_STRING("hostname", hostname, config__check_dns_name),
   K_LIST("listen", listen, nlisten, config__parse_listen, 1, 64,
@@ -169,6 +181,9 @@ static const struct key_desc top_keys[] = {
   K_SECTION("policy",   policy_keys),
   K_STRING("state_dir", state_dir, NULL),
   K_SECTION("mta_sts",  mta_sts_keys),
+  K_STRING("user",      user,      NULL),
+  K_SECTION("tlsrpt",   tlsrpt_keys),
+  K_SECTION("metrics",  metrics_keys),
   K_END};
 // clang-format on
 
@@ -508,6 +523,7 @@ static void set_defaults(struct config *cfg) {
   cfg->sts_enabled = 1;
   cfg->sts_port = 443;
   cfg->sts_fetch_timeout_ms = 10000;
+  cfg->tlsrpt_interval_ms = 86400000;
 }
 
 /* Fills an unset list from literal texts through the key's own parser. */
@@ -541,6 +557,13 @@ static int finalize(struct config *cfg) {
   }
   if (!cfg->helo_name[0])
     memcpy(cfg->helo_name, cfg->hostname, sizeof cfg->helo_name);
+  cfg->metrics_enabled = cfg->metrics_listen.salen > 0;
+  if (!cfg->tlsrpt_organization[0])
+    snprintf(cfg->tlsrpt_organization, sizeof cfg->tlsrpt_organization, "%s",
+             cfg->hostname);
+  if (!cfg->tlsrpt_contact[0])
+    snprintf(cfg->tlsrpt_contact, sizeof cfg->tlsrpt_contact, "postmaster@%s",
+             cfg->hostname);
   if ((rc = default_list(cfg, find_key(top_keys, "listen", 6), listen, 1)) < 0)
     return rc;
   return default_list(cfg, find_key(clients_keys, "allow", 5), allow, 2);

@@ -105,6 +105,21 @@ struct config {
   uint16_t sts_port;             /* HTTPS port of mta-sts.<domain>: 443 (tests) */
   uint64_t sts_fetch_timeout_ms; /* total fetch time, default 10 s */
 
+  /* user: after binding, the daemon runs as this user (and its primary group) when
+   * started as root; "" = stay as started. */
+  char user[64];
+
+  /* tlsrpt.*: TLS reporting (RFC 8460) to destinations that publish _smtp._tls. */
+  int tlsrpt_enabled;            /* yes / no (default) */
+  char tlsrpt_organization[128]; /* organization-name in reports; default hostname */
+  char tlsrpt_contact[256];      /* contact-info in reports; default postmaster@host */
+  uint64_t tlsrpt_interval_ms;   /* report period, default 86400 s */
+  char tlsrpt_ca_file[1024];     /* trust anchors for https: report endpoints */
+
+  /* metrics.listen: loopback HTTP listener for /metrics and /healthz; unset = off. */
+  struct config_addr metrics_listen;
+  int metrics_enabled; /* metrics.listen was given */
+
   unsigned refs; /* config_ref/config_unref */
 };
 

@@ -6,13 +6,17 @@
 #include <time.h>
 #include <uv.h>
 
+#include "check.h"
 #include "config.h"
 #include "error.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "privileges.h"
 #include "runtime.h"
 #include "store.h"
 #include "sts.h"
+#include "tlsrpt.h"
 
 #define DRAIN_DEADLINE_MS 30000 /* SIGTERM: how long open transactions may finish */
 
@@ -22,16 +26,23 @@ struct daemon {
   struct listener listener;
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t deadline;
+  struct metrics *metrics; /* owned; NULL when metrics.listen is unset */
+  struct tlsrpt *tlsrpt;   /* owned; NULL when tlsrpt.enabled is no */
   bool stopping, stopped;
 };
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: starttls-proxy [-c FILE]          run the proxy\n"
-               "       starttls-proxy --check-config FILE check a configuration file\n"
-               "       starttls-proxy [-c FILE] policy show|purge DOMAIN\n"
-               "                                         the cached MTA-STS policy\n"
-               "       starttls-proxy --version | --help\n"
-               "FILE defaults to /etc/starttls-proxy/proxy.yaml.\n");
+  fprintf(out,
+          "usage: starttls-proxy [-c FILE]          run the proxy\n"
+          "       starttls-proxy --check-config FILE check a configuration file\n"
+          "       starttls-proxy [-c FILE] check DOMAIN [--json]\n"
+          "                                         policy, DNS and a live probe of "
+          "each MX\n"
+          "       starttls-proxy [-c FILE] tlsrpt send   send pending TLS reports now\n"
+          "       starttls-proxy [-c FILE] policy show|purge DOMAIN\n"
+          "                                         the cached MTA-STS policy\n"
+          "       starttls-proxy --version | --help\n"
+          "FILE defaults to /etc/starttls-proxy/proxy.yaml.\n");
 }
 
 static int load_config(const char *path, struct config **cfg) {
@@ -105,6 +116,10 @@ static void daemon_close_handles(struct daemon *d) {
   uv_close((uv_handle_t *)&d->sig_int, NULL);
   uv_close((uv_handle_t *)&d->sig_hup, NULL);
   uv_close((uv_handle_t *)&d->deadline, NULL);
+  metrics_close(d->metrics);
+  d->metrics = NULL;
+  tlsrpt_close(d->tlsrpt);
+  d->tlsrpt = NULL;
   listener_close(&d->listener);
 }
 
@@ -154,6 +169,10 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
   }
   log_configure(cfg->log_format, cfg->log_level, cfg->hostname);
   listener_set_runtime(&d->listener, rt);
+  tlsrpt_close(d->tlsrpt);
+  d->tlsrpt = NULL;
+  if (tlsrpt_start(d->loop, rt, &d->tlsrpt, err, sizeof err) < 0)
+    log_msg(LOG_ERROR, NULL, "TLS reporting not restarted: %s", err);
   runtime_unref(rt);
   config_unref(cfg);
   log_msg(LOG_INFO, NULL, "configuration reloaded from %s", d->config_path);
@@ -175,6 +194,13 @@ static int run(const char *path) {
   }
   config_unref(cfg);
   int rc = listener_start(&d.listener, d.loop, rt, err, sizeof err);
+  /* Bound to the ports: root is not needed any more. */
+  if (rc == 0 && (rc = privileges_drop(d.listener.rt->cfg, err, sizeof err)) < 0)
+    rc = SP_E_CONFIG;
+  if (rc == 0)
+    rc = metrics_start(d.loop, d.listener.rt->cfg, &d.metrics, err, sizeof err);
+  if (rc == 0)
+    rc = tlsrpt_start(d.loop, rt, &d.tlsrpt, err, sizeof err);
   runtime_unref(rt);
   uv_signal_init(d.loop, &d.sig_term);
   uv_signal_init(d.loop, &d.sig_int);
@@ -216,6 +242,11 @@ int main(int argc, char **argv) {
       return check_config(i + 1 < argc ? argv[i + 1] : config);
     } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
       config = argv[++i];
+    } else if (!strcmp(a, "check") && i + 1 < argc) {
+      bool json = i + 2 < argc && !strcmp(argv[i + 2], "--json");
+      return check_main(config, argv[i + 1], json);
+    } else if (!strcmp(a, "tlsrpt") && i + 1 < argc && !strcmp(argv[i + 1], "send")) {
+      return tlsrpt_send_now(config);
     } else if (!strcmp(a, "policy") && i + 2 < argc &&
                (!strcmp(argv[i + 1], "show") || !strcmp(argv[i + 1], "purge"))) {
       return policy_command(config, argv[i + 1], argv[i + 2]);

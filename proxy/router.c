@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "observe.h"
 
 struct tlsa_lookup {
   struct router_query *q;
@@ -80,6 +81,8 @@ static void route_add_addrs(struct route *r, size_t host, const struct dns_mx_ho
 /* DNS outcomes that leave nowhere to deliver. Returns true when r got a reply. */
 static bool route_dns_failure(struct route *r, const char *domain,
                               const struct dns_mx_result *res) {
+  if (res->status == SP_E_DNS_TEMP)
+    observe_dns_failure();
   switch (res->status) {
   case 0:
     return false;
@@ -95,6 +98,28 @@ static bool route_dns_failure(struct route *r, const char *domain,
                 res->reason[0] ? res->reason : "temporary DNS failure");
     return true;
   }
+}
+
+/* A host left out by the policy is a failed TLS session for the reports. */
+static void router_observe_skip(const struct router_query *q,
+                                const struct route_host *rh) {
+  enum observe_failure f = OBSERVE_DNSSEC;
+  if (rh->req.tlsa == DECIDE_TLSA_FAILED)
+    f = OBSERVE_TLSA_LOOKUP;
+  else if (strstr(rh->req.skip_reason, "MTA-STS"))
+    f = OBSERVE_MX_NOT_LISTED;
+  struct observe_tls t = {
+      .domain = q->domain,
+      .mx_host = rh->name,
+      .ip = "",
+      .policy = rh->req.policy,
+      .failure = f,
+      .detail = rh->req.skip_reason,
+      .sts = q->has_sts ? &q->sts : NULL,
+      .tlsa = rh->records,
+      .ntlsa = rh->nrecords,
+  };
+  observe_tls_result(&t);
 }
 
 /* Applies the policy to every host and lists the addresses to dial. */
@@ -116,6 +141,7 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
     } else if (rh->req.skip) {
       route_skip(r, h->name, rh->req.skip_reason);
       r->policy_skipped = true;
+      router_observe_skip(q, rh);
     } else {
       route_add_addrs(r, i, h, port);
     }
@@ -148,6 +174,8 @@ static void router_answered(struct router_query *q) {
     return;
   if (q->route->status == 0) {
     q->d.sts = q->has_sts ? &q->sts : NULL;
+    q->route->has_sts = q->has_sts;
+    q->route->sts = q->sts;
     route_finish(q, q->mx);
   }
   router_done(q);

@@ -49,6 +49,8 @@ struct route {
   char skipped[768];
   bool policy_skipped; /* some host was left out by the TLS policy */
   char policy[48];     /* the first host's policy ("dane", "table/secure"), for logs */
+  bool has_sts;        /* an MTA-STS policy was in force (for TLS reports) */
+  struct sts_policy sts;
 };
 
 void route_free(struct route *r);

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "observe.h"
 #include "session_internal.h"
 
 #define SESSION_MAGIC 0x53455353u     /* "SESS" */
@@ -60,6 +61,7 @@ void session__reply(struct session *s, int code, const char *enh, const char *fm
 static void session_maybe_free(struct session *s) {
   if (s->open_handles > 0)
     return;
+  observe_session(false);
   session__txn_reset(s);
   buf_free(&s->in);
   listener_session_gone(s->l, s);
@@ -500,6 +502,7 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
   uv_timer_init(server->loop, &s->timer);
   s->timer.data = s;
   s->open_handles = 2;
+  observe_session(true);
   if (listener_session_add(l, s) < 0) {
     s->l = NULL;
   }

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "observe.h"
 #include "session_internal.h"
 
 #define DATA_CHUNK (16 * 1024)
@@ -59,6 +60,7 @@ void session__log_rcpt(struct session *s, const char *to, const struct smtp_repl
       .reply = reply,
   };
   log_delivery(&d);
+  observe_delivery(d.status, d.verdict, d.policy, d.delay);
 }
 
 static void session_relay_reply(struct session *s, const struct smtp_reply *r) {

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "observe.h"
 #include "store.h"
 
 #define STS_MAGIC 0x53545351u /* "STSQ" */
@@ -159,7 +160,9 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
   f->hf = NULL;
   struct sts_policy p;
   char why[256] = "";
-  if (status == 0 && sts_policy_parse(body, len, &p, why, sizeof why) == 0) {
+  bool ok = status == 0 && sts_policy_parse(body, len, &p, why, sizeof why) == 0;
+  observe_sts_fetch(ok);
+  if (ok) {
     char *text = strndup(body, len);
     e->cached.present = true;
     e->cached.policy = p;

@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "error.h"
 #include "log.h"
+#include "observe.h"
 
 #define UP_MAGIC 0x55505354u  /* "UPST": checked at every callback entry */
 #define UP_IN_MAX (64 * 1024) /* unparsed reply bytes */
@@ -42,10 +43,11 @@ struct upstream {
   void *arg; /* NULL once the owner called upstream_close(): no more callbacks */
   char id[32];
   char domain[256];
-  struct route *route;  /* owned */
-  bool policy_failed;   /* a host failed the TLS policy */
-  size_t cand;          /* candidate being tried */
-  bool plaintext_retry; /* this attempt skips STARTTLS after a failed handshake */
+  struct route *route;     /* owned */
+  bool policy_failed;      /* a host failed the TLS policy */
+  uint64_t tls_started_ms; /* loop time the handshake began */
+  size_t cand;             /* candidate being tried */
+  bool plaintext_retry;    /* this attempt skips STARTTLS after a failed handshake */
   enum up_state state;
   struct conn *conn;     /* current attempt; owned, freed in its on_closed */
   uv_timer_t timer;      /* owned */
@@ -121,6 +123,30 @@ static void up_try_candidate(struct upstream *up);
 
 static const struct decide_host *up_req(const struct upstream *up) {
   return &up->route->hosts[up->route->candidates[up->cand].host].req;
+}
+
+/* Tells the reports and metrics how a TLS session attempt to this host went. */
+static void up_observe(struct upstream *up, enum observe_failure f, long verify_error,
+                       const char *detail) {
+  const struct route_candidate *rc = &up->route->candidates[up->cand];
+  const struct route_host *rh = &up->route->hosts[rc->host];
+  char ip[64] = "";
+  const char *open = strchr(up->relay, '['), *close = strrchr(up->relay, ']');
+  if (open && close && close > open)
+    snprintf(ip, sizeof ip, "%.*s", (int)(close - open - 1), open + 1);
+  struct observe_tls t = {
+      .domain = up->domain,
+      .mx_host = rh->name,
+      .ip = ip,
+      .policy = rh->req.policy,
+      .failure = f,
+      .verify_error = verify_error,
+      .detail = detail,
+      .sts = up->route->has_sts ? &up->route->sts : NULL,
+      .tlsa = rh->records,
+      .ntlsa = rh->nrecords,
+  };
+  observe_tls_result(&t);
 }
 
 /* The current candidate failed before the connection was ready for mail. A TLS
@@ -266,6 +292,7 @@ static void up_start_tls(struct upstream *up) {
     return;
   }
   up_set_state(up, UP_HANDSHAKE);
+  up->tls_started_ms = uv_now(up->rt->loop);
   if (conn_start_tls(up->conn, t) < 0)
     up_attempt_failed(up, conn_error(up->conn), true);
 }
@@ -287,6 +314,7 @@ static void up_on_handshake(struct conn *c, int err) {
   char why[512];
   if (err < 0) {
     snprintf(why, sizeof why, "TLS handshake failed: %s", conn_error(c));
+    up_observe(up, OBSERVE_HANDSHAKE, 0, why);
     up_attempt_failed(up, why, true);
     return;
   }
@@ -295,6 +323,7 @@ static void up_on_handshake(struct conn *c, int err) {
   if (tls_verify_check_dh(ssl, up->rt->cfg->tls.min_dh_bits, reason, sizeof reason) <
       0) {
     snprintf(why, sizeof why, "TLS handshake failed: %s", reason);
+    up_observe(up, OBSERVE_HANDSHAKE, 0, why);
     up_attempt_failed(up, why, true);
     return;
   }
@@ -318,9 +347,12 @@ static void up_on_handshake(struct conn *c, int err) {
     snprintf(why, sizeof why, "Server certificate not verified (%s): %s", req->policy,
              reason);
     up->policy_failed = true;
+    up_observe(up, OBSERVE_CERTIFICATE, SSL_get_verify_result(ssl), why);
     up_attempt_failed(up, why, false);
     return;
   }
+  observe_handshake((double)(uv_now(up->rt->loop) - up->tls_started_ms) / 1000.0);
+  up_observe(up, OBSERVE_OK, 0, NULL);
   up_send_hello(up, "EHLO", UP_EHLO_TLS);
 }
 
@@ -334,6 +366,8 @@ static void up_after_ehlo(struct upstream *up) {
       up_attempt_failed(up, conn_error(up->conn), false);
   } else if (req->tls_required) {
     up->policy_failed = true;
+    up_observe(up, OBSERVE_NO_STARTTLS, 0,
+               "TLS is required, but was not offered by host");
     up_attempt_failed(up, "TLS is required, but was not offered by host", false);
   } else {
     up_ready(up);
@@ -375,6 +409,7 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
       up_start_tls(up);
     } else if (up_req(up)->tls_required) {
       up->policy_failed = true;
+      up_observe(up, OBSERVE_NO_STARTTLS, 0, why);
       up_attempt_failed(up, why, false);
     } else {
       /* At level may a refused STARTTLS means plaintext, as in Postfix. */
@@ -467,10 +502,12 @@ static void up_on_error(struct conn *c, int err) {
   char why[300];
   snprintf(why, sizeof why, "%s",
            err == SP_E_EOF ? "connection closed by server" : conn_error(c));
-  if (up->state == UP_HANDSHAKE)
+  if (up->state == UP_HANDSHAKE) {
+    up_observe(up, OBSERVE_HANDSHAKE, 0, why);
     up_attempt_failed(up, why, true);
-  else
+  } else {
     up_fail(up, why);
+  }
 }
 
 static void up_on_drain(struct conn *c) {
@@ -556,6 +593,7 @@ static void up_try_candidate(struct upstream *up) {
     up->conn = c;
     up_set_state(up, UP_CONNECTING);
     if (conn_connect(c, (const struct sockaddr *)&rc->addr) == 0) {
+      observe_mx_connection(false);
       up_arm_timer(up, up->rt->cfg->timeout_connect);
       return;
     }

@@ -1,0 +1,30 @@
+#include "observe.h"
+
+#include "metrics.h"
+#include "tlsrpt.h"
+
+void observe_tls_result(const struct observe_tls *t) {
+  metrics_tls_result(t);
+  tlsrpt_record(t);
+}
+
+void observe_delivery(const char *status, const char *verdict, const char *policy,
+                      double seconds) {
+  metrics_delivery(status, verdict, policy, seconds);
+}
+
+void observe_mx_connection(bool reused) {
+  metrics_mx_connection(reused);
+}
+void observe_handshake(double seconds) {
+  metrics_handshake(seconds);
+}
+void observe_dns_failure(void) {
+  metrics_dns_failure();
+}
+void observe_sts_fetch(bool ok) {
+  metrics_sts_fetch(ok);
+}
+void observe_session(bool opened) {
+  metrics_session(opened);
+}

@@ -1,0 +1,53 @@
+/* What the proxy saw, fanned out to whoever counts it: metrics (metrics.c) and TLS
+ * reporting (tlsrpt.c). The relay code calls these at fixed points and knows nothing
+ * of the consumers; each call is cheap and never blocks. */
+#ifndef SP_OBSERVE_H
+#define SP_OBSERVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "policy/dane.h"
+#include "policy/mtasts.h"
+
+enum observe_failure {
+  OBSERVE_OK = 0,
+  OBSERVE_NO_STARTTLS,   /* TLS required, not offered or refused */
+  OBSERVE_HANDSHAKE,     /* the TLS handshake failed */
+  OBSERVE_CERTIFICATE,   /* handshake done, certificate rejected (verify_error) */
+  OBSERVE_MX_NOT_LISTED, /* MTA-STS enforce: host not in the policy */
+  OBSERVE_TLSA_LOOKUP,   /* TLSA lookup failed / bogus */
+  OBSERVE_DNSSEC,        /* DNSSEC required (dane-only) but the answers were insecure */
+};
+
+/* One TLS session attempt to one MX host, judged under its policy. */
+struct observe_tls {
+  const char *domain;  /* the policy domain (recipient domain) */
+  const char *mx_host; /* receiving MX host name */
+  const char *ip;      /* receiving IP, "" when not connected */
+  const char *policy;  /* "mta-sts/enforce", "dane", "table/secure", "default/may" */
+  enum observe_failure failure;
+  long verify_error;            /* X509_V_ERR_* when failure is CERTIFICATE, else 0 */
+  const char *detail;           /* human reason for failures */
+  const struct sts_policy *sts; /* the MTA-STS policy in force, or NULL */
+  const struct dane_tlsa *tlsa; /* the TLSA RRset in force, or NULL */
+  size_t ntlsa;
+};
+
+void observe_tls_result(const struct observe_tls *t);
+
+/* A final outcome for one recipient ("sent", "deferred", "bounced"). */
+void observe_delivery(const char *status, const char *verdict, const char *policy,
+                      double seconds);
+/* An MX connection was opened (reused = false) or reused (true). */
+void observe_mx_connection(bool reused);
+/* A TLS handshake took this long. */
+void observe_handshake(double seconds);
+/* A DNS lookup failed (timeout, SERVFAIL). */
+void observe_dns_failure(void);
+/* An MTA-STS policy fetch ended. */
+void observe_sts_fetch(bool ok);
+/* Inbound sessions opened / closed, transactions by outcome. */
+void observe_session(bool opened);
+
+#endif

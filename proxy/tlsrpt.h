@@ -1,0 +1,27 @@
+/* TLS reporting (RFC 8460): counts every TLS session attempt per policy domain, keeps
+ * the counts in the store, and once per tlsrpt.interval sends each domain that
+ * publishes _smtp._tls a JSON report (gzip) to its https: and mailto: rua. */
+#ifndef SP_TLSRPT_H
+#define SP_TLSRPT_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "observe.h"
+
+struct tlsrpt;
+struct runtime;
+
+/* Starts the reporting timer (only when cfg->tlsrpt_enabled). */
+int tlsrpt_start(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out, char *err,
+                 size_t errlen);
+void tlsrpt_close(struct tlsrpt *t);
+
+/* Records one result (no-op when reporting is off). */
+void tlsrpt_record(const struct observe_tls *t);
+
+/* `starttls-proxy tlsrpt send`: builds and sends every pending report now, then
+ * returns the exit code. */
+int tlsrpt_send_now(const char *config_path);
+
+#endif
