@@ -7,9 +7,9 @@ JOBS ?= $(shell nproc)
 CONFIG ?= proxy.yaml.example
 SECONDS ?= 60
 FUZZ_TARGETS = smtp_command smtp_reply smtp_data dns_msg config policy_table \
-  mtasts_txt mtasts_policy
+  mtasts_txt mtasts_policy tlsrpt_txt
 
-.PHONY: all deps build build-asan run test test-release test-asan fuzz clean
+.PHONY: all deps build build-asan run test test-release test-asan fuzz bench install clean
 
 all: build
 
@@ -47,6 +47,14 @@ fuzz: deps
 	  ./$(BUILD_FUZZ)/tests/fuzz_$$t -max_total_time=$(SECONDS) -print_final_stats=1 \
 	    $(BUILD_FUZZ)/corpus/$$t; \
 	done
+
+# Side-by-side benchmark with stunnel and Postfix (bench/README.md).
+bench: build
+	./bench/run.sh
+
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

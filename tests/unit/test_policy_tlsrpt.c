@@ -1,0 +1,2 @@
+#include "tests/unit/test.h"
+int main(void) { return 0; }
