@@ -135,6 +135,7 @@ static const struct key_desc tls_keys[] = {
 static const struct key_desc outbound_keys[] = {
   K_UINT("port",        outbound_port, 1, 65535),
   K_STRING("helo_name", helo_name,     config__check_dns_name),
+  K_UINT("connection_cache_time", conn_cache_secs, 0, 3600),
   K_SECTION("tls",      tls_keys),
   K_END};
 
@@ -524,6 +525,7 @@ static void set_defaults(struct config *cfg) {
   cfg->sts_port = 443;
   cfg->sts_fetch_timeout_ms = 10000;
   cfg->tlsrpt_interval_ms = 86400000;
+  cfg->conn_cache_secs = 10;
 }
 
 /* Fills an unset list from literal texts through the key's own parser. */

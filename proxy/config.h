@@ -105,6 +105,10 @@ struct config {
   uint16_t sts_port;             /* HTTPS port of mta-sts.<domain>: 443 (tests) */
   uint64_t sts_fetch_timeout_ms; /* total fetch time, default 10 s */
 
+  /* outbound.connection_cache_time: seconds an idle MX connection is kept for the next
+   * transaction to the same domain (0 = never reuse across inbound connections). */
+  unsigned conn_cache_secs;
+
   /* user: after binding, the daemon runs as this user (and its primary group) when
    * started as root; "" = stay as started. */
   char user[64];

@@ -15,6 +15,7 @@ struct session;
 struct listener {
   uv_loop_t *loop;
   struct runtime *rt; /* current runtime: new sessions take a reference */
+  struct pool *pool;  /* idle MX connections shared by sessions (the daemon's) */
   uv_tcp_t *sockets;  /* owned, nsockets of them */
   size_t nsockets;
   size_t nclosing;

@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
 #include "privileges.h"
 #include "runtime.h"
 #include "store.h"
@@ -118,6 +119,8 @@ static void daemon_close_handles(struct daemon *d) {
   uv_close((uv_handle_t *)&d->deadline, NULL);
   metrics_close(d->metrics);
   d->metrics = NULL;
+  pool_close(d->listener.pool);
+  d->listener.pool = NULL;
   tlsrpt_close(d->tlsrpt);
   d->tlsrpt = NULL;
   listener_close(&d->listener);
@@ -194,6 +197,7 @@ static int run(const char *path) {
   }
   config_unref(cfg);
   int rc = listener_start(&d.listener, d.loop, rt, err, sizeof err);
+  d.listener.pool = pool_new(d.loop, (uint64_t)rt->cfg->conn_cache_secs * 1000);
   /* Bound to the ports: root is not needed any more. */
   if (rc == 0 && (rc = privileges_drop(d.listener.rt->cfg, err, sizeof err)) < 0)
     rc = SP_E_CONFIG;

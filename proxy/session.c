@@ -10,6 +10,7 @@
 #include "error.h"
 #include "log.h"
 #include "observe.h"
+#include "pool.h"
 #include "session_internal.h"
 
 #define SESSION_MAGIC 0x53455353u     /* "SESS" */
@@ -85,8 +86,12 @@ void session__close(struct session *s, bool graceful) {
   session__set_state(s, SESSION_CLOSED);
   router_cancel(s->rq);
   s->rq = NULL;
-  /* A transaction still open upstream is reset there: no final dot was sent. */
-  upstream_close(s->up, !s->up_in_txn);
+  /* A transaction still open upstream is reset there: no final dot was sent. An idle
+   * connection goes to the pool for the next transaction to that domain. */
+  if (s->up && !s->up_in_txn && s->nexpect == 0 && s->l && s->l->pool)
+    pool_put(s->l->pool, s->up);
+  else
+    upstream_close(s->up, !s->up_in_txn);
   s->up = NULL;
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "log.h"
 #include "observe.h"
+#include "pool.h"
 #include "session_internal.h"
 
 #define DATA_CHUNK (16 * 1024)
@@ -185,8 +186,23 @@ void session__rcpt(struct session *s) {
     session_send_rcpt(s);
     return;
   }
+  if (s->up && !s->up_in_txn && s->nexpect == 0 && s->l && s->l->pool) {
+    pool_put(s->l->pool, s->up);
+    s->up = NULL;
+  }
   if (s->up)
     session_drop_upstream(s, true);
+  struct upstream *pooled =
+      s->l && s->l->pool ? pool_take(s->l->pool, s->txn.domain, s->rt) : NULL;
+  if (pooled) {
+    /* An idle connection to this destination from an earlier transaction: no DNS,
+     * TCP or TLS handshake; its route and policy are seconds old. */
+    upstream_set_owner(pooled, &session_up_events, s, NULL, s->id);
+    s->up = pooled;
+    observe_mx_connection(true);
+    session_send_rcpt(s);
+    return;
+  }
   session__set_state(s, SESSION_RCPT_ROUTE);
   s->rq = router_route(s->rt, s->txn.domain, on_route, s);
   if (!s->rq) {

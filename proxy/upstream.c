@@ -64,6 +64,8 @@ struct upstream {
   char *queue[UP_MAX_QUEUE];
   size_t head, nqueued, nsent;
   bool final_pending; /* the reply after the final dot is awaited */
+  unsigned messages;  /* final replies received */
+  void *pool;         /* the pool it is parked in, or NULL */
 };
 
 static void up_set_state(struct upstream *up, enum up_state st) {
@@ -444,6 +446,7 @@ static void up_on_command_reply(struct upstream *up, const struct smtp_reply *r)
   up->nsent--;
   if (up->nsent == 0) {
     uv_timer_stop(&up->timer);
+    up->messages += up->final_pending;
     up->final_pending = false;
   }
   if (up->arg)
@@ -721,4 +724,31 @@ const char *upstream_policy(const struct upstream *up) {
     return "none";
   size_t c = up->cand < r->ncandidates ? up->cand : r->ncandidates - 1;
   return r->hosts[r->candidates[c].host].req.policy; /* the host tried last */
+}
+SSL *upstream_ssl(const struct upstream *up) {
+  if (up->state != UP_READY || !up->conn || !up->conn->tls)
+    return NULL;
+  return tls_ssl(up->conn->tls);
+}
+
+void upstream_set_owner(struct upstream *up, const struct upstream_events *ev,
+                        void *arg, void *pool, const char *id) {
+  up->ev = ev;
+  up->arg = arg;
+  up->pool = pool;
+  if (id)
+    snprintf(up->id, sizeof up->id, "%s", id);
+}
+
+void *upstream_pool(const struct upstream *up) {
+  return up->pool;
+}
+unsigned upstream_messages(const struct upstream *up) {
+  return up->messages;
+}
+bool upstream_idle(const struct upstream *up) {
+  return up->state == UP_READY && up->conn && up->nqueued == 0 && !up->final_pending;
+}
+const struct runtime *upstream_runtime(const struct upstream *up) {
+  return up->rt;
 }

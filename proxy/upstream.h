@@ -53,11 +53,27 @@ int upstream_body_end(struct upstream *up);
  * is discarded by the MX (no final dot was sent). */
 void upstream_close(struct upstream *up, bool graceful);
 
+/* Hands the upstream to another owner: the connection pool when parked between
+ * transactions, or a session taking it from there. Callbacks go to ev/arg from now
+ * on; pool is the pool it is parked in (NULL when not parked); id, when not NULL,
+ * is the new owner's log id. */
+void upstream_set_owner(struct upstream *up, const struct upstream_events *ev,
+                        void *arg, void *pool, const char *id);
+void *upstream_pool(const struct upstream *up);
+const struct runtime *upstream_runtime(const struct upstream *up);
+/* Transactions finished on this connection (final replies received). */
+unsigned upstream_messages(const struct upstream *up);
+/* Ready for a new transaction: connected, greeted, nothing queued or awaited. */
+bool upstream_idle(const struct upstream *up);
+
 const char *upstream_domain(const struct upstream *up);
 const struct smtp_caps *upstream_caps(const struct upstream *up);
 const char *upstream_relay(const struct upstream *up);   /* "host[ip]:port" */
 const char *upstream_tls(const struct upstream *up);     /* "TLSv1.3" or "none" */
 const char *upstream_verdict(const struct upstream *up); /* "Untrusted"... or NULL */
 const char *upstream_policy(const struct upstream *up);  /* "dane", "default/may" */
+/* The TLS session of a ready connection: NULL in plaintext and before on_ready. Valid
+ * until upstream_close(); for `check`, which shows the certificate and the cipher. */
+SSL *upstream_ssl(const struct upstream *up);
 
 #endif
