@@ -97,29 +97,28 @@ static void listener_close_sockets(struct listener *l) {
   }
 }
 
-void listener_drain(struct listener *l) {
-  l->draining = true;
-  listener_close_sockets(l);
-  /* session_drain may free sessions and shrink the list: walk a copy. */
+/* Calls fn on every live session. fn may close sessions (they unlink themselves only
+ * in a later close callback, but walk a copy all the same). */
+static void listener_each(struct listener *l, void (*fn)(struct session *s)) {
   size_t n = l->nsessions;
   struct session **copy = n ? malloc(n * sizeof *copy) : NULL;
   if (copy)
     memcpy(copy, l->sessions, n * sizeof *copy);
   for (size_t i = 0; copy && i < n; i++)
-    session_drain(copy[i]);
+    fn(copy[i]);
   free(copy);
+}
+
+void listener_drain(struct listener *l) {
+  l->draining = true;
+  listener_close_sockets(l);
+  listener_each(l, session_drain);
   if (l->nsessions == 0 && l->on_idle)
     l->on_idle(l);
 }
 
 void listener_abort(struct listener *l) {
-  size_t n = l->nsessions;
-  struct session **copy = n ? malloc(n * sizeof *copy) : NULL;
-  if (copy)
-    memcpy(copy, l->sessions, n * sizeof *copy);
-  for (size_t i = 0; copy && i < n; i++)
-    session_abort(copy[i]);
-  free(copy);
+  listener_each(l, session_abort);
 }
 
 void listener_close(struct listener *l) {
