@@ -415,6 +415,12 @@ static bool session_drain_now(struct session *s) {
 }
 
 void session__process(struct session *s) {
+  /* Handlers may call back in here (a reply produced synchronously); the running loop
+   * goes on with the new state, and the line being handled is consumed only after its
+   * handler returned. */
+  if (s->processing)
+    return;
+  s->processing = true;
   while (!session_blocked(s) && !session_drain_now(s)) {
     bool progressed;
     if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
@@ -424,6 +430,7 @@ void session__process(struct session *s) {
     if (!progressed)
       break;
   }
+  s->processing = false;
   buf_shrink_if_empty(&s->in);
   session_arm_timer(s);
   session_update_reading(s);

@@ -68,7 +68,8 @@ struct session {
   bool esmtp;
   bool skip_line; /* discarding the rest of an over-long line */
   bool draining;
-  struct buf in; /* unprocessed client bytes */
+  bool processing; /* session__process is running (re-entrancy guard) */
+  struct buf in;   /* unprocessed client bytes */
   struct session_txn txn;
   struct upstream *up;     /* owned until upstream_close() */
   bool up_in_txn;          /* the upstream has an open MAIL transaction */
