@@ -63,9 +63,11 @@ struct upstream {
   /* Commands: queue[head .. head+nsent) await replies, the rest wait to be sent. */
   char *queue[UP_MAX_QUEUE];
   size_t head, nqueued, nsent;
-  bool final_pending; /* the reply after the final dot is awaited */
-  unsigned messages;  /* final replies received */
-  void *pool;         /* the pool it is parked in, or NULL */
+  bool final_pending;    /* the reply after the final dot is awaited */
+  unsigned messages;     /* final replies received */
+  char lost_reason[256]; /* for up_lost_later */
+  bool lost_pending;     /* up_lost_later's timer runs: no other timeout replaces it */
+  void *pool;            /* the pool it is parked in, or NULL */
 };
 
 static void up_set_state(struct upstream *up, enum up_state st) {
@@ -191,13 +193,26 @@ static void up_fail(struct upstream *up, const char *why) {
     up_attempt_failed(up, why, false);
 }
 
+/* A write failed inside upstream_command(): the owner hears of the loss from the
+ * loop, never from inside its own call (it is still using the upstream). */
+static void up_on_lost_later(uv_timer_t *t) {
+  struct upstream *up = t->data;
+  up_lost(up, up->lost_reason);
+}
+
+static void up_lost_later(struct upstream *up, const char *why) {
+  snprintf(up->lost_reason, sizeof up->lost_reason, "%s", why);
+  up->lost_pending = true;
+  uv_timer_start(&up->timer, up_on_lost_later, 0, 0);
+}
+
 static void up_send_queued(struct upstream *up) {
   bool pipelining = up->caps.flags & SMTP_CAP_PIPELINING;
   while (up->nsent < up->nqueued && (pipelining || up->nsent == 0)) {
     const char *line = up->queue[(up->head + up->nsent) % UP_MAX_QUEUE];
     up->nsent++;
     if (up_write(up, line) < 0) {
-      up_lost(up, conn_error(up->conn));
+      up_lost_later(up, conn_error(up->conn));
       return;
     }
   }
@@ -563,7 +578,8 @@ static void up_on_timer(uv_timer_t *t) {
 }
 
 static void up_arm_timer(struct upstream *up, uint64_t ms) {
-  uv_timer_start(&up->timer, up_on_timer, ms, 0);
+  if (!up->lost_pending)
+    uv_timer_start(&up->timer, up_on_timer, ms, 0);
 }
 
 static void up_format_relay(struct upstream *up, const struct route_candidate *rc) {
