@@ -1,4 +1,5 @@
-/* libcurl's multi_socket interface on the libuv loop.
+/* libcurl's multi_socket interface on the libuv loop: GETs of MTA-STS policies, POSTs
+ * of TLS reports.
  *
  * Ownership: struct http owns the CURLM, the timer and one struct http_sock per
  * socket curl asked us to watch (found again through curl_multi_assign; freed in
@@ -49,6 +50,8 @@ struct http_fetch {
   void *arg;
   size_t max_bytes;
   bool require_text_plain;
+  bool post;                  /* a POST: any 2xx succeeds, the body is discarded */
+  struct curl_slist *headers; /* owned; POST: Content-Type, no Expect */
   bool checked;               /* status and type were checked at the first body byte */
   bool delivering;            /* its callback is running; freed right after */
   struct curl_slist *resolve; /* owned; the CURLOPT_RESOLVE entry */
@@ -264,6 +267,9 @@ static int check_response(struct http_fetch *f) {
   curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
   if (code >= 300 && code < 400) /* RFC 8461 section 3.3: no redirects */
     return fetch_fail(f, SP_E_PROTOCOL, "redirect refused");
+  if (f->post) /* RFC 8460 section 5.4: any 2xx is a successful submission */
+    return code >= 200 && code < 300 ? 0
+                                     : fetch_fail(f, SP_E_PROTOCOL, "HTTP %ld", code);
   if (code != 200)
     return fetch_fail(f, SP_E_PROTOCOL, "HTTP %ld", code);
   if (!f->require_text_plain)
@@ -292,6 +298,8 @@ static size_t on_curl_write(char *data, size_t size, size_t n, void *userp) {
     if (check_response(f) != 0)
       return 0;
   }
+  if (f->post)
+    return add;
   if (add > f->max_bytes - f->len) {
     fetch_fail(f, SP_E_PROTOCOL, "body exceeds %zu bytes", f->max_bytes);
     return 0;
@@ -371,6 +379,7 @@ static void fetch_free(struct http_fetch *f) {
   }
   f->magic = 0;
   curl_slist_free_all(f->resolve);
+  curl_slist_free_all(f->headers);
   free(f->body);
   free(f);
 }
@@ -438,7 +447,7 @@ static CURLcode fetch_setopts(struct http_fetch *f, const struct http_request *r
   SETOPT(CURLOPT_TIMEOUT_MS, (long)req->total_timeout_ms);
   SETOPT(CURLOPT_NOSIGNAL, 1L);
   SETOPT(CURLOPT_USERAGENT, "starttls-proxy");
-  if (req->max_bytes > 0) /* 0 would mean "no limit" to curl */
+  if (req->max_bytes > 0 && !f->post) /* 0 would mean "no limit" to curl */
     SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_bytes);
   SETOPT(CURLOPT_WRITEFUNCTION, on_curl_write);
   SETOPT(CURLOPT_WRITEDATA, f);
@@ -449,6 +458,25 @@ static CURLcode fetch_setopts(struct http_fetch *f, const struct http_request *r
       return CURLE_OUT_OF_MEMORY;
     SETOPT(CURLOPT_RESOLVE, f->resolve);
   }
+  return CURLE_OK;
+}
+
+/* The body is copied by curl; no "Expect: 100-continue" round trip. */
+static CURLcode fetch_setopts_post(struct http_fetch *f, const void *body, size_t len,
+                                   const char *content_type) {
+  CURL *e = f->easy;
+  CURLcode rc;
+  char ct[256];
+  snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+  struct curl_slist *h = curl_slist_append(NULL, ct);
+  if (!h || !(f->headers = curl_slist_append(h, "Expect:"))) {
+    curl_slist_free_all(h);
+    return CURLE_OUT_OF_MEMORY;
+  }
+  SETOPT(CURLOPT_HTTPHEADER, f->headers);
+  SETOPT(CURLOPT_POST, 1L);
+  SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  SETOPT(CURLOPT_COPYPOSTFIELDS, len ? body : "");
   return CURLE_OK;
 }
 
@@ -489,8 +517,9 @@ nomem:
   return SP_E_NOMEM;
 }
 
-struct http_fetch *http_get(struct http *h, const struct http_request *req, http_cb cb,
-                            void *arg) {
+static struct http_fetch *fetch_start(struct http *h, const struct http_request *req,
+                                      const void *body, size_t len,
+                                      const char *content_type, http_cb cb, void *arg) {
   if (!h || h->magic != HTTP_MAGIC || h->closing || !req || !req->url || !cb)
     return NULL;
   struct http_fetch *f = calloc(1, sizeof(*f));
@@ -501,8 +530,10 @@ struct http_fetch *http_get(struct http *h, const struct http_request *req, http
   f->cb = cb;
   f->arg = arg;
   f->max_bytes = req->max_bytes;
-  f->require_text_plain = req->require_text_plain;
-  if (!(f->easy = curl_easy_init()) || fetch_setopts(f, req) != CURLE_OK)
+  f->post = content_type != NULL;
+  f->require_text_plain = req->require_text_plain && !f->post;
+  if (!(f->easy = curl_easy_init()) || fetch_setopts(f, req) != CURLE_OK ||
+      (f->post && fetch_setopts_post(f, body, len, content_type) != CURLE_OK))
     goto fail;
   if (curl_multi_add_handle(h->multi, f->easy) != CURLM_OK)
     goto fail; /* the timer callback, not this call, will start the transfer */
@@ -514,6 +545,19 @@ fail:
   f->easy = NULL;
   fetch_free(f);
   return NULL;
+}
+
+struct http_fetch *http_get(struct http *h, const struct http_request *req, http_cb cb,
+                            void *arg) {
+  return fetch_start(h, req, NULL, 0, NULL, cb, arg);
+}
+
+struct http_fetch *http_post(struct http *h, const struct http_request *req,
+                             const void *body, size_t len, const char *content_type,
+                             http_cb cb, void *arg) {
+  if (!content_type || (len > 0 && !body))
+    return NULL;
+  return fetch_start(h, req, body, len, content_type, cb, arg);
 }
 
 void http_cancel(struct http_fetch *f) {

@@ -1,10 +1,10 @@
-/* HTTPS fetches with libcurl's multi_socket interface on the libuv loop (uv_poll per
- * socket, one uv_timer), for MTA-STS policies and TLS-RPT reports.
+/* HTTPS requests with libcurl's multi_socket interface on the libuv loop (uv_poll per
+ * socket, one uv_timer): GETs of MTA-STS policies, POSTs of TLS-RPT reports.
  *
  * Ownership: struct http owns the CURLM, every easy handle, poll handle and the
  * timer; http_close() frees it after the last close callback. A fetch belongs to the
  * http until its callback ran, http_cancel() or http_close(); after either call the
- * callback never runs. Callbacks never run from inside http_get(). */
+ * callback never runs. Callbacks never run from inside http_get() or http_post(). */
 #ifndef SP_HTTP_H
 #define SP_HTTP_H
 
@@ -39,6 +39,13 @@ int http_new(uv_loop_t *loop, const char *ca_file, struct http **out);
 /* NULL (and no callback) when out of memory, on bad arguments or once closing. */
 struct http_fetch *http_get(struct http *h, const struct http_request *req, http_cb cb,
                             void *arg);
+/* POSTs body[0..len) (copied before returning) with the given Content-Type. Any 2xx
+ * succeeds (status 0, the response body discarded: body "" and len 0); 3xx is
+ * "redirect refused", others "HTTP 500"; TLS and resolve rules as for http_get;
+ * max_bytes and require_text_plain do not apply. NULL as for http_get. */
+struct http_fetch *http_post(struct http *h, const struct http_request *req,
+                             const void *body, size_t len, const char *content_type,
+                             http_cb cb, void *arg);
 void http_cancel(struct http_fetch *f);
 void http_close(struct http *h, void (*on_closed)(void *arg), void *arg);
 

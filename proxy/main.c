@@ -196,7 +196,18 @@ static int run(const char *path) {
     return 1;
   }
   config_unref(cfg);
+  /* Signals first: a supervisor may signal as soon as the port accepts. */
+  uv_signal_init(d.loop, &d.sig_term);
+  uv_signal_init(d.loop, &d.sig_int);
+  uv_signal_init(d.loop, &d.sig_hup);
+  uv_timer_init(d.loop, &d.deadline);
+  d.sig_term.data = d.sig_int.data = d.sig_hup.data = d.deadline.data = &d;
+  uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
+  uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+  uv_signal_start(&d.sig_hup, on_reload_signal, SIGHUP);
+  signal(SIGPIPE, SIG_IGN);
   int rc = listener_start(&d.listener, d.loop, rt, err, sizeof err);
+  d.listener.on_idle = on_idle; /* listener_start zeroes the listener */
   d.listener.pool = pool_new(d.loop, (uint64_t)rt->cfg->conn_cache_secs * 1000);
   /* Bound to the ports: root is not needed any more. */
   if (rc == 0 && (rc = privileges_drop(d.listener.rt->cfg, err, sizeof err)) < 0)
@@ -206,12 +217,6 @@ static int run(const char *path) {
   if (rc == 0)
     rc = tlsrpt_start(d.loop, rt, &d.tlsrpt, err, sizeof err);
   runtime_unref(rt);
-  uv_signal_init(d.loop, &d.sig_term);
-  uv_signal_init(d.loop, &d.sig_int);
-  uv_signal_init(d.loop, &d.sig_hup);
-  uv_timer_init(d.loop, &d.deadline);
-  d.sig_term.data = d.sig_int.data = d.sig_hup.data = d.deadline.data = &d;
-  d.listener.on_idle = on_idle;
   if (rc < 0) {
     log_msg(LOG_ERROR, NULL, "%s", err);
     daemon_close_handles(&d);
@@ -219,10 +224,6 @@ static int run(const char *path) {
     uv_loop_close(d.loop);
     return 1;
   }
-  uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
-  uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
-  uv_signal_start(&d.sig_hup, on_reload_signal, SIGHUP);
-  signal(SIGPIPE, SIG_IGN);
   log_msg(LOG_INFO, NULL, "starttls-proxy %s ready", SP_VERSION);
   uv_run(d.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(d.loop);

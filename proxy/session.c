@@ -128,14 +128,18 @@ static void on_timeout(uv_timer_t *t) {
   session__close(s, true);
 }
 
-/* The MTA's clock runs only while we wait for the MTA. */
-static void session_arm_timer(struct session *s) {
+/* The MTA's clock runs only while we wait for the MTA, and only progress (a whole
+ * command, or message data moving) restarts it: bytes trickled into an unfinished
+ * line do not (slowloris; Postfix's smtpd_per_record_deadline). */
+static void session_arm_timer(struct session *s, bool progressed) {
   if (s->state == SESSION_CLOSED || s->state == SESSION_QUIT)
     return;
   if (session_waiting_upstream(s)) {
     uv_timer_stop(&s->timer);
     return;
   }
+  if (!progressed && uv_is_active((uv_handle_t *)&s->timer))
+    return;
   const struct config *cfg = s->rt->cfg;
   bool data = s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD;
   uv_timer_start(&s->timer, on_timeout,
@@ -421,6 +425,8 @@ void session__process(struct session *s) {
   if (s->processing)
     return;
   s->processing = true;
+  enum session_state entered = s->state;
+  bool any = false;
   while (!session_blocked(s) && !session_drain_now(s)) {
     bool progressed;
     if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
@@ -429,10 +435,11 @@ void session__process(struct session *s) {
       progressed = s->in.len > 0 && session_command_step(s);
     if (!progressed)
       break;
+    any = true;
   }
   s->processing = false;
   buf_shrink_if_empty(&s->in);
-  session_arm_timer(s);
+  session_arm_timer(s, any || s->state != entered);
   session_update_reading(s);
 }
 

@@ -357,6 +357,7 @@ static void on_up_lost(void *arg, const char *reason) {
     char text[512];
     snprintf(text, sizeof text, "connection to %s lost during DATA: %s", relay, reason);
     session__discard(s, 451, "4.4.2", text);
+    session__process(s); /* reading may have been paused for the MX: resume it */
     return;
   }
   struct smtp_reply r = {.code = 451, .enhanced = "4.4.2", .nlines = 1};

@@ -1,7 +1,8 @@
-/* MTA-STS policies in sqlite: one table keyed by domain, statements prepared once.
+/* MTA-STS policies in sqlite: one table keyed by domain, statements prepared once; and
+ * the TLS-RPT counters, one table keyed by everything but the count.
  *
- * Ownership: struct store owns the sqlite3 handle and the three statements;
- * store_close() finalizes them. Values are always bound, never pasted into SQL. */
+ * Ownership: struct store owns the sqlite3 handle and its statements; store_close()
+ * finalizes them. Values are always bound, never pasted into SQL. */
 #include "store.h"
 
 #include <sqlite3.h>
@@ -16,11 +17,13 @@
 #define STORE_SCHEMA_VERSION 1
 
 struct store {
-  sqlite3 *db;       /* owned */
-  sqlite3_stmt *get; /* owned */
-  sqlite3_stmt *put; /* owned */
-  sqlite3_stmt *del; /* owned */
-  char err[256];     /* the last failure, for store_errmsg */
+  sqlite3 *db;           /* owned */
+  sqlite3_stmt *get;     /* owned */
+  sqlite3_stmt *put;     /* owned */
+  sqlite3_stmt *del;     /* owned */
+  sqlite3_stmt *rpt_add; /* owned */
+  sqlite3_stmt *rpt_sub; /* owned */
+  char err[256];         /* the last failure, for store_errmsg */
 };
 
 static const char SQL_CREATE[] = "CREATE TABLE IF NOT EXISTS mta_sts_policy ("
@@ -37,6 +40,37 @@ static const char SQL_PUT[] =
     " ON CONFLICT (domain) DO UPDATE SET id = excluded.id, policy = excluded.policy,"
     " fetched_at = excluded.fetched_at, expires_at = excluded.expires_at";
 static const char SQL_DEL[] = "DELETE FROM mta_sts_policy WHERE domain = ?1";
+
+/* Added to schema version 1 as it is: a table more breaks no older reader, so the
+ * version stays. */
+#define RPT_KEY                                                                        \
+  "period_start, period_end, domain, policy_type, policy_strings, mx_hosts,"           \
+  " result_type, mx, ip, reason"
+static const char SQL_RPT_CREATE[] = "CREATE TABLE IF NOT EXISTS tlsrpt_count ("
+                                     " period_start INTEGER NOT NULL,"
+                                     " period_end INTEGER NOT NULL,"
+                                     " domain TEXT NOT NULL,"
+                                     " policy_type TEXT NOT NULL,"
+                                     " policy_strings TEXT NOT NULL,"
+                                     " mx_hosts TEXT NOT NULL,"
+                                     " result_type TEXT NOT NULL,"
+                                     " mx TEXT NOT NULL,"
+                                     " ip TEXT NOT NULL,"
+                                     " reason TEXT NOT NULL,"
+                                     " count INTEGER NOT NULL,"
+                                     " PRIMARY KEY (" RPT_KEY "))";
+static const char SQL_RPT_ADD[] =
+    "INSERT INTO tlsrpt_count (" RPT_KEY ", count)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    " ON CONFLICT (" RPT_KEY ") DO UPDATE SET count = count + excluded.count";
+static const char SQL_RPT_SUB[] =
+    "UPDATE tlsrpt_count SET count = count - ?11 WHERE period_start = ?1"
+    " AND period_end = ?2 AND domain = ?3 AND policy_type = ?4"
+    " AND policy_strings = ?5 AND mx_hosts = ?6 AND result_type = ?7 AND mx = ?8"
+    " AND ip = ?9 AND reason = ?10";
+static const char SQL_RPT_PRUNE[] = "DELETE FROM tlsrpt_count WHERE count <= 0";
+static const char SQL_RPT_LOAD[] = "SELECT " RPT_KEY ", count FROM tlsrpt_count"
+                                   " WHERE period_end <= ?1 ORDER BY " RPT_KEY;
 
 static int sql_status(int rc) {
   return rc == SQLITE_NOMEM ? SP_E_NOMEM : SP_E_IO;
@@ -107,11 +141,13 @@ static int open_db(struct store *s, const char *path) {
    * this process, and a lost last write at power failure only means a refetch. */
   if ((ret = exec(s, "PRAGMA journal_mode = WAL", path)) != 0 ||
       (ret = exec(s, "PRAGMA synchronous = NORMAL", path)) != 0 ||
-      (ret = schema(s)) != 0)
+      (ret = schema(s)) != 0 || (ret = exec(s, SQL_RPT_CREATE, "creating schema")) != 0)
     return ret;
   if ((ret = prepare(s, SQL_GET, &s->get)) != 0 ||
       (ret = prepare(s, SQL_PUT, &s->put)) != 0 ||
-      (ret = prepare(s, SQL_DEL, &s->del)) != 0)
+      (ret = prepare(s, SQL_DEL, &s->del)) != 0 ||
+      (ret = prepare(s, SQL_RPT_ADD, &s->rpt_add)) != 0 ||
+      (ret = prepare(s, SQL_RPT_SUB, &s->rpt_sub)) != 0)
     return ret;
   return 0;
 }
@@ -145,6 +181,8 @@ void store_close(struct store *s) {
   sqlite3_finalize(s->get);
   sqlite3_finalize(s->put);
   sqlite3_finalize(s->del);
+  sqlite3_finalize(s->rpt_add);
+  sqlite3_finalize(s->rpt_sub);
   sqlite3_close(s->db); /* every statement is finalized: this cannot be busy */
   free(s);
 }
@@ -246,4 +284,142 @@ void store_policy_free(struct store_policy *p) {
     return;
   free(p->text);
   p->text = NULL;
+}
+
+/* ---- TLS-RPT counters ------------------------------------------------------------ */
+
+static const char *nz(const char *s) {
+  return s ? s : "";
+}
+
+static int bind_row(sqlite3_stmt *st, const struct store_tlsrpt_row *r) {
+  int rc = sqlite3_bind_int64(st, 1, r->period_start);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_int64(st, 2, r->period_end);
+  const char *text[] = {r->domain,       r->policy_type, nz(r->policy_strings),
+                        nz(r->mx_hosts), r->result_type, r->mx,
+                        r->ip,           r->reason};
+  for (int i = 0; rc == SQLITE_OK && i < 8; i++)
+    rc = sqlite3_bind_text(st, 3 + i, text[i], -1, SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_int64(st, 11, r->count);
+  return rc;
+}
+
+/* Runs st once per row inside one transaction (then extra, when not NULL). */
+static int rpt_batch(struct store *s, sqlite3_stmt *st,
+                     const struct store_tlsrpt_row *rows, size_t n, const char *extra,
+                     const char *what) {
+  int ret = exec(s, "BEGIN IMMEDIATE", what);
+  if (ret != 0)
+    return ret;
+  for (size_t i = 0; i < n && ret == 0; i++) {
+    int rc = bind_row(st, &rows[i]);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+      ret = store_fail(s, rc, what);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
+  if (ret == 0 && extra)
+    ret = exec(s, extra, what);
+  if (ret == 0 && (ret = exec(s, "COMMIT", what)) == 0)
+    return 0;
+  sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  return ret;
+}
+
+int store_tlsrpt_add(struct store *s, const struct store_tlsrpt_row *rows, size_t n) {
+  if (!s || (n > 0 && !rows))
+    return SP_E_INVAL;
+  if (n == 0)
+    return 0;
+  return rpt_batch(s, s->rpt_add, rows, n, NULL, "writing TLS-RPT counts");
+}
+
+int store_tlsrpt_subtract(struct store *s, const struct store_tlsrpt_row *rows,
+                          size_t n) {
+  if (!s || (n > 0 && !rows))
+    return SP_E_INVAL;
+  if (n == 0)
+    return 0;
+  return rpt_batch(s, s->rpt_sub, rows, n, SQL_RPT_PRUNE, "removing TLS-RPT counts");
+}
+
+static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t cap) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return strdup(t ? (const char *)t : "");
+}
+
+/* Appends the current row of st to *rows. */
+static int rpt_read_row(sqlite3_stmt *st, struct store_tlsrpt_row **rows, size_t *n,
+                        size_t *cap) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 16;
+    struct store_tlsrpt_row *p = realloc(*rows, c * sizeof *p);
+    if (!p)
+      return SP_E_NOMEM;
+    *rows = p;
+    *cap = c;
+  }
+  struct store_tlsrpt_row *r = &(*rows)[*n];
+  memset(r, 0, sizeof *r);
+  r->period_start = sqlite3_column_int64(st, 0);
+  r->period_end = sqlite3_column_int64(st, 1);
+  col_copy(st, 2, r->domain, sizeof r->domain);
+  col_copy(st, 3, r->policy_type, sizeof r->policy_type);
+  r->policy_strings = col_dup(st, 4);
+  r->mx_hosts = col_dup(st, 5);
+  col_copy(st, 6, r->result_type, sizeof r->result_type);
+  col_copy(st, 7, r->mx, sizeof r->mx);
+  col_copy(st, 8, r->ip, sizeof r->ip);
+  col_copy(st, 9, r->reason, sizeof r->reason);
+  r->count = sqlite3_column_int64(st, 10);
+  (*n)++;
+  if (!r->policy_strings || !r->mx_hosts)
+    return SP_E_NOMEM;
+  return 0;
+}
+
+int store_tlsrpt_load(struct store *s, int64_t end_before,
+                      struct store_tlsrpt_row **rows, size_t *n) {
+  if (!s || !rows || !n)
+    return SP_E_INVAL;
+  *rows = NULL;
+  *n = 0;
+  sqlite3_stmt *st = NULL;
+  size_t cap = 0;
+  int ret = 0, rc = sqlite3_prepare_v2(s->db, SQL_RPT_LOAD, -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_int64(st, 1, end_before);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if ((ret = rpt_read_row(st, rows, n, &cap)) != 0)
+      break;
+    rc = SQLITE_OK;
+  }
+  if (ret != 0)
+    snprintf(s->err, sizeof(s->err), "out of memory");
+  else if (rc != SQLITE_DONE)
+    ret = store_fail(s, rc, "reading TLS-RPT counts");
+  sqlite3_finalize(st);
+  if (ret != 0) {
+    store_tlsrpt_rows_free(*rows, *n);
+    *rows = NULL;
+    *n = 0;
+  }
+  return ret;
+}
+
+void store_tlsrpt_rows_free(struct store_tlsrpt_row *rows, size_t n) {
+  for (size_t i = 0; rows && i < n; i++) {
+    free(rows[i].policy_strings);
+    free(rows[i].mx_hosts);
+  }
+  free(rows);
 }

@@ -1,19 +1,446 @@
-/* stub: being written */
+/* TLS reporting (RFC 8460): counting, the period timer, start/stop and the CLI.
+ *
+ * Counts are kept in memory and written to the store at most a second later (and at
+ * close), so a restart or `tlsrpt send` sees them. Periods are aligned to multiples
+ * of tlsrpt.interval since the epoch (a UTC day by default, as §4.1 suggests); when
+ * one ends, every finished period in the store is reported (tlsrpt_run.c).
+ *
+ * tlsrpt_record() has no context argument (observe.h calls it), so the reporter of
+ * the running configuration is the module's one piece of global state: set in
+ * tlsrpt_start, cleared in tlsrpt_close. Everything runs on the loop's thread. */
 #include "tlsrpt.h"
+
+#include <errno.h>
+#include <openssl/x509_vfy.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "error.h"
+#include "http.h"
+#include "log.h"
+#include "policy/tlsrpt.h"
+#include "sts.h"
+#include "tlsrpt_internal.h"
+
+#define TLSRPT_FLUSH_MS 1000     /* memory → store, at most this late */
+#define TLSRPT_MEM_MAX 4096      /* distinct counters kept in memory */
+#define TLSRPT_PERIOD_GRACE_MS 1 /* fire just after the boundary */
+
+struct tlsrpt__count {
+  struct tlsrpt__count *next;
+  struct store_tlsrpt_row row; /* policy_strings and mx_hosts malloc'd */
+};
+
+static struct tlsrpt *tlsrpt_active; /* the running configuration's reporter */
+
+static int64_t interval_s(const struct tlsrpt *t) {
+  int64_t s = (int64_t)(t->cfg->tlsrpt_interval_ms / 1000);
+  return s > 0 ? s : 1;
+}
+
+/* ---- counting -------------------------------------------------------------------- */
+
+static enum tlsrpt_event event_of(const struct observe_tls *o) {
+  switch (o->failure) {
+  case OBSERVE_OK:
+    return TLSRPT_EV_OK;
+  case OBSERVE_NO_STARTTLS:
+    return TLSRPT_EV_NO_STARTTLS;
+  case OBSERVE_HANDSHAKE:
+    return TLSRPT_EV_HANDSHAKE;
+  case OBSERVE_CERTIFICATE:
+    return TLSRPT_EV_CERTIFICATE;
+  case OBSERVE_MX_NOT_LISTED:
+    return TLSRPT_EV_MX_NOT_LISTED;
+  case OBSERVE_TLSA_LOOKUP:
+    return TLSRPT_EV_TLSA_LOOKUP;
+  case OBSERVE_DNSSEC:
+  default:
+    /* dane-only without (usable) secure TLSA records is "dane-required" (§4.3.2);
+     * answers that are not secure at all are "dnssec-invalid". */
+    return o->detail && strstr(o->detail, "TLSA records") ? TLSRPT_EV_DANE_REQUIRED
+                                                          : TLSRPT_EV_DNSSEC;
+  }
+}
+
+static enum tlsrpt_cert cert_of(long e) {
+  switch (e) {
+  case X509_V_OK:
+    return TLSRPT_CERT_UNKNOWN;
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+    return TLSRPT_CERT_HOST_MISMATCH;
+  case X509_V_ERR_CERT_HAS_EXPIRED:
+    return TLSRPT_CERT_EXPIRED;
+  case X509_V_ERR_DANE_NO_MATCH:
+    return TLSRPT_CERT_DANE_NO_MATCH;
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+  case X509_V_ERR_CERT_UNTRUSTED:
+    return TLSRPT_CERT_UNTRUSTED;
+  default:
+    return TLSRPT_CERT_OTHER;
+  }
+}
+
+/* Printable ASCII only: the text goes into JSON and logs. */
+static void copy_clean(char *dst, size_t cap, const char *src) {
+  size_t n = 0;
+  for (; src && *src && n + 1 < cap; src++)
+    dst[n++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+  dst[n] = '\0';
+}
+
+static void lower_copy(char *dst, size_t cap, const char *src) {
+  copy_clean(dst, cap, src);
+  for (char *p = dst; *p; p++)
+    if (*p >= 'A' && *p <= 'Z')
+      *p = (char)(*p - 'A' + 'a');
+}
+
+/* The policy half of the key: its type, strings and mx-host list. */
+static int row_policy(struct store_tlsrpt_row *r, const struct observe_tls *o,
+                      enum tlsrpt_policy_type type) {
+  snprintf(r->policy_type, sizeof r->policy_type, "%s", tlsrpt_policy_type_name(type));
+  if (type == TLSRPT_POLICY_STS && o->sts) {
+    r->policy_strings = tlsrpt_sts_strings(o->sts);
+    r->mx_hosts = tlsrpt_sts_mx_hosts(o->sts);
+  } else {
+    r->policy_strings = type == TLSRPT_POLICY_TLSA && o->tlsa
+                            ? tlsrpt_tlsa_strings(o->tlsa, o->ntlsa)
+                            : strdup("");
+    char mx[256];
+    lower_copy(mx, sizeof mx, o->mx_host);
+    r->mx_hosts = strdup(mx);
+  }
+  return r->policy_strings && r->mx_hosts ? 0 : SP_E_NOMEM;
+}
+
+static void row_free(struct store_tlsrpt_row *r) {
+  free(r->policy_strings);
+  free(r->mx_hosts);
+  r->policy_strings = r->mx_hosts = NULL;
+}
+
+static int row_from(struct tlsrpt *t, const struct observe_tls *o,
+                    struct store_tlsrpt_row *r) {
+  memset(r, 0, sizeof *r);
+  int64_t now = (int64_t)time(NULL), iv = interval_s(t);
+  r->period_start = now - now % iv;
+  r->period_end = r->period_start + iv;
+  r->count = 1;
+  lower_copy(r->domain, sizeof r->domain, o->domain);
+  enum tlsrpt_event ev = event_of(o);
+  enum tlsrpt_policy_type type =
+      tlsrpt_policy_type_of(o->policy, o->sts != NULL, o->tlsa ? o->ntlsa : 0, ev);
+  enum tlsrpt_result res = tlsrpt_classify(type, ev, cert_of(o->verify_error));
+  if (row_policy(r, o, type) < 0) {
+    row_free(r);
+    return SP_E_NOMEM;
+  }
+  if (res == TLSRPT_SUCCESS)
+    return 0;
+  snprintf(r->result_type, sizeof r->result_type, "%s", tlsrpt_result_name(res));
+  lower_copy(r->mx, sizeof r->mx, o->mx_host);
+  copy_clean(r->ip, sizeof r->ip, o->ip);
+  if (ev == TLSRPT_EV_CERTIFICATE && o->verify_error != X509_V_OK)
+    copy_clean(r->reason, sizeof r->reason,
+               X509_verify_cert_error_string(o->verify_error));
+  else
+    copy_clean(r->reason, sizeof r->reason, o->detail);
+  return 0;
+}
+
+static bool same_key(const struct store_tlsrpt_row *a,
+                     const struct store_tlsrpt_row *b) {
+  return a->period_start == b->period_start && a->period_end == b->period_end &&
+         !strcmp(a->domain, b->domain) && !strcmp(a->policy_type, b->policy_type) &&
+         !strcmp(a->policy_strings, b->policy_strings) &&
+         !strcmp(a->mx_hosts, b->mx_hosts) && !strcmp(a->result_type, b->result_type) &&
+         !strcmp(a->mx, b->mx) && !strcmp(a->ip, b->ip) &&
+         !strcmp(a->reason, b->reason);
+}
+
+static void counts_free(struct tlsrpt *t) {
+  while (t->counts) {
+    struct tlsrpt__count *c = t->counts;
+    t->counts = c->next;
+    row_free(&c->row);
+    free(c);
+  }
+  t->ncounts = 0;
+}
+
+/* Memory counters → store, in one transaction. Kept in memory when that fails. */
+static int flush(struct tlsrpt *t) {
+  if (!t->counts)
+    return 0;
+  struct store_tlsrpt_row *rows = malloc(t->ncounts * sizeof *rows);
+  if (!rows)
+    return SP_E_NOMEM;
+  size_t n = 0;
+  for (struct tlsrpt__count *c = t->counts; c; c = c->next)
+    rows[n++] = c->row; /* shallow: the strings stay with the counters */
+  int rc = store_tlsrpt_add(t->store, rows, n);
+  free(rows);
+  if (rc < 0) {
+    log_msg(LOG_WARNING, NULL, "tlsrpt: cannot save counts: %s",
+            store_errmsg(t->store));
+    return rc;
+  }
+  counts_free(t);
+  return 0;
+}
+
+static void on_flush_timer(uv_timer_t *h) {
+  struct tlsrpt *t = h->data;
+  if (!t || t->magic != TLSRPT_MAGIC)
+    abort();
+  flush(t);
+}
+
+static void count(struct tlsrpt *t, struct store_tlsrpt_row *r) {
+  for (struct tlsrpt__count *c = t->counts; c; c = c->next)
+    if (same_key(&c->row, r)) {
+      c->row.count++;
+      row_free(r);
+      return;
+    }
+  struct tlsrpt__count *c = NULL;
+  if ((t->ncounts < TLSRPT_MEM_MAX || flush(t) == 0) && (c = calloc(1, sizeof *c))) {
+    c->row = *r;
+    c->next = t->counts;
+    t->counts = c;
+    t->ncounts++;
+  } else {
+    log_msg(LOG_WARNING, NULL, "tlsrpt: %s: session not counted (out of memory)",
+            r->domain);
+    row_free(r);
+  }
+  if (!uv_is_active((uv_handle_t *)&t->flush_timer))
+    uv_timer_start(&t->flush_timer, on_flush_timer, TLSRPT_FLUSH_MS, 0);
+}
+
+void tlsrpt_record(const struct observe_tls *o) {
+  struct tlsrpt *t = tlsrpt_active;
+  struct store_tlsrpt_row r;
+  if (!t || t->closing || !o || !o->domain || !*o->domain || !o->mx_host)
+    return;
+  if (row_from(t, o, &r) < 0) {
+    log_msg(LOG_WARNING, NULL, "tlsrpt: %s: session not counted (out of memory)",
+            o->domain);
+    return;
+  }
+  count(t, &r);
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static void tlsrpt_maybe_free(struct tlsrpt *t) {
+  if (--t->pending_closes > 0)
+    return;
+  struct runtime *rt = t->rt;
+  t->magic = 0;
+  free(t);
+  runtime_unref(rt);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  tlsrpt_maybe_free(h->data);
+}
+static void on_http_closed(void *arg) {
+  tlsrpt_maybe_free(arg);
+}
+
+static int make_dir(const char *path) {
+  return mkdir(path, 0750) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* A reporter for rt: its own store handle and HTTPS client, timers stopped. */
+static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
+                      char *err, size_t errlen) {
+  char path[1100];
+  struct tlsrpt *t = calloc(1, sizeof *t);
+  if (!t) {
+    snprintf(err, errlen, "out of memory");
+    return SP_E_NOMEM;
+  }
+  t->loop = loop;
+  t->cfg = rt->cfg;
+  sts_store_path(t->cfg, path, sizeof path);
+  if (make_dir(t->cfg->state_dir) < 0) {
+    snprintf(err, errlen, "tlsrpt: state_dir %s: %s", t->cfg->state_dir,
+             strerror(errno));
+    free(t);
+    return SP_E_IO;
+  }
+  char why[512];
+  if (store_open(path, &t->store, why, sizeof why) < 0) {
+    snprintf(err, errlen, "tlsrpt: %s", why);
+    free(t);
+    return SP_E_IO;
+  }
+  if (http_new(loop, t->cfg->tlsrpt_ca_file, &t->http) < 0) {
+    snprintf(err, errlen, "tlsrpt: cannot start the HTTPS client");
+    store_close(t->store);
+    free(t);
+    return SP_E_NOMEM;
+  }
+  uv_timer_init(loop, &t->period_timer);
+  uv_timer_init(loop, &t->flush_timer);
+  t->period_timer.data = t->flush_timer.data = t;
+  t->rt = runtime_ref(rt);
+  t->magic = TLSRPT_MAGIC;
+  *out = t;
+  return 0;
+}
+
+void tlsrpt_close(struct tlsrpt *t) {
+  if (!t || t->magic != TLSRPT_MAGIC || t->closing)
+    return;
+  if (tlsrpt_active == t)
+    tlsrpt_active = NULL;
+  t->closing = true;
+  flush(t);
+  counts_free(t); /* what could not be saved is lost with the process */
+  if (t->run)
+    tlsrpt__run_cancel(t->run);
+  t->run = NULL;
+  store_close(t->store);
+  t->store = NULL;
+  t->pending_closes = 3;
+  uv_close((uv_handle_t *)&t->period_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&t->flush_timer, on_handle_closed);
+  http_close(t->http, on_http_closed, t);
+}
+
+/* ---- the period timer ------------------------------------------------------------ */
+
+static void schedule(struct tlsrpt *t);
+
+static void on_run_done(struct tlsrpt *t, unsigned sent, unsigned failed,
+                        unsigned dropped) {
+  (void)t;
+  log_msg(LOG_INFO, NULL,
+          "tlsrpt: %u report(s) sent, %u failed (kept for the next run)"
+          ", %u domain(s) without a TLS-RPT record dropped",
+          sent, failed, dropped);
+}
+
+static void on_period(uv_timer_t *h) {
+  struct tlsrpt *t = h->data;
+  if (!t || t->magic != TLSRPT_MAGIC)
+    abort();
+  flush(t);
+  /* The loop's clock may run a little behind the wall clock: the period that this
+   * timer was set to close is over, whatever time() says. */
+  int64_t now = (int64_t)time(NULL);
+  if (now < t->boundary)
+    now = t->boundary;
+  if (!t->run)
+    tlsrpt__run_start(t, now, now, on_run_done);
+  schedule(t);
+}
+
+/* Fires just after the end of the current period. */
+static void schedule(struct tlsrpt *t) {
+  uv_timeval64_t tv;
+  int64_t now_ms = 0;
+  if (uv_gettimeofday(&tv) == 0)
+    now_ms = tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  int64_t iv_ms = interval_s(t) * 1000;
+  int64_t next = now_ms - now_ms % iv_ms + iv_ms;
+  t->boundary = next / 1000;
+  uv_update_time(t->loop); /* the timer counts from the loop's clock */
+  uv_timer_start(&t->period_timer, on_period,
+                 (uint64_t)(next - now_ms + TLSRPT_PERIOD_GRACE_MS), 0);
+}
 
 int tlsrpt_start(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out, char *err,
                  size_t errlen) {
-  (void)loop, (void)rt, (void)err, (void)errlen;
   *out = NULL;
+  if (!rt->cfg->tlsrpt_enabled)
+    return 0;
+  struct tlsrpt *t;
+  int rc = tlsrpt_new(loop, rt, &t, err, errlen);
+  if (rc < 0)
+    return rc;
+  schedule(t);
+  tlsrpt_active = t; /* main closed the previous configuration's reporter */
+  *out = t;
   return 0;
 }
-void tlsrpt_close(struct tlsrpt *t) {
-  (void)t;
+
+/* ---- `tlsrpt send` --------------------------------------------------------------- */
+
+static void on_send_done(struct tlsrpt *t, unsigned sent, unsigned failed,
+                         unsigned dropped) {
+  struct tlsrpt__send_result *r = t->result;
+  r->done = true;
+  r->sent = sent;
+  r->failed = failed;
+  r->dropped = dropped;
+  tlsrpt_close(t);
 }
-void tlsrpt_record(const struct observe_tls *t) {
-  (void)t;
+
+static void on_send_timer(uv_timer_t *h) {
+  struct tlsrpt *t = h->data;
+  if (!t || t->magic != TLSRPT_MAGIC)
+    abort();
+  int rc = tlsrpt__run_start(t, INT64_MAX, (int64_t)time(NULL), on_send_done);
+  if (rc != 0) {
+    t->result->done = rc > 0;
+    tlsrpt_close(t);
+  }
 }
+
+static int load(const char *path, struct config **cfg) {
+  char *errors = NULL;
+  int rc = config_load(path, cfg, &errors);
+  if (rc < 0)
+    fprintf(stderr, "%s", errors ? errors : "cannot load configuration\n");
+  free(errors);
+  return rc;
+}
+
 int tlsrpt_send_now(const char *config_path) {
-  (void)config_path;
-  return 1;
+  struct config *cfg;
+  if (load(config_path, &cfg) < 0)
+    return 1;
+  log_configure(cfg->log_format, cfg->log_level, cfg->hostname);
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop;
+  struct runtime *rt = NULL;
+  struct tlsrpt *t = NULL;
+  struct tlsrpt__send_result res = {0};
+  char err[512];
+  if (uv_loop_init(&loop) != 0) {
+    config_unref(cfg);
+    return 1;
+  }
+  if (runtime_new(&loop, cfg, &rt, err, sizeof err) == 0 &&
+      tlsrpt_new(&loop, rt, &t, err, sizeof err) == 0) {
+    t->result = &res;
+    uv_timer_start(&t->period_timer, on_send_timer, 0, 0);
+  } else {
+    fprintf(stderr, "%s: %s\n", config_path, err);
+  }
+  if (rt)
+    runtime_unref(rt);
+  config_unref(cfg);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  int closed = uv_loop_close(&loop);
+  if (!t)
+    return 1;
+  if (res.done)
+    printf("tlsrpt: %u report(s) sent, %u failed, %u domain(s) without a TLS-RPT "
+           "record\n",
+           res.sent, res.failed, res.dropped);
+  return res.done && res.failed == 0 && closed == 0 ? 0 : 1;
 }

@@ -2,10 +2,13 @@
 # Installs the Debian 12 packages needed to build, run and test starttls-proxy, only
 # when some are missing. Runs apt-get as root (or through sudo).
 set -eu
+# libidn12 libgnutls-dane0 libwrap0 m4: what the Exim and Sendmail recipe tests need
+# besides the MTA packages themselves, which conflict with postfix and are only
+# extracted with dpkg-deb (libraries of exim4 and sendmail; m4 builds sendmail.cf).
 PKGS="build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev
-libyaml-dev libcurl4-openssl-dev libsqlite3-dev openssl ca-certificates
+libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev openssl ca-certificates
 python3 python3-dnslib python3-aiosmtpd swaks postfix clang clang-format
-libclang-rt-14-dev"
+libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -12,11 +12,16 @@
     https.log                        # dicts: domain, host, path, sni, status
     https.tls_errors                 # handshake failures (text), e.g. the client refused
     https.connections                # TCP connections accepted
+    https.accept_posts('/tlsrpt', status=200)   # POST /tlsrpt answers 200 (TLS-RPT)
+    https.posts                      # POSTs received: dicts host, path, sni, headers,
+                                     # content_type, body (bytes), status
     https.stop()
 
 One server answers for every mta-sts.<domain>: the domain is the Host header (port
 stripped) without the "mta-sts." prefix. Only GET /.well-known/mta-sts.txt is served
-from the scripted answers; other paths get 404, unknown domains 404. The default
+from the scripted answers; other paths get 404, unknown domains 404. POSTs (RFC 8460
+report submissions) are recorded whatever the path, and answered with the status given
+to accept_posts() for that path (405 for paths never given). The default
 certificate is (cert, key); set_cert() adds per-SNI-name certificates
 ("mta-sts.<domain>"), chosen in the SNI callback. Every connection runs in its own
 thread; handshakes and reads have a 10 s deadline; stop() ends delays early.
@@ -96,7 +101,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self):
-        self._send(405)
+        owner = self.server.owner
+        length = int(self.headers.get('Content-Length') or 0)
+        body = self.rfile.read(length) if length > 0 else b''
+        path = self.path.split('?', 1)[0]
+        with owner._lock:
+            status = owner._post_status.get(path, 405)
+            owner.posts.append({
+                'host': self.headers.get('Host'), 'path': self.path,
+                'sni': getattr(self.request, '_sts_sni', None),
+                'headers': dict(self.headers.items()),
+                'content_type': self.headers.get('Content-Type'), 'body': body,
+                'status': status})
+        self._send(status)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -143,7 +160,7 @@ class _Server(http.server.ThreadingHTTPServer):
 
 class HttpsPolicyServer:
     """See the module docstring. Attributes: ip, port, requests ({domain: count}),
-    log, tls_errors, connections."""
+    log, tls_errors, connections, posts."""
 
     def __init__(self, ip, port, cert, key):
         self.ip = ip
@@ -151,6 +168,8 @@ class HttpsPolicyServer:
         self.log = []
         self.tls_errors = []
         self.connections = 0
+        self.posts = []
+        self._post_status = {}
         self._policies = {}
         self._ctxs = {}
         self._last_sni = {}
@@ -194,6 +213,11 @@ class HttpsPolicyServer:
             self._policies[domain.lower()] = {
                 'text': text, 'status': status, 'content_type': content_type,
                 'redirect': redirect, 'delay': delay}
+
+    def accept_posts(self, path, status=200):
+        """POSTs to PATH get STATUS from now on (405 before)."""
+        with self._lock:
+            self._post_status[path] = status
 
     def clear_policy(self, domain):
         """DOMAIN gets 404 from now on."""

@@ -36,8 +36,12 @@ Options (constructor keywords, or later through configure()):
                          'data_end' (the final dot is read, no reply), 'quit'
   delay_at               (stage, seconds) or a list of them; the stage's reply is late
                          (stages as for reset_at, plus 'greeting')
-  fault_connections      faults (overrides, reset_at, delay_at, injection, tls_garbage)
-                         apply to the first N connections only; None: to all
+  fault_fn               callable(session, stage) -> None | 'reset' | seconds: a fault
+                         chosen at run time (e.g. at random) at every stage where
+                         reset_at applies ('data' = mid-body, after the first body
+                         bytes); 'reset' resets there, a number delays that long
+  fault_connections      faults (overrides, reset_at, delay_at, fault_fn, injection,
+                         tls_garbage) apply to the first N connections only; None: to all
   pipeline_after_starttls  bytes sent in plaintext right after "220 ready for TLS", in
                          the same write (a CVE-2011-0411-style injection towards the client)
   discard_body           keep only the length, SHA-256 and first 4 KiB of each message
@@ -144,7 +148,7 @@ class MxServer:
         size=52428800, tls_min=None, tls_max=None, tls_ciphers=None, tls_garbage=False,
         greeting=None, ehlo=None, helo=None, mail=None, rcpt=None, data=None,
         data_end=None, rset=None, noop=None, quit=None, starttls_reply=None,
-        reset_at=None, delay_at=None, fault_connections=None,
+        reset_at=None, delay_at=None, fault_fn=None, fault_connections=None,
         pipeline_after_starttls=None, discard_body=False, lenient_data_end=False,
         idle_timeout=60,
     )
@@ -319,6 +323,18 @@ class MxServer:
                     self._stop.wait(secs)
         if reset and self.cfg['reset_at'] == stage:
             raise _Reset()
+        if reset and self.cfg['fault_fn'] is not None:
+            self._apply_fault(self.cfg['fault_fn'](sess, stage))
+
+    def _apply_fault(self, action):
+        """What a fault_fn returned: None, 'reset' or a delay in seconds."""
+        if action == 'reset':
+            raise _Reset()
+        if isinstance(action, (int, float)) and not isinstance(action, bool):
+            if action > 0:
+                self._stop.wait(action)
+        elif action is not None:
+            raise ValueError('fault_fn returned %r' % (action,))
 
     def _register(self, sock):
         with self._lock:
@@ -511,8 +527,11 @@ class MxServer:
         buf = c.take_buffer() or c.recv()
         if buf is None:
             raise _Closed()
-        if self.cfg['reset_at'] == 'data' and self._faulty(sess):
-            raise _Reset()
+        if self._faulty(sess):
+            if self.cfg['reset_at'] == 'data':
+                raise _Reset()
+            if self.cfg['fault_fn'] is not None:
+                self._apply_fault(self.cfg['fault_fn'](sess, 'data'))
         for _ in range(10 ** 7):
             if lenient:
                 body, rest, done = self._lenient_scan(c, buf)

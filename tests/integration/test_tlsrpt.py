@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""TLS reporting (RFC 8460): sessions counted per policy domain and policy, kept in
+<state_dir>/policies.sqlite3 (table tlsrpt_count), and sent as gzipped JSON reports to
+the rua of _smtp._tls.<domain>: by HTTPS POST, or by mail through the proxy itself.
+
+Fixtures: mx1.example.test (127.0.0.2) and, per test, mx2.example.test (127.0.0.3);
+one HttpsPolicyServer on 127.0.0.1 serves both mta-sts.example.test (MTA-STS policy
+GETs) and reports.example.test (report POSTs to /tlsrpt), with a CA-signed certificate
+for both names; both names resolve through the test DNS. tlsrpt.ca_file and
+mta_sts.ca_file are the test CA. Reports are checked against RFC 8460 §4.4: every
+required field, RFC 3339 dates, counts that add up, registered result types.
+"""
+
+import email
+import email.policy
+import gzip
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TestBase, main, message, wait_until  # noqa: E402
+from harness.httpsserver import HttpsPolicyServer, policy_text  # noqa: E402
+from harness.proxy import deep_merge, proxy_binary  # noqa: E402
+
+DOMAIN = 'example.test'
+RCPT = 'rcpt@example.test'
+REPORT_HOST = 'reports.example.test'
+ORG = 'Proxy Test Org'
+CONTACT = 'tlsrpt@proxy.test'
+RESULT_TYPES = {
+    'starttls-not-supported', 'certificate-host-mismatch', 'certificate-expired',
+    'certificate-not-trusted', 'validation-failure', 'tlsa-invalid', 'dnssec-invalid',
+    'dane-required', 'sts-policy-fetch-error', 'sts-policy-invalid', 'sts-webpki-invalid'}
+DATETIME = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$')
+
+
+class TlsRptCase(TestBase):
+    """mx1 + the HTTPS server; tlsrpt enabled with class attribute `interval`."""
+
+    interval = 3600
+
+    def setup_fixtures(self):
+        self.mx1 = self.add_mx('mx1', '127.0.0.2', tls=self.mx1_tls)
+        cert, key = self.pki.issue(REPORT_HOST, alt_names=['mta-sts.%s' % DOMAIN])
+        self.https = HttpsPolicyServer('127.0.0.1', 0, cert, key)
+        self.addCleanup(self.https.stop)
+        self.https.accept_posts('/tlsrpt')
+        self.dns.add(REPORT_HOST, 'A', '127.0.0.1')
+        self.dns.add('mta-sts.%s' % DOMAIN, 'A', '127.0.0.1')
+
+    def start_the_proxy(self, extra=None):
+        base = {'tlsrpt': {'enabled': 'yes', 'organization': ORG, 'contact': CONTACT,
+                           'interval': self.interval, 'ca_file': self.pki.ca_file},
+                'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,
+                            'port': self.https.port, 'fetch_timeout': 2}}
+        return super().start_the_proxy(deep_merge(base, extra))
+
+    # ---- fixtures ------------------------------------------------------------------------
+    def rua_https(self):
+        return 'https://%s:%d/tlsrpt' % (REPORT_HOST, self.https.port)
+
+    def publish_rua(self, *uris, domain=DOMAIN):
+        self.dns.remove('_smtp._tls.%s' % domain, 'TXT')
+        self.dns.add('_smtp._tls.%s' % domain, 'TXT', 'v=TLSRPTv1; rua=%s' % ','.join(uris))
+
+    def publish_sts(self, mx):
+        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=1')
+        self.https.set_policy(DOMAIN, policy_text(mode='enforce', mx=mx))
+
+    def cli_send(self):
+        return subprocess.run([proxy_binary(), '-c', self.proxy.config_path, 'tlsrpt',
+                               'send'], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=60)
+
+    def stored(self):
+        """Rows of the counter table: dicts (empty when the table is not there yet)."""
+        path = os.path.join(self.proxy.state_dir, 'policies.sqlite3')
+        if not os.path.exists(path):
+            return []
+        db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
+        try:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute('SELECT * FROM tlsrpt_count')]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+
+    def wait_stored(self, total, domain=DOMAIN):
+        def enough():
+            n = sum(r['count'] for r in self.stored() if r['domain'] == domain)
+            return n >= total
+        wait_until(enough, 10, lambda: 'counts never reached %d: %r' % (total,
+                                                                        self.stored()))
+
+    # ---- reports -------------------------------------------------------------------------
+    def posted_reports(self):
+        out = []
+        for p in list(self.https.posts):
+            self.assertEqual(p['content_type'], 'application/tlsrpt+gzip')
+            self.assertEqual(p['path'], '/tlsrpt')
+            self.assertEqual(p['sni'], REPORT_HOST)
+            self.assertEqual(p['host'].split(':')[0], REPORT_HOST)
+            out.append(self.validate(json.loads(gzip.decompress(p['body']))))
+        return out
+
+    def validate(self, rep):
+        """RFC 8460 §4.4 field by field; returns REP."""
+        self.assertEqual(rep['organization-name'], ORG)
+        self.assertEqual(rep['contact-info'], CONTACT)
+        self.assertIsInstance(rep['report-id'], str)
+        self.assertTrue(rep['report-id'])
+        start, end = rep['date-range']['start-datetime'], rep['date-range']['end-datetime']
+        self.assertRegex(start, DATETIME)
+        self.assertRegex(end, DATETIME)
+        self.assertLessEqual(start, end)
+        self.assertIsInstance(rep['policies'], list)
+        self.assertTrue(rep['policies'])
+        for p in rep['policies']:
+            pol = p['policy']
+            self.assertIn(pol['policy-type'], ('sts', 'tlsa', 'no-policy-found'))
+            self.assertIsInstance(pol['policy-domain'], str)
+            for key in ('policy-string', 'mx-host'):
+                if key in pol:
+                    self.assertIsInstance(pol[key], list)
+                    self.assertTrue(all(isinstance(s, str) for s in pol[key]))
+            s = p['summary']
+            self.assertIsInstance(s['total-successful-session-count'], int)
+            self.assertIsInstance(s['total-failure-session-count'], int)
+            details = p.get('failure-details', [])
+            for d in details:
+                self.assertIn(d['result-type'], RESULT_TYPES)
+                self.assertIsInstance(d['receiving-mx-hostname'], str)
+                self.assertGreaterEqual(d['failed-session-count'], 1)
+            self.assertEqual(s['total-failure-session-count'],
+                             sum(d['failed-session-count'] for d in details))
+        return rep
+
+    @staticmethod
+    def totals(reports, domain=DOMAIN):
+        """(successes, failures, [failure details]) over every report's policies."""
+        ok = bad = 0
+        details = []
+        for rep in reports:
+            for p in rep['policies']:
+                if p['policy']['policy-domain'] != domain:
+                    continue
+                ok += p['summary']['total-successful-session-count']
+                bad += p['summary']['total-failure-session-count']
+                details += [dict(d, policy=p['policy']) for d in p.get('failure-details',
+                                                                         [])]
+        return ok, bad, details
+
+
+class HttpsReports(TlsRptCase):
+
+    interval = 2
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+
+    def test_sts_failure_and_success_posted_on_interval(self):
+        """MTA-STS enforce listing mx1 and mx2; mx1 presents a certificate for another
+        name: one certificate-host-mismatch for mx1, one success on mx2, reported by
+        the daemon's timer (2 s periods) to the https rua as one sts policy."""
+        cert, key = self.pki.issue('mx1.example.test', wrong_name='other.example.test')
+        self.mx1.configure(starttls=(cert, key))
+        self.publish_sts(('mx1.example.test', 'mx2.example.test'))
+        self.publish_rua(self.rua_https())
+        out = self.send(RCPT, message('tlsrpt-sts'))
+        self.assertReply(out['data'], 250)
+        self.mx2.wait_messages(1)
+
+        def both():
+            ok, bad, _ = self.totals(self.posted_reports())
+            return ok >= 1 and bad >= 1
+        wait_until(both, 20, lambda: 'reports: %r; log:\n%s' % (
+            self.posted_reports(), self.proxy.log_text()))
+        reports = self.posted_reports()
+        ok, bad, details = self.totals(reports)
+        self.assertEqual((ok, bad), (1, 1))
+        self.assertEqual(len(details), 1)
+        d = details[0]
+        self.assertEqual(d['result-type'], 'certificate-host-mismatch')
+        self.assertEqual(d['receiving-mx-hostname'], 'mx1.example.test')
+        self.assertEqual(d['receiving-ip'], '127.0.0.2')
+        self.assertEqual(d['failed-session-count'], 1)
+        self.assertIn('hostname mismatch', d['failure-reason-code'])
+        pol = d['policy']
+        self.assertEqual(pol['policy-type'], 'sts')
+        self.assertEqual(pol['policy-domain'], DOMAIN)
+        self.assertEqual(pol['policy-string'], ['version: STSv1', 'mode: enforce',
+                                                'mx: mx1.example.test',
+                                                'mx: mx2.example.test',
+                                                'max_age: 86400'])
+        self.assertEqual(pol['mx-host'], ['mx1.example.test', 'mx2.example.test'])
+        for rep in reports:
+            self.assertEqual([p['policy']['policy-type'] for p in rep['policies']],
+                             ['sts'])
+        self.assertLog(r'tlsrpt: example\.test: report .* sent to https://')
+        wait_until(lambda: not [r for r in self.stored() if r['domain'] == DOMAIN], 10,
+                   lambda: 'counts left after sending: %r' % self.stored())
+
+
+class CliReports(TlsRptCase):
+    """Long periods: reports go out only through `starttls-proxy tlsrpt send`."""
+
+    mx1_tls = False
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+
+    def start_the_proxy(self, extra=None):
+        return super().start_the_proxy(deep_merge(
+            {'policy': {'table': {DOMAIN: 'encrypt'}}}, extra))
+
+    def cause_failure_and_success(self):
+        """encrypt: mx1 offers no STARTTLS (starttls-not-supported), mx2 does (ok)."""
+        out = self.send(RCPT, message('tlsrpt-encrypt'))
+        self.assertReply(out['data'], 250)
+        self.mx2.wait_messages(1)
+        self.wait_stored(2)
+
+    def test_counts_persist_across_restart_then_cli_send(self):
+        self.publish_rua(self.rua_https())
+        self.cause_failure_and_success()
+        self.restart_proxy()
+        rows = [r for r in self.stored() if r['domain'] == DOMAIN]
+        self.assertEqual(sum(r['count'] for r in rows), 2, rows)
+        self.assertEqual(self.https.posts, [])
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('1 report(s) sent, 0 failed', r.stdout)
+        reports = self.posted_reports()
+        self.assertEqual(len(reports), 1)
+        ok, bad, details = self.totals(reports)
+        self.assertEqual((ok, bad), (1, 1))
+        self.assertEqual(details[0]['result-type'], 'starttls-not-supported')
+        self.assertEqual(details[0]['receiving-mx-hostname'], 'mx1.example.test')
+        self.assertEqual(details[0]['receiving-ip'], '127.0.0.2')
+        policies = {p['policy']['mx-host'][0]: p for p in reports[0]['policies']}
+        self.assertEqual(sorted(policies), ['mx1.example.test', 'mx2.example.test'])
+        for p in policies.values():
+            self.assertEqual(p['policy']['policy-type'], 'no-policy-found')
+            self.assertNotIn('policy-string', p['policy'])
+        self.assertEqual(policies['mx2.example.test']['summary'],
+                         {'total-successful-session-count': 1,
+                          'total-failure-session-count': 0})
+        self.assertEqual(self.stored(), [])
+        r = self.cli_send()  # nothing left
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('0 report(s) sent', r.stdout)
+        self.assertEqual(len(self.https.posts), 1)
+
+    def test_failed_post_is_kept_and_retried(self):
+        self.https.accept_posts('/tlsrpt', status=503)
+        self.publish_rua(self.rua_https())
+        self.cause_failure_and_success()
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('HTTP 503', r.stderr)
+        self.assertEqual(len(self.https.posts), 1)
+        self.assertEqual(sum(r['count'] for r in self.stored()), 2)
+        self.https.accept_posts('/tlsrpt', status=202)
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(len(self.https.posts), 2)
+        first, second = [json.loads(gzip.decompress(p['body'])) for p in self.https.posts]
+        self.assertEqual(first['report-id'], second['report-id'])
+        self.assertEqual(self.stored(), [])
+
+    def test_no_record_drops_counts(self):
+        """No _smtp._tls record: nothing is sent and the counts go."""
+        self.cause_failure_and_success()
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('1 domain(s) without a TLS-RPT record', r.stdout)
+        self.assertEqual(self.https.posts, [])
+        self.assertEqual(self.stored(), [])
+
+    def test_unreachable_https_rua_fails(self):
+        """A rua whose host does not resolve: exit 1, counts kept."""
+        self.publish_rua('https://nowhere.example.test/tlsrpt')
+        self.cause_failure_and_success()
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('cannot resolve the report host', r.stderr)
+        self.assertEqual(sum(r['count'] for r in self.stored()), 2)
+
+
+class MailReports(TlsRptCase):
+    """rua=mailto: the daemon (2 s periods) submits the report to its own listener,
+    which relays it to the MX of reports.test like any other message."""
+
+    interval = 2
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.rua_mx = self.add_mx('mx', '127.0.0.4', domain='reports.test')
+
+    def test_report_mailed_through_the_proxy(self):
+        self.publish_rua('mailto:tls-rpt@reports.test')
+        out = self.send(RCPT, message('tlsrpt-mail'))
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        msgs = self.rua_mx.wait_messages(1, timeout=20)
+        m = msgs[0]
+        self.assertEqual(m.mail_from, CONTACT)
+        self.assertEqual(m.rcpts, ['tls-rpt@reports.test'])
+        self.assertEqual(m.tls_version, 'TLSv1.3')
+        msg = email.message_from_bytes(m.data, policy=email.policy.default)
+        self.assertEqual(msg.get_content_type(), 'multipart/report')
+        self.assertEqual(msg.get_param('report-type'), 'tlsrpt')
+        self.assertEqual(msg['TLS-Report-Domain'], DOMAIN)
+        self.assertEqual(msg['TLS-Report-Submitter'], ORG)
+        self.assertRegex(str(msg['Subject']), r'^Report Domain: example\.test '
+                         r'Submitter: Proxy Test Org Report-ID: <.+>$')
+        self.assertIsNotNone(msg['Message-ID'])
+        self.assertIsNotNone(msg['Date'])
+        parts = list(msg.iter_parts())
+        self.assertEqual([p.get_content_type() for p in parts],
+                         ['text/plain', 'application/tlsrpt+gzip'])
+        att = parts[1]
+        self.assertEqual(att['Content-Transfer-Encoding'], 'base64')
+        self.assertRegex(att.get_filename(), r'^proxy\.test!example\.test!\d+!\d+\.json\.gz$')
+        rep = self.validate(json.loads(gzip.decompress(att.get_content())))
+        ok, bad, _ = self.totals([rep])
+        self.assertEqual((ok, bad), (1, 0))
+        self.assertIn(rep['report-id'], str(msg['Subject']))
+        pol = rep['policies'][0]['policy']
+        self.assertEqual(pol['policy-type'], 'no-policy-found')
+        self.assertEqual(pol['mx-host'], ['mx1.example.test'])
+        self.assertLog(r'tlsrpt: example\.test: report .* sent to '
+                       r'mailto:tls-rpt@reports\.test')
+
+
+if __name__ == '__main__':
+    main()
