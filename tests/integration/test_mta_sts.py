@@ -585,6 +585,21 @@ class Precedence(StsCase):
         self.assertDelivered(out, self.mx1, 'table/may')
         self.assertEqual(self.https.fetches(DOMAIN), 0)
 
+    def test_failing_dane_is_not_rescued(self):
+        """DANE applies to mx1 and its TLSA record does not match the certificate,
+        while the MTA-STS enforce policy lists mx1 and its certificate is PKIX-valid:
+        451 4.7.5, no MAIL at mx1 (RFC 8461 §2: DANE wins, and a failed DANE check is
+        never rescued by MTA-STS)."""
+        self.dns.ad = True
+        other = self.pki.issue('unrelated.example.test')[0]
+        self.dns.add('_%d._tcp.mx1.example.test' % self.mx_port, 'TLSA',
+                     self.pki.tlsa(other, 3, 1, 1))
+        self.restart_proxy({'outbound': {'tls': {'default_level': 'dane'}}})
+        self.publish('1')
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
     def test_dane_wins(self):
         """DANE applies to mx1 (signed answers, a matching TLSA record, default level
         dane): delivered with policy=dane although the enforce policy does not list
