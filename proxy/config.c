@@ -79,6 +79,8 @@ static const struct enum_name bare_names[] = {
   {"refuse", CONFIG_BARE_REFUSE}, {"normalize", CONFIG_BARE_NORMALIZE}, {NULL, 0}};
 static const struct enum_name tls_names[] = {
   {"TLSv1.2", TLS1_2_VERSION}, {"TLSv1.3", TLS1_3_VERSION}, {NULL, 0}};
+static const struct enum_name output_names[] = {
+  {"stderr", CONFIG_LOG_STDERR}, {"syslog", CONFIG_LOG_SYSLOG}, {NULL, 0}};
 static const struct enum_name format_names[] = {
   {"postfix", CONFIG_LOG_POSTFIX}, {"json", CONFIG_LOG_JSON}, {NULL, 0}};
 static const struct enum_name level_names[] = {
@@ -141,6 +143,7 @@ static const struct key_desc outbound_keys[] = {
 
 static const struct key_desc log_keys[] = {
   K_ENUM("format", log_format, format_names, NULL),
+  K_ENUM("output", log_output, output_names, NULL),
   K_ENUM("level",  log_level,  level_names,  NULL),
   K_END};
 

@@ -17,6 +17,7 @@
 #include "policy/table.h"
 
 enum config_log_format { CONFIG_LOG_POSTFIX, CONFIG_LOG_JSON };
+enum config_log_output { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
 enum config_log_level {
   CONFIG_LOG_ERROR,
   CONFIG_LOG_WARNING,
@@ -95,6 +96,7 @@ struct config {
 
   enum config_log_format log_format; /* default postfix */
   enum config_log_level log_level;   /* default info */
+  enum config_log_output log_output; /* log.output: stderr (default) or syslog */
 
   /* state_dir: where persistent state lives (policies.sqlite3); default
    * /var/lib/starttls-proxy; created at start-up when missing. */

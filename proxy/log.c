@@ -1,4 +1,5 @@
 #include "log.h"
+#include "log_syslog.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,13 @@
 static enum config_log_format log_format = CONFIG_LOG_POSTFIX;
 static enum log_level log_level = LOG_INFO;
 static char log_hostname[256] = "localhost";
+static enum config_log_output log_output = CONFIG_LOG_STDERR;
+
+void log_set_output(enum config_log_output output) {
+  if (output == CONFIG_LOG_SYSLOG && log_output != CONFIG_LOG_SYSLOG)
+    log__syslog_open();
+  log_output = output;
+}
 
 void log_configure(enum config_log_format format, enum config_log_level level,
                    const char *hostname) {
@@ -41,10 +49,17 @@ static size_t json_escape(char *out, size_t cap, size_t pos, const char *s) {
   return pos;
 }
 
-/* Writes one finished line with a single write(2) so concurrent writers don't mix. */
-static void log_emit(char *line, size_t len, size_t cap) {
+/* Writes one finished line with a single write(2) so concurrent writers don't mix;
+ * for syslog, without the first skip bytes (our own date/host/program prefix). */
+static void log_emit(char *line, size_t len, size_t cap, size_t skip,
+                     enum log_level lv) {
   if (len >= cap - 1)
     len = cap - 2;
+  if (log_output == CONFIG_LOG_SYSLOG) {
+    line[len] = '\0';
+    log__syslog((int)lv, line + (skip < len ? skip : len));
+    return;
+  }
   line[len++] = '\n';
   ssize_t rc = write(STDERR_FILENO, line, len);
   (void)rc;
@@ -81,7 +96,7 @@ void log_msg(enum log_level level, const char *id, const char *fmt, ...) {
   va_end(ap);
 
   char line[4096];
-  size_t n;
+  size_t n, skip = 0;
   if (log_format == CONFIG_LOG_JSON) {
     n = json_prefix(line, sizeof line, level);
     if (id) {
@@ -93,14 +108,14 @@ void log_msg(enum log_level level, const char *id, const char *fmt, ...) {
     n = json_escape(line, sizeof line, n, text);
     n += (size_t)snprintf(line + n, sizeof line - n, "\"}");
   } else {
-    n = postfix_prefix(line, sizeof line);
+    n = skip = postfix_prefix(line, sizeof line);
     const char *tag = level == LOG_ERROR     ? "error: "
                       : level == LOG_WARNING ? "warning: "
                                              : "";
     n += (size_t)snprintf(line + n, sizeof line - n, "%s%s%s%s", tag, id ? id : "",
                           id ? ": " : "", text);
   }
-  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line);
+  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line, skip, level);
 }
 
 static size_t json_field(char *line, size_t cap, size_t n, const char *key,
@@ -119,7 +134,7 @@ void log_delivery(const struct log_delivery *d) {
   if (!log_enabled(LOG_INFO))
     return;
   char line[4096];
-  size_t n;
+  size_t n, skip = 0;
   if (log_format == CONFIG_LOG_JSON) {
     n = json_prefix(line, sizeof line, LOG_INFO);
     n = json_field(line, sizeof line, n, "event", "delivery");
@@ -136,7 +151,7 @@ void log_delivery(const struct log_delivery *d) {
     n = json_field(line, sizeof line, n, "reply", d->reply);
     n += (size_t)snprintf(line + n, sizeof line - n, "}");
   } else {
-    n = postfix_prefix(line, sizeof line);
+    n = skip = postfix_prefix(line, sizeof line);
     n += (size_t)snprintf(line + n, sizeof line - n,
                           "%s: to=<%s>, relay=%s, delay=%.2f, tls=%s%s%s, policy=%s, "
                           "dsn=%s, status=%s (%s)",
@@ -144,5 +159,5 @@ void log_delivery(const struct log_delivery *d) {
                           d->verdict ? "/" : "", d->verdict ? d->verdict : "",
                           d->policy ? d->policy : "none", d->dsn, d->status, d->reply);
   }
-  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line);
+  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line, skip, LOG_INFO);
 }

@@ -15,6 +15,9 @@ enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 void log_configure(enum config_log_format format, enum config_log_level level,
                    const char *hostname);
 bool log_enabled(enum log_level level);
+/* stderr (default), or syslog(3) with facility mail: each line then goes without our
+ * date/host/program prefix, which syslog adds itself. */
+void log_set_output(enum config_log_output output);
 
 /* A free-form line: "<id>: <text>" (or {"id":..,"msg":..}). id may be NULL. */
 void log_msg(enum log_level level, const char *id, const char *fmt, ...)

@@ -171,6 +171,7 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
     return;
   }
   log_configure(cfg->log_format, cfg->log_level, cfg->hostname);
+  log_set_output(cfg->log_output);
   listener_set_runtime(&d->listener, rt);
   tlsrpt_close(d->tlsrpt);
   d->tlsrpt = NULL;
@@ -186,6 +187,7 @@ static int run(const char *path) {
   if (load_config(path, &cfg) < 0)
     return 1;
   log_configure(cfg->log_format, cfg->log_level, cfg->hostname);
+  log_set_output(cfg->log_output);
   struct daemon d = {.loop = uv_default_loop(), .config_path = path};
   d.loop->data = &d;
   struct runtime *rt;

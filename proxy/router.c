@@ -122,6 +122,26 @@ static void router_observe_skip(const struct router_query *q,
   observe_tls_result(&t);
 }
 
+/* One line per routed domain: what each MX host must give, or why it is left out. */
+static void router_log_decision(const struct router_query *q) {
+  const struct route *r = q->route;
+  char text[1500];
+  size_t n = 0;
+  for (size_t i = 0; i < r->nhosts && n < sizeof text; i++) {
+    const struct decide_host *h = &r->hosts[i].req;
+    n += (size_t)snprintf(text + n, sizeof text - n, "%s%s %s%s%s%s", i ? ", " : "",
+                          r->hosts[i].name, h->policy, h->skip ? " skipped (" : "",
+                          h->skip ? h->skip_reason : "", h->skip ? ")" : "");
+  }
+  log_msg(LOG_INFO, NULL, "policy: %s: mx_secure=%s sts=%s: %s", q->domain,
+          q->d.mx_secure ? "yes" : "no",
+          !q->has_sts                       ? "none"
+          : q->sts.mode == STS_MODE_ENFORCE ? "enforce"
+          : q->sts.mode == STS_MODE_TESTING ? "testing"
+                                            : "mode-none",
+          n ? text : "no MX hosts");
+}
+
 /* Applies the policy to every host and lists the addresses to dial. */
 static void route_finish(struct router_query *q, const struct dns_mx_result *res) {
   struct route *r = q->route;
@@ -146,6 +166,7 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
       route_add_addrs(r, i, h, port);
     }
   }
+  router_log_decision(q);
   if (r->ncandidates > 0)
     return;
   if (r->policy_skipped)
