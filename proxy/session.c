@@ -149,7 +149,7 @@ static void session_arm_timer(struct session *s, bool progressed) {
 static void session_update_reading(struct session *s) {
   if (s->state == SESSION_CLOSED)
     return;
-  bool want = s->state != SESSION_QUIT && s->in.len < SESSION_IN_HIGH &&
+  bool want = !s->peer_eof && s->state != SESSION_QUIT && s->in.len < SESSION_IN_HIGH &&
               s->conn.write_pending < SESSION_OUT_HIGH;
   if (want)
     conn_read_start(&s->conn);
@@ -438,6 +438,17 @@ void session__process(struct session *s) {
     any = true;
   }
   s->processing = false;
+  /* The client half-closed and all it sent that can be answered is: done. An
+   * unfinished message (still in DATA) is dropped here, and the MX connection reset
+   * without the final dot. */
+  bool data_waits = s->state == SESSION_DATA && s->up && upstream_body_busy(s->up);
+  if (s->peer_eof && !session_blocked(s) && !data_waits) {
+    log_msg(LOG_INFO, s->id, "client %s[%s] closed its side in state %s",
+            s->helo[0] ? s->helo : "unknown", s->client_ip,
+            session_state_names[s->state]);
+    session__close(s, true);
+    return;
+  }
   buf_shrink_if_empty(&s->in);
   session_arm_timer(s, any || s->state != entered);
   session_update_reading(s);
@@ -455,6 +466,17 @@ static void session_on_data(struct conn *c, const char *data, size_t len) {
 
 static void session_on_error(struct conn *c, int err) {
   struct session *s = session_from_conn(c);
+  /* A half-close after pipelined commands (Exim sends ".", QUIT, then shuts down its
+   * side): the replies we owe still go out; the session ends once nothing is left. */
+  if (err == SP_E_EOF && !s->peer_eof &&
+      (s->in.len > 0 || session_waiting_upstream(s))) {
+    s->peer_eof = true;
+    conn_read_stop(&s->conn);
+    log_msg(LOG_DEBUG, s->id, "client half-closed in state %s: answering what it sent",
+            session_state_names[s->state]);
+    session__process(s);
+    return;
+  }
   log_msg(LOG_INFO, s->id, "%s from %s[%s] in state %s: %s",
           err == SP_E_EOF ? "lost connection" : "connection error",
           s->helo[0] ? s->helo : "unknown", s->client_ip, session_state_names[s->state],

@@ -69,6 +69,7 @@ struct session {
   bool skip_line; /* discarding the rest of an over-long line */
   bool draining;
   bool processing; /* session__process is running (re-entrancy guard) */
+  bool peer_eof;   /* the client half-closed: answer what is buffered, then close */
   struct buf in;   /* unprocessed client bytes */
   struct session_txn txn;
   struct upstream *up;     /* owned until upstream_close() */

@@ -87,7 +87,6 @@ class EximRelay(TestBase):
                  + first['line'].rpartition(': ')[2],
                  delivered['time'] - bob['time'], len(carol)), file=sys.stderr)
 
-    @unittest.expectedFailure
     def test_quit_pipelined_and_half_closed(self):
         """Known bug (proxy/session.c): Exim pipelines QUIT after the final dot of the
         last message on a connection and then half-closes (shutdown SHUT_WR). The

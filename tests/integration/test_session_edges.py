@@ -1,6 +1,7 @@
 """Session corner cases where the proxy answers the MTA by itself in the middle of a
 transaction: the replies stay in order and the session stays usable."""
 import os
+import socket
 import sys
 import unittest
 
@@ -44,6 +45,37 @@ class SessionEdges(TestBase):
         self.mx1.wait_messages(1)
         self.assertEqual(self.mx1.messages[0].rcpts, ['b@example.test', 'c@example.test'])
 
+
+    def test_half_close_after_pipelined_quit(self):
+        """The client sends the final dot and QUIT together and shuts down its side
+        (as Exim does) while the MX is slow to answer the dot: the client still gets the
+        MX's 250 and then 221, and the MX has the message once."""
+        self.mx1.configure(delay_at=('data_end', 0.5))
+        c = self.client()
+        self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
+        self.assertEqual(c.cmd('RCPT TO:<b@example.test>')[0], 250)
+        self.assertEqual(c.cmd('DATA')[0], 354)
+        c.send_raw(b'Subject: half-close\r\n\r\nbody\r\n.\r\nQUIT\r\n')
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(c.read_reply()[0], 250)
+        self.assertEqual(c.read_reply()[0], 221)
+        self.mx1.wait_messages(1)
+        self.assertEqual(len(self.mx1.messages), 1)
+
+    def test_half_close_mid_data_delivers_nothing(self):
+        """EOF in the middle of message data: no reply is owed, the MX connection is
+        reset without the final dot and holds nothing."""
+        c = self.client()
+        self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
+        self.assertEqual(c.cmd('RCPT TO:<b@example.test>')[0], 250)
+        self.assertEqual(c.cmd('DATA')[0], 354)
+        c.send_raw(b'Subject: cut\r\n\r\npartial body\r\n')
+        c.sock.shutdown(socket.SHUT_WR)
+        c.expect_closed()
+        self.proxy.wait_log(r'(lost connection|closed its side).* in state DATA')
+        self.mx1.wait_for(lambda: any('DATA' in c.upper() for c in self.mx1.all_commands()),
+                          5)
+        self.assertEqual(self.mx1.messages, [])
 
 if __name__ == '__main__':
     unittest.main()
