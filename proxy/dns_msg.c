@@ -11,6 +11,9 @@
  * rest of the message turns out malformed. */
 #include "dns_msg.h"
 
+#include <arpa/inet.h>
+
+#include <stdio.h>
 #include <string.h>
 
 #include "error.h"
@@ -371,4 +374,36 @@ const char *dns_answer_target(const struct dns_answer *ans, const char *qname) {
     cur = next;
   }
   return cur;
+}
+
+size_t dns_answer_texts(const struct dns_answer *ans, const char **texts, size_t *lens,
+                        size_t cap) {
+  const char *owner = dns_answer_target(ans, ans->qname);
+  size_t n = 0;
+  for (size_t i = 0; i < ans->nrrs && n < cap; i++) {
+    if (ans->rrs[i].type != DNS_T_TXT || strcmp(ans->rrs[i].owner, owner) != 0)
+      continue;
+    texts[n] = ans->rrs[i].u.txt.text;
+    lens[n++] = ans->rrs[i].u.txt.len;
+  }
+  return n;
+}
+
+bool dns_answer_first_addr(const struct dns_answer *ans, char *out, size_t cap) {
+  const char *owner = dns_answer_target(ans, ans->qname);
+  for (size_t i = 0; i < ans->nrrs; i++) {
+    const struct dns_rr *rr = &ans->rrs[i];
+    char ip[INET6_ADDRSTRLEN];
+    if (strcmp(rr->owner, owner) != 0)
+      continue;
+    if (rr->type == DNS_T_A && inet_ntop(AF_INET, rr->u.a, ip, sizeof ip)) {
+      snprintf(out, cap, "%s", ip);
+      return true;
+    }
+    if (rr->type == DNS_T_AAAA && inet_ntop(AF_INET6, rr->u.aaaa, ip, sizeof ip)) {
+      snprintf(out, cap, "[%s]", ip);
+      return true;
+    }
+  }
+  return false;
 }

@@ -80,4 +80,14 @@ int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer *out);
  * the final owner name to match records against: a pointer into ans (or to qname). */
 const char *dns_answer_target(const struct dns_answer *ans, const char *qname);
 
+/* The TXT records of the answer's target (each record's strings joined), in answer
+ * order: pointers into ans. Returns how many were stored (at most cap). */
+size_t dns_answer_texts(const struct dns_answer *ans, const char **texts, size_t *lens,
+                        size_t cap);
+
+/* The first A or AAAA address of the answer's target, as "192.0.2.1" or
+ * "[2001:db8::1]" (the form libcurl's CURLOPT_RESOLVE takes). Returns false when the
+ * answer has none. */
+bool dns_answer_first_addr(const struct dns_answer *ans, char *out, size_t cap);
+
 #endif

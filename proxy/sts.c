@@ -221,23 +221,10 @@ static void sts_resolve(struct sts_fetch *f, uint16_t qtype);
 static void on_policy_host(void *arg, int status, const struct dns_answer *ans) {
   struct sts_fetch *f = arg;
   f->dq = NULL;
-  const char *owner = ans ? dns_answer_target(ans, ans->qname) : "";
-  for (size_t i = 0; status == 0 && ans && i < ans->nrrs; i++) {
-    const struct dns_rr *rr = &ans->rrs[i];
-    char ip[64];
-    if (strcmp(rr->owner, owner) != 0)
-      continue;
-    if (rr->type == DNS_T_A && inet_ntop(AF_INET, rr->u.a, ip, sizeof ip)) {
-      sts_fetch_http(f, ip);
-      return;
-    }
-    if (rr->type == DNS_T_AAAA &&
-        inet_ntop(AF_INET6, rr->u.aaaa, ip + 1, sizeof ip - 2)) {
-      ip[0] = '[';
-      strcat(ip, "]");
-      sts_fetch_http(f, ip);
-      return;
-    }
+  char ip[INET6_ADDRSTRLEN + 2];
+  if (status == 0 && ans && dns_answer_first_addr(ans, ip, sizeof ip)) {
+    sts_fetch_http(f, ip);
+    return;
   }
   if (f->qtype == DNS_T_A && status == 0 && ans && ans->rcode != DNS_R_NXDOMAIN)
     sts_resolve(f, DNS_T_AAAA);
@@ -291,15 +278,9 @@ static enum sts_txt_state txt_state(int status, const struct dns_answer *ans,
     return STS_DNS_TEMPFAIL;
   if (ans->rcode == DNS_R_NXDOMAIN)
     return STS_DNS_ABSENT;
-  const char *owner = dns_answer_target(ans, ans->qname);
   const char *texts[DNS_MAX_RRS];
-  size_t lens[DNS_MAX_RRS], n = 0;
-  for (size_t i = 0; i < ans->nrrs; i++) {
-    if (ans->rrs[i].type != DNS_T_TXT || strcmp(ans->rrs[i].owner, owner) != 0)
-      continue;
-    texts[n] = ans->rrs[i].u.txt.text;
-    lens[n++] = ans->rrs[i].u.txt.len;
-  }
+  size_t lens[DNS_MAX_RRS];
+  size_t n = dns_answer_texts(ans, texts, lens, DNS_MAX_RRS);
   return sts_txt_parse(texts, lens, n, id) == STS_TXT_OK ? STS_DNS_FOUND
                                                          : STS_DNS_ABSENT;
 }

@@ -115,25 +115,11 @@ static void on_host(void *arg, int status, const struct dns_answer *ans) {
   if (!p || p->magic != POST_MAGIC)
     abort();
   p->dq = NULL;
-  const char *owner = ans ? dns_answer_target(ans, ans->qname) : "";
-  for (size_t i = 0; status == 0 && ans && i < ans->nrrs; i++) {
-    const struct dns_rr *rr = &ans->rrs[i];
-    char ip[64];
-    if (strcmp(rr->owner, owner) != 0)
-      continue;
-    if (rr->type == DNS_T_A && inet_ntop(AF_INET, rr->u.a, ip, sizeof ip)) {
-      if (!post_http(p, ip))
-        post_done(p, false, "cannot start the HTTPS request");
-      return;
-    }
-    if (rr->type == DNS_T_AAAA &&
-        inet_ntop(AF_INET6, rr->u.aaaa, ip + 1, sizeof ip - 2)) {
-      ip[0] = '[';
-      strcat(ip, "]");
-      if (!post_http(p, ip))
-        post_done(p, false, "cannot start the HTTPS request");
-      return;
-    }
+  char ip[INET6_ADDRSTRLEN + 2];
+  if (status == 0 && ans && dns_answer_first_addr(ans, ip, sizeof ip)) {
+    if (!post_http(p, ip))
+      post_done(p, false, "cannot start the HTTPS request");
+    return;
   }
   if (p->qtype == DNS_T_A && status == 0 && ans && ans->rcode != DNS_R_NXDOMAIN)
     post_resolve(p, DNS_T_AAAA);

@@ -83,15 +83,9 @@ static int txt_outcome(struct tlsrpt__run *r, int status, const struct dns_answe
     snprintf(why, cap, "no TLS-RPT record (NXDOMAIN)");
     return 0;
   }
-  const char *owner = dns_answer_target(ans, ans->qname);
   const char *texts[DNS_MAX_RRS];
-  size_t lens[DNS_MAX_RRS], n = 0;
-  for (size_t i = 0; i < ans->nrrs; i++) {
-    if (ans->rrs[i].type != DNS_T_TXT || strcmp(ans->rrs[i].owner, owner) != 0)
-      continue;
-    texts[n] = ans->rrs[i].u.txt.text;
-    lens[n++] = ans->rrs[i].u.txt.len;
-  }
+  size_t lens[DNS_MAX_RRS];
+  size_t n = dns_answer_texts(ans, texts, lens, DNS_MAX_RRS);
   char err[200] = "";
   int rc = tlsrpt_txt_parse(texts, lens, n, &r->rec, err, sizeof err);
   if (rc == TLSRPT_TXT_OK)
