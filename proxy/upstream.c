@@ -54,7 +54,6 @@ struct upstream {
   unsigned open_handles; /* conns and the timer not yet closed */
   struct buf in;
   struct smtp_reply_parser rp;
-  struct smtp_reply reply;
   struct smtp_caps caps;
   char relay[320];
   char tls_version[16];
@@ -470,6 +469,10 @@ static void up_on_command_reply(struct upstream *up, const struct smtp_reply *r)
     up_send_queued(up);
 }
 
+/* A complete reply is handled before the callback returns, so one buffer per thread
+ * serves every upstream (32 KiB less per connection). */
+static _Thread_local struct smtp_reply up_reply;
+
 static void up_on_data(struct conn *c, const char *data, size_t len) {
   struct upstream *up = up_from_conn(c);
   if (!up || c != up->conn)
@@ -487,7 +490,7 @@ static void up_on_data(struct conn *c, const char *data, size_t len) {
       up_fail(up, "reply line too long");
       return;
     }
-    rc = smtp_reply_feed_line(&up->rp, up->in.data, line_len, &up->reply);
+    rc = smtp_reply_feed_line(&up->rp, up->in.data, line_len, &up_reply);
     if (log_enabled(LOG_DEBUG))
       log_msg(LOG_DEBUG, up->id, "< %s: %.*s", up->relay, (int)line_len, up->in.data);
     buf_consume(&up->in, used);
@@ -498,9 +501,9 @@ static void up_on_data(struct conn *c, const char *data, size_t len) {
     if (rc == 0)
       continue;
     if (up->state == UP_READY)
-      up_on_command_reply(up, &up->reply);
+      up_on_command_reply(up, &up_reply);
     else
-      up_on_setup_reply(up, &up->reply);
+      up_on_setup_reply(up, &up_reply);
     if (up->state == UP_HANDSHAKE && c == up->conn && up->in.len > 0) {
       /* Bytes after the server's STARTTLS reply were sent in plaintext before TLS
        * began: never read them as protocol (CVE-2011-0411 class). */
