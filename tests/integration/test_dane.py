@@ -58,28 +58,6 @@ class DaneCase(TestBase):
         return self.add_mx(host, ip, pref=pref, starttls=cert_key)
 
     # ---- assertions --------------------------------------------------------------------
-    def assertNoMail(self, mx):
-        """MX has no message and never saw MAIL (in plaintext or at all)."""
-        self.assertEqual(mx.messages, [])
-        mails = [c for c in mx.all_commands() if c.upper().startswith('MAIL')]
-        self.assertEqual(mails, [], 'MX %s saw MAIL' % mx.ip)
-
-    def assertDeferred(self, out, *hosts, policy=None, rcpt=RCPT):
-        """RCPT got 451 4.7.5 naming every host in HOSTS; no DATA was possible."""
-        self.assertReply(out['mail'], 250)
-        self.assertReply(out['rcpt'][0], 451, '4.7.5', *hosts)
-        self.assertIsNone(out['data'])
-        if policy:  # the deferral's log line names the policy that applied
-            self.assertLog(r'to=<%s>, .*policy=%s, dsn=4\.7\.5, status=deferred '
-                           r'\(451 4\.7\.5' % (re.escape(rcpt), re.escape(policy)))
-
-    def assertReason(self, out, host, reason):
-        """REASON is given for HOST, in the RCPT reply or in a log line naming HOST."""
-        text = ' '.join(out['rcpt'][0][1])
-        if host in text and reason in text:
-            return
-        self.assertLog(re.escape(host) + r'.*' + re.escape(reason))
-
     def assertDelivered(self, out, mx, verdict='Verified', policy='dane', tlsa=None):
         """Delivered over TLS 1.3 to MX with the log's verdict, policy and (TLSA) the
         matched-record line."""

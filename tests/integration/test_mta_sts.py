@@ -88,30 +88,6 @@ class StsCase(TestBase):
                               text=True, timeout=30)
 
     # ---- assertions --------------------------------------------------------------------
-    def relay(self, mx):
-        return r'%s\[%s\]:%d' % (re.escape(mx.cfg['name']), re.escape(mx.ip), self.mx_port)
-
-    def assertNoMail(self, mx):
-        self.assertEqual(mx.messages, [])
-        mails = [c for c in mx.all_commands() if c.upper().startswith('MAIL')]
-        self.assertEqual(mails, [], 'MX %s saw MAIL' % mx.ip)
-
-    def assertDeferred(self, out, *hosts, policy=None, rcpt=RCPT):
-        """RCPT got 451 4.7.5 naming every host in HOSTS (never 5xx); no DATA."""
-        self.assertReply(out['mail'], 250)
-        self.assertReply(out['rcpt'][0], 451, '4.7.5', *hosts)
-        self.assertIsNone(out['data'])
-        if policy:
-            self.assertLog(r'to=<%s>, .*policy=%s, dsn=4\.7\.5, status=deferred '
-                           r'\(451 4\.7\.5' % (re.escape(rcpt), re.escape(policy)))
-
-    def assertReason(self, out, host, reason):
-        """REASON given for HOST, in the RCPT reply or in a log line naming HOST."""
-        text = ' '.join(out['rcpt'][0][1])
-        if host in text and reason in text:
-            return
-        self.assertLog(re.escape(host) + r'.*' + re.escape(reason))
-
     def assertDelivered(self, out, mx, policy=None, n=1, rcpt=RCPT, verdict=None):
         """Delivered over TLS 1.3 to MX (its Nth message); the delivery line names
         POLICY (when given) and the TLS verdict (a regex, when given)."""

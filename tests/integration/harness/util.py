@@ -17,6 +17,7 @@ when SP_KEEP_TMP=1). On a failed test the proxy log is printed to stderr.
 """
 
 import os
+import re
 import shutil
 import socket
 import sys
@@ -228,6 +229,34 @@ class TestBase(unittest.TestCase):
 
     def assertLog(self, regex, timeout=10):
         return self.proxy.wait_log(regex, timeout)
+
+    # ---- TLS-policy assertions (DANE, policy table, MTA-STS tests) -----------------------
+    def relay(self, mx):
+        """Regex for "host[ip]:port" of MX as the proxy logs it."""
+        return r'%s\[%s\]:%d' % (re.escape(mx.cfg['name']), re.escape(mx.ip), self.mx_port)
+
+    def assertNoMail(self, mx):
+        """MX has no message and never saw MAIL (in plaintext or at all)."""
+        self.assertEqual(mx.messages, [])
+        mails = [c for c in mx.all_commands() if c.upper().startswith('MAIL')]
+        self.assertEqual(mails, [], 'MX %s saw MAIL' % mx.ip)
+
+    def assertDeferred(self, out, *hosts, policy=None, rcpt='rcpt@example.test'):
+        """RCPT got 451 4.7.5 naming every host in HOSTS (never 5xx); no DATA. With
+        POLICY, the deferral's log line names the policy that applied."""
+        self.assertReply(out['mail'], 250)
+        self.assertReply(out['rcpt'][0], 451, '4.7.5', *hosts)
+        self.assertIsNone(out['data'])
+        if policy:
+            self.assertLog(r'to=<%s>, .*policy=%s, dsn=4\.7\.5, status=deferred '
+                           r'\(451 4\.7\.5' % (re.escape(rcpt), re.escape(policy)))
+
+    def assertReason(self, out, host, reason):
+        """REASON is given for HOST, in the RCPT reply or in a log line naming HOST."""
+        text = ' '.join(out['rcpt'][0][1])
+        if host in text and reason in text:
+            return
+        self.assertLog(re.escape(host) + r'.*' + re.escape(reason))
 
     # ---- teardown ------------------------------------------------------------------------
     def _failed(self):
