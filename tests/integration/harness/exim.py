@@ -188,6 +188,21 @@ begin retry
 """
 
 
+def stop_process_group(proc, timeout=10):
+    """SIGTERM, then SIGKILL, to PROC's process group (a daemon and the children it
+    forked for deliveries or queue runs), waiting TIMEOUT after each."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def listening(port):
     """True when something listens on TCP 127.0.0.1:PORT (from /proc/net/tcp)."""
     want = '0100007F:%04X' % port
@@ -262,16 +277,7 @@ class Exim:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)  # the daemon and its delivery processes
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(proc, timeout)
 
     def send(self, sender, rcpts, body):
         """Submits over SMTP; returns Exim's message id."""

@@ -23,11 +23,11 @@ Needs root, m4 and the package's libraries (scripts/install-deps.sh installs the
 
 import os
 import shutil
-import signal
 import smtplib
 import subprocess
 
-from .exim import Unavailable, _run, check_libraries, fetch_debs, listening
+from .exim import (Unavailable, _run, check_libraries, fetch_debs, listening,
+                   stop_process_group)
 from .util import free_port, wait_until
 
 PACKAGES = ('sendmail-bin', 'sendmail-cf')
@@ -132,16 +132,7 @@ class Sendmail:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)  # the daemon and its queue runners
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(proc, timeout)
 
     def send(self, sender, rcpts, body):
         """Submits over SMTP (as an application would)."""
