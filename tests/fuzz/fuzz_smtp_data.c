@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "proxy/smtp.h"
+#include "tests/smtp_data_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -54,24 +55,6 @@ static void scan(enum smtp_data_mode mode, const char *in, size_t len, size_t sp
   r->done = s.done;
   r->bare = s.bare;
   r->bytes = s.bytes;
-}
-
-static size_t ref_end(const char *in, size_t len) {
-  for (size_t p = 0; p + 3 <= len; p++)
-    if (memcmp(in + p, ".\r\n", 3) == 0 &&
-        (p == 0 || (p >= 2 && in[p - 2] == '\r' && in[p - 1] == '\n')))
-      return p + 3;
-  return 0;
-}
-
-static bool ref_bare(const char *in, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    if (in[i] == '\r' && i + 1 < len && in[i + 1] != '\n')
-      return true;
-    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
-      return true;
-  }
-  return false;
 }
 
 static void check_output_lines(const char *out, size_t len) {

@@ -5,6 +5,7 @@
 
 #include "proxy/error.h"
 #include "proxy/smtp.h"
+#include "tests/smtp_data_ref.h"
 #include "tests/unit/test.h"
 
 #define S(lit) lit, sizeof(lit) - 1
@@ -908,25 +909,6 @@ static void test_data_small_out_cap(void) {
   ASSERT_EQ(used, 3);
   ASSERT_MEM_EQ(out, out_len, "abc", 3);
   ASSERT_EQ(s.bytes, 3);
-}
-
-/* The first real end: ".\r\n" at the start or right after a CRLF. */
-static size_t ref_end(const char *in, size_t len) {
-  for (size_t p = 0; p + 3 <= len; p++)
-    if (memcmp(in + p, ".\r\n", 3) == 0 &&
-        (p == 0 || (p >= 2 && in[p - 2] == '\r' && in[p - 1] == '\n')))
-      return p + 3;
-  return 0;
-}
-
-static bool ref_bare(const char *in, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    if (in[i] == '\r' && i + 1 < len && in[i + 1] != '\n')
-      return true;
-    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
-      return true;
-  }
-  return false;
 }
 
 static bool has_bare_or_lone_dot(const char *out, size_t len) {
