@@ -153,6 +153,8 @@ static void redis_drop(struct redis *r, const char *why) {
             "retrying",
             r->cfg->host, r->cfg->port, why);
   r->failures++;
+  if (r->gai_pending)
+    uv_cancel((uv_req_t *)&r->gai); /* on_resolved sees the state and lets go */
   if (r->conn_open)
     conn_close(&r->conn, false);
   if (r->reader) {
@@ -416,6 +418,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     redis_maybe_free(r);
     return;
   }
+  if (r->state != REDIS_RESOLVING) { /* dropped meanwhile (the deadline) */
+    uv_freeaddrinfo(res);
+    return;
+  }
   if (status < 0 || !res) {
     char why[300];
     snprintf(why, sizeof why, "cannot resolve %s: %s", r->cfg->host,
@@ -439,6 +445,10 @@ static bool literal_addr(struct redis *r) {
 }
 
 static void redis_connect_next(struct redis *r) {
+  if (r->gai_pending) { /* the last lookup has not let go yet */
+    uv_timer_start(&r->timer, on_backoff, 10, 0);
+    return;
+  }
   if (literal_addr(r)) {
     redis_connect_addr(r);
     return;

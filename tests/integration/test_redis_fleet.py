@@ -229,6 +229,25 @@ class RedisDown(FleetCase):
                    5)
         self.assertEqual(self.https.fetches(DOMAIN), 1)
 
+    def test_redis_hangs_timeout_then_fetch(self):
+        """Redis stops answering (SIGSTOP) before a proxy first needs a policy: its
+        lookup gets no reply, the connection is dropped after cache.redis.timeout
+        (1 s), and the proxy fetches the policy itself: delivered, enforced, within
+        a few seconds, not stuck."""
+        import time
+        self.publish_sts()
+        a = self.start_member('a')
+        a.wait_log(r'cache: redis .* connected')
+        self.redis.pause()
+        t0 = time.monotonic()
+        self.assertEnforcedDelivery(self.send_via(a), a, 1)
+        elapsed = time.monotonic() - t0
+        self.assertLess(elapsed, 5)
+        a.wait_log(r'cache: redis .* unavailable: no answer within 1000 ms')
+        self.assertEqual(self.https.fetches(DOMAIN), 1)
+        self.redis.resume()
+        a.wait_log(r'cache: redis .* is back after')
+
     def test_known_enforce_policy_kept_while_redis_down(self):
         """Redis dies after the policy is known: the proxy keeps enforcing it from
         memory (a bad certificate is still refused), never falling back to may."""
@@ -308,13 +327,20 @@ class FleetReport(FleetCase):
         # One more period: no second report of the same sessions.
         for p in (a, b):
             p.wait_log(r'tlsrpt: (this|another) proxy reports for the fleet')
-        lockers = [p for p in (a, b) if 'this proxy reports for the fleet' in
-                   p.log_text()]
-        self.assertGreaterEqual(len(lockers), 1)
         n = len(self.https.posts)
         wait_until(lambda: all(p.log_text().count('reports for the fleet') >= 3
                                for p in (a, b)), 15)
         self.assertEqual(len(self.https.posts), n)
+        # Each period end: exactly one proxy took the lock, the other one saw it held.
+        import re
+        took = [set(re.findall(r'this proxy reports for the fleet \(period end (\d+)',
+                               p.log_text())) for p in (a, b)]
+        saw = [set(re.findall(r'another proxy reports for the fleet \(period end '
+                              r'(\d+)', p.log_text())) for p in (a, b)]
+        both = (took[0] | saw[0]) & (took[1] | saw[1])
+        self.assertGreaterEqual(len(both), 2, (took, saw))
+        for end in both:
+            self.assertEqual((end in took[0]) + (end in took[1]), 1, (end, took, saw))
         self.assertEqual(self.report_totals(), (2, 0))
         periods = [r['date-range']['start-datetime'] for r in self.reports()]
         self.assertEqual(len(periods), len(set(periods)), periods)
