@@ -262,6 +262,22 @@ class RedisDown(FleetCase):
         self.assertReply(out['rcpt'][0], 451, 'mx1.example.test')
         self.assertEqual(len(self.mx1.messages), 1)
 
+    def test_counts_kept_across_a_stop_while_redis_down(self):
+        """A proxy stopped while Redis is down saves its counts in its own file and
+        hands them to Redis at its next start: nothing counted is lost."""
+        self.publish_sts()
+        a = self.start_member('a')
+        self.redis.kill()
+        self.assertEnforcedDelivery(self.send_via(a), a, 1)
+        a.wait_log(r'tlsrpt: shared cache unavailable: counts kept in memory')
+        a.stop()
+        self.assertRegex(a.log_text(), r'1 counter\(s\) saved locally')
+        self.redis.start()
+        a = self.start_member('a')
+        a.wait_log(r'tlsrpt: 1 counter\(s\) saved locally go to the shared cache')
+        wait_until(lambda: self.redis_counts() == {'': 1}, 10,
+                   lambda: 'counts: %r' % self.redis_counts())
+
     def test_redis_killed_mid_load(self):
         """Two proxies deliver 40 messages in turn; Redis is killed after 10 and
         restarted after 25. Every message gets 250 (delivered: the MX has it) or 4xx;
@@ -356,6 +372,37 @@ class FleetReport(FleetCase):
                 ok += pol['summary']['total-successful-session-count']
                 bad += pol['summary']['total-failure-session-count']
         return ok, bad
+
+
+class CliReport(FleetCase):
+
+    def test_cli_send_reports_the_fleet(self):
+        """Hour-long periods: two proxies count one session each into Redis;
+        `starttls-proxy tlsrpt send` (any member's config) sends one report with
+        both, and takes the counters off Redis."""
+        import subprocess
+        from harness.proxy import proxy_binary
+        self.publish_sts()
+        self.publish_rua()
+        a = self.start_member('a')
+        b = self.start_member('b')
+        self.assertEnforcedDelivery(self.send_via(a), a, 1)
+        self.assertEnforcedDelivery(self.send_via(b), b, 2)
+        wait_until(lambda: self.redis_counts().get('', 0) == 2, 10,
+                   lambda: 'counts: %r' % self.redis_counts())
+        r = subprocess.run([proxy_binary(), '-c', b.config_path, 'tlsrpt', 'send'],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('1 report(s) sent', r.stdout)
+        self.assertEqual(len(self.https.posts), 1)
+        rep = json.loads(gzip.decompress(self.https.posts[0]['body']))
+        self.assertEqual(rep['organization-name'], 'Fleet')
+        self.assertEqual([p['summary']['total-successful-session-count']
+                          for p in rep['policies']], [2])
+        self.assertEqual(rep['policies'][0]['policy']['policy-type'], 'sts')
+        wait_until(lambda: self.redis_counts() == {}, 5,
+                   lambda: 'left: %r' % self.redis_counts())
 
 
 class Access(FleetCase):
