@@ -5,12 +5,8 @@
  * of tlsrpt.interval since the epoch (a UTC day by default, as §4.1 suggests); when
  * one ends, every finished period in the store is reported (tlsrpt_run.c).
  *
- * With a shared cache (cache.backend redis) the counts go to Redis instead, one batch
- * in flight at a time; what Redis cannot take stays in memory and goes with the next
- * batch once it is back. At the end of a period every proxy tries the period's lock:
- * the one that takes it waits a moment for the others' last counts, then loads and
- * reports for the whole fleet. At close, counts Redis has not taken are saved in the
- * sqlite file and moved to Redis at the next start.
+ * With a shared cache (cache.backend redis) the counts go to Redis instead and one
+ * proxy of the fleet reports each period (tlsrpt_shared.c).
  *
  * tlsrpt_record() has no context argument (observe.h calls it), so the reporter of
  * the running configuration is the module's one piece of global state: set in
@@ -34,22 +30,12 @@
 #include "sts.h"
 #include "tlsrpt_internal.h"
 
-#define TLSRPT_FLUSH_MS 1000     /* memory → store, at most this late */
 #define TLSRPT_MEM_MAX 4096      /* distinct counters kept in memory */
 #define TLSRPT_PERIOD_GRACE_MS 1 /* fire just after the boundary */
-/* The lock holder waits this long after the boundary so every proxy's last counts of
- * the period (flushed within TLSRPT_FLUSH_MS) are in Redis before it loads them. */
-#define TLSRPT_SHARED_GRACE_MS (2 * TLSRPT_FLUSH_MS + 500)
-#define TLSRPT_LOCK_MIN_S 60 /* the lock outlives every proxy's attempt at it */
-
-struct tlsrpt__count {
-  struct tlsrpt__count *next;
-  struct store_tlsrpt_row row; /* policy_strings and mx_hosts malloc'd */
-};
 
 static struct tlsrpt *tlsrpt_active; /* the running configuration's reporter */
 
-static int64_t interval_s(const struct tlsrpt *t) {
+int64_t tlsrpt__interval_s(const struct tlsrpt *t) {
   int64_t s = (int64_t)(t->cfg->tlsrpt_interval_ms / 1000);
   return s > 0 ? s : 1;
 }
@@ -134,7 +120,7 @@ static int row_policy(struct store_tlsrpt_row *r, const struct observe_tls *o,
   return r->policy_strings && r->mx_hosts ? 0 : SP_E_NOMEM;
 }
 
-static void row_free(struct store_tlsrpt_row *r) {
+void tlsrpt__row_free(struct store_tlsrpt_row *r) {
   free(r->policy_strings);
   free(r->mx_hosts);
   r->policy_strings = r->mx_hosts = NULL;
@@ -143,7 +129,7 @@ static void row_free(struct store_tlsrpt_row *r) {
 static int row_from(struct tlsrpt *t, const struct observe_tls *o,
                     struct store_tlsrpt_row *r) {
   memset(r, 0, sizeof *r);
-  int64_t now = (int64_t)time(NULL), iv = interval_s(t);
+  int64_t now = (int64_t)time(NULL), iv = tlsrpt__interval_s(t);
   r->period_start = now - now % iv;
   r->period_end = r->period_start + iv;
   r->count = 1;
@@ -153,7 +139,7 @@ static int row_from(struct tlsrpt *t, const struct observe_tls *o,
       tlsrpt_policy_type_of(o->policy, o->sts != NULL, o->tlsa ? o->ntlsa : 0, ev);
   enum tlsrpt_result res = tlsrpt_classify(type, ev, cert_of(o->verify_error));
   if (row_policy(r, o, type) < 0) {
-    row_free(r);
+    tlsrpt__row_free(r);
     return SP_E_NOMEM;
   }
   if (res == TLSRPT_SUCCESS)
@@ -169,8 +155,8 @@ static int row_from(struct tlsrpt *t, const struct observe_tls *o,
   return 0;
 }
 
-static bool same_key(const struct store_tlsrpt_row *a,
-                     const struct store_tlsrpt_row *b) {
+bool tlsrpt__same_key(const struct store_tlsrpt_row *a,
+                      const struct store_tlsrpt_row *b) {
   return a->period_start == b->period_start && a->period_end == b->period_end &&
          !strcmp(a->domain, b->domain) && !strcmp(a->policy_type, b->policy_type) &&
          !strcmp(a->policy_strings, b->policy_strings) &&
@@ -179,25 +165,22 @@ static bool same_key(const struct store_tlsrpt_row *a,
          !strcmp(a->reason, b->reason);
 }
 
-static void counts_free(struct tlsrpt *t) {
+void tlsrpt__counts_free(struct tlsrpt *t) {
   while (t->counts) {
     struct tlsrpt__count *c = t->counts;
     t->counts = c->next;
-    row_free(&c->row);
+    tlsrpt__row_free(&c->row);
     free(c);
   }
   t->ncounts = 0;
 }
-
-static void on_flush_timer(uv_timer_t *h);
-static int flush_shared(struct tlsrpt *t);
 
 /* Memory counters → store, in one transaction. Kept in memory when that fails. */
 static int flush(struct tlsrpt *t) {
   if (!t->counts)
     return 0;
   if (t->redis)
-    return flush_shared(t);
+    return tlsrpt__shared_flush(t);
   struct store_tlsrpt_row *rows = malloc(t->ncounts * sizeof *rows);
   if (!rows)
     return SP_E_NOMEM;
@@ -211,7 +194,7 @@ static int flush(struct tlsrpt *t) {
             store_errmsg(t->store));
     return rc;
   }
-  counts_free(t);
+  tlsrpt__counts_free(t);
   return 0;
 }
 
@@ -222,159 +205,16 @@ static void on_flush_timer(uv_timer_t *h) {
   flush(t);
 }
 
-/* ---- the shared cache ------------------------------------------------------------ */
-
-static void arm_flush(struct tlsrpt *t) {
+void tlsrpt__arm_flush(struct tlsrpt *t) {
   if (!t->closing && t->counts && !uv_is_active((uv_handle_t *)&t->flush_timer))
     uv_timer_start(&t->flush_timer, on_flush_timer, TLSRPT_FLUSH_MS, 0);
 }
 
-/* Adds c to the memory counters (merging with a counter of the same key). */
-static void merge(struct tlsrpt *t, struct tlsrpt__count *c) {
-  for (struct tlsrpt__count *m = t->counts; m; m = m->next)
-    if (same_key(&m->row, &c->row)) {
-      m->row.count += c->row.count;
-      row_free(&c->row);
-      free(c);
-      return;
-    }
-  c->next = t->counts;
-  t->counts = c;
-  t->ncounts++;
-}
-
-static void list_free(struct tlsrpt__count *l) {
-  while (l) {
-    struct tlsrpt__count *c = l;
-    l = c->next;
-    row_free(&c->row);
-    free(c);
-  }
-}
-
-/* Rows (shallow copies) of list l; NULL when out of memory or empty. */
-static struct store_tlsrpt_row *rows_of(struct tlsrpt__count *l, size_t *n) {
-  size_t k = 0;
-  for (struct tlsrpt__count *c = l; c; c = c->next)
-    k++;
-  struct store_tlsrpt_row *rows = k ? malloc(k * sizeof *rows) : NULL;
-  *n = 0;
-  for (struct tlsrpt__count *c = l; rows && c; c = c->next)
-    rows[(*n)++] = c->row;
-  return rows;
-}
-
-/* Counters Redis did not take are saved in the local file (moved back at start). */
-static void save_local(struct tlsrpt *t, struct tlsrpt__count *l) {
-  size_t n;
-  struct store_tlsrpt_row *rows = rows_of(l, &n);
-  if (!rows)
-    return;
-  if (store_tlsrpt_add(t->store, rows, n) == 0)
-    log_msg(LOG_WARNING, NULL,
-            "tlsrpt: shared cache unavailable at exit: %zu counter(s) saved locally, "
-            "moved to it at the next start",
-            n);
-  else
-    log_msg(LOG_WARNING, NULL, "tlsrpt: %zu counter(s) lost: %s", n,
-            store_errmsg(t->store));
-  free(rows);
-}
-
-static void tlsrpt_maybe_free(struct tlsrpt *t);
-
-static void on_added(void *arg, int rc) {
-  struct tlsrpt *t = arg;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
-  struct tlsrpt__count *l = t->inflight;
-  t->add_op = NULL;
-  t->inflight = NULL;
-  if (rc == 1) {
-    list_free(l);
-    if (t->shared_down)
-      log_msg(LOG_INFO, NULL, "tlsrpt: shared cache back: counts caught up");
-    t->shared_down = false;
-  } else if (t->closing) {
-    save_local(t, l);
-    list_free(l);
-  } else {
-    if (!t->shared_down)
-      log_msg(LOG_WARNING, NULL,
-              "tlsrpt: shared cache unavailable: counts kept in memory until it is "
-              "back");
-    t->shared_down = true;
-    while (l) {
-      struct tlsrpt__count *c = l;
-      l = c->next;
-      merge(t, c);
-    }
-  }
-  if (t->closing)
-    tlsrpt_maybe_free(t);
-  else
-    arm_flush(t);
-}
-
-/* One batch to Redis: the memory counters move to t->inflight until it is answered. */
-static int flush_shared(struct tlsrpt *t) {
-  if (t->add_op)
-    return 0; /* one batch at a time; the timer comes back */
-  size_t n;
-  struct store_tlsrpt_row *rows = rows_of(t->counts, &n);
-  if (!rows)
-    return SP_E_NOMEM;
-  t->add_op = cache_redis_tlsrpt_add(t->redis, rows, n, on_added, t);
-  free(rows);
-  if (!t->add_op) {
-    if (!t->shared_down)
-      log_msg(LOG_WARNING, NULL,
-              "tlsrpt: shared cache unavailable: counts kept in memory until it is "
-              "back");
-    t->shared_down = true;
-    arm_flush(t);
-    return SP_E_IO;
-  }
-  t->inflight = t->counts;
-  t->counts = NULL;
-  t->ncounts = 0;
-  return 0;
-}
-
-/* At start: counters saved locally (at the last exit, or before the switch to a
- * shared cache) join the memory counters, for the next batch. */
-static void adopt_local(struct tlsrpt *t) {
-  struct store_tlsrpt_row *rows = NULL;
-  size_t n = 0;
-  if (store_tlsrpt_load(t->store, INT64_MAX, &rows, &n) < 0 || n == 0) {
-    store_tlsrpt_rows_free(rows, n);
-    return;
-  }
-  if (store_tlsrpt_subtract(t->store, rows, n) < 0) {
-    store_tlsrpt_rows_free(rows, n);
-    return;
-  }
-  size_t moved = 0;
-  for (size_t i = 0; i < n; i++) {
-    struct tlsrpt__count *c = calloc(1, sizeof *c);
-    if (!c)
-      break;
-    c->row = rows[i];
-    rows[i].policy_strings = rows[i].mx_hosts = NULL;
-    merge(t, c);
-    moved++;
-  }
-  store_tlsrpt_rows_free(rows, n);
-  log_msg(LOG_INFO, NULL, "tlsrpt: %zu counter(s) saved locally go to the shared cache",
-          moved);
-  arm_flush(t);
-}
-
 static void count(struct tlsrpt *t, struct store_tlsrpt_row *r) {
   for (struct tlsrpt__count *c = t->counts; c; c = c->next)
-    if (same_key(&c->row, r)) {
+    if (tlsrpt__same_key(&c->row, r)) {
       c->row.count++;
-      row_free(r);
+      tlsrpt__row_free(r);
       return;
     }
   struct tlsrpt__count *c = NULL;
@@ -386,10 +226,9 @@ static void count(struct tlsrpt *t, struct store_tlsrpt_row *r) {
   } else {
     log_msg(LOG_WARNING, NULL, "tlsrpt: %s: session not counted (out of memory)",
             r->domain);
-    row_free(r);
+    tlsrpt__row_free(r);
   }
-  if (!uv_is_active((uv_handle_t *)&t->flush_timer))
-    uv_timer_start(&t->flush_timer, on_flush_timer, TLSRPT_FLUSH_MS, 0);
+  tlsrpt__arm_flush(t);
 }
 
 void tlsrpt_record(const struct observe_tls *o) {
@@ -407,7 +246,7 @@ void tlsrpt_record(const struct observe_tls *o) {
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
-static void tlsrpt_maybe_free(struct tlsrpt *t) {
+void tlsrpt__maybe_free(struct tlsrpt *t) {
   if (--t->pending_closes > 0)
     return;
   struct runtime *rt = t->rt;
@@ -418,10 +257,10 @@ static void tlsrpt_maybe_free(struct tlsrpt *t) {
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-  tlsrpt_maybe_free(h->data);
+  tlsrpt__maybe_free(h->data);
 }
 static void on_http_closed(void *arg) {
-  tlsrpt_maybe_free(arg);
+  tlsrpt__maybe_free(arg);
 }
 
 static int make_dir(const char *path) {
@@ -480,18 +319,14 @@ void tlsrpt_close(struct tlsrpt *t) {
   cache_op_cancel(t->load_op);
   t->lock_op = t->load_op = NULL;
   t->pending_closes = 4;
-  if (t->redis && t->counts && !t->add_op && flush_shared(t) < 0) {
-    save_local(t, t->counts);
-    counts_free(t);
-  } else if (t->redis && t->counts) {
-    save_local(t, t->counts); /* a batch is in flight: these wait locally */
-    counts_free(t);
+  if (t->redis) {
+    tlsrpt__shared_close(t);
   } else {
     flush(t);
-    counts_free(t); /* what could not be saved is lost with the process */
+    tlsrpt__counts_free(t); /* what could not be saved is lost with the process */
   }
   /* The last batch is answered (or fails, and is saved locally) before the store
-   * closes: on_added ends the wait. */
+   * closes: its callback ends the wait. */
   if (t->add_op)
     t->pending_closes++;
   if (t->run)
@@ -518,80 +353,6 @@ static void on_run_done(struct tlsrpt *t, unsigned sent, unsigned failed,
           sent, failed, dropped);
 }
 
-static void on_loaded(void *arg, int rc, struct store_tlsrpt_row *rows, size_t n) {
-  struct tlsrpt *t = arg;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
-  t->load_op = NULL;
-  tlsrpt__run_cb cb = t->result ? on_send_done : on_run_done;
-  if (rc < 0 || t->run) {
-    store_tlsrpt_rows_free(rows, n);
-    if (rc < 0)
-      log_msg(LOG_WARNING, NULL,
-              "tlsrpt: cannot read counts from the shared cache: reports wait for "
-              "the next run");
-    if (t->result) {
-      t->result->done = false;
-      tlsrpt_close(t);
-    }
-    return;
-  }
-  int64_t now = (int64_t)time(NULL);
-  if (!t->result && now < t->lock_end)
-    now = t->lock_end;
-  int started = tlsrpt__run_start_rows(t, rows, n, now, cb);
-  if (started != 0 && t->result) {
-    t->result->done = started > 0;
-    tlsrpt_close(t);
-  }
-}
-
-/* The lock holder's grace is over: the fleet's counts of the period are in Redis. */
-static void on_grace(uv_timer_t *h) {
-  struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
-  if (t->run || t->load_op)
-    return;
-  t->load_op = cache_redis_tlsrpt_load(t->redis, t->lock_end, on_loaded, t);
-  if (!t->load_op)
-    log_msg(LOG_WARNING, NULL,
-            "tlsrpt: shared cache unavailable: reports wait for the next run");
-}
-
-static void on_lock(void *arg, int rc) {
-  struct tlsrpt *t = arg;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
-  t->lock_op = NULL;
-  if (rc == 1) {
-    log_msg(LOG_INFO, NULL,
-            "tlsrpt: this proxy reports for the fleet (period end %lld)",
-            (long long)t->lock_end);
-    uv_timer_start(&t->run_timer, on_grace, TLSRPT_SHARED_GRACE_MS, 0);
-  } else if (rc == 0) {
-    log_msg(LOG_INFO, NULL,
-            "tlsrpt: another proxy reports for the fleet (period end %lld)",
-            (long long)t->lock_end);
-  } else {
-    log_msg(LOG_WARNING, NULL,
-            "tlsrpt: shared cache unavailable: reports wait for the next run");
-  }
-}
-
-static void period_shared(struct tlsrpt *t) {
-  if (t->run || t->lock_op || t->load_op || uv_is_active((uv_handle_t *)&t->run_timer))
-    return;
-  int64_t iv = interval_s(t);
-  t->lock_end = t->boundary;
-  t->lock_op = cache_redis_report_lock(
-      t->redis, t->lock_end, t->owner,
-      (uint64_t)(iv > TLSRPT_LOCK_MIN_S ? iv : TLSRPT_LOCK_MIN_S), on_lock, t);
-  if (!t->lock_op)
-    log_msg(LOG_WARNING, NULL,
-            "tlsrpt: shared cache unavailable: reports wait for the next run");
-}
-
 static void on_period(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
   if (!t || t->magic != TLSRPT_MAGIC)
@@ -603,7 +364,7 @@ static void on_period(uv_timer_t *h) {
   if (now < t->boundary)
     now = t->boundary;
   if (t->redis)
-    period_shared(t);
+    tlsrpt__shared_period(t);
   else if (!t->run)
     tlsrpt__run_start(t, now, now, on_run_done);
   schedule(t);
@@ -615,7 +376,7 @@ static void schedule(struct tlsrpt *t) {
   int64_t now_ms = 0;
   if (uv_gettimeofday(&tv) == 0)
     now_ms = tv.tv_sec * 1000 + tv.tv_usec / 1000;
-  int64_t iv_ms = interval_s(t) * 1000;
+  int64_t iv_ms = tlsrpt__interval_s(t) * 1000;
   int64_t next = now_ms - now_ms % iv_ms + iv_ms;
   t->boundary = next / 1000;
   uv_update_time(t->loop); /* the timer counts from the loop's clock */
@@ -634,10 +395,14 @@ int tlsrpt_start(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out, char 
     return rc;
   schedule(t);
   if (t->redis)
-    adopt_local(t);
+    tlsrpt__shared_adopt_local(t);
   tlsrpt_active = t; /* main closed the previous configuration's reporter */
   *out = t;
   return 0;
+}
+
+tlsrpt__run_cb tlsrpt__end_cb(const struct tlsrpt *t) {
+  return t->result ? on_send_done : on_run_done;
 }
 
 /* ---- `tlsrpt send` --------------------------------------------------------------- */
@@ -666,8 +431,7 @@ static void on_send_timer(uv_timer_t *h) {
       uv_timer_start(&t->period_timer, on_send_timer, TLSRPT_CLI_POLL_MS, 0);
       return;
     }
-    t->load_op = cache_redis_tlsrpt_load(t->redis, INT64_MAX, on_loaded, t);
-    if (!t->load_op) {
+    if (tlsrpt__shared_load(t, INT64_MAX) < 0) {
       fprintf(stderr, "tlsrpt: the shared cache (redis) is unavailable\n");
       tlsrpt_close(t);
     }
