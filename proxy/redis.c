@@ -70,6 +70,14 @@ struct redis {
   unsigned pending_closes;
 };
 
+/* The client behind a callback's handle or conn: a wrong type is a bug, caught here. */
+static struct redis *redis_of(void *p) {
+  struct redis *r = p;
+  if (!r || r->magic != REDIS_MAGIC)
+    abort();
+  return r;
+}
+
 void redis_count_error(void) {
   metrics_cache_error();
 }
@@ -133,9 +141,7 @@ static void fail_all(struct redis *r, struct cmd_list *l, const char *why) {
 }
 
 static void on_backoff(uv_timer_t *t) {
-  struct redis *r = t->data;
-  if (!r || r->magic != REDIS_MAGIC)
-    abort();
+  struct redis *r = redis_of(t->data);
   redis_connect_next(r);
 }
 
@@ -172,9 +178,7 @@ static void redis_drop(struct redis *r, const char *why) {
 }
 
 static void on_deadline(uv_timer_t *t) {
-  struct redis *r = t->data;
-  if (!r || r->magic != REDIS_MAGIC)
-    abort();
+  struct redis *r = redis_of(t->data);
   char why[96];
   snprintf(why, sizeof why, "no answer within %llu ms",
            (unsigned long long)r->cfg->timeout_ms);
@@ -220,7 +224,7 @@ static void become_up(struct redis *r) {
 }
 
 static void on_hello_reply(void *arg, const redisReply *reply, const char *why) {
-  struct redis *r = arg;
+  struct redis *r = redis_of(arg);
   if (!reply) /* the connection is being dropped already */
     return;
   if (reply->type == REDIS_REPLY_ERROR) {
@@ -247,7 +251,7 @@ static void deliver(struct redis *r, redisReply *reply) {
 }
 
 static void on_data(struct conn *cn, const char *data, size_t len) {
-  struct redis *r = cn->owner;
+  struct redis *r = redis_of(cn->owner);
   if (redisReaderFeed(r->reader, data, len) != REDIS_OK) {
     redis_drop(r, "out of memory");
     return;
@@ -320,7 +324,7 @@ static void send_hello(struct redis *r) {
 }
 
 static void on_error(struct conn *cn, int err) {
-  struct redis *r = cn->owner;
+  struct redis *r = redis_of(cn->owner);
   char why[300];
   snprintf(why, sizeof why, "%s",
            err == SP_E_EOF ? "connection closed by Redis" : conn_error(cn));
@@ -328,7 +332,7 @@ static void on_error(struct conn *cn, int err) {
 }
 
 static void on_handshake(struct conn *cn, int err) {
-  struct redis *r = cn->owner;
+  struct redis *r = redis_of(cn->owner);
   if (err < 0) {
     char why[300];
     snprintf(why, sizeof why, "TLS handshake: %s", conn_error(cn));
@@ -361,7 +365,7 @@ static int start_tls(struct redis *r) {
 }
 
 static void on_connect(struct conn *cn, int status) {
-  struct redis *r = cn->owner;
+  struct redis *r = redis_of(cn->owner);
   if (status < 0) {
     redis_drop(r, conn_error(cn));
     return;
@@ -379,7 +383,7 @@ static void on_connect(struct conn *cn, int status) {
 static void redis_maybe_free(struct redis *r);
 
 static void on_conn_closed(struct conn *cn) {
-  struct redis *r = cn->owner;
+  struct redis *r = redis_of(cn->owner);
   r->conn_open = false;
   if (r->state == REDIS_CLOSED)
     redis_maybe_free(r);
@@ -411,7 +415,7 @@ static void redis_connect_addr(struct redis *r) {
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  struct redis *r = req->data;
+  struct redis *r = redis_of(req->data);
   r->gai_pending = false;
   if (r->state == REDIS_CLOSED) {
     uv_freeaddrinfo(res);
@@ -526,7 +530,7 @@ static void redis_maybe_free(struct redis *r) {
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  struct redis *r = h->data;
+  struct redis *r = redis_of(h->data);
   r->pending_closes--;
   redis_maybe_free(r);
 }
