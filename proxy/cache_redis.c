@@ -122,11 +122,31 @@ static struct cache_op *slot_answered(void *arg) {
   return s->op;
 }
 
+#define REPEAT_QUIET_MS 60000 /* the same error reply is logged once a minute */
+
+/* An error reply is usually a setting (ACL, memory limit) that fails every retry:
+ * logged when it changes, and once a minute while it lasts. */
+static void log_error_reply(const char *what, const redisReply *reply) {
+  static _Thread_local char last[256];
+  static _Thread_local uint64_t last_ms;
+  char msg[256];
+  uv_timeval64_t tv;
+  uint64_t now = uv_gettimeofday(&tv) == 0
+                     ? (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000
+                     : 0;
+  snprintf(msg, sizeof msg, "%s: %.*s", what,
+           (int)(reply->len > 200 ? 200 : reply->len), reply->str);
+  if (!strcmp(msg, last) && now - last_ms < REPEAT_QUIET_MS)
+    return;
+  snprintf(last, sizeof last, "%s", msg);
+  last_ms = now;
+  log_msg(LOG_WARNING, NULL, "cache: redis: %s", msg);
+}
+
 static void reply_error(const char *what, const redisReply *reply, const char *why) {
   if (reply && reply->type == REDIS_REPLY_ERROR) {
     redis_count_error();
-    log_msg(LOG_WARNING, NULL, "cache: redis: %s: %.*s", what,
-            (int)(reply->len > 200 ? 200 : reply->len), reply->str);
+    log_error_reply(what, reply);
   } else if (!reply) {
     log_msg(LOG_DEBUG, NULL, "cache: redis: %s: %s", what, why ? why : "failed");
   }

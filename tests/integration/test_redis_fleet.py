@@ -454,6 +454,28 @@ class Access(FleetCase):
         b.wait_log(r'cache: redis .* unavailable: (WRONGPASS|ERR invalid password)')
         self.assertEnforcedDelivery(self.send_via(b), b, 2)
 
+    def test_acl_user_with_the_documented_rights(self):
+        """An ACL user limited to the prefix's keys and the commands the README lists
+        (AUTH user password from the url) is enough for policies, counts and the
+        report lock: TLS-RPT counts land, the policy is shared with a second proxy."""
+        self.redis.cmd('ACL', 'SETUSER', 'fleet', 'on', '>fleet-pw', '~fleet2:*',
+                       '-@all', '+ping', '+select', '+hmget', '+hgetall', '+smembers',
+                       '+set', '+eval', '+hset', '+expireat', '+expire', '+hincrby',
+                       '+hdel', '+hlen', '+sadd', '+srem', '+get', '+del')
+        self.publish_sts()
+        url = self.redis.url(password='fleet-pw', user='fleet')
+        extra = {'cache': {'redis': {'url': url, 'key_prefix': 'fleet2:'}}}
+        a = self.start_member('a', extra)
+        a.wait_log(r'cache: redis 127\.0\.0\.1:%d connected' % self.redis.port)
+        self.assertEnforcedDelivery(self.send_via(a), a, 1)
+        b = self.start_member('b', extra)
+        self.assertEnforcedDelivery(self.send_via(b), b, 2)
+        self.assertEqual(self.https.fetches(DOMAIN), 1)
+        wait_until(lambda: [k for k in self.redis.keys('fleet2:tlsrpt:*')
+                            if k.endswith(':periods')], 10)
+        for p in (a, b):
+            self.assertNotIn('NOPERM', p.log_text())
+
     def _exists_in(self, db, key):
         with self.redis._connect() as s:
             f = s.makefile('rwb')
