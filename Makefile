@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= proxy.yaml.example
 SECONDS ?= 60
 FUZZ_TARGETS = smtp_command smtp_reply smtp_data dns_msg config policy_table \
-  mtasts_txt mtasts_policy tlsrpt_txt metrics_request
+  mtasts_txt mtasts_policy tlsrpt_txt metrics_request cache_codec
 
 .PHONY: all deps build build-asan run test test-release test-asan fuzz bench install clean
 

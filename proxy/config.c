@@ -14,6 +14,7 @@
 
 #include <openssl/prov_ssl.h>
 
+#include "config_cache.h"
 #include "config_policy.h"
 #include "config_value.h"
 #include "config_yaml.h"
@@ -188,6 +189,7 @@ static const struct key_desc top_keys[] = {
   K_STRING("user",      user,      NULL),
   K_SECTION("tlsrpt",   tlsrpt_keys),
   K_SECTION("metrics",  metrics_keys),
+  K_NODE("cache",       config__cache),
   K_END};
 // clang-format on
 
@@ -529,6 +531,7 @@ static void set_defaults(struct config *cfg) {
   cfg->sts_fetch_timeout_ms = 10000;
   cfg->tlsrpt_interval_ms = 86400000;
   cfg->conn_cache_secs = 10;
+  config__cache_defaults(cfg);
 }
 
 /* Fills an unset list from literal texts through the key's own parser. */

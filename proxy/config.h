@@ -29,6 +29,24 @@ enum config_bare_newline { CONFIG_BARE_REFUSE, CONFIG_BARE_NORMALIZE };
  * only when every resolver is on loopback (a validating resolver on the same host;
  * the path to a remote one is not authenticated). */
 enum config_trust_ad { CONFIG_TRUST_AD_AUTO, CONFIG_TRUST_AD_YES, CONFIG_TRUST_AD_NO };
+/* cache.backend: where MTA-STS policies and TLS-RPT counts are shared. sqlite: the
+ * state_dir file only; redis: a Redis server shared by a fleet of proxies (the sqlite
+ * file stays as this host's own copy of the policies). */
+enum config_cache_backend { CONFIG_CACHE_SQLITE, CONFIG_CACHE_REDIS };
+
+/* cache.redis.*: url "redis://[[user]:password@]host[:port][/db]" or "rediss://..."
+ * (TLS), split into its parts; password (key) overrides the url's. */
+struct config_redis {
+  char host[256];       /* a name or an IP literal (without brackets) */
+  uint16_t port;        /* default 6379 */
+  bool tls;             /* rediss: */
+  char username[128];   /* "" = AUTH with the password only */
+  char password[256];   /* "" = no AUTH */
+  unsigned db;          /* SELECT db when > 0 */
+  char key_prefix[128]; /* default "starttls-proxy:" */
+  char ca_file[1024];   /* trust anchors for rediss:; "" = the system's */
+  uint64_t timeout_ms;  /* connect and reply timeout, default 2 s */
+};
 
 struct config_addr {
   struct sockaddr_storage sa; /* family AF_INET or AF_INET6, port set */
@@ -121,6 +139,9 @@ struct config {
   char tlsrpt_contact[256];      /* contact-info in reports; default postmaster@host */
   uint64_t tlsrpt_interval_ms;   /* report period, default 86400 s */
   char tlsrpt_ca_file[1024];     /* trust anchors for https: report endpoints */
+
+  enum config_cache_backend cache_backend; /* cache.backend, default sqlite */
+  struct config_redis redis;               /* cache.redis (backend redis) */
 
   /* metrics.listen: loopback HTTP listener for /metrics and /healthz; unset = off. */
   struct config_addr metrics_listen;

@@ -129,6 +129,19 @@ void metrics_session(bool opened) {
     M.sessions_closed++;
 }
 
+/* Cache clients belong to runtimes, which may live on other threads than the one
+ * rendering: atomics, and kept apart from M. */
+static _Atomic long cache_clients, cache_clients_up;
+static _Atomic unsigned long long cache_errors;
+
+void metrics_cache_clients(int dclients, int dup) {
+  cache_clients += dclients;
+  cache_clients_up += dup;
+}
+void metrics_cache_error(void) {
+  cache_errors++;
+}
+
 /* ---- rendering -------------------------------------------------------------------- */
 
 struct out {
@@ -223,6 +236,18 @@ static void put_pair(struct out *o, const char *name, const char *label, const c
   }
 }
 
+/* Up unless a shared cache client is configured and not connected (sqlite: 1). */
+static void put_cache(struct out *o) {
+  long n = cache_clients, up = cache_clients_up;
+  put_head(
+      o, "cache_backend_up", "gauge",
+      "1 when the policy and TLS-RPT cache backend is reachable (Redis connected).");
+  put(o, "starttls_proxy_cache_backend_up %d\n", n <= 0 || up >= n ? 1 : 0);
+  put_head(o, "cache_errors_total", "counter",
+           "Cache operations that failed (Redis down, timed out or refused).");
+  put(o, "starttls_proxy_cache_errors_total %llu\n", (unsigned long long)cache_errors);
+}
+
 char *metrics_render(size_t *len) {
   struct out o = {.failed = false};
   buf_init(&o.b, METRICS_BODY_MAX);
@@ -247,6 +272,7 @@ char *metrics_render(size_t *len) {
       (unsigned long long)M.dns_failures);
   put_head(&o, "sts_fetches_total", "counter", "MTA-STS policy fetches by result.");
   put_pair(&o, "sts_fetches_total", "result", "failed", "ok", M.sts);
+  put_cache(&o);
   if (o.failed || buf_append(&o.b, "", 1) < 0) {
     buf_free(&o.b);
     return NULL;

@@ -46,5 +46,10 @@ void metrics_handshake(double seconds);
 void metrics_dns_failure(void);
 void metrics_sts_fetch(bool ok);
 void metrics_session(bool opened);
+/* Shared cache (Redis) clients: dclients when one is created (+1) or closed (-1), dup
+ * when one comes up (+1) or goes down (-1). Any thread. */
+void metrics_cache_clients(int dclients, int dup);
+/* A cache operation failed (Redis down, timeout, error reply). Any thread. */
+void metrics_cache_error(void);
 
 #endif

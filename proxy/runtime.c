@@ -47,8 +47,16 @@ int runtime_new(uv_loop_t *loop, struct config *cfg, struct runtime **out, char 
     free(rt);
     return rc;
   }
+  if (cfg->cache_backend == CONFIG_CACHE_REDIS &&
+      (rc = redis_new(loop, &cfg->redis, &rt->redis, err, errlen)) < 0) {
+    dns_close(rt->dns, NULL, NULL);
+    SSL_CTX_free(rt->client_ctx);
+    free(rt);
+    return rc;
+  }
   if (cfg->sts_enabled &&
-      (rc = sts_new(loop, cfg, rt->dns, &rt->sts, err, errlen)) < 0) {
+      (rc = sts_new(loop, cfg, rt->dns, rt->redis, &rt->sts, err, errlen)) < 0) {
+    redis_close(rt->redis, NULL, NULL);
     dns_close(rt->dns, NULL, NULL);
     SSL_CTX_free(rt->client_ctx);
     free(rt);
@@ -71,9 +79,18 @@ static void on_dns_closed(void *arg) {
   free(rt);
 }
 
-static void on_sts_closed(void *arg) {
+static void on_redis_closed(void *arg) {
   struct runtime *rt = arg;
   dns_close(rt->dns, on_dns_closed, rt);
+}
+
+/* The shared cache next: the policy cache was its last user. */
+static void on_sts_closed(void *arg) {
+  struct runtime *rt = arg;
+  if (rt->redis)
+    redis_close(rt->redis, on_redis_closed, rt);
+  else
+    on_redis_closed(rt);
 }
 
 /* The policy cache goes first: its lookups use the resolver. */

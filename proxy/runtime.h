@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "dns.h"
+#include "redis.h"
 #include "sts.h"
 
 struct runtime {
@@ -19,6 +20,7 @@ struct runtime {
   struct config *cfg;  /* one reference, released with the runtime */
   SSL_CTX *client_ctx; /* owned */
   struct dns *dns;     /* owned */
+  struct redis *redis; /* owned; NULL unless cache.backend is redis */
   struct sts *sts;     /* owned; NULL when mta_sts.enabled is no */
   unsigned refs;
 };

@@ -69,8 +69,11 @@ static const char SQL_RPT_SUB[] =
     " AND policy_strings = ?5 AND mx_hosts = ?6 AND result_type = ?7 AND mx = ?8"
     " AND ip = ?9 AND reason = ?10";
 static const char SQL_RPT_PRUNE[] = "DELETE FROM tlsrpt_count WHERE count <= 0";
-static const char SQL_RPT_LOAD[] = "SELECT " RPT_KEY ", count FROM tlsrpt_count"
-                                   " WHERE period_end <= ?1 ORDER BY " RPT_KEY;
+/* Grouped by domain first: a sending run takes each domain's rows as one run. */
+static const char SQL_RPT_LOAD[] =
+    "SELECT " RPT_KEY ", count FROM tlsrpt_count WHERE period_end <= ?1 ORDER BY"
+    " domain, period_start, period_end, policy_type, policy_strings, mx_hosts,"
+    " result_type, mx, ip, reason";
 
 static int sql_status(int rc) {
   return rc == SQLITE_NOMEM ? SP_E_NOMEM : SP_E_IO;

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cache_redis.h"
 #include "error.h"
 #include "http.h"
 #include "log.h"
@@ -16,6 +18,20 @@
 
 #define STS_MAGIC 0x53545351u /* "STSQ" */
 #define STS_FAIL_BACKOFF 300  /* seconds before refetching after a failure */
+#define STS_POLL_MS 200       /* how often a proxy waiting on another's fetch looks */
+#define STS_LEASE_SLACK 2000  /* ms a lease outlives the fetch timeout (DNS, clocks) */
+
+/* A fetch, with a shared cache: look there first (another proxy may have fetched the
+ * policy), then take the domain's lease and fetch, or wait for the holder to publish.
+ * Without one (or while Redis is down): straight to DNS and HTTPS. */
+enum fetch_phase {
+  FETCH_SHARED, /* reading the shared entry */
+  FETCH_LEASE,  /* taking the lease */
+  FETCH_WAIT,   /* another proxy holds the lease: polling the shared entry */
+  FETCH_DNS,    /* resolving mta-sts.<domain> */
+  FETCH_HTTP,   /* the HTTPS GET */
+};
+static const char *const phase_names[] = {"shared", "lease", "wait", "dns", "http"};
 
 /* What we know of one domain; lives as long as the sts. */
 struct sts_entry {
@@ -24,11 +40,16 @@ struct sts_entry {
   struct sts_cached cached; /* the policy in force, if any */
   int64_t failed_at;        /* last failed fetch (0 = none) */
   struct sts_fetch *fetch;  /* in flight, or NULL */
+  bool unshared;            /* fetched while Redis was down: publish when it is back */
 };
 
 struct sts_fetch {
   struct sts *s;
   struct sts_entry *e;
+  enum fetch_phase phase;
+  struct cache_op *op;  /* the shared-cache operation in flight */
+  bool leased;          /* this proxy holds the domain's lease */
+  uint64_t wait_until;  /* FETCH_WAIT: loop time (ms) to stop waiting */
   struct dns_query *dq; /* resolving mta-sts.<domain>, until answered */
   uint16_t qtype;       /* A, then AAAA */
   struct http_fetch *hf;
@@ -54,6 +75,9 @@ struct sts {
   struct dns *dns;           /* the runtime's */
   struct http *http;         /* owned */
   struct store *store;       /* owned */
+  struct redis *redis;       /* the runtime's shared cache, or NULL */
+  uv_timer_t poll_timer;     /* owned: ticks while a fetch waits on another proxy */
+  char owner[300];           /* this process, as lease holder */
   struct sts_entry *entries; /* owned list */
   struct sts_query *done;    /* answered, callback pending (runs from idle) */
   uv_idle_t idle;            /* owned */
@@ -131,7 +155,17 @@ static void sts_on_idle(uv_idle_t *h) {
 
 /* ---- fetching ------------------------------------------------------------------- */
 
+static void fetch_set_phase(struct sts_fetch *f, enum fetch_phase ph) {
+  log_msg(LOG_DEBUG, NULL, "mta-sts: %s: fetch %s -> %s", f->e->domain,
+          phase_names[f->phase], phase_names[ph]);
+  f->phase = ph;
+}
+
 static void sts_fetch_done(struct sts_fetch *f) {
+  if (f->op)
+    cache_op_cancel(f->op);
+  if (f->leased && f->s->redis)
+    cache_redis_lease_release(f->s->redis, f->e->domain, f->s->owner);
   f->e->fetch = NULL;
   while (f->waiters) {
     struct sts_query *q = f->waiters;
@@ -142,7 +176,14 @@ static void sts_fetch_done(struct sts_fetch *f) {
   free(f);
 }
 
-static void sts_store_policy(struct sts *s, struct sts_entry *e, const char *text) {
+static const char *mode_name(enum sts_mode m) {
+  return m == STS_MODE_ENFORCE ? "enforce" : m == STS_MODE_TESTING ? "testing" : "none";
+}
+
+/* The policy in force for e: into the local file, and into the shared cache (or
+ * marked for it when Redis is down). */
+static void sts_store_policy(struct sts *s, struct sts_entry *e, const char *text,
+                             bool share) {
   struct store_policy sp = {.fetched_at = e->cached.fetched_at,
                             .expires_at = e->cached.expires_at};
   snprintf(sp.domain, sizeof sp.domain, "%s", e->domain);
@@ -151,6 +192,28 @@ static void sts_store_policy(struct sts *s, struct sts_entry *e, const char *tex
   if (s->store && store_put_policy(s->store, &sp) < 0)
     log_msg(LOG_WARNING, NULL, "mta-sts: %s: cannot persist policy: %s", e->domain,
             store_errmsg(s->store));
+  if (share && s->redis) {
+    e->unshared = cache_redis_policy_put(s->redis, &sp) < 0;
+    if (e->unshared)
+      log_msg(LOG_WARNING, NULL,
+              "mta-sts: %s: shared cache unavailable: policy id=%s kept here, "
+              "published when it is back",
+              e->domain, e->cached.id);
+  }
+}
+
+/* A policy fetched while Redis was down goes there once it is back. */
+static void sts_publish_unshared(struct sts *s, struct sts_entry *e) {
+  struct store_policy sp;
+  if (!e->unshared || !s->redis || !redis_up(s->redis) || !s->store ||
+      store_get_policy(s->store, e->domain, &sp) != 1)
+    return;
+  if (!strcmp(sp.id, e->cached.id) && cache_redis_policy_put(s->redis, &sp) == 0) {
+    e->unshared = false;
+    log_msg(LOG_INFO, NULL, "mta-sts: %s: policy id=%s published to the shared cache",
+            e->domain, sp.id);
+  }
+  store_policy_free(&sp);
 }
 
 static void on_fetched(void *arg, int status, const char *body, size_t len,
@@ -171,13 +234,9 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
     e->cached.expires_at = e->cached.fetched_at + p.max_age;
     e->failed_at = 0;
     log_msg(LOG_INFO, NULL, "mta-sts: %s: fetched policy id=%s mode=%s max_age=%u",
-            e->domain, f->id,
-            p.mode == STS_MODE_ENFORCE   ? "enforce"
-            : p.mode == STS_MODE_TESTING ? "testing"
-                                         : "none",
-            p.max_age);
+            e->domain, f->id, mode_name(p.mode), p.max_age);
     if (text)
-      sts_store_policy(f->s, e, text);
+      sts_store_policy(f->s, e, text, true);
     free(text);
   } else {
     e->failed_at = now_s();
@@ -210,6 +269,7 @@ static void sts_fetch_http(struct sts_fetch *f, const char *ip) {
       .require_text_plain = true,
       .resolve = resolve,
   };
+  fetch_set_phase(f, FETCH_HTTP);
   f->hf = http_get(s->http, &req, on_fetched, f);
   if (!f->hf)
     sts_fetch_failed(f, "cannot start the fetch");
@@ -235,10 +295,108 @@ static void on_policy_host(void *arg, int status, const struct dns_answer *ans) 
 static void sts_resolve(struct sts_fetch *f, uint16_t qtype) {
   char host[300];
   snprintf(host, sizeof host, "mta-sts.%s", f->e->domain);
+  fetch_set_phase(f, FETCH_DNS);
   f->qtype = qtype;
   f->dq = dns_query_raw(f->s->dns, host, qtype, on_policy_host, f);
   if (!f->dq)
     sts_fetch_failed(f, "cannot resolve the policy host");
+}
+
+/* ---- the shared cache's part of a fetch -------------------------------------------- */
+
+static void fetch_shared(struct sts_fetch *f);
+
+/* The shared entry, when it has the id DNS announces, has not expired, parses, and is
+ * newer than what this proxy holds. */
+static bool adopt(struct sts_fetch *f, const struct store_policy *sp) {
+  struct sts_entry *e = f->e;
+  struct sts_policy p;
+  char why[200];
+  int64_t now = now_s();
+  if (strcmp(sp->id, f->id) != 0 || sp->expires_at <= now)
+    return false;
+  if (cached_valid(e) && !strcmp(e->cached.id, sp->id) &&
+      sp->fetched_at <= e->cached.fetched_at)
+    return false; /* what we hold already: a refresh must fetch */
+  if (sts_policy_parse(sp->text, strlen(sp->text), &p, why, sizeof why) != 0) {
+    log_msg(LOG_WARNING, NULL, "mta-sts: %s: invalid policy in the shared cache: %s",
+            e->domain, why);
+    return false;
+  }
+  e->cached.present = true;
+  e->cached.policy = p;
+  snprintf(e->cached.id, sizeof e->cached.id, "%s", sp->id);
+  e->cached.fetched_at = sp->fetched_at;
+  e->cached.expires_at = sp->expires_at;
+  e->failed_at = 0;
+  log_msg(LOG_INFO, NULL, "mta-sts: %s: policy id=%s mode=%s from the shared cache",
+          e->domain, sp->id, mode_name(p.mode));
+  sts_store_policy(f->s, e, sp->text, false);
+  return true;
+}
+
+static void on_poll(uv_timer_t *t) {
+  struct sts *s = t->data;
+  bool waiting = false;
+  for (struct sts_entry *e = s->entries; e; e = e->next)
+    if (e->fetch && e->fetch->phase == FETCH_WAIT) {
+      waiting = true;
+      fetch_shared(e->fetch);
+    }
+  if (!waiting)
+    uv_timer_stop(t);
+}
+
+static void on_lease(void *arg, int rc) {
+  struct sts_fetch *f = arg;
+  f->op = NULL;
+  if (rc == 0) {
+    /* Another proxy fetches: wait for it, queries of this domain with us. */
+    fetch_set_phase(f, FETCH_WAIT);
+    f->wait_until =
+        uv_now(f->s->loop) + f->s->cfg->sts_fetch_timeout_ms + STS_LEASE_SLACK;
+    if (!uv_is_active((uv_handle_t *)&f->s->poll_timer))
+      uv_timer_start(&f->s->poll_timer, on_poll, STS_POLL_MS, STS_POLL_MS);
+    return;
+  }
+  f->leased = rc == 1;
+  sts_resolve(f, DNS_T_A); /* ours to fetch, or Redis failed: fetch all the same */
+}
+
+static void on_shared_policy(void *arg, int rc, const struct store_policy *sp) {
+  struct sts_fetch *f = arg;
+  struct sts *s = f->s;
+  bool waited = f->phase == FETCH_SHARED && f->wait_until > 0;
+  f->op = NULL;
+  if (rc == 1 && adopt(f, sp)) {
+    sts_fetch_done(f);
+    return;
+  }
+  if (rc < 0) { /* Redis is down: this proxy fetches itself */
+    sts_resolve(f, DNS_T_A);
+    return;
+  }
+  if (waited && uv_now(s->loop) < f->wait_until) {
+    fetch_set_phase(f, FETCH_WAIT);
+    return;
+  }
+  if (waited && !f->waiters && cached_valid(f->e)) {
+    sts_fetch_done(f); /* a refresh: the holder failed; keep the policy we have */
+    return;
+  }
+  fetch_set_phase(f, FETCH_LEASE);
+  f->op =
+      cache_redis_lease(s->redis, f->e->domain, s->owner,
+                        s->cfg->sts_fetch_timeout_ms + STS_LEASE_SLACK, on_lease, f);
+  if (!f->op)
+    sts_resolve(f, DNS_T_A);
+}
+
+static void fetch_shared(struct sts_fetch *f) {
+  fetch_set_phase(f, FETCH_SHARED);
+  f->op = cache_redis_policy_get(f->s->redis, f->e->domain, on_shared_policy, f);
+  if (!f->op)
+    sts_resolve(f, DNS_T_A);
 }
 
 /* Starts a fetch for e (or joins the one in flight); q may be NULL (a refresh). */
@@ -267,7 +425,10 @@ static void sts_fetch(struct sts *s, struct sts_entry *e, const char *id,
     f->waiters = q;
     q->waiting = true;
   }
-  sts_resolve(f, DNS_T_A); /* may end the fetch at once */
+  if (s->redis)
+    fetch_shared(f); /* may end the fetch at once */
+  else
+    sts_resolve(f, DNS_T_A); /* may end the fetch at once */
 }
 
 /* ---- lookups -------------------------------------------------------------------- */
@@ -307,6 +468,7 @@ static void on_txt(void *arg, int status, const struct dns_answer *ans) {
     sts_fetch(s, e, id, q);
     return;
   case STS_ACT_USE_CACHED:
+    sts_publish_unshared(s, e);
     if (st == STS_DNS_FOUND && sts_cache_should_refresh(&e->cached, now))
       sts_fetch(s, e, id, NULL); /* §10.2: refresh proactively, answer from cache */
     sts_answer(q, e);
@@ -372,13 +534,15 @@ static int make_dir(const char *path) {
 }
 
 int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
-            struct sts **out, char *err, size_t errlen) {
+            struct redis *redis, struct sts **out, char *err, size_t errlen) {
   struct sts *s = calloc(1, sizeof *s);
   if (!s)
     return SP_E_NOMEM;
   s->loop = loop;
   s->cfg = cfg;
   s->dns = dns;
+  s->redis = redis;
+  snprintf(s->owner, sizeof s->owner, "%s/%ld", cfg->hostname, (long)getpid());
   char path[1100];
   sts_store_path(cfg, path, sizeof path);
   if (make_dir(cfg->state_dir) < 0) {
@@ -398,6 +562,8 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
   }
   uv_idle_init(loop, &s->idle);
   s->idle.data = s;
+  uv_timer_init(loop, &s->poll_timer);
+  s->poll_timer.data = s;
   *out = s;
   return 0;
 }
@@ -420,7 +586,7 @@ static void sts_maybe_free(struct sts *s) {
 static void on_http_closed(void *arg) {
   sts_maybe_free(arg);
 }
-static void on_idle_closed(uv_handle_t *h) {
+static void on_handle_closed(uv_handle_t *h) {
   sts_maybe_free(h->data);
 }
 
@@ -443,12 +609,16 @@ void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg) {
     }
     if (e->fetch->dq)
       dns_cancel(e->fetch->dq);
+    cache_op_cancel(e->fetch->op);
+    if (e->fetch->leased && s->redis)
+      cache_redis_lease_release(s->redis, e->domain, s->owner);
     free(e->fetch);
     e->fetch = NULL;
   }
   store_close(s->store);
   s->store = NULL;
-  s->pending_closes = 2;
-  uv_close((uv_handle_t *)&s->idle, on_idle_closed);
+  s->pending_closes = 3;
+  uv_close((uv_handle_t *)&s->idle, on_handle_closed);
+  uv_close((uv_handle_t *)&s->poll_timer, on_handle_closed);
   http_close(s->http, on_http_closed, s);
 }

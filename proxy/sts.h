@@ -2,8 +2,8 @@
  * backed by the sqlite store so a restart never reopens the trust-on-first-use
  * window), and policy fetches over HTTPS, coalesced per domain.
  *
- * Ownership: struct sts owns its store, its http client, every fetch and the memory
- * cache; sts_close() frees it once the http client closed. A query belongs to the sts
+ * Ownership: struct sts owns its store, its http client, every fetch (with its
+ * shared-cache operation) and the memory cache; sts_close() frees it once the http client closed. A query belongs to the sts
  * until its callback ran or sts_cancel(); after sts_cancel() it never runs. */
 #ifndef SP_STS_H
 #define SP_STS_H
@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dns.h"
 #include "policy/mtasts.h"
+#include "redis.h"
 
 struct sts;
 struct sts_query;
@@ -20,9 +21,13 @@ struct sts_query;
 /* policy: the policy in force for the domain (valid during the call only), or NULL. */
 typedef void (*sts_cb)(void *arg, const struct sts_policy *policy);
 
-/* Opens <state_dir>/policies.sqlite3 (creating the directory). */
+/* Opens <state_dir>/policies.sqlite3 (creating the directory). redis (the runtime's,
+ * outliving the sts; NULL for backend sqlite) shares policies with a fleet: a policy
+ * is looked up there before fetching, one proxy fetches per domain (a lease) while
+ * the others wait for it, and what is fetched is published there. The file stays
+ * this host's copy, so a policy it knew survives a restart while Redis is down. */
 int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
-            struct sts **out, char *err, size_t errlen);
+            struct redis *redis, struct sts **out, char *err, size_t errlen);
 void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg);
 
 /* cb runs exactly once, never from inside this call. NULL when out of memory. */

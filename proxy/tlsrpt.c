@@ -5,6 +5,9 @@
  * of tlsrpt.interval since the epoch (a UTC day by default, as §4.1 suggests); when
  * one ends, every finished period in the store is reported (tlsrpt_run.c).
  *
+ * With a shared cache (cache.backend redis) the counts go to Redis instead and one
+ * proxy of the fleet reports each period (tlsrpt_shared.c).
+ *
  * tlsrpt_record() has no context argument (observe.h calls it), so the reporter of
  * the running configuration is the module's one piece of global state: set in
  * tlsrpt_start, cleared in tlsrpt_close. Everything runs on the loop's thread. */
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "http.h"
@@ -26,18 +30,12 @@
 #include "sts.h"
 #include "tlsrpt_internal.h"
 
-#define TLSRPT_FLUSH_MS 1000     /* memory → store, at most this late */
 #define TLSRPT_MEM_MAX 4096      /* distinct counters kept in memory */
 #define TLSRPT_PERIOD_GRACE_MS 1 /* fire just after the boundary */
 
-struct tlsrpt__count {
-  struct tlsrpt__count *next;
-  struct store_tlsrpt_row row; /* policy_strings and mx_hosts malloc'd */
-};
-
 static struct tlsrpt *tlsrpt_active; /* the running configuration's reporter */
 
-static int64_t interval_s(const struct tlsrpt *t) {
+int64_t tlsrpt__interval_s(const struct tlsrpt *t) {
   int64_t s = (int64_t)(t->cfg->tlsrpt_interval_ms / 1000);
   return s > 0 ? s : 1;
 }
@@ -122,7 +120,7 @@ static int row_policy(struct store_tlsrpt_row *r, const struct observe_tls *o,
   return r->policy_strings && r->mx_hosts ? 0 : SP_E_NOMEM;
 }
 
-static void row_free(struct store_tlsrpt_row *r) {
+void tlsrpt__row_free(struct store_tlsrpt_row *r) {
   free(r->policy_strings);
   free(r->mx_hosts);
   r->policy_strings = r->mx_hosts = NULL;
@@ -131,7 +129,7 @@ static void row_free(struct store_tlsrpt_row *r) {
 static int row_from(struct tlsrpt *t, const struct observe_tls *o,
                     struct store_tlsrpt_row *r) {
   memset(r, 0, sizeof *r);
-  int64_t now = (int64_t)time(NULL), iv = interval_s(t);
+  int64_t now = (int64_t)time(NULL), iv = tlsrpt__interval_s(t);
   r->period_start = now - now % iv;
   r->period_end = r->period_start + iv;
   r->count = 1;
@@ -141,7 +139,7 @@ static int row_from(struct tlsrpt *t, const struct observe_tls *o,
       tlsrpt_policy_type_of(o->policy, o->sts != NULL, o->tlsa ? o->ntlsa : 0, ev);
   enum tlsrpt_result res = tlsrpt_classify(type, ev, cert_of(o->verify_error));
   if (row_policy(r, o, type) < 0) {
-    row_free(r);
+    tlsrpt__row_free(r);
     return SP_E_NOMEM;
   }
   if (res == TLSRPT_SUCCESS)
@@ -157,8 +155,8 @@ static int row_from(struct tlsrpt *t, const struct observe_tls *o,
   return 0;
 }
 
-static bool same_key(const struct store_tlsrpt_row *a,
-                     const struct store_tlsrpt_row *b) {
+bool tlsrpt__same_key(const struct store_tlsrpt_row *a,
+                      const struct store_tlsrpt_row *b) {
   return a->period_start == b->period_start && a->period_end == b->period_end &&
          !strcmp(a->domain, b->domain) && !strcmp(a->policy_type, b->policy_type) &&
          !strcmp(a->policy_strings, b->policy_strings) &&
@@ -167,11 +165,11 @@ static bool same_key(const struct store_tlsrpt_row *a,
          !strcmp(a->reason, b->reason);
 }
 
-static void counts_free(struct tlsrpt *t) {
+void tlsrpt__counts_free(struct tlsrpt *t) {
   while (t->counts) {
     struct tlsrpt__count *c = t->counts;
     t->counts = c->next;
-    row_free(&c->row);
+    tlsrpt__row_free(&c->row);
     free(c);
   }
   t->ncounts = 0;
@@ -181,6 +179,8 @@ static void counts_free(struct tlsrpt *t) {
 static int flush(struct tlsrpt *t) {
   if (!t->counts)
     return 0;
+  if (t->redis)
+    return tlsrpt__shared_flush(t);
   struct store_tlsrpt_row *rows = malloc(t->ncounts * sizeof *rows);
   if (!rows)
     return SP_E_NOMEM;
@@ -194,7 +194,7 @@ static int flush(struct tlsrpt *t) {
             store_errmsg(t->store));
     return rc;
   }
-  counts_free(t);
+  tlsrpt__counts_free(t);
   return 0;
 }
 
@@ -205,11 +205,16 @@ static void on_flush_timer(uv_timer_t *h) {
   flush(t);
 }
 
+void tlsrpt__arm_flush(struct tlsrpt *t) {
+  if (!t->closing && t->counts && !uv_is_active((uv_handle_t *)&t->flush_timer))
+    uv_timer_start(&t->flush_timer, on_flush_timer, TLSRPT_FLUSH_MS, 0);
+}
+
 static void count(struct tlsrpt *t, struct store_tlsrpt_row *r) {
   for (struct tlsrpt__count *c = t->counts; c; c = c->next)
-    if (same_key(&c->row, r)) {
+    if (tlsrpt__same_key(&c->row, r)) {
       c->row.count++;
-      row_free(r);
+      tlsrpt__row_free(r);
       return;
     }
   struct tlsrpt__count *c = NULL;
@@ -221,10 +226,9 @@ static void count(struct tlsrpt *t, struct store_tlsrpt_row *r) {
   } else {
     log_msg(LOG_WARNING, NULL, "tlsrpt: %s: session not counted (out of memory)",
             r->domain);
-    row_free(r);
+    tlsrpt__row_free(r);
   }
-  if (!uv_is_active((uv_handle_t *)&t->flush_timer))
-    uv_timer_start(&t->flush_timer, on_flush_timer, TLSRPT_FLUSH_MS, 0);
+  tlsrpt__arm_flush(t);
 }
 
 void tlsrpt_record(const struct observe_tls *o) {
@@ -242,20 +246,21 @@ void tlsrpt_record(const struct observe_tls *o) {
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
-static void tlsrpt_maybe_free(struct tlsrpt *t) {
+void tlsrpt__maybe_free(struct tlsrpt *t) {
   if (--t->pending_closes > 0)
     return;
   struct runtime *rt = t->rt;
+  store_close(t->store);
   t->magic = 0;
   free(t);
   runtime_unref(rt);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-  tlsrpt_maybe_free(h->data);
+  tlsrpt__maybe_free(h->data);
 }
 static void on_http_closed(void *arg) {
-  tlsrpt_maybe_free(arg);
+  tlsrpt__maybe_free(arg);
 }
 
 static int make_dir(const char *path) {
@@ -294,7 +299,10 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
   }
   uv_timer_init(loop, &t->period_timer);
   uv_timer_init(loop, &t->flush_timer);
-  t->period_timer.data = t->flush_timer.data = t;
+  uv_timer_init(loop, &t->run_timer);
+  t->period_timer.data = t->flush_timer.data = t->run_timer.data = t;
+  t->redis = rt->redis;
+  snprintf(t->owner, sizeof t->owner, "%s/%ld", t->cfg->hostname, (long)getpid());
   t->rt = runtime_ref(rt);
   t->magic = TLSRPT_MAGIC;
   *out = t;
@@ -307,22 +315,34 @@ void tlsrpt_close(struct tlsrpt *t) {
   if (tlsrpt_active == t)
     tlsrpt_active = NULL;
   t->closing = true;
-  flush(t);
-  counts_free(t); /* what could not be saved is lost with the process */
+  cache_op_cancel(t->lock_op);
+  cache_op_cancel(t->load_op);
+  t->lock_op = t->load_op = NULL;
+  t->pending_closes = 4;
+  if (t->redis) {
+    tlsrpt__shared_close(t);
+  } else {
+    flush(t);
+    tlsrpt__counts_free(t); /* what could not be saved is lost with the process */
+  }
+  /* The last batch is answered (or fails, and is saved locally) before the store
+   * closes: its callback ends the wait. */
+  if (t->add_op)
+    t->pending_closes++;
   if (t->run)
     tlsrpt__run_cancel(t->run);
   t->run = NULL;
-  store_close(t->store);
-  t->store = NULL;
-  t->pending_closes = 3;
   uv_close((uv_handle_t *)&t->period_timer, on_handle_closed);
   uv_close((uv_handle_t *)&t->flush_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&t->run_timer, on_handle_closed);
   http_close(t->http, on_http_closed, t);
 }
 
 /* ---- the period timer ------------------------------------------------------------ */
 
 static void schedule(struct tlsrpt *t);
+static void on_send_done(struct tlsrpt *t, unsigned sent, unsigned failed,
+                         unsigned dropped);
 
 static void on_run_done(struct tlsrpt *t, unsigned sent, unsigned failed,
                         unsigned dropped) {
@@ -343,7 +363,9 @@ static void on_period(uv_timer_t *h) {
   int64_t now = (int64_t)time(NULL);
   if (now < t->boundary)
     now = t->boundary;
-  if (!t->run)
+  if (t->redis)
+    tlsrpt__shared_period(t);
+  else if (!t->run)
     tlsrpt__run_start(t, now, now, on_run_done);
   schedule(t);
 }
@@ -354,7 +376,7 @@ static void schedule(struct tlsrpt *t) {
   int64_t now_ms = 0;
   if (uv_gettimeofday(&tv) == 0)
     now_ms = tv.tv_sec * 1000 + tv.tv_usec / 1000;
-  int64_t iv_ms = interval_s(t) * 1000;
+  int64_t iv_ms = tlsrpt__interval_s(t) * 1000;
   int64_t next = now_ms - now_ms % iv_ms + iv_ms;
   t->boundary = next / 1000;
   uv_update_time(t->loop); /* the timer counts from the loop's clock */
@@ -372,9 +394,15 @@ int tlsrpt_start(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out, char 
   if (rc < 0)
     return rc;
   schedule(t);
+  if (t->redis)
+    tlsrpt__shared_adopt_local(t);
   tlsrpt_active = t; /* main closed the previous configuration's reporter */
   *out = t;
   return 0;
+}
+
+tlsrpt__run_cb tlsrpt__end_cb(const struct tlsrpt *t) {
+  return t->result ? on_send_done : on_run_done;
 }
 
 /* ---- `tlsrpt send` --------------------------------------------------------------- */
@@ -389,10 +417,26 @@ static void on_send_done(struct tlsrpt *t, unsigned sent, unsigned failed,
   tlsrpt_close(t);
 }
 
+#define TLSRPT_CLI_POLL_MS 20
+
 static void on_send_timer(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
   if (!t || t->magic != TLSRPT_MAGIC)
     abort();
+  if (t->redis) {
+    /* The counts are in Redis: wait for the connection (bounded), then load them. */
+    if (!t->cli_deadline)
+      t->cli_deadline = uv_now(t->loop) + t->cfg->redis.timeout_ms;
+    if (!redis_up(t->redis) && uv_now(t->loop) < t->cli_deadline) {
+      uv_timer_start(&t->period_timer, on_send_timer, TLSRPT_CLI_POLL_MS, 0);
+      return;
+    }
+    if (tlsrpt__shared_load(t, INT64_MAX) < 0) {
+      fprintf(stderr, "tlsrpt: the shared cache (redis) is unavailable\n");
+      tlsrpt_close(t);
+    }
+    return;
+  }
   int rc = tlsrpt__run_start(t, INT64_MAX, (int64_t)time(NULL), on_send_done);
   if (rc != 0) {
     t->result->done = rc > 0;

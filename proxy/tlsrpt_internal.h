@@ -1,11 +1,13 @@
 /* TLS reporting, shared between its files: tlsrpt.c (counting, timers, the CLI),
  * tlsrpt_run.c (one sending run: TXT lookups, reports, deletion of what was sent),
- * tlsrpt_post.c (gzip, HTTPS POST) and tlsrpt_mail.c (the report as a message,
- * submitted through the proxy's own listener).
+ * tlsrpt_post.c (gzip, HTTPS POST), tlsrpt_mail.c (the report as a message,
+ * submitted through the proxy's own listener) and tlsrpt_shared.c (a fleet's counters
+ * and report lock in Redis).
  *
- * Ownership: struct tlsrpt owns its store handle, its http client, both timers, the
- * memory counters and the run in progress, and holds one runtime reference (for the
- * resolver and the configuration). A run owns the rows it loaded and its one delivery
+ * Ownership: struct tlsrpt owns its store handle, its http client, its timers, the
+ * memory counters, the shared-cache operations in flight and the run in progress, and
+ * holds one runtime reference (for the resolver, the shared cache and the
+ * configuration). A run owns the rows it loaded and its one delivery
  * in flight; cancelling a run cancels that delivery (no callback runs afterwards). */
 #ifndef SP_TLSRPT_INTERNAL_H
 #define SP_TLSRPT_INTERNAL_H
@@ -15,10 +17,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "cache_redis.h"
 #include "runtime.h"
 #include "store.h"
 
 #define TLSRPT_MAGIC 0x74727074u /* "trpt" */
+#define TLSRPT_FLUSH_MS 1000     /* memory counters to the store, at most this late */
 
 struct tlsrpt__count;
 struct tlsrpt__run;
@@ -26,15 +30,27 @@ struct tlsrpt__run;
 struct tlsrpt {
   uint32_t magic;
   uv_loop_t *loop;
-  struct runtime *rt;                 /* one reference */
-  const struct config *cfg;           /* rt->cfg */
-  struct store *store;                /* owned */
-  struct http *http;                  /* owned */
-  uv_timer_t period_timer;            /* owned: the end of each period (or the CLI) */
-  uv_timer_t flush_timer;             /* owned: memory counters to the store */
-  int64_t boundary;                   /* the period end period_timer is set for */
-  struct tlsrpt__count *counts;       /* owned list */
-  size_t ncounts;                     /* entries in counts */
+  struct runtime *rt;           /* one reference */
+  const struct config *cfg;     /* rt->cfg */
+  struct store *store;          /* owned */
+  struct http *http;            /* owned */
+  uv_timer_t period_timer;      /* owned: the end of each period (or the CLI) */
+  uv_timer_t flush_timer;       /* owned: memory counters to the store */
+  int64_t boundary;             /* the period end period_timer is set for */
+  struct tlsrpt__count *counts; /* owned list */
+  size_t ncounts;               /* entries in counts */
+  /* With a shared cache (rt->redis; NULL for sqlite): counts go there, one batch at a
+   * time; the period's reports are sent by the proxy that takes its lock. */
+  struct redis *redis;                /* rt->redis */
+  struct cache_op *add_op;            /* the batch in flight */
+  struct tlsrpt__count *inflight;     /* owned: the counters of that batch */
+  struct cache_op *lock_op;           /* taking the report lock */
+  struct cache_op *load_op;           /* loading the counters to report */
+  uv_timer_t run_timer;               /* owned: grace before loading, CLI retries */
+  int64_t lock_end;                   /* the period end the lock is for */
+  uint64_t cli_deadline;              /* `tlsrpt send`: loop ms to wait for Redis */
+  bool shared_down;                   /* a failure was logged; log the recovery */
+  char owner[300];                    /* this process, as lock holder */
   struct tlsrpt__run *run;            /* owned; NULL when no run is in progress */
   struct tlsrpt__send_result *result; /* `tlsrpt send`: where the run's result goes */
   bool closing;
@@ -57,8 +73,44 @@ typedef void (*tlsrpt__run_cb)(struct tlsrpt *t, unsigned sent, unsigned failed,
  * there is nothing to send (no cb), or a negative error (logged). */
 int tlsrpt__run_start(struct tlsrpt *t, int64_t end_before, int64_t now,
                       tlsrpt__run_cb cb);
+/* The same over rows already loaded (sorted by domain, then period; taken over, also
+ * on failure). */
+int tlsrpt__run_start_rows(struct tlsrpt *t, struct store_tlsrpt_row *rows, size_t n,
+                           int64_t now, tlsrpt__run_cb cb);
 /* Stops a run: its lookup or delivery is cancelled, nothing more is deleted. */
 void tlsrpt__run_cancel(struct tlsrpt__run *r);
+
+/* ---- tlsrpt.c, for the other files ---- */
+
+struct tlsrpt__count {
+  struct tlsrpt__count *next;
+  struct store_tlsrpt_row row; /* policy_strings and mx_hosts malloc'd */
+};
+
+int64_t tlsrpt__interval_s(const struct tlsrpt *t);
+bool tlsrpt__same_key(const struct store_tlsrpt_row *a,
+                      const struct store_tlsrpt_row *b);
+void tlsrpt__row_free(struct store_tlsrpt_row *r);
+void tlsrpt__counts_free(struct tlsrpt *t); /* the memory counters */
+void tlsrpt__arm_flush(struct tlsrpt *t);   /* a flush soon, when counts wait */
+void tlsrpt__maybe_free(struct tlsrpt *t);  /* one pending close is over */
+/* What ends a run: the daemon's log line, or `tlsrpt send`'s result. */
+tlsrpt__run_cb tlsrpt__end_cb(const struct tlsrpt *t);
+
+/* ---- tlsrpt_shared.c: the fleet's counters in Redis (t->redis set) ---- */
+
+/* One batch of the memory counters to Redis (they wait in t->inflight). 0, or a
+ * negative error when Redis is unavailable (they stay in memory, a flush is armed). */
+int tlsrpt__shared_flush(struct tlsrpt *t);
+/* At start: counters saved in the local file join the memory counters. */
+void tlsrpt__shared_adopt_local(struct tlsrpt *t);
+/* A period ended: take its lock; the holder loads and reports after a grace. */
+void tlsrpt__shared_period(struct tlsrpt *t);
+/* Loads the counters of periods ending by end_before and runs (or, for `tlsrpt
+ * send`, ends with t->result). 0, or a negative error when Redis is unavailable. */
+int tlsrpt__shared_load(struct tlsrpt *t, int64_t end_before);
+/* At close: cancels the lock and load, sends or saves locally the memory counters. */
+void tlsrpt__shared_close(struct tlsrpt *t);
 
 /* A delivery ended: ok, or why it failed. */
 typedef void (*tlsrpt__done_cb)(void *arg, bool ok, const char *why);

@@ -49,8 +49,16 @@ static const char *rdomain(const struct tlsrpt__run *r) {
   return r->rows[r->dom].domain;
 }
 
-/* Takes rows [a, b) off the store. */
+/* Takes rows [a, b) off the store (the shared cache, when there is one). */
 static void forget(struct tlsrpt__run *r, size_t a, size_t b) {
+  if (r->t->redis) {
+    if (cache_redis_tlsrpt_subtract(r->t->redis, r->rows + a, b - a) < 0)
+      log_msg(LOG_WARNING, NULL,
+              "tlsrpt: %s: cannot remove counts: shared cache unavailable (they "
+              "will be reported again)",
+              r->rows[a].domain);
+    return;
+  }
   if (store_tlsrpt_subtract(r->t->store, r->rows + a, b - a) < 0)
     log_msg(LOG_WARNING, NULL, "tlsrpt: %s: cannot remove counts: %s",
             r->rows[a].domain, store_errmsg(r->t->store));
@@ -378,17 +386,30 @@ static void run_advance(struct tlsrpt__run *r) {
 
 int tlsrpt__run_start(struct tlsrpt *t, int64_t end_before, int64_t now,
                       tlsrpt__run_cb cb) {
-  struct tlsrpt__run *r = calloc(1, sizeof *r);
-  if (!r)
-    return SP_E_NOMEM;
-  int rc = store_tlsrpt_load(t->store, end_before, &r->rows, &r->nrows);
-  if (rc < 0 || r->nrows == 0) {
-    if (rc < 0)
-      log_msg(LOG_WARNING, NULL, "tlsrpt: cannot read counts: %s",
-              store_errmsg(t->store));
-    free(r);
-    return rc < 0 ? rc : 1;
+  struct store_tlsrpt_row *rows = NULL;
+  size_t n = 0;
+  int rc = store_tlsrpt_load(t->store, end_before, &rows, &n);
+  if (rc < 0) {
+    log_msg(LOG_WARNING, NULL, "tlsrpt: cannot read counts: %s",
+            store_errmsg(t->store));
+    return rc;
   }
+  return tlsrpt__run_start_rows(t, rows, n, now, cb);
+}
+
+int tlsrpt__run_start_rows(struct tlsrpt *t, struct store_tlsrpt_row *rows, size_t n,
+                           int64_t now, tlsrpt__run_cb cb) {
+  if (n == 0) {
+    store_tlsrpt_rows_free(rows, n);
+    return 1;
+  }
+  struct tlsrpt__run *r = calloc(1, sizeof *r);
+  if (!r) {
+    store_tlsrpt_rows_free(rows, n);
+    return SP_E_NOMEM;
+  }
+  r->rows = rows;
+  r->nrows = n;
   r->magic = RUN_MAGIC;
   r->t = t;
   r->cb = cb;
