@@ -1,0 +1,338 @@
+"""The LMTP listener (RFC 2033): one message to several destinations in one
+transaction, one reply per accepted recipient after the final dot, each carrying its
+own destination's verdict. Asserts the replies on the wire, the MX mailboxes, the
+proxy's log and, with a real Postfix as the LMTP client, what Postfix logs."""
+import os
+import re
+import socket
+import stat
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness.smtpclient import Client, dot_stuff  # noqa: E402
+from harness.util import TestBase, free_port, message, proxy_config, wait_until  # noqa: E402
+
+BODY = message('lmtp fan-out', 'one message, three destinations\r\n.dot line\r\n')
+
+
+class LmtpBase(TestBase):
+    """mx1 (example.test, accepts), mx451 (d451.test), mx550 (d550.test); the proxy has
+    an LMTP listener on self.lmtp_port next to its SMTP one."""
+
+    start_proxy = False
+
+    def setUp(self):
+        super().setUp()
+        self.lmtp_port = free_port()
+        self.start_the_proxy()
+
+    def lmtp_listen(self):
+        """Listen entries added to the proxy's own SMTP one."""
+        return [{'address': '127.0.0.1:%d' % self.lmtp_port, 'protocol': 'lmtp'}]
+
+    def start_the_proxy(self, extra=None):
+        from harness.proxy import Proxy, deep_merge
+        merged = deep_merge(self.proxy_extra, getattr(
+            getattr(self, self._testMethodName), 'proxy_extra', None))
+        merged = deep_merge(merged, extra)
+        self.proxy = Proxy(self.tmpdir, self.dns.port, self.mx_port, self.pki.ca_file,
+                           extra=merged, start=False)
+        self.proxy.base['listen'] = self.proxy.base['listen'] + self.lmtp_listen()
+        self.proxy.write_config(merged)
+        self.addCleanup(self._stop_proxy, self.proxy)
+        self.proxy.start()
+        return self.proxy
+
+    def setup_fixtures(self):
+        self.mx1 = self.add_mx('mx1', '127.0.0.2')
+        self.mx451 = self.add_mx('mx', '127.0.0.3', domain='d451.test',
+                                 data_end=(451, '4.3.0 mailbox busy, try later'))
+        self.mx550 = self.add_mx('mx', '127.0.0.4', domain='d550.test',
+                                 data_end=(550, '5.7.1 content refused'))
+
+    def lmtp(self, lhlo='client.test', port=None):
+        c = Client(port or self.lmtp_port)
+        self.addCleanup(c.close)
+        code, lines = c.read_reply()
+        self.assertEqual(code, 220, lines)
+        self.assertIn('LMTP', lines[0])
+        if lhlo:
+            code, lines = c.cmd('LHLO %s' % lhlo)
+            self.assertEqual(code, 250, lines)
+            self.assertIn('PIPELINING', lines)
+            self.assertIn('ENHANCEDSTATUSCODES', lines)
+        return c
+
+    def transaction(self, c, rcpts, body=BODY, pipelined=True):
+        """MAIL, RCPTs (one write when PIPELINED), DATA, body. Returns (rcpt replies,
+        final replies) with one final reply per 2xx RCPT."""
+        lines = ['MAIL FROM:<sender@client.test>'] + ['RCPT TO:<%s>' % r for r in rcpts]
+        if pipelined:
+            replies = c.pipeline(lines)
+        else:
+            replies = [c.cmd(l) for l in lines]
+        self.assertEqual(replies[0][0], 250, replies[0])
+        rcpt_replies = replies[1:]
+        accepted = sum(1 for r in rcpt_replies if r[0] // 100 == 2)
+        if not accepted:
+            return rcpt_replies, []
+        code, text = c.cmd('DATA')
+        self.assertEqual(code, 354, text)
+        c.send_raw(dot_stuff(body) + b'.\r\n')
+        return rcpt_replies, c.read_replies(accepted, timeout=20)
+
+
+class LmtpWire(LmtpBase):
+    def test_three_destinations_one_reply_each_in_order(self):
+        c = self.lmtp()
+        rcpts = ['a@d451.test', 'bob@example.test', 'c@d550.test', 'dave@example.test']
+        rcpt_replies, finals = self.transaction(c, rcpts)
+        self.assertEqual([r[0] for r in rcpt_replies], [250, 250, 250, 250])
+        self.assertEqual([r[0] for r in finals], [451, 250, 550, 250])
+        self.assertReply(finals[0], 451, '4.3.0 mailbox busy')
+        self.assertReply(finals[2], 550, '5.7.1 content refused')
+        c.nothing_pending(0.3)
+        self.mx1.wait_messages(1)
+        self.assertEqual(len(self.mx1.messages), 1)
+        msg = self.mx1.messages[0]
+        self.assertEqual(msg.rcpts, ['bob@example.test', 'dave@example.test'])
+        self.assertIn(b'\r\n.dot line\r\n', msg.data)
+        self.assertTrue(msg.data.startswith(b'Received: from client.test'), msg.data[:100])
+        self.assertIn(b'with LMTP', msg.data.split(b'\r\n\r\n')[0])
+        # Neither of the other destinations kept the message.
+        self.assertEqual(self.mx451.messages, [])
+        self.assertEqual(self.mx550.messages, [])
+        self.assertLog(r'to=<bob@example\.test>, relay=mx1\.example\.test.*status=sent')
+        self.assertLog(r'to=<a@d451\.test>, relay=mx\.d451\.test.*status=deferred '
+                       r'\(451 4\.3\.0')
+        self.assertLog(r'to=<c@d550\.test>, relay=mx\.d550\.test.*status=bounced '
+                       r'\(550 5\.7\.1')
+        # The connection goes on: a second transaction, then QUIT.
+        _, finals = self.transaction(c, ['eve@example.test'])
+        self.assertEqual([r[0] for r in finals], [250])
+        self.assertReply(c.cmd('QUIT'), 221)
+
+    def test_rcpt_replies_per_destination_and_only_accepted_get_final(self):
+        self.mx451.configure(rcpt=(450, '4.2.1 over quota'), data_end=None)
+        c = self.lmtp()
+        rcpts = ['x@d451.test', 'bob@example.test', 'y@nxdomain.test', 'c@d550.test']
+        rcpt_replies, finals = self.transaction(c, rcpts)
+        self.assertEqual([r[0] for r in rcpt_replies], [450, 250, 550, 250],
+                         rcpt_replies)
+        self.assertReply(rcpt_replies[0], 450, '4.2.1 over quota')
+        self.assertEqual([r[0] for r in finals], [250, 550])
+        c.nothing_pending(0.3)
+
+    def test_sequential_rcpts_and_data_refused_by_one_destination(self):
+        self.mx550.configure(data=(554, '5.3.0 no DATA today'), data_end=None)
+        c = self.lmtp()
+        rcpt_replies, finals = self.transaction(
+            c, ['c@d550.test', 'bob@example.test'], pipelined=False)
+        self.assertEqual([r[0] for r in rcpt_replies], [250, 250])
+        self.assertReply(finals[0], 554, '5.3.0 no DATA today')
+        self.assertReply(finals[1], 250)
+        self.mx1.wait_messages(1)
+
+    def test_reset_mid_data_affects_only_its_recipients(self):
+        self.mx451.configure(reset_at='data', data_end=None)
+        c = self.lmtp()
+        body = BODY + b'x' * 300000 + b'\r\n'
+        _, finals = self.transaction(c, ['bob@example.test', 'a@d451.test',
+                                         'c@d550.test'], body=body)
+        self.assertReply(finals[0], 250)
+        self.assertReply(finals[1], 451, '4.4.2', 'lost')
+        self.assertReply(finals[2], 550, '5.7.1')
+        self.mx1.wait_messages(1)
+        self.assertEqual(len(self.mx1.messages), 1)
+        self.assertTrue(self.mx1.messages[0].data.endswith(b'x' * 1000 + b'\r\n'))
+        self.assertEqual(self.mx451.messages, [])
+        self.assertLog(r'to=<a@d451\.test>, .*status=deferred \(451 4\.4\.2')
+
+    def test_destination_lost_after_dot_gets_4xx(self):
+        self.mx451.configure(reset_at='data_end', data_end=None)
+        c = self.lmtp()
+        _, finals = self.transaction(c, ['a@d451.test', 'bob@example.test'])
+        self.assertReply(finals[0], 451, '4.4.2')
+        self.assertReply(finals[1], 250)
+
+    def test_rset_then_new_transaction_and_helo_refused(self):
+        c = self.lmtp(lhlo=None)
+        self.assertReply(c.cmd('EHLO client.test'), 500, 'LHLO')
+        self.assertReply(c.cmd('HELO client.test'), 500)
+        self.assertReply(c.cmd('MAIL FROM:<a@client.test>'), 503)
+        self.assertReply(c.cmd('LHLO client.test'), 250)
+        self.assertReply(c.cmd('MAIL FROM:<a@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<bob@example.test>'), 250)
+        self.assertReply(c.cmd('RSET'), 250)
+        self.assertReply(c.cmd('DATA'), 503)
+        _, finals = self.transaction(c, ['bob@example.test'])
+        self.assertEqual([r[0] for r in finals], [250])
+        self.mx1.wait_messages(1)
+        self.assertEqual(len(self.mx1.messages), 1)
+
+    def test_malformed_input(self):
+        c = self.lmtp()
+        replies = c.pipeline(['MAIL FROM:<a@client.test>', 'RCPT TO:<bob@example.test>',
+                              'RCPT TO:<nodomain>', 'RCPT TO:bad syntax',
+                              'RCPT TO:<x@[127.0.0.1]>', 'BOGUS', 'RCPT TO:<c@d550.test>',
+                              'DATA extra'])
+        self.assertEqual([r[0] for r in replies], [250, 250, 501, 501, 550, 500, 250, 501])
+        c.send_raw(b'X' * 5000 + b'\r\n')
+        self.assertReply(c.read_reply(), 500, '5.5.2')
+        self.assertReply(c.cmd('DATA'), 354)
+        # A bare LF in the body: refused for every recipient, nothing delivered.
+        c.send_raw(b'Subject: x\r\n\r\nbare\nlf\r\n.\r\n')
+        finals = c.read_replies(2)
+        self.assertEqual([r[0] for r in finals], [550, 550])
+        self.assertReply(finals[0], 550, '5.6.11')
+        c.nothing_pending(0.3)
+        self.assertEqual(self.mx1.messages, [])
+        self.assertEqual(self.mx550.messages, [])
+        self.assertReply(c.cmd('NOOP'), 250)
+
+    def test_smtp_listener_still_one_destination(self):
+        c = self.client()
+        replies = c.pipeline(['MAIL FROM:<a@client.test>', 'RCPT TO:<bob@example.test>',
+                              'RCPT TO:<c@d550.test>'])
+        self.assertReply(replies[2], 452, '4.5.3')
+        self.assertReply(c.cmd('LHLO x'), 500)
+
+
+class LmtpLimits(LmtpBase):
+    proxy_extra = {'lmtp': {'max_recipients': 4, 'max_destinations': 2}}
+
+    def test_recipient_and_destination_limits(self):
+        """max_recipients counts RCPT commands of the transaction (refused ones too)."""
+        c = self.lmtp()
+        replies = c.pipeline(['MAIL FROM:<a@client.test>', 'RCPT TO:<bob@example.test>',
+                              'RCPT TO:<a@d451.test>', 'RCPT TO:<c@d550.test>',
+                              'RCPT TO:<dave@example.test>', 'RCPT TO:<eve@example.test>'])
+        self.assertEqual([r[0] for r in replies], [250, 250, 250, 452, 250, 452])
+        self.assertReply(replies[3], 452, '4.5.3', 'destinations')
+        self.assertReply(replies[5], 452, '4.5.3', 'recipients')
+        self.assertEqual(self.mx550.connections, 0)
+
+
+class LmtpConnectionLimit(LmtpBase):
+    proxy_extra = {'outbound': {'max_connections': 1}}
+
+    def test_outbound_connection_limit(self):
+        c = self.lmtp()
+        replies = c.pipeline(['MAIL FROM:<a@client.test>', 'RCPT TO:<bob@example.test>',
+                              'RCPT TO:<c@d550.test>'])
+        self.assertEqual([r[0] for r in replies], [250, 250, 452])
+        self.assertReply(replies[2], 452, '4.5.3', 'MX connections')
+        self.assertLog(r'outbound\.max_connections \(1\) reached: d550\.test deferred')
+
+
+class LmtpMixedPolicy(LmtpBase):
+    """One DANE destination (signed MX, TLSA for its key) and one at `may` without
+    STARTTLS, in one transaction: each gets its own policy."""
+
+    proxy_extra = {'outbound': {'tls': {'default_level': 'dane'}},
+                   'policy': {'table': {'plain.test': 'may'}}}
+
+    def setup_fixtures(self):
+        self.mx1 = self.add_mx('mx1', '127.0.0.2')
+        self.mx_plain = self.add_mx('mx', '127.0.0.5', domain='plain.test', tls=False)
+        self.mx_dane = self.add_mx('mx', '127.0.0.6', domain='dane.test')
+        self.dns.ad = True
+        cert = self.mx_dane.cfg['starttls'][0]
+        tlsa = self.pki.tlsa(cert) if self._testMethodName.endswith('one_transaction') \
+            else (3, 1, 1, b'\0' * 32)
+        self.dns.add('_%d._tcp.mx.dane.test' % self.mx_port, 'TLSA', tlsa)
+
+    def test_dane_and_may_in_one_transaction(self):
+        c = self.lmtp()
+        _, finals = self.transaction(c, ['d@dane.test', 'p@plain.test'])
+        self.assertEqual([r[0] for r in finals], [250, 250])
+        self.mx_dane.wait_messages(1)
+        self.mx_plain.wait_messages(1)
+        self.assertEqual(self.mx_dane.messages[0].tls_version, 'TLSv1.3')
+        self.assertIsNone(self.mx_plain.messages[0].tls_version)
+        self.assertLog(r'to=<d@dane\.test>, .*tls=TLSv1\.3/Verified, policy=dane, .*status=sent')
+        self.assertLog(r'to=<p@plain\.test>, .*tls=none.*policy=table/may.*status=sent')
+
+    def test_dane_failure_defers_only_its_recipient(self):
+        c = self.lmtp()
+        replies = c.pipeline(['MAIL FROM:<a@client.test>', 'RCPT TO:<bob@example.test>',
+                              'RCPT TO:<d@dane.test>'])
+        self.assertReply(replies[1], 250)
+        self.assertReply(replies[2], 451, '4.7.5')
+        self.assertNoMail(self.mx_dane)
+
+
+class LmtpUnixSocket(LmtpBase):
+    def lmtp_listen(self):
+        self.sock_path = os.path.join(self.tmpdir, 'lmtp.sock')
+        self.smtp_sock = os.path.join(self.tmpdir, 'smtp.sock')
+        return [{'path': self.sock_path, 'mode': '0600', 'protocol': 'lmtp'},
+                {'path': self.smtp_sock}]
+
+    def unix_client(self, path):
+        c = Client.__new__(Client)
+        c.timeout, c.buf, c.transcript, c.eof = 10, b'', [], False
+        c.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.sock.settimeout(10)
+        c.sock.connect(path)
+        self.addCleanup(c.close)
+        return c
+
+    def test_lmtp_and_smtp_over_unix_sockets(self):
+        self.assertEqual(stat.S_IMODE(os.stat(self.sock_path).st_mode), 0o600)
+        c = self.unix_client(self.sock_path)
+        self.assertReply(c.read_reply(), 220, 'LMTP')
+        self.assertReply(c.cmd('LHLO client.test'), 250)
+        _, finals = self.transaction(c, ['bob@example.test', 'c@d550.test'])
+        self.assertEqual([r[0] for r in finals], [250, 550])
+        s = self.unix_client(self.smtp_sock)
+        self.assertReply(s.read_reply(), 220, 'ESMTP')
+        self.assertReply(s.cmd('EHLO client.test'), 250)
+        out = s.send_message('a@client.test', ['carol@example.test'], BODY)
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(2)
+        self.proxy.stop()
+        self.assertFalse(os.path.exists(self.sock_path))
+
+
+class LmtpPostfix(LmtpBase):
+    """A real Postfix 3.7 delivers through its lmtp client: one message, three
+    destinations, three outcomes in Postfix's log."""
+
+    def test_postfix_lmtp_sent_deferred_bounced(self):
+        from harness.postfix import Postfix
+        pf = Postfix(os.path.join(self.tmpdir, 'postfix'), relay_port=self.lmtp_port,
+                     lmtp=True)
+        self.addCleanup(pf.stop)
+        pf.start()
+        start = pf.log_offset()
+        qid = pf.send('alice@sender.test',
+                      ['bob@example.test', 'later@d451.test', 'nobody@d550.test'],
+                      b'Subject: postfix lmtp\r\nMessage-ID: <pf-lmtp@sender.test>\r\n'
+                      b'\r\nhello\r\n')
+        sent = pf.wait_status('bob@example.test', 'sent', timeout=30, start=start,
+                              queue_id=qid)
+        deferred = pf.wait_status('later@d451.test', 'deferred', timeout=30,
+                                  start=start, queue_id=qid)
+        bounced = pf.wait_status('nobody@d550.test', 'bounced', timeout=30,
+                                 start=start, queue_id=qid)
+        for line in (sent, deferred, bounced):
+            self.assertIn('postfix/lmtp[', line)
+            self.assertIn('relay=127.0.0.1[127.0.0.1]:%d' % self.lmtp_port, line)
+        self.assertIn('451 4.3.0 mailbox busy', deferred)
+        self.assertIn('550 5.7.1 content refused', bounced)
+        self.mx1.wait_messages(1)
+        # The deferred recipient is retried (1 s backoff here), alone: bob is not sent
+        # again.
+        retry = re.compile(r'%s: to=<later@d451\.test>.*status=deferred' % qid)
+        wait_until(lambda: len(retry.findall(pf.log_text()[start:])) >= 2, 30,
+                   lambda: 'no retry of later@d451.test:\n' + pf.log_text()[start:])
+        self.assertEqual(len(self.mx1.messages), 1)
+        self.assertEqual(self.mx1.messages[0].rcpts, ['bob@example.test'])
+        self.assertEqual(len(re.findall(r'to=<bob@example\.test>.*status=sent',
+                                        pf.log_text()[start:])), 1)
+
+
+if __name__ == '__main__':
+    unittest.main()
