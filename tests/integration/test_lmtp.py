@@ -4,6 +4,7 @@ own destination's verdict. Asserts the replies on the wire, the MX mailboxes, th
 proxy's log and, with a real Postfix as the LMTP client, what Postfix logs."""
 import os
 import re
+import signal
 import socket
 import stat
 import sys
@@ -11,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness.smtpclient import Client, dot_stuff  # noqa: E402
-from harness.util import TestBase, free_port, message, proxy_config, wait_until  # noqa: E402
+from harness.util import TestBase, free_port, message, wait_until  # noqa: E402
 
 BODY = message('lmtp fan-out', 'one message, three destinations\r\n.dot line\r\n')
 
@@ -190,6 +191,49 @@ class LmtpWire(LmtpBase):
         self.assertEqual(self.mx1.messages, [])
         self.assertEqual(self.mx550.messages, [])
         self.assertReply(c.cmd('NOOP'), 250)
+
+    def test_many_pipelined_recipients_then_dot_quit_and_half_close(self):
+        """30 recipients at 3 domains in one write (more than an MX connection's
+        command window), then the body, the dot and QUIT in one write and a half-close,
+        as Exim sends them: every reply still comes, in order."""
+        self.mx451.configure(data_end=None)
+        self.mx550.configure(data_end=None)
+        c = self.lmtp()
+        domains = ['example.test', 'd451.test', 'd550.test']
+        rcpts = ['r%02d@%s' % (i, domains[i % 3]) for i in range(30)]
+        replies = c.pipeline(['MAIL FROM:<a@client.test>'] + ['RCPT TO:<%s>' % r
+                                                               for r in rcpts] + ['DATA'])
+        self.assertEqual([r[0] for r in replies], [250] + [250] * 30 + [354])
+        c.send_raw(dot_stuff(BODY) + b'.\r\nQUIT\r\n')
+        c.sock.shutdown(socket.SHUT_WR)
+        finals = c.read_replies(31)
+        self.assertEqual([r[0] for r in finals], [250] * 30 + [221])
+        c.expect_closed()
+        for mx in (self.mx1, self.mx451, self.mx550):
+            mx.wait_messages(1)
+            self.assertEqual(len(mx.messages), 1)
+            self.assertEqual(len(mx.messages[0].rcpts), 10)
+        self.assertEqual(self.mx1.messages[0].rcpts, rcpts[0::3])
+
+    def test_sigterm_lets_the_fan_out_finish(self):
+        """SIGTERM after the dot, one destination still thinking: both recipients get
+        their MX's verdict, then 421; the process exits 0."""
+        self.mx1.configure(delay_at=('data_end', 1.0))
+        self.mx451.configure(data_end=None)
+        c = self.lmtp()
+        replies = c.pipeline(['MAIL FROM:<a@client.test>', 'RCPT TO:<bob@example.test>',
+                              'RCPT TO:<a@d451.test>', 'DATA'])
+        self.assertEqual([r[0] for r in replies], [250, 250, 250, 354])
+        c.send_raw(dot_stuff(BODY) + b'.\r\n')
+        self.mx451.wait_messages(1)
+        self.proxy.proc.send_signal(signal.SIGTERM)
+        finals = c.read_replies(2)
+        self.assertEqual([r[0] for r in finals], [250, 250])
+        self.assertReply(c.read_reply(), 421)
+        self.assertEqual(self.proxy.proc.wait(10), 0)
+        self.proxy.proc = None  # stopped here, not by the cleanup
+        self.assertNotRegex(self.proxy.log_text(), r'Sanitizer|runtime error:')
+        self.assertEqual(len(self.mx1.messages), 1)
 
     def test_smtp_listener_still_one_destination(self):
         c = self.client()
