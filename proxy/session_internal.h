@@ -127,6 +127,8 @@ void session__log_rcpt(struct session *s, const char *to, const struct smtp_repl
 void session__log_delivery(struct session *s, struct upstream *up, const char *policy,
                            const char *to, int code, const char *enh,
                            const char *reply);
+/* "MAIL FROM:<x> params" keeping only the parameters up understands. */
+void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap);
 void session__received_header(struct session *s, const char *for_rcpt, char *out,
                               size_t cap);
 

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "error.h"
 #include "log.h"
@@ -200,25 +199,6 @@ void session__leg_release(struct session_leg *g, bool abort) {
 
 /* ---- MAIL and RCPT ------------------------------------------------------------------- */
 
-/* "MAIL FROM:<x> params" with only what this MX understands. */
-static void leg_mail_line(struct session_leg *g, char *out, size_t cap) {
-  struct session *s = g->s;
-  unsigned caps = upstream_caps(g->up)->flags;
-  size_t n = (size_t)snprintf(out, cap, "MAIL FROM:<%s>", s->txn.from);
-  char params[sizeof s->txn.mail_params];
-  snprintf(params, sizeof params, "%s", s->txn.mail_params);
-  for (char *save, *p = strtok_r(params, " ", &save); p;
-       p = strtok_r(NULL, " ", &save)) {
-    bool keep = (!strncasecmp(p, "SIZE=", 5) && (caps & SMTP_CAP_SIZE)) ||
-                (!strncasecmp(p, "BODY=", 5) && (caps & SMTP_CAP_8BITMIME)) ||
-                (!strcasecmp(p, "SMTPUTF8") && (caps & SMTP_CAP_SMTPUTF8)) ||
-                ((!strncasecmp(p, "RET=", 4) || !strncasecmp(p, "ENVID=", 6)) &&
-                 (caps & SMTP_CAP_DSN));
-    if (keep && n < cap)
-      n += (size_t)snprintf(out + n, cap - n, " %s", p);
-  }
-}
-
 static void leg_lost(struct session_leg *g, const char *reason);
 
 /* Sends MAIL once, then RCPTs while the window allows. */
@@ -234,7 +214,7 @@ static void leg_pump(struct session_leg *g) {
       leg_fail_all(g);
       return;
     }
-    leg_mail_line(g, line, sizeof line);
+    session__mail_line(s, g->up, line, sizeof line);
     if (upstream_command(g->up, line) < 0) {
       leg_lost(g, "cannot queue MAIL");
       return;

@@ -106,9 +106,8 @@ static const struct upstream_events session_up_events = {
     .on_lost = on_up_lost,
 };
 
-/* Builds "MAIL FROM:<x> params" keeping only what this MX understands. */
-static void session_mail_line(struct session *s, char *out, size_t cap) {
-  unsigned caps = upstream_caps(s->up)->flags;
+void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap) {
+  unsigned caps = upstream_caps(up)->flags;
   size_t n = (size_t)snprintf(out, cap, "MAIL FROM:<%s>", s->txn.from);
   char params[sizeof s->txn.mail_params];
   snprintf(params, sizeof params, "%s", s->txn.mail_params);
@@ -142,7 +141,7 @@ static void session_send_rcpt(struct session *s) {
   char line[SMTP_COMMAND_LINE_MAX];
   int rc = 0;
   if (!s->up_in_txn) {
-    session_mail_line(s, line, sizeof line);
+    session__mail_line(s, s->up, line, sizeof line);
     rc = upstream_command(s->up, line);
     expect_push(s, EXPECT_MAIL);
     s->up_in_txn = true; /* until its reply says otherwise */

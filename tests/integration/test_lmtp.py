@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness.smtpclient import Client, dot_stuff  # noqa: E402
-from harness.util import TestBase, free_port, message, wait_until  # noqa: E402
+from harness.util import TestBase, free_port, message, split_received, wait_until  # noqa: E402,E501
 
 BODY = message('lmtp fan-out', 'one message, three destinations\r\n.dot line\r\n')
 
@@ -241,6 +241,74 @@ class LmtpWire(LmtpBase):
                               'RCPT TO:<c@d550.test>'])
         self.assertReply(replies[2], 452, '4.5.3')
         self.assertReply(c.cmd('LHLO x'), 500)
+
+
+class LmtpFaults(LmtpBase):
+    """Faults of one destination in every phase change only its recipients' replies."""
+
+    proxy_extra = {'timeouts': {'data_done': 2}}
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.mx451.configure(data_end=None)
+        self.mx550.configure(data_end=None)
+        self.dns.servfail('broken.test')
+        self.dns.add('down.test', 'MX', (10, 'mx.down.test'))
+        self.dns.add('mx.down.test', 'A', '127.0.0.9')  # nothing listens there
+
+    def test_each_destination_fails_its_own_way(self):
+        self.mx451.configure(mail=(550, '5.7.1 sender refused here'))
+        self.mx550.configure(delay_at=('rcpt', 0.5))
+        c = self.lmtp()
+        rcpts = ['c@d550.test', 'x@broken.test', 'bob@example.test', 'y@down.test',
+                 'a@d451.test', 'c2@d550.test']
+        rcpt_replies, finals = self.transaction(c, rcpts)
+        self.assertEqual([r[0] for r in rcpt_replies], [250, 451, 250, 451, 550, 250],
+                         rcpt_replies)
+        self.assertReply(rcpt_replies[3], 451, '4.4.1', 'mx.down.test')
+        self.assertReply(rcpt_replies[4], 550, '5.7.1 sender refused here')
+        self.assertEqual([r[0] for r in finals], [250, 250, 250])
+        self.mx1.wait_messages(1)
+        self.mx550.wait_messages(1)
+        self.assertEqual(self.mx550.messages[0].rcpts, ['c@d550.test', 'c2@d550.test'])
+
+    def test_slow_destination_times_out_alone(self):
+        """timeouts.data_done is 2 s; d451's MX takes 4 s for its verdict: its
+        recipient gets 451 and the message is not counted as delivered there; the
+        others' 250s stand."""
+        self.mx451.configure(delay_at=('data_end', 4))
+        c = self.lmtp()
+        _, finals = self.transaction(c, ['bob@example.test', 'a@d451.test',
+                                         'c@d550.test'])
+        self.assertReply(finals[0], 250)
+        self.assertReply(finals[1], 451, '4.4.2')
+        self.assertReply(finals[2], 250)
+        self.mx1.wait_messages(1)
+        self.mx550.wait_messages(1)
+        self.assertLog(r'to=<a@d451\.test>, .*status=deferred \(451 4\.4\.2')
+
+    def test_large_message_streams_to_all_with_one_slow_reader(self):
+        """4 MiB to three destinations, one of which pauses mid-body: the proxy pauses
+        reading the MTA meanwhile (bounded buffers) and every MX gets the message
+        intact."""
+        self.mx451.configure(delay_at=('data', 1.0), discard_body=True)
+        self.mx1.configure(discard_body=True)
+        self.mx550.configure(discard_body=True)
+        line = b'0123456789' * 7 + b'abcdefgh\r\n'
+        body = b'Subject: big\r\n\r\n' + line * (4 * 1024 * 1024 // len(line))
+        c = self.lmtp()
+        _, finals = self.transaction(c, ['bob@example.test', 'a@d451.test',
+                                         'c@d550.test'], body=body)
+        self.assertEqual([r[0] for r in finals], [250, 250, 250])
+        for mx, rcpt in ((self.mx1, 'bob@example.test'), (self.mx451, 'a@d451.test'),
+                         (self.mx550, 'c@d550.test')):
+            mx.wait_messages(1)
+            m = mx.messages[0]
+            received, rest = split_received(m.head)
+            # Each copy names only its own recipient; the body arrives whole.
+            self.assertIn(('for <%s>' % rcpt).encode(), received)
+            self.assertEqual(m.length, len(received) + len(body))
+            self.assertEqual(rest, body[:len(rest)])
 
 
 class LmtpLimits(LmtpBase):
