@@ -190,6 +190,7 @@ void session__leg_release(struct session_leg *g, bool abort) {
   leg_drop_upstream(g,
                     abort && (g->in_txn || g->state == LEG_DATA ||
                               g->state == LEG_DOT_WAIT || g->state == LEG_DATA_WAIT));
+  leg_count(g, false); /* also when still routing */
   session__leg_reply_free(&g->fail);
   session__leg_reply_free(&g->final);
   free(g->todo);

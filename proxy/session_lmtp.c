@@ -60,14 +60,19 @@ static void lmtp_flush(struct session *s) {
   struct session_lmtp *lm = &s->lm;
   while (lm->flushed < lm->nslots && lm->slots[lm->flushed].resolved) {
     struct lmtp_slot *slot = &lm->slots[lm->flushed++];
-    if (slot->reply.wire)
-      session__write(s, slot->reply.wire, strlen(slot->reply.wire));
+    char *wire = slot->reply.wire;
+    slot->reply.wire = NULL;
     session__leg_reply_free(&slot->reply);
     if (slot->accepted) {
       lm->naccepted++;
       if (s->state == SESSION_MAIL)
         session__set_state(s, SESSION_RCPT);
     }
+    if (wire)
+      session__write(s, wire, strlen(wire));
+    free(wire);
+    if (s->state == SESSION_CLOSED)
+      return; /* the write failed: the transaction is gone */
   }
 }
 
@@ -183,6 +188,8 @@ static const char *leg_single_rcpt(const struct session *s,
 /* Every leg answered DATA: the MTA may send the message. */
 static void lmtp_start_data(struct session *s) {
   session__reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
+  if (s->state == SESSION_CLOSED)
+    return;
   smtp_data_init(&s->scan, s->rt->cfg->bare_newline == CONFIG_BARE_NORMALIZE
                                ? SMTP_DATA_NORMALIZE
                                : SMTP_DATA_REFUSE);
@@ -221,9 +228,11 @@ static void lmtp_finish(struct session *s) {
                               slot->addr);
       r = &fallback;
     }
-    session__write(s, r->wire, strlen(r->wire));
     log_slot(s, slot, r);
+    session__write(s, r->wire, strlen(r->wire));
     session__leg_reply_free(&fallback);
+    if (s->state == SESSION_CLOSED)
+      return; /* the write failed: the transaction is gone */
   }
   session__lmtp_reset(s, false);
   session__txn_reset(s);
@@ -292,6 +301,8 @@ void session__lmtp_kick(struct session *s) {
   if (s->state == SESSION_CLOSED)
     return;
   lmtp_flush(s);
+  if (s->state == SESSION_CLOSED)
+    return;
   if (s->state == SESSION_DATA && !lmtp_streaming(s))
     session__set_state(s, SESSION_DATA_DISCARD);
   if (s->state == SESSION_DATA_WAIT && s->lm.nwait == 0)
