@@ -446,5 +446,42 @@ class LmtpPostfix(LmtpBase):
                                         pf.log_text()[start:])), 1)
 
 
+class LmtpExim(LmtpBase):
+    """A real Exim (harness/exim.py) with the README's recipe: its smtp transport with
+    protocol = lmtp, one delivery for recipients at three destinations."""
+
+    def test_exim_lmtp_delivered_deferred_bounced(self):
+        from harness.exim import Exim, EximUnavailable, exim_root
+        try:
+            root = exim_root()
+        except (EximUnavailable, OSError) as e:
+            self.skipTest('Exim unavailable: %s' % e)
+        ex = Exim(os.path.join(self.tmpdir, 'exim'), self.lmtp_port, root)
+        with open(ex.config) as f:
+            conf = f.read()
+        # The README's Exim recipe: the smtp transport speaking LMTP.
+        conf = conf.replace('remote_smtp:\n  driver = smtp\n',
+                            'remote_smtp:\n  driver = smtp\n  protocol = lmtp\n'
+                            '  port = %d\n  max_rcpt = 100\n' % self.lmtp_port)
+        with open(ex.config, 'w') as f:
+            f.write(conf)
+        self.addCleanup(ex.stop)
+        ex.start()
+        ex.send('alice@sender.test', ['bob@example.test', 'later@d451.test',
+                                      'nobody@d550.test'],
+                b'Subject: exim lmtp\r\n\r\nhello\r\n')
+        sent = ex.wait_log(r'=> bob@example\.test .*C="250 2\.0\.0').group(0)
+        ex.wait_log(r'== later@d451\.test .*451 4\.3\.0 mailbox busy')
+        ex.wait_log(r'\*\* nobody@d550\.test .*550 5\.7\.1 content refused')
+        self.assertIn('[127.0.0.1]:%d' % self.lmtp_port, sent)
+        self.mx1.wait_messages(1)
+        self.assertEqual(self.mx1.messages[0].rcpts, ['bob@example.test'])
+        # One LMTP transaction carried all three recipients: one proxy session id.
+        log = self.proxy.log_text()
+        ids = [re.search(r'([0-9A-F]{10}): to=<%s>' % re.escape(r), log).group(1)
+               for r in ('bob@example.test', 'later@d451.test', 'nobody@d550.test')]
+        self.assertEqual(len(set(ids)), 1, ids)
+
+
 if __name__ == '__main__':
     unittest.main()
