@@ -628,6 +628,8 @@ void session_drain(struct session *s) {
 void session_abort(struct session *s) {
   if (s->state == SESSION_CLOSED)
     return;
+  if (s->lmtp)
+    session__lmtp_reset(s, true); /* MX transactions reset; no RCPT reply owed now */
   session__reply(s, 421, "4.3.2", "%s Service shutting down, transaction aborted",
                  s->rt->cfg->hostname);
   s->up_in_txn = true; /* reset the MX side: no final dot */

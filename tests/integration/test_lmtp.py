@@ -113,6 +113,9 @@ class LmtpWire(LmtpBase):
         _, finals = self.transaction(c, ['eve@example.test'])
         self.assertEqual([r[0] for r in finals], [250])
         self.assertReply(c.cmd('QUIT'), 221)
+        # The MX connection of the first transaction was cached and reused.
+        self.mx1.wait_messages(2)
+        self.assertEqual(self.mx1.connections, 1)
 
     def test_rcpt_replies_per_destination_and_only_accepted_get_final(self):
         self.mx451.configure(rcpt=(450, '4.2.1 over quota'), data_end=None)
