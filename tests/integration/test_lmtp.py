@@ -382,8 +382,10 @@ class LmtpUnixSocket(LmtpBase):
     def lmtp_listen(self):
         self.sock_path = os.path.join(self.tmpdir, 'lmtp.sock')
         self.smtp_sock = os.path.join(self.tmpdir, 'smtp.sock')
+        self.pf_sock = os.path.join(self.tmpdir, 'pf-lmtp.sock')
         return [{'path': self.sock_path, 'mode': '0600', 'protocol': 'lmtp'},
-                {'path': self.smtp_sock}]
+                {'path': self.smtp_sock},
+                {'path': self.pf_sock, 'mode': '0666', 'protocol': 'lmtp'}]
 
     def unix_client(self, path):
         c = Client.__new__(Client)
@@ -409,6 +411,21 @@ class LmtpUnixSocket(LmtpBase):
         self.mx1.wait_messages(2)
         self.proxy.stop()
         self.assertFalse(os.path.exists(self.sock_path))
+
+
+    def test_postfix_lmtp_over_unix_socket(self):
+        """Postfix's lmtp client (as user postfix) on the socket: lmtp:unix:PATH."""
+        from harness.postfix import Postfix
+        pf = Postfix(os.path.join(self.tmpdir, 'postfix'), lmtp=True, extra_main_cf={
+            'default_transport': 'lmtp:unix:%s' % self.pf_sock})
+        self.addCleanup(pf.stop)
+        pf.start()
+        qid = pf.send('alice@sender.test', ['bob@example.test', 'nobody@d550.test'],
+                      b'Subject: via unix\r\n\r\nhello\r\n')
+        sent = pf.wait_status('bob@example.test', 'sent', timeout=30, queue_id=qid)
+        self.assertIn('postfix/lmtp[', sent)
+        pf.wait_status('nobody@d550.test', 'bounced', timeout=30, queue_id=qid)
+        self.mx1.wait_messages(1)
 
 
 class LmtpPostfix(LmtpBase):
