@@ -8,7 +8,8 @@ same deliveries through the SMTP listener, where one transaction serves one doma
 
 Environment (defaults in brackets): PROXY_BIN [build/starttls-proxy], SINK_BIN [built
 by bench/build.sh], MESSAGES [300] per mode, SESSIONS [4] concurrent inbound
-connections, DOMAINS [10], SIZE [10240] bytes, TIME_LIMIT [60] seconds per mode.
+connections, DOMAINS [10], SIZE [10240] bytes, TIME_LIMIT [60] seconds per mode,
+KEEP_TMP [0] (1 keeps the work directory with the proxy's log).
 
 Prints, per mode, messages/s (one message = DOMAINS recipient deliveries), recipient
 deliveries/s and CPU seconds of the proxy per 1000 deliveries, then the LMTP/SMTP ratio.
@@ -16,6 +17,7 @@ Every run is checked: every reply 250, the sink got every delivery, all over TLS
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -196,6 +198,8 @@ log: {level: warning}
         dns.wait(10)
         sink.stop()
         logf.close()
+        if os.environ.get('KEEP_TMP') != '1':
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == '__main__':
