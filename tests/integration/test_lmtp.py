@@ -3,6 +3,7 @@ transaction, one reply per accepted recipient after the final dot, each carrying
 own destination's verdict. Asserts the replies on the wire, the MX mailboxes, the
 proxy's log and, with a real Postfix as the LMTP client, what Postfix logs."""
 import os
+import random
 import re
 import signal
 import socket
@@ -312,6 +313,60 @@ class LmtpFaults(LmtpBase):
             self.assertIn(('for <%s>' % rcpt).encode(), received)
             self.assertEqual(m.length, len(received) + len(body))
             self.assertEqual(rest, body[:len(rest)])
+
+
+class LmtpRandomFaults(LmtpBase):
+    """Nothing lost, nothing doubled: 25 transactions, each to one recipient at each of
+    three destinations whose MX resets the connection at a random stage (seeded). A
+    recipient reported 250 is in its MX's mailbox exactly once; any other reply means
+    it is in none."""
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        rng = random.Random(2033)
+        stages = []
+
+        def fault(sess, stage):
+            stages.append(stage)
+            return 'reset' if rng.random() < 0.08 else None
+        for mx in (self.mx1, self.mx451, self.mx550):
+            mx.configure(data_end=None, fault_fn=fault)
+        self.stages = stages
+
+    def test_random_resets_never_lose_or_double(self):
+        domains = ['example.test', 'd451.test', 'd550.test']
+        final = {}
+        c = None
+        for n in range(25):
+            if c is None:
+                c = self.lmtp()
+            rcpts = ['t%02d@%s' % (n, d) for d in domains]
+            replies = c.pipeline(['MAIL FROM:<a@client.test>'] + ['RCPT TO:<%s>' % r
+                                                                   for r in rcpts])
+            self.assertEqual(replies[0][0], 250)
+            ok = [r for r, rep in zip(rcpts, replies[1:]) if rep[0] == 250]
+            for r, rep in zip(rcpts, replies[1:]):
+                final[r] = rep[0]
+                self.assertIn(rep[0] // 100, (2, 4), rep)
+            if not ok:
+                self.assertReply(c.cmd('RSET'), 250)
+                continue
+            self.assertReply(c.cmd('DATA'), 354)
+            c.send_raw(dot_stuff(message('t%02d' % n)) + b'.\r\n')
+            for r, rep in zip(ok, c.read_replies(len(ok), timeout=20)):
+                final[r] = rep[0]
+                self.assertIn(rep[0] // 100, (2, 4), rep)
+        self.assertReply(c.cmd('QUIT'), 221)
+        delivered = {}
+        for mx in (self.mx1, self.mx451, self.mx550):
+            for m in list(mx.messages):
+                for r in m.rcpts:
+                    delivered[r] = delivered.get(r, 0) + 1
+        for r, code in sorted(final.items()):
+            self.assertEqual(delivered.get(r, 0), 1 if code == 250 else 0,
+                             '%s: reply %d, %d copies' % (r, code, delivered.get(r, 0)))
+        self.assertGreater(sum(1 for c in final.values() if c == 250), 30)
+        self.assertGreater(sum(1 for c in final.values() if c != 250), 3)
 
 
 class LmtpLimits(LmtpBase):
