@@ -40,7 +40,10 @@ static int listener_bind(uv_loop_t *loop, struct listener_socket *ls,
   struct stat st;
   if (lstat(ls->path, &st) == 0 && S_ISSOCK(st.st_mode))
     unlink(ls->path);
+  /* Created owner-only, then given its configured mode: never more open between. */
+  mode_t old = umask(0177);
   int rc = uv_pipe_bind(&ls->pipe, ls->path);
+  umask(old);
   if (rc < 0)
     ls->path[0] = '\0'; /* not ours: never unlink it */
   return rc;

@@ -442,6 +442,15 @@ class LmtpUnixSocket(LmtpBase):
                 {'path': self.smtp_sock},
                 {'path': self.pf_sock, 'mode': '0666', 'protocol': 'lmtp'}]
 
+    def wait_sockets(self):
+        """Until the last socket of the list has its mode (it is made last)."""
+        def ready():
+            try:
+                return stat.S_IMODE(os.stat(self.pf_sock).st_mode) == 0o666
+            except FileNotFoundError:
+                return False
+        wait_until(ready, 10, 'the unix sockets were not made')
+
     def unix_client(self, path):
         c = Client.__new__(Client)
         c.timeout, c.buf, c.transcript, c.eof = 10, b'', [], False
@@ -452,6 +461,9 @@ class LmtpUnixSocket(LmtpBase):
         return c
 
     def test_lmtp_and_smtp_over_unix_sockets(self):
+        # The TCP listener (the harness's readiness probe) may answer before the
+        # sockets after it in the list are made.
+        self.wait_sockets()
         self.assertEqual(stat.S_IMODE(os.stat(self.sock_path).st_mode), 0o600)
         c = self.unix_client(self.sock_path)
         self.assertReply(c.read_reply(), 220, 'LMTP')
@@ -471,6 +483,7 @@ class LmtpUnixSocket(LmtpBase):
     def test_postfix_lmtp_over_unix_socket(self):
         """Postfix's lmtp client (as user postfix) on the socket: lmtp:unix:PATH."""
         from harness.postfix import Postfix
+        self.wait_sockets()
         pf = Postfix(os.path.join(self.tmpdir, 'postfix'), lmtp=True, extra_main_cf={
             'default_transport': 'lmtp:unix:%s' % self.pf_sock})
         self.addCleanup(pf.stop)
