@@ -323,15 +323,13 @@ class LmtpRandomFaults(LmtpBase):
 
     def setup_fixtures(self):
         super().setup_fixtures()
-        rng = random.Random(2033)
-        stages = []
-
-        def fault(sess, stage):
-            stages.append(stage)
-            return 'reset' if rng.random() < 0.08 else None
-        for mx in (self.mx1, self.mx451, self.mx550):
-            mx.configure(data_end=None, fault_fn=fault)
-        self.stages = stages
+        # One seeded sequence per MX: each MX's faults do not depend on how the three
+        # servers' threads interleave.
+        for i, mx in enumerate((self.mx1, self.mx451, self.mx550)):
+            rng = random.Random(2033 + i)
+            mx.configure(data_end=None,
+                         fault_fn=lambda sess, stage, rng=rng:
+                         'reset' if rng.random() < 0.08 else None)
 
     def test_random_resets_never_lose_or_double(self):
         domains = ['example.test', 'd451.test', 'd550.test']
@@ -365,8 +363,12 @@ class LmtpRandomFaults(LmtpBase):
         for r, code in sorted(final.items()):
             self.assertEqual(delivered.get(r, 0), 1 if code == 250 else 0,
                              '%s: reply %d, %d copies' % (r, code, delivered.get(r, 0)))
-        self.assertGreater(sum(1 for c in final.values() if c == 250), 30)
-        self.assertGreater(sum(1 for c in final.values() if c != 250), 3)
+        sent = sum(1 for c in final.values() if c == 250)
+        print('random resets: %d of %d recipients delivered, the rest 4xx'
+              % (sent, len(final)), file=sys.stderr)
+        # Both outcomes happened (these seeds: 52 of 75 delivered).
+        self.assertGreater(sum(1 for c in final.values() if c == 250), 20)
+        self.assertGreater(sum(1 for c in final.values() if c != 250), 5)
 
 
 class LmtpLimits(LmtpBase):
