@@ -9,7 +9,7 @@ SECONDS ?= 60
 FUZZ_TARGETS = smtp_command smtp_reply smtp_data dns_msg config policy_table \
   mtasts_txt mtasts_policy tlsrpt_txt metrics_request cache_codec
 
-.PHONY: all deps build build-asan run test test-release test-asan fuzz bench install clean
+.PHONY: all deps build build-asan run test test-release test-asan fuzz bench bench-lmtp install clean
 
 all: build
 
@@ -51,6 +51,10 @@ fuzz: deps
 # Side-by-side benchmark with stunnel and Postfix (bench/README.md).
 bench: build
 	./bench/run.sh
+
+# LMTP fan-out: one message to 10 domains through the LMTP listener (README).
+bench-lmtp: build
+	PROXY_BIN=$(BUILD)/starttls-proxy /usr/bin/python3 bench/lmtp_fanout.py
 
 PREFIX ?= /usr/local
 install: build

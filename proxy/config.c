@@ -23,6 +23,8 @@
 /* Larger files are refused: a config is small, and the tree costs memory per byte. */
 #define CONFIG_MAX_SIZE (1024 * 1024)
 
+struct loader;
+
 enum key_type {
   KEY_SECTION, /* a mapping of further keys */
   KEY_STRING,  /* char[] field, non-empty, optional extra check */
@@ -51,7 +53,9 @@ struct key_desc {
   config__check_fn check;        /* STRING: may be NULL */
   config__parse_fn parse;        /* VALUE, LIST items */
   config__node_fn node;          /* NODE */
-  const char *hint;              /* ENUM: appended to the error; LIST: too few items */
+  /* LIST: parses an item written as a mapping (NULL: items are scalars only) */
+  bool (*item_map)(struct loader *ld, const struct config__node *map, void *dst);
+  const char *hint; /* ENUM: appended to the error; LIST: too few items */
 };
 
 /* The schema. A new key is one row here plus its field in struct config; a new kind
@@ -73,6 +77,10 @@ struct key_desc {
   {.name = n, .type = KEY_LIST, .off = offsetof(struct config, f),                    \
    .size = sizeof(*((struct config *)0)->f), .count_off = offsetof(struct config, nf),\
    .parse = fn, .min = lo, .max = hi, .hint = h}
+#define K_LIST_MAP(n, f, nf, fn, mfn, lo, hi, h)                                       \
+  {.name = n, .type = KEY_LIST, .off = offsetof(struct config, f),                    \
+   .size = sizeof(*((struct config *)0)->f), .count_off = offsetof(struct config, nf),\
+   .parse = fn, .item_map = mfn, .min = lo, .max = hi, .hint = h}
 #define K_NODE(n, fn)        {.name = n, .type = KEY_NODE, .node = fn}
 #define K_END {.name = NULL}
 
@@ -93,6 +101,8 @@ static const struct enum_name trust_names[] = {
 
 static const struct enum_name yesno_names[] = {
   {"yes", 1}, {"no", 0}, {NULL, 0}};
+
+static bool listen_item(struct loader *ld, const struct config__node *map, void *dst);
 
 static const struct key_desc clients_keys[] = {
   K_LIST("allow", allow, nallow, config__parse_cidr, 1, 4096,
@@ -139,6 +149,7 @@ static const struct key_desc outbound_keys[] = {
   K_UINT("port",        outbound_port, 1, 65535),
   K_STRING("helo_name", helo_name,     config__check_dns_name),
   K_UINT("connection_cache_time", conn_cache_secs, 0, 3600),
+  K_UINT("max_connections", outbound_max_connections, 1, 1000000),
   K_SECTION("tls",      tls_keys),
   K_END};
 
@@ -172,10 +183,15 @@ static const struct key_desc metrics_keys[] = {
   K_VALUE("listen", metrics_listen, config__parse_listen),
   K_END};
 
+static const struct key_desc lmtp_keys[] = {
+  K_UINT("max_recipients",   lmtp_max_recipients,   1, 100000),
+  K_UINT("max_destinations", lmtp_max_destinations, 1, 1000),
+  K_END};
+
 static const struct key_desc top_keys[] = {
   K_STRING("hostname", hostname, config__check_dns_name),
-  K_LIST("listen", listen, nlisten, config__parse_listen, 1, 64,
-         "at least one address required"),
+  K_LIST_MAP("listen", listen, nlisten, config__parse_listen, listen_item, 1, 64,
+             "at least one address required"),
   K_SECTION("clients",  clients_keys),
   K_SECTION("limits",   limits_keys),
   K_SECTION("timeouts", timeouts_keys),
@@ -190,6 +206,7 @@ static const struct key_desc top_keys[] = {
   K_SECTION("tlsrpt",   tlsrpt_keys),
   K_SECTION("metrics",  metrics_keys),
   K_NODE("cache",       config__cache),
+  K_SECTION("lmtp",     lmtp_keys),
   K_END};
 // clang-format on
 
@@ -404,9 +421,15 @@ static void apply_list(struct loader *ld, const struct key_desc *d,
   }
   for (size_t i = 0; i < nitems; i++) {
     size_t mark = path_push_index(ld, i);
-    const char *s = scalar_text(ld, n->items[i]), *reason = NULL;
+    const struct config__node *item = n->items[i];
+    if (d->item_map && item->type == CONFIG__MAP && node_usable(ld, item)) {
+      ok = d->item_map(ld, item, items + i * d->size) && ok;
+      path_pop(ld, mark);
+      continue;
+    }
+    const char *s = scalar_text(ld, item), *reason = NULL;
     if (s && (reason = d->parse(s, items + i * d->size, buf, sizeof buf)) != NULL)
-      ld_err(ld, n->items[i], "%s", reason);
+      ld_err(ld, item, "%s", reason);
     ok = ok && s && !reason;
     path_pop(ld, mark);
   }
@@ -418,6 +441,83 @@ static void apply_list(struct loader *ld, const struct key_desc *d,
   free(old);
   memcpy(field, &items, sizeof items);
   memcpy((char *)ld->cfg + d->count_off, &nitems, sizeof nitems);
+}
+
+static const struct enum_name protocol_names[] = {
+    {"smtp", CONFIG_PROTO_SMTP}, {"lmtp", CONFIG_PROTO_LMTP}, {NULL, 0}};
+
+/* One listen entry written as a mapping: {address: host:port | path: /socket,
+ * mode: "0660", protocol: smtp | lmtp}. */
+static bool listen_item(struct loader *ld, const struct config__node *map, void *dst) {
+  const struct config__node *where = NULL, *mode = NULL, *proto = NULL;
+  bool is_path = false, ok = true;
+  char buf[256];
+  for (size_t i = 0; i + 1 < map->n; i += 2) {
+    const struct config__node *k = map->items[i], *v = map->items[i + 1];
+    const char *name = k->type == CONFIG__SCALAR ? k->str : "";
+    size_t mark = path_push(ld, name, strlen(name));
+    const struct config__node **slot = NULL;
+    if (!strcmp(name, "address") || !strcmp(name, "path")) {
+      if (where)
+        ld_err(ld, k, "give either address or path, once");
+      else
+        is_path = name[0] == 'p';
+      slot = &where;
+    } else if (!strcmp(name, "mode")) {
+      slot = &mode;
+    } else if (!strcmp(name, "protocol")) {
+      slot = &proto;
+    } else {
+      ld_err(ld, k, "unknown key");
+    }
+    if (slot && *slot && slot != &where)
+      ld_err(ld, k, "duplicate key");
+    if (slot && !*slot && scalar_text(ld, v))
+      *slot = v;
+    ok = ok && slot && *slot == v;
+    path_pop(ld, mark);
+  }
+  if (!where) {
+    ld_err(ld, map, "address or path required");
+    return false;
+  }
+  struct config_addr a;
+  memset(&a, 0, sizeof a);
+  const char *reason = is_path
+                           ? config__parse_unix_path(where->str, &a, buf, sizeof buf)
+                           : config__parse_listen(where->str, &a, buf, sizeof buf);
+  size_t mark = path_push(ld, is_path ? "path" : "address", is_path ? 4 : 7);
+  if (reason) {
+    ld_err(ld, where, "%s", reason);
+    ok = false;
+  }
+  path_pop(ld, mark);
+  a.mode = 0660;
+  if (mode) {
+    mark = path_push(ld, "mode", 4);
+    if (!is_path)
+      ld_err(ld, mode, "only for a unix socket (path)");
+    else if ((reason = config__parse_mode(mode->str, &a.mode)) != NULL)
+      ld_err(ld, mode, "%s", reason);
+    ok = ok && is_path && !reason;
+    path_pop(ld, mark);
+  }
+  if (proto) {
+    int v = -1;
+    for (const struct enum_name *e = protocol_names; e->name; e++)
+      if (!strcmp(e->name, proto->str))
+        v = e->value;
+    mark = path_push(ld, "protocol", 8);
+    if (v < 0)
+      ld_err(ld, proto, "must be smtp or lmtp");
+    else
+      a.protocol = (enum config_protocol)v;
+    ok = ok && v >= 0;
+    path_pop(ld, mark);
+  }
+  if (ok)
+    memcpy(dst, &a, sizeof a);
+  return ok;
 }
 
 static void walk_section(struct loader *ld, const struct key_desc *keys,
@@ -532,6 +632,9 @@ static void set_defaults(struct config *cfg) {
   cfg->tlsrpt_interval_ms = 86400000;
   cfg->conn_cache_secs = 10;
   config__cache_defaults(cfg);
+  cfg->lmtp_max_recipients = 100;
+  cfg->lmtp_max_destinations = 20;
+  cfg->outbound_max_connections = 500;
 }
 
 /* Fills an unset list from literal texts through the key's own parser. */

@@ -48,10 +48,18 @@ struct config_redis {
   uint64_t timeout_ms;  /* connect and reply timeout, default 2 s */
 };
 
+/* What a listening socket speaks: SMTP (RFC 5321) or LMTP (RFC 2033). */
+enum config_protocol { CONFIG_PROTO_SMTP, CONFIG_PROTO_LMTP };
+
 struct config_addr {
-  struct sockaddr_storage sa; /* family AF_INET or AF_INET6, port set */
+  /* family AF_INET or AF_INET6 with the port set; AF_UNIX (sockaddr_un) only for a
+   * listen entry given as {path: ...} */
+  struct sockaddr_storage sa;
   socklen_t salen;
-  char text[64]; /* as written, e.g. "127.0.0.1:10025" or "[::1]:53" */
+  char text[112]; /* as written, e.g. "127.0.0.1:10025", "[::1]:53", or the path */
+  /* listen entries only (other addresses keep the defaults): */
+  enum config_protocol protocol; /* protocol: smtp (default) or lmtp */
+  unsigned mode;                 /* AF_UNIX: the socket file's mode, default 0660 */
 };
 
 struct config_cidr {
@@ -83,6 +91,14 @@ struct config {
   size_t max_connections;    /* limits.connections, default 1000, >= 1 */
   uint64_t max_message_size; /* limits.message_size, default 52428800; 0 = none */
   size_t max_recipients;     /* limits.recipients, default 1000, >= 1 */
+
+  /* lmtp.*: limits of one LMTP transaction (one message to many destinations). Over
+   * a limit the recipient gets 452 4.5.3 and the MTA sends it again later. */
+  size_t lmtp_max_recipients;   /* lmtp.max_recipients: RCPT commands, default 100 */
+  size_t lmtp_max_destinations; /* lmtp.max_destinations: domains, default 20 */
+  /* outbound.max_connections: MX connections open at once for LMTP transactions in
+   * one process (idle cached ones not counted), default 500. */
+  size_t outbound_max_connections;
 
   /* timeouts.*, in milliseconds here (seconds in YAML, > 0) */
   uint64_t timeout_inbound_command; /* 300 s */

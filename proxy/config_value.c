@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 const char *config__parse_u64(const char *s, uint64_t *v) {
@@ -81,7 +83,7 @@ static const char *parse_addr(const char *s, bool need_port, uint16_t default_po
   uint16_t port = default_port;
 
   memset(&a, 0, sizeof a);
-  if (strlen(s) >= sizeof a.text)
+  if (strlen(s) >= 64) /* "[v6 address]:port" fits easily */
     return "address too long";
   if ((reason = split_host_port(s, need_port, host, &family, &port_text)) != NULL)
     return reason;
@@ -111,6 +113,41 @@ const char *config__parse_listen(const char *s, void *dst, char *buf, size_t cap
   (void)buf;
   (void)cap;
   return parse_addr(s, true, 0, dst);
+}
+
+const char *config__parse_unix_path(const char *s, void *dst, char *buf, size_t cap) {
+  (void)buf;
+  (void)cap;
+  struct config_addr a;
+  struct sockaddr_un *sun = (struct sockaddr_un *)&a.sa;
+  size_t len = strlen(s);
+  memset(&a, 0, sizeof a);
+  if (s[0] != '/')
+    return "a unix socket path must be absolute";
+  if (len >= sizeof sun->sun_path || len >= sizeof a.text)
+    return "path too long for a unix socket";
+  sun->sun_family = AF_UNIX;
+  memcpy(sun->sun_path, s, len + 1);
+  a.salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+  memcpy(a.text, s, len + 1);
+  memcpy(dst, &a, sizeof a);
+  return NULL;
+}
+
+const char *config__parse_mode(const char *s, unsigned *mode) {
+  unsigned v = 0;
+  size_t len = strlen(s);
+  if (len < 3 || len > 4)
+    return "must be an octal file mode such as \"0660\"";
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '7')
+      return "must be an octal file mode such as \"0660\"";
+    v = v * 8 + (unsigned)(*p - '0');
+  }
+  if (v > 0777)
+    return "must be at most 0777";
+  *mode = v;
+  return NULL;
 }
 
 const char *config__parse_dns_server(const char *s, void *dst, char *buf, size_t cap) {

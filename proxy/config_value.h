@@ -24,6 +24,10 @@ const char *config__parse_u64(const char *s, uint64_t *v);
 /* dst is a struct config_addr. listen: "a.b.c.d:port" or "[v6]:port". DNS server: the
  * same, or a bare address ("192.0.2.1", "2001:db8::1", "[2001:db8::1]") for port 53. */
 const char *config__parse_listen(const char *s, void *dst, char *buf, size_t cap);
+/* dst is a struct config_addr: an absolute path for a unix socket (AF_UNIX). */
+const char *config__parse_unix_path(const char *s, void *dst, char *buf, size_t cap);
+/* A file mode in octal, e.g. "0660" or "660": at most 0777, owner read+write. */
+const char *config__parse_mode(const char *s, unsigned *mode);
 const char *config__parse_dns_server(const char *s, void *dst, char *buf, size_t cap);
 
 /* dst is a struct config_cidr: "addr/prefix" or a bare address (full prefix). Host bits

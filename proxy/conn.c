@@ -147,13 +147,26 @@ int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
   return 0;
 }
 
+int conn_init_pipe(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
+                   void *owner) {
+  memset(c, 0, sizeof *c);
+  c->ev = ev;
+  c->owner = owner;
+  c->is_pipe = true;
+  if (uv_pipe_init(loop, &c->pipe, 0) < 0)
+    return SP_E_IO;
+  c->pipe.data = c;
+  return 0;
+}
+
 int conn_accept(uv_stream_t *server, struct conn *c) {
   int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
   if (rc < 0) {
     snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
     return SP_E_IO;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
+  if (!c->is_pipe)
+    uv_tcp_nodelay(&c->tcp, 1);
   return 0;
 }
 
@@ -243,7 +256,7 @@ void conn_close(struct conn *c, bool graceful) {
     uv_close((uv_handle_t *)&c->tcp, on_close);
     return;
   }
-  if (uv_tcp_close_reset(&c->tcp, on_close) < 0)
+  if (c->is_pipe || uv_tcp_close_reset(&c->tcp, on_close) < 0)
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -255,6 +268,10 @@ void conn_peer_ip(const struct conn *c, char *out, size_t cap) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   out[0] = '\0';
+  if (c->is_pipe) {
+    snprintf(out, cap, "%s", "unix");
+    return;
+  }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
     return;
   if (ss.ss_family == AF_INET)

@@ -32,7 +32,12 @@ struct conn_events {
 };
 
 struct conn {
-  uv_tcp_t tcp;
+  /* A TCP connection, or (conn_init_pipe) a unix-socket one accepted by a listener. */
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  };
+  bool is_pipe;
   uv_connect_t connect_req;
   const struct conn_events *ev;
   void *owner;
@@ -47,6 +52,9 @@ struct conn {
 /* Initializes c with a new uv_tcp_t on loop. */
 int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
               void *owner);
+/* Same with a uv_pipe_t, for a connection accepted on a unix socket. */
+int conn_init_pipe(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
+                   void *owner);
 /* For the listener: accepts a pending connection of server into c. */
 int conn_accept(uv_stream_t *server, struct conn *c);
 int conn_connect(struct conn *c, const struct sockaddr *addr);
@@ -68,7 +76,7 @@ void conn_close(struct conn *c, bool graceful);
 
 const char *conn_error(const struct conn *c);
 
-/* "192.0.2.1" for the peer; "" when unknown. */
+/* "192.0.2.1" for the peer; "unix" on a unix socket; "" when unknown. */
 void conn_peer_ip(const struct conn *c, char *out, size_t cap);
 
 #endif

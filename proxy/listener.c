@@ -1,22 +1,52 @@
 #include "listener.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "log.h"
 #include "session.h"
 
 static void on_connection(uv_stream_t *server, int status) {
-  struct listener *l = server->data;
+  struct listener_socket *ls = server->data;
+  struct listener *l = ls->l;
   if (status < 0) {
     log_msg(LOG_WARNING, NULL, "accept failed: %s", uv_strerror(status));
     return;
   }
   bool over = l->nsessions >= l->rt->cfg->max_connections;
-  if (session_start(l, server, l->rt, over) < 0)
+  if (session_start(l, server, l->rt, ls->is_pipe, ls->lmtp, over) < 0)
     log_msg(LOG_ERROR, NULL, "cannot start a session: out of memory");
+}
+
+/* A unix socket left behind by an earlier run is removed first; anything else at
+ * that path (a regular file) makes the bind fail rather than be deleted. */
+static int listener_bind(uv_loop_t *loop, struct listener_socket *ls,
+                         const struct config_addr *a) {
+  ls->lmtp = a->protocol == CONFIG_PROTO_LMTP;
+  if (a->sa.ss_family != AF_UNIX) {
+    uv_tcp_init(loop, &ls->tcp);
+    ls->tcp.data = ls;
+    return uv_tcp_bind(&ls->tcp, (const struct sockaddr *)&a->sa, 0);
+  }
+  ls->is_pipe = true;
+  uv_pipe_init(loop, &ls->pipe, 0);
+  ls->pipe.data = ls;
+  snprintf(ls->path, sizeof ls->path, "%s", a->text);
+  struct stat st;
+  if (lstat(ls->path, &st) == 0 && S_ISSOCK(st.st_mode))
+    unlink(ls->path);
+  /* Created owner-only, then given its configured mode: never more open between. */
+  mode_t old = umask(0177);
+  int rc = uv_pipe_bind(&ls->pipe, ls->path);
+  umask(old);
+  if (rc < 0)
+    ls->path[0] = '\0'; /* not ours: never unlink it */
+  return rc;
 }
 
 int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char *err,
@@ -29,18 +59,21 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char
   if (!l->sockets)
     return SP_E_NOMEM;
   for (size_t i = 0; i < cfg->nlisten; i++) {
-    uv_tcp_t *t = &l->sockets[i];
-    uv_tcp_init(loop, t);
-    t->data = l;
+    const struct config_addr *a = &cfg->listen[i];
+    struct listener_socket *ls = &l->sockets[i];
+    ls->l = l;
+    int rc = listener_bind(loop, ls, a);
     l->nsockets++;
-    int rc = uv_tcp_bind(t, (const struct sockaddr *)&cfg->listen[i].sa, 0);
     if (rc == 0)
-      rc = uv_listen((uv_stream_t *)t, 511, on_connection);
+      rc = uv_listen((uv_stream_t *)&ls->tcp, 511, on_connection);
+    if (rc == 0 && ls->is_pipe && chmod(ls->path, a->mode) < 0)
+      rc = uv_translate_sys_error(errno);
     if (rc < 0) {
-      snprintf(err, errlen, "listen on %s: %s", cfg->listen[i].text, uv_strerror(rc));
+      snprintf(err, errlen, "listen on %s: %s", a->text, uv_strerror(rc));
       return SP_E_IO;
     }
-    log_msg(LOG_INFO, NULL, "listening on %s", cfg->listen[i].text);
+    log_msg(LOG_INFO, NULL, "listening on %s (%s)", a->text,
+            ls->lmtp ? "LMTP" : "SMTP");
   }
   return 0;
 }
@@ -78,7 +111,8 @@ void listener_session_gone(struct listener *l, struct session *s) {
 }
 
 static void on_socket_closed(uv_handle_t *h) {
-  struct listener *l = h->data;
+  struct listener_socket *ls = h->data;
+  struct listener *l = ls->l;
   if (--l->nclosing == 0) {
     free(l->sockets);
     l->sockets = NULL;
@@ -89,8 +123,11 @@ static void listener_close_sockets(struct listener *l) {
   if (!l->sockets || l->nclosing)
     return;
   l->nclosing = l->nsockets;
-  for (size_t i = 0; i < l->nsockets; i++)
-    uv_close((uv_handle_t *)&l->sockets[i], on_socket_closed);
+  for (size_t i = 0; i < l->nsockets; i++) {
+    if (l->sockets[i].path[0])
+      unlink(l->sockets[i].path);
+    uv_close((uv_handle_t *)&l->sockets[i].tcp, on_socket_closed);
+  }
   if (l->nsockets == 0) {
     free(l->sockets);
     l->sockets = NULL;

@@ -1,5 +1,5 @@
-/* Listening sockets and the set of live sessions. The listener owns its uv_tcp_t
- * handles and a list of sessions (each session frees itself and unlinks through
+/* Listening sockets and the set of live sessions. The listener owns its listening
+ * handles (TCP, or unix sockets whose file it creates and removes) and a list of sessions (each session frees itself and unlinks through
  * listener_session_gone). */
 #ifndef SP_LISTENER_H
 #define SP_LISTENER_H
@@ -12,15 +12,28 @@
 
 struct session;
 
+/* One listening socket: what it speaks comes from its listen entry. */
+struct listener_socket {
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  };
+  struct listener *l;
+  bool is_pipe;
+  bool lmtp;
+  char path[112]; /* a unix socket's file, removed at close; "" for TCP */
+};
+
 struct listener {
   uv_loop_t *loop;
   struct runtime *rt; /* current runtime: new sessions take a reference */
   struct pool *pool;  /* idle MX connections shared by sessions (the daemon's) */
-  uv_tcp_t *sockets;  /* owned, nsockets of them */
+  struct listener_socket *sockets; /* owned, nsockets of them */
   size_t nsockets;
   size_t nclosing;
   struct session **sessions; /* live sessions, unordered */
   size_t nsessions, cap_sessions;
+  size_t lmtp_upstreams; /* MX connections open for LMTP transactions (all sessions) */
   bool draining;
   void (*on_idle)(struct listener *l); /* draining and no sessions left */
 };

@@ -55,7 +55,8 @@ void session__reply(struct session *s, int code, const char *enh, const char *fm
   int n = smtp_reply_build(wire, sizeof wire, code, enh, text);
   if (n < 0)
     n = smtp_reply_build(wire, sizeof wire, code, enh, "(reply text too long)");
-  if (n > 0)
+  /* LMTP: behind RCPT replies still owed, in command order. */
+  if (n > 0 && !session__lmtp_queue_reply(s, wire, (size_t)n))
     session__write(s, wire, (size_t)n);
 }
 
@@ -84,6 +85,8 @@ void session__close(struct session *s, bool graceful) {
   if (s->state == SESSION_CLOSED)
     return;
   session__set_state(s, SESSION_CLOSED);
+  if (s->lmtp)
+    session__lmtp_reset(s, true); /* open MX transactions are reset: no final dot */
   router_cancel(s->rq);
   s->rq = NULL;
   /* A transaction still open upstream is reset there: no final dot was sent. An idle
@@ -99,6 +102,8 @@ void session__close(struct session *s, bool graceful) {
 }
 
 void session__txn_reset(struct session *s) {
+  if (s->lmtp)
+    session__lmtp_reset(s, false);
   for (size_t i = 0; i < s->txn.nrcpts; i++)
     free(s->txn.rcpts[i]);
   free(s->txn.rcpts);
@@ -108,6 +113,8 @@ void session__txn_reset(struct session *s) {
 /* ---- timers and flow control ---------------------------------------------------- */
 
 static bool session_waiting_upstream(const struct session *s) {
+  if (session__lmtp_pending(s))
+    return true;
   switch (s->state) {
   case SESSION_RCPT_ROUTE:
   case SESSION_RCPT_WAIT:
@@ -160,15 +167,17 @@ static void session_update_reading(struct session *s) {
 /* ---- commands ------------------------------------------------------------------- */
 
 static void cmd_hello(struct session *s, const struct smtp_command *cmd) {
-  if (cmd->verb == SMTP_VERB_LHLO) {
-    session__reply(s, 500, "5.5.1", "Error: command not recognized");
+  /* RFC 2033 §4.1: an LMTP server answers LHLO only, and never HELO or EHLO. */
+  if ((cmd->verb == SMTP_VERB_LHLO) != s->lmtp) {
+    session__reply(s, 500, "5.5.1", "Error: command not recognized%s",
+                   s->lmtp ? " (this is an LMTP server: use LHLO)" : "");
     return;
   }
   if (s->state != SESSION_GREETING && s->state != SESSION_IDLE)
     session__rset_upstream(s);
   session__txn_reset(s);
   snprintf(s->helo, sizeof s->helo, "%.*s", (int)cmd->arg_len, cmd->arg);
-  s->esmtp = cmd->verb == SMTP_VERB_EHLO;
+  s->esmtp = cmd->verb != SMTP_VERB_HELO;
   session__set_state(s, SESSION_IDLE);
   const struct config *cfg = s->rt->cfg;
   if (!s->esmtp) {
@@ -272,6 +281,10 @@ static void cmd_rcpt(struct session *s, const struct smtp_command *cmd) {
   if (!session_params(s, cmd, allowed, params, sizeof params) ||
       !session_rcpt_domain(s, cmd->path, domain, sizeof domain))
     return;
+  if (s->lmtp) {
+    session__lmtp_rcpt(s, cmd->path, params, domain);
+    return;
+  }
   if (s->txn.nrcpts >= s->rt->cfg->max_recipients) {
     session__reply(s, 452, "4.5.3", "Error: too many recipients");
     return;
@@ -301,6 +314,8 @@ static void cmd_data(struct session *s, const struct smtp_command *cmd) {
     session__reply(s, 554, "5.5.1", "Error: no valid recipients");
   } else if (s->state != SESSION_RCPT) {
     session__reply(s, 503, "5.5.1", "Error: need RCPT command");
+  } else if (s->lmtp) {
+    session__lmtp_data(s);
   } else if (s->txn.lost || !s->up) {
     session__reply(s, 451, "4.4.2", "connection to %s lost, try again later",
                    s->txn.domain);
@@ -375,8 +390,20 @@ static void session_command(struct session *s, const char *line, size_t len) {
  */
 
 static bool session_blocked(const struct session *s) {
-  return s->state == SESSION_CLOSED || s->state == SESSION_QUIT ||
-         session_waiting_upstream(s) || s->conn.write_pending >= SESSION_OUT_HIGH;
+  bool waiting = session_waiting_upstream(s) && !session__lmtp_pending(s);
+  return s->state == SESSION_CLOSED || s->state == SESSION_QUIT || waiting ||
+         s->conn.write_pending >= SESSION_OUT_HIGH;
+}
+
+/* LMTP: while RCPT replies are owed, only further RCPTs are taken (they are routed
+ * and connected in parallel); any other command waits, so its reply comes in order
+ * and DATA sees every recipient's outcome. */
+static bool session_lmtp_stalled(struct session *s, const char *line, size_t len) {
+  if (!session__lmtp_pending(s))
+    return false;
+  struct smtp_command cmd;
+  return smtp_parse_command(line, len, &cmd) < 0 || cmd.verb != SMTP_VERB_RCPT ||
+         s->lm.nslots >= s->rt->cfg->lmtp_max_recipients;
 }
 
 /* Reads one command line from the buffer. Returns false when more input is needed. */
@@ -397,10 +424,14 @@ static bool session_command_step(struct session *s) {
   if (rc == 0)
     return false;
   if (rc < 0) {
+    if (session__lmtp_pending(s))
+      return false;
     session__reply(s, 500, "5.5.2", "Error: line too long");
     s->skip_line = true;
     return true;
   }
+  if (session_lmtp_stalled(s, s->in.data, line_len))
+    return false;
   session_command(s, s->in.data, line_len);
   buf_consume(&s->in, used);
   return true;
@@ -408,7 +439,7 @@ static bool session_command_step(struct session *s) {
 
 /* Between transactions a draining session says goodbye. */
 static bool session_drain_now(struct session *s) {
-  if (!s->draining || s->txn.nrcpts > 0 ||
+  if (!s->draining || s->txn.nrcpts > 0 || s->lm.nslots > 0 ||
       (s->state != SESSION_GREETING && s->state != SESSION_IDLE &&
        s->state != SESSION_MAIL))
     return false;
@@ -429,7 +460,9 @@ void session__process(struct session *s) {
   bool any = false;
   while (!session_blocked(s) && !session_drain_now(s)) {
     bool progressed;
-    if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
+    if ((s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD) && s->lmtp)
+      progressed = session__lmtp_data_step(s);
+    else if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
       progressed = session__data_step(s);
     else
       progressed = s->in.len > 0 && session_command_step(s);
@@ -441,8 +474,10 @@ void session__process(struct session *s) {
   /* The client half-closed and all it sent that can be answered is: done. An
    * unfinished message (still in DATA) is dropped here, and the MX connection reset
    * without the final dot. */
-  bool data_waits = s->state == SESSION_DATA && s->up && upstream_body_busy(s->up);
-  if (s->peer_eof && !session_blocked(s) && !data_waits) {
+  bool data_waits =
+      s->state == SESSION_DATA &&
+      (s->lmtp ? session__lmtp_data_busy(s) : s->up && upstream_body_busy(s->up));
+  if (s->peer_eof && !session_blocked(s) && !data_waits && !session__lmtp_pending(s)) {
     log_msg(LOG_INFO, s->id, "client %s[%s] closed its side in state %s",
             s->helo[0] ? s->helo : "unknown", s->client_ip,
             session_state_names[s->state]);
@@ -526,16 +561,20 @@ static void session_make_id(struct session *s) {
 }
 
 int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
-                  bool over_limit) {
+                  bool unix_socket, bool lmtp, bool over_limit) {
   struct session *s = calloc(1, sizeof *s);
   if (!s)
     return SP_E_NOMEM;
   s->magic = SESSION_MAGIC;
   s->l = l;
   s->rt = runtime_ref(rt);
+  s->lmtp = lmtp;
   session_make_id(s);
   buf_init(&s->in, SESSION_IN_MAX);
-  if (conn_init(server->loop, &s->conn, &session_conn_events, s) < 0) {
+  int init = unix_socket
+                 ? conn_init_pipe(server->loop, &s->conn, &session_conn_events, s)
+                 : conn_init(server->loop, &s->conn, &session_conn_events, s);
+  if (init < 0) {
     runtime_unref(rt);
     free(s);
     return SP_E_IO;
@@ -551,10 +590,12 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
   conn_peer_ip(&s->conn, s->client_ip, sizeof s->client_ip);
   struct sockaddr_storage peer;
   int plen = sizeof peer;
+  /* A unix socket's clients are whoever its file mode lets in. */
   bool allowed =
       rc == 0 &&
-      uv_tcp_getpeername(&s->conn.tcp, (struct sockaddr *)&peer, &plen) == 0 &&
-      config_client_allowed(rt->cfg, (struct sockaddr *)&peer);
+      (unix_socket ||
+       (uv_tcp_getpeername(&s->conn.tcp, (struct sockaddr *)&peer, &plen) == 0 &&
+        config_client_allowed(rt->cfg, (struct sockaddr *)&peer)));
   const char *host = rt->cfg->hostname;
   if (rc < 0 || !s->l) {
     session__close(s, false);
@@ -572,7 +613,7 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
     session__close(s, true);
   } else {
     log_msg(LOG_INFO, s->id, "connect from %s", s->client_ip);
-    session__reply(s, 220, "", "%s ESMTP starttls-proxy", host);
+    session__reply(s, 220, "", "%s %s starttls-proxy", host, lmtp ? "LMTP" : "ESMTP");
     session__process(s);
   }
   return 0;
@@ -587,6 +628,8 @@ void session_drain(struct session *s) {
 void session_abort(struct session *s) {
   if (s->state == SESSION_CLOSED)
     return;
+  if (s->lmtp)
+    session__lmtp_reset(s, true); /* MX transactions reset; no RCPT reply owed now */
   session__reply(s, 421, "4.3.2", "%s Service shutting down, transaction aborted",
                  s->rt->cfg->hostname);
   s->up_in_txn = true; /* reset the MX side: no final dot */

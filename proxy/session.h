@@ -14,10 +14,11 @@
 struct session;
 struct listener;
 
-/* Accepts the pending connection on server and starts a session (greeting, or a
+/* Accepts the pending connection on server (a TCP or, with unix_socket, a pipe
+ * server) and starts a session speaking SMTP or, with lmtp, LMTP (greeting, or a
  * refusal when the client is not allowed or limit is reached). */
 int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
-                  bool over_limit);
+                  bool unix_socket, bool lmtp, bool over_limit);
 
 /* SIGTERM: close at once when idle between transactions; otherwise finish the
  * current transaction, then close with 421. */

@@ -1,5 +1,7 @@
 /* Internals shared by the session's files (session.c: connection and commands;
- * session_relay.c: the upstream side of a transaction and message data). */
+ * session_relay.c: the upstream side of an SMTP transaction and message data;
+ * session_lmtp.c: an LMTP transaction fanned out to several destinations, each a leg
+ * of session_leg.c). */
 #ifndef SP_SESSION_INTERNAL_H
 #define SP_SESSION_INTERNAL_H
 
@@ -11,6 +13,7 @@
 #include "listener.h"
 #include "router.h"
 #include "session.h"
+#include "session_leg.h"
 #include "smtp.h"
 #include "upstream.h"
 
@@ -54,6 +57,26 @@ struct session_txn {
   char discard_reply[600]; /* the reply owed after discarded data, as wire text */
 };
 
+/* One RCPT of an LMTP transaction, in command order. Its reply is written to the MTA
+ * once every earlier slot's was (pipelined replies stay in order). */
+struct lmtp_slot {
+  char *addr;   /* owned; NULL for a reply that is not a recipient's (a refusal) */
+  char *params; /* owned: the client's RCPT parameters */
+  struct session_leg *leg; /* borrowed from the transaction; NULL when refused here */
+  bool resolved, accepted;
+  struct leg_reply reply; /* the RCPT reply, until written */
+};
+
+struct session_lmtp {
+  struct lmtp_slot *slots; /* owned */
+  size_t nslots, cap_slots;
+  size_t flushed; /* slots whose reply was written */
+  size_t naccepted;
+  struct session_leg **legs; /* owned */
+  size_t nlegs;
+  size_t nwait; /* legs whose DATA or final reply is awaited */
+};
+
 struct session {
   uint32_t magic;
   struct listener *l;
@@ -78,6 +101,8 @@ struct session {
   enum session_expect expect[SESSION_MAX_EXPECT];
   size_t expect_head, nexpect;
   struct smtp_data_scanner scan;
+  bool lmtp; /* accepted on an LMTP listener (RFC 2033) */
+  struct session_lmtp lm;
 };
 
 /* session.c */
@@ -97,5 +122,34 @@ bool session__data_step(struct session *s);
 void session__discard(struct session *s, int code, const char *enh, const char *text);
 void session__log_rcpt(struct session *s, const char *to, const struct smtp_reply *r,
                        const char *text);
+/* The delivery log line of one recipient through up (NULL: none), with policy as the
+ * fallback when there is no upstream. */
+void session__log_delivery(struct session *s, struct upstream *up, const char *policy,
+                           const char *to, int code, const char *enh,
+                           const char *reply);
+/* "MAIL FROM:<x> params" keeping only the parameters up understands. */
+void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap);
+void session__received_header(struct session *s, const char *for_rcpt, char *out,
+                              size_t cap);
+
+/* session_lmtp.c */
+void session__lmtp_rcpt(struct session *s, const char *path, const char *params,
+                        const char *domain);
+void session__lmtp_data(struct session *s);
+bool session__lmtp_data_step(struct session *s);
+/* RCPT replies are owed: only further RCPTs are read meanwhile. */
+bool session__lmtp_pending(const struct session *s);
+/* Queues a reply behind the owed RCPT replies; false when none is owed. */
+bool session__lmtp_queue_reply(struct session *s, const char *wire, size_t len);
+bool session__lmtp_data_busy(const struct session *s);
+/* Ends the transaction: every leg released (abort: MX transactions reset). */
+void session__lmtp_reset(struct session *s, bool abort);
+/* From legs. */
+void session__lmtp_rcpt_done(struct session *s, size_t idx, const struct leg_reply *r,
+                             bool accepted);
+void session__lmtp_leg_settled(struct session *s, struct session_leg *g);
+/* The last call of every leg callback: writes what became due, moves the transaction
+ * on and runs the session (which may free the leg). */
+void session__lmtp_kick(struct session *s);
 
 #endif

@@ -31,29 +31,25 @@ static enum session_expect expect_pop(struct session *s) {
 
 /* ---- logging ------------------------------------------------------------------ */
 
-void session__log_rcpt(struct session *s, const char *to, const struct smtp_reply *r,
-                       const char *text) {
-  char dsn[16], reply[600];
-  int code = r ? r->code : 451;
-  if (r && r->enhanced[0])
-    snprintf(dsn, sizeof dsn, "%s", r->enhanced);
+void session__log_delivery(struct session *s, struct upstream *up, const char *policy,
+                           const char *to, int code, const char *enh,
+                           const char *reply) {
+  char dsn[16];
+  if (enh && enh[0])
+    snprintf(dsn, sizeof dsn, "%s", enh);
   else
     snprintf(dsn, sizeof dsn, "%d.0.0", code / 100);
-  if (r)
-    snprintf(reply, sizeof reply, "%d %s", r->code, r->nlines ? r->lines[0] : "");
-  else
-    snprintf(reply, sizeof reply, "%s", text);
   struct log_delivery d = {
       .id = s->id,
       .from = s->txn.from,
       .to = to,
-      .relay = s->up ? upstream_relay(s->up) : "none",
+      .relay = up ? upstream_relay(up) : "none",
       .delay = (double)(uv_now(s->conn.tcp.loop) - s->txn.started_ms) / 1000.0,
-      .tls = s->up ? upstream_tls(s->up) : "none",
-      .verdict = s->up ? upstream_verdict(s->up) : NULL,
-      .policy = s->up              ? upstream_policy(s->up)
-                : s->txn.policy[0] ? s->txn.policy
-                                   : NULL,
+      .tls = up ? upstream_tls(up) : "none",
+      .verdict = up ? upstream_verdict(up) : NULL,
+      .policy = up                    ? upstream_policy(up)
+                : policy && policy[0] ? policy
+                                      : NULL,
       .dsn = dsn,
       .status = code / 100 == 2   ? "sent"
                 : code / 100 == 5 ? "bounced"
@@ -62,6 +58,18 @@ void session__log_rcpt(struct session *s, const char *to, const struct smtp_repl
   };
   log_delivery(&d);
   observe_delivery(d.status, d.verdict, d.policy, d.delay);
+}
+
+void session__log_rcpt(struct session *s, const char *to, const struct smtp_reply *r,
+                       const char *text) {
+  char reply[600];
+  int code = r ? r->code : 451;
+  if (r)
+    snprintf(reply, sizeof reply, "%d %s", r->code, r->nlines ? r->lines[0] : "");
+  else
+    snprintf(reply, sizeof reply, "%s", text);
+  session__log_delivery(s, s->up, s->txn.policy, to, code, r ? r->enhanced : NULL,
+                        reply);
 }
 
 static void session_relay_reply(struct session *s, const struct smtp_reply *r) {
@@ -98,9 +106,8 @@ static const struct upstream_events session_up_events = {
     .on_lost = on_up_lost,
 };
 
-/* Builds "MAIL FROM:<x> params" keeping only what this MX understands. */
-static void session_mail_line(struct session *s, char *out, size_t cap) {
-  unsigned caps = upstream_caps(s->up)->flags;
+void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap) {
+  unsigned caps = upstream_caps(up)->flags;
   size_t n = (size_t)snprintf(out, cap, "MAIL FROM:<%s>", s->txn.from);
   char params[sizeof s->txn.mail_params];
   snprintf(params, sizeof params, "%s", s->txn.mail_params);
@@ -134,7 +141,7 @@ static void session_send_rcpt(struct session *s) {
   char line[SMTP_COMMAND_LINE_MAX];
   int rc = 0;
   if (!s->up_in_txn) {
-    session_mail_line(s, line, sizeof line);
+    session__mail_line(s, s->up, line, sizeof line);
     rc = upstream_command(s->up, line);
     expect_push(s, EXPECT_MAIL);
     s->up_in_txn = true; /* until its reply says otherwise */
@@ -266,22 +273,24 @@ static void session_on_rcpt_reply(struct session *s, const struct smtp_reply *r)
   session_rcpt_state_after_reply(s);
 }
 
-static void session_received_header(struct session *s, char *out, size_t cap) {
+void session__received_header(struct session *s, const char *for_rcpt, char *out,
+                              size_t cap) {
   char date[64];
   time_t now = time(NULL);
   struct tm tm;
   localtime_r(&now, &tm);
   strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
   char forpart[SMTP_PATH_MAX + 16] = "";
-  if (s->txn.nrcpts == 1)
-    snprintf(forpart, sizeof forpart, "\r\n\tfor <%s>", s->txn.rcpts[0]);
+  if (for_rcpt)
+    snprintf(forpart, sizeof forpart, "\r\n\tfor <%s>", for_rcpt);
   snprintf(out, cap,
            "Received: from %s ([%s])\r\n\tby %s (starttls-proxy) with %s id %s%s;\r\n"
            "\t%s\r\n",
            s->helo, s->client_ip, s->rt->cfg->hostname,
-           s->txn.smtputf8 ? "UTF8SMTP"
-           : s->esmtp      ? "ESMTP"
-                           : "SMTP",
+           s->lmtp           ? "LMTP"
+           : s->txn.smtputf8 ? "UTF8SMTP"
+           : s->esmtp        ? "ESMTP"
+                             : "SMTP",
            s->id, forpart, date);
 }
 
@@ -292,7 +301,8 @@ static void session_on_data_reply(struct session *s, const struct smtp_reply *r)
     return;
   }
   char hdr[1024];
-  session_received_header(s, hdr, sizeof hdr);
+  session__received_header(s, s->txn.nrcpts == 1 ? s->txn.rcpts[0] : NULL, hdr,
+                           sizeof hdr);
   smtp_data_init(&s->scan, s->rt->cfg->bare_newline == CONFIG_BARE_NORMALIZE
                                ? SMTP_DATA_NORMALIZE
                                : SMTP_DATA_REFUSE);

@@ -461,6 +461,67 @@ static void test_listen_addresses(void) {
       "t.yaml:16:5: listen[14]: address too long\n");
 }
 
+static void test_listen_entries(void) {
+  struct config *cfg = load_ok("listen:\n"
+                               "  - 127.0.0.1:25\n"
+                               "  - {address: '[::1]:24', protocol: lmtp}\n"
+                               "  - path: /run/sp/lmtp.sock\n"
+                               "    mode: 0600\n"
+                               "    protocol: lmtp\n"
+                               "  - {path: /run/sp/smtp.sock, protocol: smtp}\n"
+                               "lmtp: {max_recipients: 7, max_destinations: 3}\n"
+                               "outbound: {max_connections: 9}\n");
+  ASSERT_EQ(cfg->nlisten, 4);
+  ASSERT_EQ(cfg->listen[0].protocol, CONFIG_PROTO_SMTP);
+  ASSERT_EQ(cfg->listen[1].protocol, CONFIG_PROTO_LMTP);
+  ASSERT_EQ(cfg->listen[1].sa.ss_family, AF_INET6);
+  ASSERT_STR_EQ(cfg->listen[1].text, "[::1]:24");
+  const struct sockaddr_un *sun = (const struct sockaddr_un *)&cfg->listen[2].sa;
+  ASSERT_EQ(sun->sun_family, AF_UNIX);
+  ASSERT_STR_EQ(sun->sun_path, "/run/sp/lmtp.sock");
+  ASSERT_STR_EQ(cfg->listen[2].text, "/run/sp/lmtp.sock");
+  ASSERT_EQ(cfg->listen[2].mode, 0600);
+  ASSERT_EQ(cfg->listen[2].protocol, CONFIG_PROTO_LMTP);
+  ASSERT_EQ(cfg->listen[3].mode, 0660);
+  ASSERT_EQ(cfg->listen[3].protocol, CONFIG_PROTO_SMTP);
+  ASSERT_EQ(cfg->lmtp_max_recipients, 7);
+  ASSERT_EQ(cfg->lmtp_max_destinations, 3);
+  ASSERT_EQ(cfg->outbound_max_connections, 9);
+  config_unref(cfg);
+
+  cfg = load_ok("");
+  ASSERT_EQ(cfg->lmtp_max_recipients, 100);
+  ASSERT_EQ(cfg->lmtp_max_destinations, 20);
+  ASSERT_EQ(cfg->outbound_max_connections, 500);
+  config_unref(cfg);
+
+  EXPECT_ERRORS("listen:\n"
+                "  - {protocol: lmtp}\n"
+                "  - {address: 127.0.0.1:24, protocol: esmtp}\n"
+                "  - {address: 127.0.0.1:24, mode: '0600'}\n"
+                "  - {path: relative.sock}\n"
+                "  - {path: /x.sock, mode: '0800'}\n"
+                "  - {path: /x.sock, mode: '1777'}\n"
+                "  - {path: /x.sock, address: 127.0.0.1:24}\n"
+                "  - {address: 127.0.0.1, color: red}\n"
+                "  - {path: [a]}\n"
+                "lmtp: {max_recipients: 0, max_destinations: 1001}\n",
+                "t.yaml:2:5: listen[0]: address or path required\n"
+                "t.yaml:3:39: listen[1].protocol: must be smtp or lmtp\n"
+                "t.yaml:4:35: listen[2].mode: only for a unix socket (path)\n"
+                "t.yaml:5:12: listen[3].path: a unix socket path must be absolute\n"
+                "t.yaml:6:27: listen[4].mode: must be an octal file mode such as "
+                "\"0660\"\n"
+                "t.yaml:7:27: listen[5].mode: must be at most 0777\n"
+                "t.yaml:8:21: listen[6].address: give either address or path, once\n"
+                "t.yaml:9:15: listen[7].address: port required: address:port\n"
+                "t.yaml:9:26: listen[7].color: unknown key\n"
+                "t.yaml:10:5: listen[8]: address or path required\n"
+                "t.yaml:10:12: listen[8].path: expected a single value, not a list\n"
+                "t.yaml:11:24: lmtp.max_recipients: must be between 1 and 100000\n"
+                "t.yaml:11:45: lmtp.max_destinations: must be between 1 and 1000\n");
+}
+
 static void test_dns_servers(void) {
   struct config *cfg = load_ok("dns:\n"
                                "  servers:\n"
@@ -639,6 +700,7 @@ int main(void) {
   RUN_TEST(test_too_many_errors);
   RUN_TEST(test_lists_empty);
   RUN_TEST(test_listen_addresses);
+  RUN_TEST(test_listen_entries);
   RUN_TEST(test_dns_servers);
   RUN_TEST(test_cidr_syntax);
   RUN_TEST(test_client_allowed);
