@@ -114,7 +114,21 @@ void session__process(struct session *s);
 void session__txn_reset(struct session *s);
 void session__close(struct session *s, bool graceful);
 
+/* Message data moves in chunks of at most DATA_CHUNK client bytes; the scanner's
+ * output (dot-unstuffing undone, bare line ends normalized) fits SESSION_DATA_OUT. */
+#define DATA_CHUNK (16 * 1024)
+#define SESSION_DATA_OUT (2 * DATA_CHUNK + 2)
+
+/* Why a message is refused while its data is read (the reply its recipients get). */
+struct session_data_fault {
+  int code;
+  const char *enh;
+  const char *text;
+};
+
 /* session_relay.c */
+size_t session__data_scan(struct session *s, char *out, size_t *out_len,
+                          const struct session_data_fault **fault);
 void session__rcpt(struct session *s);
 void session__data(struct session *s);
 void session__rset_upstream(struct session *s);

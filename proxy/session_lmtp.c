@@ -15,8 +15,6 @@
 #include "log.h"
 #include "session_internal.h"
 
-#define DATA_CHUNK (16 * 1024)
-
 bool session__lmtp_pending(const struct session *s) {
   return s->lmtp && s->lm.flushed < s->lm.nslots;
 }
@@ -262,26 +260,18 @@ bool session__lmtp_data_step(struct session *s) {
     return false;
   if (s->state == SESSION_DATA && session__lmtp_data_busy(s))
     return false;
-  char out[2 * DATA_CHUNK + 2];
-  size_t chunk = s->in.len < DATA_CHUNK ? s->in.len : DATA_CHUNK, out_len = 0;
-  size_t used = smtp_data_scan(&s->scan, s->in.data, chunk, out, sizeof out, &out_len);
-  uint64_t max = s->rt->cfg->max_message_size;
-  if (s->state == SESSION_DATA) {
-    if (s->scan.bare && s->scan.mode == SMTP_DATA_REFUSE) {
-      log_msg(LOG_WARNING, s->id, "bare CR or LF in message data from %s: refused",
-              s->client_ip);
-      lmtp_abort_all(s, 550, "5.6.11",
-                     "message refused: bare CR or LF in message data (SMTP "
-                     "smuggling protection)");
-    } else if (max && s->scan.bytes > max) {
-      lmtp_abort_all(s, 552, "5.3.4", "Message size exceeds fixed limit");
-    } else {
-      /* A leg that fails here is closed without the final dot; the others go on. */
-      for (size_t i = 0; i < s->lm.nlegs; i++)
-        session__leg_body(s->lm.legs[i], out, out_len);
-      if (!lmtp_streaming(s))
-        session__set_state(s, SESSION_DATA_DISCARD);
-    }
+  char out[SESSION_DATA_OUT];
+  size_t out_len;
+  const struct session_data_fault *fault;
+  size_t used = session__data_scan(s, out, &out_len, &fault);
+  if (fault) {
+    lmtp_abort_all(s, fault->code, fault->enh, fault->text);
+  } else if (s->state == SESSION_DATA) {
+    /* A leg that fails here is closed without the final dot; the others go on. */
+    for (size_t i = 0; i < s->lm.nlegs; i++)
+      session__leg_body(s->lm.legs[i], out, out_len);
+    if (!lmtp_streaming(s))
+      session__set_state(s, SESSION_DATA_DISCARD);
   }
   buf_consume(&s->in, used);
   if (s->scan.done)

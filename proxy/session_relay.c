@@ -13,8 +13,6 @@
 #include "pool.h"
 #include "session_internal.h"
 
-#define DATA_CHUNK (16 * 1024)
-
 /* ---- expected replies ------------------------------------------------------------ */
 
 static void expect_push(struct session *s, enum session_expect e) {
@@ -451,29 +449,48 @@ static void session_data_end(struct session *s) {
   session__set_state(s, SESSION_IDLE);
 }
 
+/* Scans the next chunk of client data into out (cap: SESSION_DATA_OUT) and judges it:
+ * *fault is set (code, enhanced code, text) when the message must be refused. The
+ * caller consumes the bytes used (the return value) once it has passed out on. */
+size_t session__data_scan(struct session *s, char *out, size_t *out_len,
+                          const struct session_data_fault **fault) {
+  static const struct session_data_fault bare = {
+      550, "5.6.11",
+      "message refused: bare CR or LF in message data (SMTP smuggling protection)"};
+  static const struct session_data_fault too_big = {552, "5.3.4",
+                                                    "Message size exceeds fixed limit"};
+  size_t chunk = s->in.len < DATA_CHUNK ? s->in.len : DATA_CHUNK;
+  *out_len = 0;
+  *fault = NULL;
+  size_t used =
+      smtp_data_scan(&s->scan, s->in.data, chunk, out, SESSION_DATA_OUT, out_len);
+  uint64_t max = s->rt->cfg->max_message_size;
+  if (s->state != SESSION_DATA)
+    return used;
+  if (s->scan.bare && s->scan.mode == SMTP_DATA_REFUSE) {
+    log_msg(LOG_WARNING, s->id, "bare CR or LF in message data from %s: refused",
+            s->client_ip);
+    *fault = &bare;
+  } else if (max && s->scan.bytes > max) {
+    *fault = &too_big;
+  }
+  return used;
+}
+
 /* Moves one chunk of message data. Returns false when it cannot go on now. */
 bool session__data_step(struct session *s) {
   if (s->in.len == 0)
     return false;
   if (s->state == SESSION_DATA && upstream_body_busy(s->up))
     return false;
-  char out[2 * DATA_CHUNK + 2];
-  size_t chunk = s->in.len < DATA_CHUNK ? s->in.len : DATA_CHUNK, out_len = 0;
-  size_t used = smtp_data_scan(&s->scan, s->in.data, chunk, out, sizeof out, &out_len);
-  uint64_t max = s->rt->cfg->max_message_size;
-  if (s->state == SESSION_DATA) {
-    if (s->scan.bare && s->scan.mode == SMTP_DATA_REFUSE) {
-      log_msg(LOG_WARNING, s->id, "bare CR or LF in message data from %s: refused",
-              s->client_ip);
-      session__discard(s, 550, "5.6.11",
-                       "message refused: bare CR or LF in message data "
-                       "(SMTP smuggling protection)");
-    } else if (max && s->scan.bytes > max) {
-      session__discard(s, 552, "5.3.4", "Message size exceeds fixed limit");
-    } else if (upstream_body(s->up, out, out_len) < 0) {
-      session__discard(s, 451, "4.4.2", "connection to the MX failed during DATA");
-    }
-  }
+  char out[SESSION_DATA_OUT];
+  size_t out_len;
+  const struct session_data_fault *fault;
+  size_t used = session__data_scan(s, out, &out_len, &fault);
+  if (fault)
+    session__discard(s, fault->code, fault->enh, fault->text);
+  else if (s->state == SESSION_DATA && upstream_body(s->up, out, out_len) < 0)
+    session__discard(s, 451, "4.4.2", "connection to the MX failed during DATA");
   buf_consume(&s->in, used);
   if (s->scan.done)
     session_data_end(s);

@@ -8,26 +8,10 @@
 #include "proxy/config_cache.h"
 #include "proxy/error.h"
 #include "tests/unit/test.h"
+#include "tests/unit/test_config_load.h"
 
-static struct config *load_ok(const char *yaml) {
-  struct config *cfg = NULL;
-  char *errors = NULL;
-  int rc = config_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errors);
-  if (rc != 0)
-    TEST_FAIL_("load failed (%d):\n%s", rc, errors ? errors : "(no text)");
-  return cfg;
-}
-
-static void expect_errors(const char *yaml, const char *want) {
-  struct config *cfg = NULL;
-  char *errors = NULL;
-  ASSERT_EQ(config_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errors),
-            SP_E_CONFIG);
-  ASSERT(cfg == NULL);
-  ASSERT(errors != NULL);
-  ASSERT_STR_EQ(errors, want);
-  free(errors);
-}
+#define load_ok test_load_config
+#define expect_errors(yaml, want) test_config_errors(yaml, strlen(yaml), want)
 
 static void test_defaults(void) {
   struct config *cfg = load_ok("");

@@ -9,32 +9,16 @@
 #include "proxy/config.h"
 #include "proxy/error.h"
 #include "tests/unit/test.h"
+#include "tests/unit/test_config_load.h"
 
+/* The load fails with exactly these error lines. */
 static struct config *load_ok(const char *yaml) {
-  struct config *cfg = NULL;
-  char *errors = NULL;
-  int rc = config_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errors);
-  if (rc != 0)
-    TEST_FAIL_("load failed (%d):\n%s", rc, errors ? errors : "(no text)");
-  ASSERT(cfg != NULL);
-  ASSERT(errors == NULL);
+  struct config *cfg = test_load_config(yaml);
   ASSERT_EQ(cfg->refs, 1);
   return cfg;
 }
 
-/* The load fails with exactly these error lines. */
-static void expect_errors(const char *yaml, size_t len, const char *want) {
-  struct config *cfg = (struct config *)&cfg; /* must be reset to NULL */
-  char *errors = NULL;
-  int rc = config_load_buffer("t.yaml", yaml, len, &cfg, &errors);
-  ASSERT_EQ(rc, SP_E_CONFIG);
-  ASSERT(cfg == NULL);
-  ASSERT(errors != NULL);
-  ASSERT_STR_EQ(errors, want);
-  free(errors);
-}
-
-#define EXPECT_ERRORS(yaml, want) expect_errors(yaml, strlen(yaml), want)
+#define EXPECT_ERRORS(yaml, want) test_config_errors(yaml, strlen(yaml), want)
 
 static void check_defaults_except_lists(const struct config *cfg) {
   ASSERT_EQ(cfg->max_connections, 1000);
@@ -330,8 +314,8 @@ static void test_syntax_errors(void) {
                 "t.yaml:2:1: syntax error: only one YAML document is allowed\n");
   EXPECT_ERRORS("log: {level: \"\x80\"}\n",
                 "t.yaml:1:15: syntax error: invalid leading UTF-8 octet\n");
-  expect_errors("log: {}\n\0", 9,
-                "t.yaml:2:1: syntax error: control characters are not allowed\n");
+  test_config_errors("log: {}\n\0", 9,
+                     "t.yaml:2:1: syntax error: control characters are not allowed\n");
   /* Nesting past the limit is refused before it costs anything. */
   char deep[256] = "listen: ";
   for (size_t i = 0; i < 100; i++)
@@ -680,7 +664,7 @@ static void test_load_file_errors(void) {
   char *big = calloc(1, 1024 * 1024 + 1);
   ASSERT(big != NULL);
   memset(big, ' ', 1024 * 1024 + 1);
-  expect_errors(big, 1024 * 1024 + 1, "t.yaml: larger than 1048576 bytes\n");
+  test_config_errors(big, 1024 * 1024 + 1, "t.yaml: larger than 1048576 bytes\n");
   free(big);
 }
 

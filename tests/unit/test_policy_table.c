@@ -10,6 +10,7 @@
 #include "proxy/config.h"
 #include "proxy/error.h"
 #include "tests/unit/test.h"
+#include "tests/unit/test_config_load.h"
 
 #define FP_A                                                                           \
   "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:"  \
@@ -90,26 +91,8 @@ static void collect(void *arg, unsigned line, const char *reason) {
   c->len += (size_t)w;
 }
 
-static struct config *load_ok(const char *yaml) {
-  struct config *cfg = NULL;
-  char *errors = NULL;
-  int rc = config_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errors);
-  if (rc != 0)
-    TEST_FAIL_("load failed (%d):\n%s", rc, errors ? errors : "(no text)");
-  ASSERT(errors == NULL);
-  return cfg;
-}
-
-static void expect_errors(const char *yaml, const char *want) {
-  struct config *cfg = NULL;
-  char *errors = NULL;
-  int rc = config_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errors);
-  ASSERT_EQ(rc, SP_E_CONFIG);
-  ASSERT(cfg == NULL);
-  ASSERT(errors != NULL);
-  ASSERT_STR_EQ(errors, want);
-  free(errors);
-}
+#define load_ok test_load_config
+#define expect_errors(yaml, want) test_config_errors(yaml, strlen(yaml), want)
 
 /* Writes text to a fresh temporary file; its path goes to path (64 bytes). */
 static void temp_file(char path[64], const char *text, size_t len) {
