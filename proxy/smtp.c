@@ -474,9 +474,7 @@ static void reply_add_line(struct smtp_reply *r, const char *text, size_t n) {
 
 void smtp_reply_parser_init(struct smtp_reply_parser *p) {
   p->in_progress = false;
-  p->cur.code = 0;
-  p->cur.enhanced[0] = '\0';
-  p->cur.nlines = 0;
+  p->code = 0;
 }
 
 int smtp_reply_feed_line(struct smtp_reply_parser *p, const char *line, size_t len,
@@ -484,29 +482,33 @@ int smtp_reply_feed_line(struct smtp_reply_parser *p, const char *line, size_t l
   int code;
   bool last;
   if (line == NULL || !reply_prefix(line, len, &code, &last) || has_ctl(line, len) ||
-      (p->in_progress && code != p->cur.code)) {
+      (p->in_progress && code != p->code)) {
     smtp_reply_parser_init(p);
     return SP_E_PROTOCOL;
   }
   const char *text = line + (len > 3 ? 4 : 3);
   size_t tlen = len > 3 ? len - 4 : 0;
   if (!p->in_progress) {
-    smtp_reply_parser_init(p);
     p->in_progress = true;
-    p->cur.code = code;
+    p->code = code;
+    out->code = code;
+    out->enhanced[0] = '\0';
+    out->nlines = 0;
     size_t e = enhanced_len(text, tlen);
     if (e > 0 && text[0] - '0' == code / 100) {
-      memcpy(p->cur.enhanced, text, e);
-      p->cur.enhanced[e] = '\0';
+      memcpy(out->enhanced, text, e);
+      out->enhanced[e] = '\0';
     }
   }
-  reply_add_line(&p->cur, text, tlen);
+  reply_add_line(out, text, tlen);
   if (!last)
     return 0;
   p->in_progress = false;
-  if (out != &p->cur)
-    *out = p->cur;
   return 1;
+}
+
+bool smtp_reply_parser_busy(const struct smtp_reply_parser *p) {
+  return p->in_progress;
 }
 
 /* Bounded writer: remembers an overflow instead of writing past cap. */

@@ -1,0 +1,127 @@
+"""The fast path, observed at the MX: one TLS connection carries many transactions from
+many inbound connections; a new TLS connection to the same MX resumes the session; a
+reply that reaches the proxy in pieces is still read whole; and concurrent clients'
+messages never mix."""
+import os
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness.util import (TestBase, message, proxy_config, split_received,  # noqa: E402
+                          wait_until)
+
+CACHE = {'outbound': {'connection_cache_time': 30}}
+
+
+class FastPath(TestBase):
+    def body_of(self, msg):
+        """The message as the client sent it: the MX's copy without our Received:."""
+        return split_received(msg.data)[1]
+
+    @proxy_config(CACHE)
+    def test_one_tls_connection_carries_transactions_of_many_inbound_connections(self):
+        bodies = []
+        c = self.client()
+        for i in range(3):  # three transactions on one inbound connection
+            bodies.append(message('same connection %d' % i))
+            out = c.send_message('a@client.test', ['r%d@example.test' % i], bodies[-1])
+            self.assertReply(out['data'], 250)
+        c.cmd('QUIT')
+        for i in range(3, 5):  # then two more inbound connections
+            bodies.append(message('new connection %d' % i))
+            self.assertReply(self.send(['r%d@example.test' % i], bodies[-1])['data'], 250)
+        self.mx1.wait_messages(5)
+        self.assertEqual(self.mx1.connections, 1)
+        self.assertEqual(len(self.mx1.sessions[0].messages), 5)
+        self.assertEqual([m.rcpts for m in self.mx1.messages],
+                         [['r%d@example.test' % i] for i in range(5)])
+        self.assertEqual([self.body_of(m) for m in self.mx1.messages], bodies)
+        self.assertEqual(self.proxy.log_text().count('TLS connection established'), 1)
+
+    @proxy_config({'outbound': {'connection_cache_time': 0}})
+    def test_a_new_tls_connection_to_the_same_mx_resumes_the_session(self):
+        for i in range(3):
+            self.assertReply(self.send(['r@example.test'], message('m%d' % i))['data'],
+                             250)
+        self.mx1.wait_messages(3)
+        self.assertEqual(self.mx1.connections, 3)
+        self.assertEqual([s.tls_resumed for s in self.mx1.sessions], [False, True, True])
+        self.assertEqual(self.proxy.log_text().count('(resumed)'), 2)
+
+    def test_a_reply_split_across_reads_is_read_whole(self):
+        """On the first MX connection every multi-line reply (both EHLO replies, with
+        STARTTLS in the first, and a three-line 550) trickles in line by line, TLS
+        records 50 ms apart. Meanwhile a second client delivers a message over a
+        second MX connection, whose replies the proxy reads in those gaps. The slow
+        replies are still read whole and on their own."""
+        three = ['5.1.1 no such user', 'second line', 'third line']
+        self.mx1.configure(split_replies=0.05, fault_connections=1,
+                           rcpt=(550, '\n'.join(three)))
+        slow = {}
+
+        def run():
+            try:
+                c = self.client()
+                slow['rcpt'] = c.send_message('a@client.test', ['a@example.test'],
+                                              message())['rcpt'][0]
+            except Exception as e:  # reported below, in the test's thread
+                slow['error'] = repr(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        wait_until(lambda: self.mx1.connections == 1, 10, 'no MX connection')
+        self.assertReply(self.send(['b@example.test'])['data'], 250)
+        t.join(30)
+        self.assertEqual(slow, {'rcpt': (550, three)})
+        self.mx1.wait_messages(1)
+        self.assertEqual(self.mx1.messages[0].rcpts, ['b@example.test'])
+        self.assertEqual(self.mx1.connections, 2)
+        self.assertEqual([s.tls_version for s in self.mx1.sessions], ['TLSv1.3'] * 2)
+
+    @proxy_config(CACHE)
+    def test_concurrent_clients_messages_never_mix(self):
+        """Eight clients at once, three messages each, bodies of different sizes (up
+        to 200 KiB, several reads and TLS records): every message at the MX has
+        exactly its own envelope and body."""
+        clients, per = 8, 3
+        sent = {}
+        errors = []
+
+        def run(k):
+            try:
+                c = self.client()
+                for j in range(per):
+                    tag = 'c%dm%d' % (k, j)
+                    filler = ('%s ' % tag) * (1 + (k * per + j) * 2500)
+                    body = message(tag, body='\r\n'.join(
+                        filler[i:i + 76] for i in range(0, len(filler), 76)) + '\r\n')
+                    sent[tag] = body
+                    out = c.send_message('%s@client.test' % tag, ['%s@example.test' % tag],
+                                         body, timeout=30)
+                    if out['data'] is None or out['data'][0] != 250:
+                        errors.append('%s: %r' % (tag, out))
+                c.cmd('QUIT')
+            except Exception as e:  # reported below, in the test's thread
+                errors.append('client %d: %r' % (k, e))
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.mx1.wait_messages(clients * per, timeout=30)
+        self.assertEqual(len(self.mx1.messages), clients * per)
+        for m in self.mx1.messages:
+            tag = m.mail_from.split('@')[0]
+            self.assertEqual(m.rcpts, ['%s@example.test' % tag])
+            self.assertEqual(self.body_of(m), sent[tag], tag)
+        self.assertEqual(sorted(m.mail_from for m in self.mx1.messages),
+                         sorted('%s@client.test' % t for t in sent))
+        # The cache worked: fewer MX connections than messages.
+        self.assertLess(self.mx1.connections, clients * per)
+
+
+if __name__ == '__main__':
+    unittest.main()
