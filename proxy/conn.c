@@ -6,17 +6,25 @@
 
 #include "error.h"
 
-/* One write in flight: the request and a copy of the bytes, freed in on_write. */
+/* One write in flight: the request and its bytes (a copy, or the TLS engine's output
+ * buffer handed over), freed in on_write. */
 struct conn_write_req {
   uv_write_t req;
   struct conn *conn;
   size_t len;
-  char data[];
+  char *data; /* owned: points into inline[] or at a handed-over buffer */
+  char inline_data[];
 };
 
+/* Above this much ciphertext held back, it is written even while a write is in
+ * flight (see conn_write). */
+#define CONN_COALESCE_MAX (64 * 1024)
+
 /* Reads are handled synchronously, so one buffer per thread serves every connection
- * and idle connections hold no read buffer at all. */
+ * and idle connections hold no read buffer at all; TLS plaintext gets its own, so
+ * the ciphertext need not be moved out of the way first. */
 static _Thread_local char read_buffer[64 * 1024];
+static _Thread_local char plain_buffer[64 * 1024];
 
 static void conn_fail(struct conn *c, int err, const char *reason) {
   if (c->closing)
@@ -26,30 +34,67 @@ static void conn_fail(struct conn *c, int err, const char *reason) {
   c->ev->on_error(c, err);
 }
 
-static int conn_send_raw(struct conn *c, const char *data, size_t len);
+static void on_write_done(uv_write_t *req, int status);
 
-/* Sends whatever ciphertext OpenSSL produced. */
+/* write_pending: bytes handed to libuv and not yet written, plus ciphertext held back
+ * (what the owners' backpressure looks at). */
+static void conn_account(struct conn *c) {
+  c->write_pending = c->in_flight + (c->tls ? tls_output_pending(c->tls) : 0);
+}
+
+static int conn_submit(struct conn *c, struct conn_write_req *w) {
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
+  if (rc < 0) {
+    if (w->data != w->inline_data)
+      free(w->data);
+    free(w);
+    snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
+    return SP_E_IO;
+  }
+  c->writes_in_flight++;
+  c->in_flight += w->len;
+  conn_account(c);
+  return 0;
+}
+
+/* Sends whatever ciphertext OpenSSL produced, in the buffer it was written into. */
 static int conn_flush_tls(struct conn *c) {
   char *out;
   ssize_t n = tls_take_output(c->tls, &out);
-  if (n < 0)
+  if (n <= 0)
     return (int)n;
-  if (n == 0)
-    return 0;
-  int rc = conn_send_raw(c, out, (size_t)n);
-  free(out);
-  return rc;
+  struct conn_write_req *w = malloc(sizeof *w);
+  if (!w) {
+    free(out);
+    return SP_E_NOMEM;
+  }
+  w->conn = c;
+  w->len = (size_t)n;
+  w->data = out;
+  return conn_submit(c, w);
 }
 
-static void on_write(uv_write_t *req, int status) {
+static void on_write_done(uv_write_t *req, int status) {
   struct conn_write_req *w = (struct conn_write_req *)req;
   struct conn *c = w->conn;
-  c->write_pending -= w->len;
+  c->in_flight -= w->len;
+  c->writes_in_flight--;
+  conn_account(c);
+  if (w->data != w->inline_data)
+    free(w->data);
   free(w);
   if (c->closing)
     return;
   if (status < 0) {
     conn_fail(c, SP_E_IO, uv_strerror(status));
+    return;
+  }
+  /* What conn_write held back while this write was in flight goes out now, as one
+   * write however many records it is. */
+  if (c->tls && c->writes_in_flight == 0 && tls_output_pending(c->tls) > 0 &&
+      conn_flush_tls(c) < 0) {
+    conn_fail(c, SP_E_IO, c->error[0] ? c->error : "write failed");
     return;
   }
   if (c->write_pending == 0 && c->ev->on_drain)
@@ -62,16 +107,9 @@ static int conn_send_raw(struct conn *c, const char *data, size_t len) {
     return SP_E_NOMEM;
   w->conn = c;
   w->len = len;
+  w->data = w->inline_data;
   memcpy(w->data, data, len);
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-  if (rc < 0) {
-    free(w);
-    snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
-    return SP_E_IO;
-  }
-  c->write_pending += len;
-  return 0;
+  return conn_submit(c, w);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -100,7 +138,7 @@ static void conn_on_ciphertext(struct conn *c, const char *data, size_t len) {
       return;
   }
   for (;;) {
-    ssize_t n = tls_read(c->tls, read_buffer, sizeof read_buffer);
+    ssize_t n = tls_read(c->tls, plain_buffer, sizeof plain_buffer);
     /* TLS 1.3 tickets and alerts may have produced output to send. */
     conn_flush_tls(c);
     if (n == 0)
@@ -109,7 +147,7 @@ static void conn_on_ciphertext(struct conn *c, const char *data, size_t len) {
       conn_fail(c, (int)n == SP_E_EOF ? SP_E_EOF : SP_E_TLS, tls_error(c->tls));
       return;
     }
-    c->ev->on_data(c, read_buffer, (size_t)n);
+    c->ev->on_data(c, plain_buffer, (size_t)n);
     if (c->closing)
       return;
   }
@@ -125,10 +163,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   if (c->tls) {
-    /* read_buffer is reused for plaintext: move the ciphertext out first. */
-    char cipher[sizeof read_buffer];
-    memcpy(cipher, b->base, (size_t)nread);
-    conn_on_ciphertext(c, cipher, (size_t)nread);
+    conn_on_ciphertext(c, b->base, (size_t)nread);
     return;
   }
   c->ev->on_data(c, b->base, (size_t)nread);
@@ -198,6 +233,13 @@ int conn_write(struct conn *c, const char *data, size_t len) {
     snprintf(c->error, sizeof c->error, "%s", tls_error(c->tls));
     return SP_E_TLS;
   }
+  conn_account(c);
+  /* While a write is in flight (libuv reports even a write the kernel took at once
+   * only on the next loop turn) the records are held back and go out together from
+   * on_write_done: one write per loop turn rather than one per call, and no later
+   * than the next turn. */
+  if (c->writes_in_flight > 0 && tls_output_pending(c->tls) < CONN_COALESCE_MAX)
+    return 0;
   return conn_flush_tls(c);
 }
 

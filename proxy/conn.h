@@ -40,7 +40,9 @@ struct conn {
   bool handshaking;
   bool reading; /* the owner wants data */
   bool closing;
-  size_t write_pending; /* bytes handed to libuv and not yet written */
+  size_t write_pending; /* bytes not yet written: in_flight + ciphertext held back */
+  size_t in_flight;     /* bytes handed to libuv and not yet written */
+  unsigned writes_in_flight;
   char error[256];
 };
 
@@ -54,7 +56,9 @@ int conn_connect(struct conn *c, const struct sockaddr *addr);
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 
-/* Copies data (encrypting it when TLS is on) and queues it. Returns 0 or an error. */
+/* Copies data (encrypting it when TLS is on) and queues it. Returns 0 or an error.
+ * With TLS, while an earlier write is still in flight the records are held back (up
+ * to 64 KiB) and written together when it completes: fewer, larger writes. */
 int conn_write(struct conn *c, const char *data, size_t len);
 
 /* Switches to TLS: from now on incoming bytes go through t; the handshake starts at
