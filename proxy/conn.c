@@ -16,8 +16,7 @@ struct conn_write_req {
   char inline_data[];
 };
 
-/* Above this much ciphertext held back, it is written even while a write is in
- * flight (see conn_write). */
+/* Above this much ciphertext held back, it is written at once (see conn_write). */
 #define CONN_COALESCE_MAX (64 * 1024)
 
 /* Reads are handled synchronously, so one buffer per thread serves every connection
@@ -52,7 +51,6 @@ static int conn_submit(struct conn *c, struct conn_write_req *w) {
     snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
     return SP_E_IO;
   }
-  c->writes_in_flight++;
   c->in_flight += w->len;
   conn_account(c);
   return 0;
@@ -79,7 +77,6 @@ static void on_write_done(uv_write_t *req, int status) {
   struct conn_write_req *w = (struct conn_write_req *)req;
   struct conn *c = w->conn;
   c->in_flight -= w->len;
-  c->writes_in_flight--;
   conn_account(c);
   if (w->data != w->inline_data)
     free(w->data);
@@ -88,13 +85,6 @@ static void on_write_done(uv_write_t *req, int status) {
     return;
   if (status < 0) {
     conn_fail(c, SP_E_IO, uv_strerror(status));
-    return;
-  }
-  /* What conn_write held back while this write was in flight goes out now, as one
-   * write however many records it is. */
-  if (c->tls && c->writes_in_flight == 0 && tls_output_pending(c->tls) > 0 &&
-      conn_flush_tls(c) < 0) {
-    conn_fail(c, SP_E_IO, c->error[0] ? c->error : "write failed");
     return;
   }
   if (c->write_pending == 0 && c->ev->on_drain)
@@ -110,6 +100,13 @@ static int conn_send_raw(struct conn *c, const char *data, size_t len) {
   w->data = w->inline_data;
   memcpy(w->data, data, len);
   return conn_submit(c, w);
+}
+
+static void on_flush(uv_prepare_t *h) {
+  struct conn *c = h->data;
+  uv_prepare_stop(h);
+  if (!c->closing && c->tls && conn_flush_tls(c) < 0)
+    conn_fail(c, SP_E_IO, c->error[0] ? c->error : "write failed");
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -179,6 +176,8 @@ int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
     return SP_E_IO;
   c->tcp.data = c;
   uv_tcp_nodelay(&c->tcp, 1);
+  uv_prepare_init(loop, &c->flush);
+  c->flush.data = c;
   return 0;
 }
 
@@ -234,13 +233,16 @@ int conn_write(struct conn *c, const char *data, size_t len) {
     return SP_E_TLS;
   }
   conn_account(c);
-  /* While a write is in flight (libuv reports even a write the kernel took at once
-   * only on the next loop turn) the records are held back and go out together from
-   * on_write_done: one write per loop turn rather than one per call, and no later
-   * than the next turn. */
-  if (c->writes_in_flight > 0 && tls_output_pending(c->tls) < CONN_COALESCE_MAX)
-    return 0;
-  return conn_flush_tls(c);
+  /* The records are held back until the loop has run every callback of this turn,
+   * then written at once: a reply's MAIL and RCPT, or a message's body and final dot,
+   * go out in one write, not one each. A prepare handle runs right before the loop
+   * next waits for I/O, whichever phase the write was made in (I/O, timer, close
+   * callbacks), so nothing waits on a held record. */
+  if (tls_output_pending(c->tls) >= CONN_COALESCE_MAX)
+    return conn_flush_tls(c);
+  if (!uv_is_active((uv_handle_t *)&c->flush))
+    uv_prepare_start(&c->flush, on_flush);
+  return 0;
 }
 
 int conn_start_tls(struct conn *c, struct tls *t) {
@@ -254,8 +256,11 @@ int conn_start_tls(struct conn *c, struct tls *t) {
   return conn_flush_tls(c);
 }
 
+/* Runs for the socket and the flush handle; the last one frees the TLS state. */
 static void on_close(uv_handle_t *h) {
   struct conn *c = h->data;
+  if (--c->closes_pending > 0)
+    return;
   tls_free(c->tls);
   c->tls = NULL;
   c->ev->on_closed(c);
@@ -273,6 +278,8 @@ void conn_close(struct conn *c, bool graceful) {
     return;
   c->closing = true;
   conn_read_stop(c);
+  c->closes_pending = 2;
+  uv_close((uv_handle_t *)&c->flush, on_close);
   if (graceful) {
     if (c->tls && !c->handshaking) {
       tls_shutdown(c->tls);

@@ -2,9 +2,9 @@
  * sides: the session (the MTA's connection) and the upstream (the MX's).
  *
  * Ownership: the embedding object (session or upstream) owns the struct conn; the
- * conn owns its uv_tcp_t, its struct tls and every pending write. conn_close() closes
- * the handle; on_closed runs once libuv is done with it, and only then may the owner
- * free the memory. No callback runs after conn_close() except on_closed. */
+ * conn owns its uv_tcp_t, its uv_prepare_t, its struct tls and every pending write.
+ * conn_close() closes both handles; on_closed runs once libuv is done with them, and
+ * only then may the owner free the memory. No callback runs after conn_close() except on_closed. */
 #ifndef SP_CONN_H
 #define SP_CONN_H
 
@@ -42,7 +42,8 @@ struct conn {
   bool closing;
   size_t write_pending; /* bytes not yet written: in_flight + ciphertext held back */
   size_t in_flight;     /* bytes handed to libuv and not yet written */
-  unsigned writes_in_flight;
+  uv_prepare_t flush;   /* armed while TLS records wait for the end of the loop turn */
+  int closes_pending;   /* handles (tcp, flush) whose close callback has not run */
   char error[256];
 };
 
@@ -57,8 +58,8 @@ void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 
 /* Copies data (encrypting it when TLS is on) and queues it. Returns 0 or an error.
- * With TLS, while an earlier write is still in flight the records are held back (up
- * to 64 KiB) and written together when it completes: fewer, larger writes. */
+ * With TLS the records are held back (up to 64 KiB) until the loop has run the
+ * callbacks of this turn, then written together: fewer, larger writes. */
 int conn_write(struct conn *c, const char *data, size_t len);
 
 /* Switches to TLS: from now on incoming bytes go through t; the handshake starts at
