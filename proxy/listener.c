@@ -21,6 +21,11 @@ static void on_connection(uv_stream_t *server, int status) {
 
 int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char *err,
                    size_t errlen) {
+  return listener_start_fds(l, loop, rt, NULL, err, errlen);
+}
+
+int listener_start_fds(struct listener *l, uv_loop_t *loop, struct runtime *rt,
+                       const uv_os_sock_t *fds, char *err, size_t errlen) {
   const struct config *cfg = rt->cfg;
   memset(l, 0, sizeof *l);
   l->loop = loop;
@@ -33,7 +38,8 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char
     uv_tcp_init(loop, t);
     t->data = l;
     l->nsockets++;
-    int rc = uv_tcp_bind(t, (const struct sockaddr *)&cfg->listen[i].sa, 0);
+    int rc = fds ? uv_tcp_open(t, fds[i])
+                 : uv_tcp_bind(t, (const struct sockaddr *)&cfg->listen[i].sa, 0);
     if (rc == 0)
       rc = uv_listen((uv_stream_t *)t, 511, on_connection);
     if (rc < 0) {

@@ -28,6 +28,10 @@ struct listener {
 /* Binds and listens on every cfg->listen address. Writes the reason into err. */
 int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char *err,
                    size_t errlen);
+/* The same on sockets already bound, one per cfg->listen address in that order (the
+ * workers' SO_REUSEPORT sockets); the listener owns them from now on. */
+int listener_start_fds(struct listener *l, uv_loop_t *loop, struct runtime *rt,
+                       const uv_os_sock_t *fds, char *err, size_t errlen);
 /* Switches new connections to rt (takes a reference; drops the old one). */
 void listener_set_runtime(struct listener *l, struct runtime *rt);
 /* Stops accepting and drains sessions; on_idle runs once none is left. */

@@ -123,5 +123,55 @@ class FastPath(TestBase):
         self.assertLess(self.mx1.connections, clients * per)
 
 
+class Workers(TestBase):
+    proxy_extra = {'workers': 2, 'outbound': {'connection_cache_time': 30}}
+
+    def test_two_loops_relay_concurrently_through_a_reload(self):
+        """workers: 2 — two event loops on two threads, both listening; eight
+        clients at once, a SIGHUP in the middle: every message arrives once, with its
+        own envelope and body, and the proxy stops cleanly (the harness checks the
+        exit status and, under ASan, the sanitizer reports)."""
+        self.proxy.wait_log(r'2 event loops \(workers\)')
+        threads_of = os.listdir('/proc/%d/task' % self.proxy.pid)
+        self.assertGreaterEqual(len(threads_of), 2)
+        clients, per = 8, 4
+        sent, errors = {}, []
+        halfway = threading.Event()
+
+        def run(k):
+            try:
+                for j in range(per):
+                    tag = 'w%dm%d' % (k, j)
+                    sent[tag] = message(tag, body=('%s\r\n' % tag) * (1 + 300 * k))
+                    c = self.client()
+                    out = c.send_message('%s@client.test' % tag, ['%s@example.test' % tag],
+                                         sent[tag], timeout=30)
+                    if out['data'] is None or out['data'][0] != 250:
+                        errors.append('%s: %r' % (tag, out))
+                    c.cmd('QUIT')
+                    c.close()
+                    if j == 1:
+                        halfway.set()
+            except Exception as e:  # reported below, in the test's thread
+                errors.append('client %d: %r' % (k, e))
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        halfway.wait(30)
+        self.proxy.reload()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.proxy.wait_log(r'worker 1: configuration reloaded')
+        self.mx1.wait_messages(clients * per, timeout=30)
+        self.assertEqual(len(self.mx1.messages), clients * per)
+        for m in self.mx1.messages:
+            tag = m.mail_from.split('@')[0]
+            self.assertEqual(m.rcpts, ['%s@example.test' % tag])
+            self.assertEqual(split_received(m.data)[1], sent[tag], tag)
+        self.assertEqual(self.proxy.log_text().count('status=sent'), clients * per)
+
+
 if __name__ == '__main__':
     unittest.main()
