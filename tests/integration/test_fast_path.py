@@ -3,6 +3,7 @@ many inbound connections; a new TLS connection to the same MX resumes the sessio
 reply that reaches the proxy in pieces is still read whole; and concurrent clients'
 messages never mix."""
 import os
+import sqlite3
 import sys
 import threading
 import unittest
@@ -171,6 +172,32 @@ class Workers(TestBase):
             self.assertEqual(m.rcpts, ['%s@example.test' % tag])
             self.assertEqual(split_received(m.data)[1], sent[tag], tag)
         self.assertEqual(self.proxy.log_text().count('status=sent'), clients * per)
+
+
+    def test_tls_results_of_every_loop_reach_tls_reporting(self):
+        """TLS reporting runs on the main loop only: the sessions the other loop
+        makes are handed over to it and counted too (twelve connections, no cache, so
+        both loops make some)."""
+        self.restart_proxy({'outbound': {'connection_cache_time': 0},
+                            'tlsrpt': {'enabled': 'yes', 'organization': 'Test Org',
+                                       'contact': 'tlsrpt@proxy.test', 'interval': 3600,
+                                       'ca_file': self.pki.ca_file}})
+        for i in range(12):
+            self.assertReply(self.send(['r%d@example.test' % i])['data'], 250)
+        path = os.path.join(self.proxy.state_dir, 'policies.sqlite3')
+
+        def counted():
+            if not os.path.exists(path):
+                return 0
+            db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
+            try:
+                return db.execute('SELECT SUM(count) FROM tlsrpt_count').fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
+            finally:
+                db.close()
+        wait_until(lambda: counted() == 12, 15, lambda: 'counted %r' % counted())
+        self.assertEqual(self.mx1.connections, 12)
 
 
 if __name__ == '__main__':
