@@ -12,7 +12,7 @@ struct conn_write_req {
   uv_write_t req;
   struct conn *conn;
   size_t len;
-  char *data; /* owned: points into inline[] or at a handed-over buffer */
+  char *data; /* inline_data, or a handed-over buffer (owned) */
   char inline_data[];
 };
 
