@@ -40,8 +40,6 @@ static CRYPTO_ONCE index_once = CRYPTO_ONCE_STATIC_INIT;
 static int tls_idx = -1;
 static BIO_METHOD *in_method, *out_method; /* made once, never freed (process-wide) */
 
-#define TLS_IN_KEEP 4096 /* a drained input buffer larger than this is released */
-
 static int out_reserve(struct tls *t, size_t more) {
   if (more <= t->out_cap - t->out_len)
     return 0;
@@ -83,13 +81,10 @@ static int bio_in_read(BIO *b, char *data, int len) {
     n = avail;
   memcpy(data, t->in + t->in_off, n);
   t->in_off += n;
-  if (t->in_off == t->in_len) {
-    t->in_off = t->in_len = 0;
-    if (t->in_cap > TLS_IN_KEEP) {
-      free(t->in);
-      t->in = NULL;
-      t->in_cap = 0;
-    }
+  if (t->in_off == t->in_len) { /* drained: an idle connection holds no buffer */
+    free(t->in);
+    t->in = NULL;
+    t->in_off = t->in_len = t->in_cap = 0;
   }
   return (int)n;
 }
@@ -366,6 +361,10 @@ ssize_t tls_take_output(struct tls *t, char **data) {
 
 size_t tls_output_pending(const struct tls *t) {
   return t->out_len;
+}
+
+size_t tls_buffered(const struct tls *t) {
+  return t->in_cap + t->out_cap;
 }
 
 const char *tls_error(const struct tls *t) {

@@ -48,6 +48,9 @@ void tls_shutdown(struct tls *t);
 ssize_t tls_take_output(struct tls *t, char **data);
 /* Bytes of ciphertext waiting for tls_take_output(). */
 size_t tls_output_pending(const struct tls *t);
+/* Bytes our ciphertext buffers hold allocated (input not yet read by OpenSSL, output
+ * not yet taken): 0 on an idle connection. */
+size_t tls_buffered(const struct tls *t);
 
 /* The last error as text ("handshake failure: sslv3 alert handshake failure"), valid
  * until the next call on t. */
