@@ -102,11 +102,18 @@ static int conn_send_raw(struct conn *c, const char *data, size_t len) {
   return conn_submit(c, w);
 }
 
+/* Set while on_flush runs: a write made from there (an owner reacting to a failed
+ * flush) goes out at once, as a prepare handle started now would only run after the
+ * loop's next wait for I/O. */
+static _Thread_local bool in_flush;
+
 static void on_flush(uv_prepare_t *h) {
   struct conn *c = h->data;
   uv_prepare_stop(h);
+  in_flush = true;
   if (!c->closing && c->tls && conn_flush_tls(c) < 0)
     conn_fail(c, SP_E_IO, c->error[0] ? c->error : "write failed");
+  in_flush = false;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -238,7 +245,7 @@ int conn_write(struct conn *c, const char *data, size_t len) {
    * go out in one write, not one each. A prepare handle runs right before the loop
    * next waits for I/O, whichever phase the write was made in (I/O, timer, close
    * callbacks), so nothing waits on a held record. */
-  if (tls_output_pending(c->tls) >= CONN_COALESCE_MAX)
+  if (in_flush || tls_output_pending(c->tls) >= CONN_COALESCE_MAX)
     return conn_flush_tls(c);
   if (!uv_is_active((uv_handle_t *)&c->flush))
     uv_prepare_start(&c->flush, on_flush);
