@@ -7,11 +7,12 @@
 #include "error.h"
 
 /* One write in flight: the request and its bytes (a copy, or the TLS engine's output
- * buffer handed over), freed in on_write. */
+ * buffer handed over), freed in on_write_done. */
 struct conn_write_req {
   uv_write_t req;
   struct conn *conn;
-  size_t len;
+  size_t len; /* bytes handed to libuv: data[off..off+len) */
+  size_t off; /* bytes the socket took at once (uv_try_write) */
   char *data; /* inline_data, or a handed-over buffer (owned) */
   char inline_data[];
 };
@@ -41,13 +42,17 @@ static void conn_account(struct conn *c) {
   c->write_pending = c->in_flight + (c->tls ? tls_output_pending(c->tls) : 0);
 }
 
+static void conn_req_free(struct conn_write_req *w) {
+  if (w->data != w->inline_data)
+    free(w->data);
+  free(w);
+}
+
 static int conn_submit(struct conn *c, struct conn_write_req *w) {
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)w->len);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
   if (rc < 0) {
-    if (w->data != w->inline_data)
-      free(w->data);
-    free(w);
+    conn_req_free(w);
     snprintf(c->error, sizeof c->error, "%s", uv_strerror(rc));
     return SP_E_IO;
   }
@@ -56,19 +61,37 @@ static int conn_submit(struct conn *c, struct conn_write_req *w) {
   return 0;
 }
 
+/* Writes what the socket takes now, without a request: a uv_write that completes at
+ * once still re-arms the socket in epoll (an epoll_ctl per write) and reports back
+ * only on the next loop turn. Returns the bytes written: all, some or none (0 also
+ * when libuv still has writes queued, so the order holds, and on an error, which the
+ * uv_write of the rest then reports from the loop as before). */
+static size_t conn_try_write(struct conn *c, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  return n > 0 ? (size_t)n : 0;
+}
+
 /* Sends whatever ciphertext OpenSSL produced, in the buffer it was written into. */
 static int conn_flush_tls(struct conn *c) {
   char *out;
   ssize_t n = tls_take_output(c->tls, &out);
   if (n <= 0)
     return (int)n;
+  size_t done = conn_try_write(c, out, (size_t)n);
+  if (done == (size_t)n) {
+    free(out);
+    conn_account(c);
+    return 0;
+  }
   struct conn_write_req *w = malloc(sizeof *w);
   if (!w) {
     free(out);
     return SP_E_NOMEM;
   }
   w->conn = c;
-  w->len = (size_t)n;
+  w->off = done;
+  w->len = (size_t)n - done;
   w->data = out;
   return conn_submit(c, w);
 }
@@ -78,9 +101,7 @@ static void on_write_done(uv_write_t *req, int status) {
   struct conn *c = w->conn;
   c->in_flight -= w->len;
   conn_account(c);
-  if (w->data != w->inline_data)
-    free(w->data);
-  free(w);
+  conn_req_free(w);
   if (c->closing)
     return;
   if (status < 0) {
@@ -92,10 +113,16 @@ static void on_write_done(uv_write_t *req, int status) {
 }
 
 static int conn_send_raw(struct conn *c, const char *data, size_t len) {
+  size_t done = conn_try_write(c, data, len);
+  if (done == len)
+    return 0;
+  data += done;
+  len -= done;
   struct conn_write_req *w = malloc(sizeof *w + len);
   if (!w)
     return SP_E_NOMEM;
   w->conn = c;
+  w->off = 0;
   w->len = len;
   w->data = w->inline_data;
   memcpy(w->data, data, len);
@@ -157,20 +184,73 @@ static void conn_on_ciphertext(struct conn *c, const char *data, size_t len) {
   }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  struct conn *c = s->data;
-  if (c->closing || nread == 0)
-    return;
+/* Bytes (or an error) read from the socket go to the owner. */
+static void conn_on_input(struct conn *c, const char *data, ssize_t nread) {
   if (nread < 0) {
     conn_fail(c, nread == UV_EOF ? SP_E_EOF : SP_E_IO,
               nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread));
     return;
   }
   if (c->tls) {
-    conn_on_ciphertext(c, b->base, (size_t)nread);
+    conn_on_ciphertext(c, data, (size_t)nread);
     return;
   }
-  c->ev->on_data(c, b->base, (size_t)nread);
+  c->ev->on_data(c, data, (size_t)nread);
+}
+
+/* conn_read_stop() does not stop libuv at once: stopping and restarting a read costs
+ * two epoll_ctl calls, and an owner pausing while it waits for the other side (the
+ * session, for each reply from the MX) is usually sent nothing meanwhile. What does
+ * arrive while paused is kept here (one read at most: libuv is stopped then) and
+ * handed over from the idle handle once reading resumes. */
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  struct conn *c = s->data;
+  if (c->closing || nread == 0)
+    return;
+  if (!c->reading) {
+    uv_read_stop(s);
+    c->uv_reading = false;
+    if (nread < 0) {
+      c->held_err = (int)nread;
+      return;
+    }
+    c->held = malloc((size_t)nread);
+    if (!c->held) {
+      conn_fail(c, SP_E_IO, "out of memory");
+      return;
+    }
+    memcpy(c->held, b->base, (size_t)nread);
+    c->held_len = (size_t)nread;
+    return;
+  }
+  conn_on_input(c, b->base, nread);
+}
+
+static void on_deliver(uv_idle_t *h) {
+  struct conn *c = h->data;
+  uv_idle_stop(h);
+  if (c->closing || !c->reading)
+    return;
+  if (c->held) {
+    char *held = c->held;
+    size_t len = c->held_len;
+    c->held = NULL;
+    c->held_len = 0;
+    conn_on_input(c, held, (ssize_t)len);
+    free(held);
+    if (c->closing || !c->reading)
+      return; /* a held error waits for the next conn_read_start() */
+  }
+  if (c->held_err) {
+    int err = c->held_err;
+    c->held_err = 0;
+    conn_on_input(c, NULL, err);
+    return;
+  }
+  if (!c->uv_reading) {
+    c->uv_reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
 }
 
 int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
@@ -185,6 +265,8 @@ int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
   uv_tcp_nodelay(&c->tcp, 1);
   uv_prepare_init(loop, &c->flush);
   c->flush.data = c;
+  uv_idle_init(loop, &c->deliver);
+  c->deliver.data = c;
   return 0;
 }
 
@@ -220,14 +302,16 @@ void conn_read_start(struct conn *c) {
   if (c->reading || c->closing)
     return;
   c->reading = true;
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (c->held || c->held_err)
+    uv_idle_start(&c->deliver, on_deliver); /* not from here: the owner is mid-call */
+  else if (!c->uv_reading) {
+    c->uv_reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
 }
 
 void conn_read_stop(struct conn *c) {
-  if (!c->reading)
-    return;
-  c->reading = false;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = false; /* libuv goes on reading until something arrives: on_read */
 }
 
 int conn_write(struct conn *c, const char *data, size_t len) {
@@ -270,6 +354,8 @@ static void on_close(uv_handle_t *h) {
     return;
   tls_free(c->tls);
   c->tls = NULL;
+  free(c->held);
+  c->held = NULL;
   c->ev->on_closed(c);
 }
 
@@ -285,8 +371,13 @@ void conn_close(struct conn *c, bool graceful) {
     return;
   c->closing = true;
   conn_read_stop(c);
-  c->closes_pending = 2;
+  c->closes_pending = 3;
   uv_close((uv_handle_t *)&c->flush, on_close);
+  uv_close((uv_handle_t *)&c->deliver, on_close);
+  if (c->uv_reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->uv_reading = false;
+  }
   if (graceful) {
     if (c->tls && !c->handshaking) {
       tls_shutdown(c->tls);
