@@ -117,7 +117,7 @@ def latency(host, port, rcpt, size, count, persistent, tls_name=None, cafile=Non
     return out
 
 
-async def _idle_one(host, port, rcpt, sem, holders, timeout):
+async def _idle_one(host, port, rcpt, sem, holders, timeout, stage='rcpt'):
     async with sem:
         r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
 
@@ -132,17 +132,18 @@ async def _idle_one(host, port, rcpt, sem, holders, timeout):
                     return
 
         await reply(b'220')
-        for cmd in (b'EHLO client.bench.test', b'MAIL FROM:<a@client.bench.test>',
-                    b'RCPT TO:<%s>' % rcpt.encode()):
+        cmds = [b'EHLO client.bench.test', b'MAIL FROM:<a@client.bench.test>',
+                b'RCPT TO:<%s>' % rcpt.encode()]
+        for cmd in cmds[:3 if stage == 'rcpt' else 2]:
             w.write(cmd + b'\r\n')
             await reply(b'2')
         holders.append((r, w))
 
 
-async def _idle(host, port, rcpt, n, parallel, timeout, hold):
+async def _idle(host, port, rcpt, n, parallel, timeout, hold, stage='rcpt'):
     sem = asyncio.Semaphore(parallel)
     holders = []
-    res = await asyncio.gather(*[_idle_one(host, port, rcpt, sem, holders, timeout)
+    res = await asyncio.gather(*[_idle_one(host, port, rcpt, sem, holders, timeout, stage)
                                  for _ in range(n)], return_exceptions=True)
     errors = [e for e in res if isinstance(e, BaseException)]
     try:
@@ -157,7 +158,8 @@ async def _idle(host, port, rcpt, n, parallel, timeout, hold):
         await asyncio.sleep(0.2)
 
 
-def idle(host, port, rcpt, n, hold, parallel=50, timeout=30):
+def idle(host, port, rcpt, n, hold, parallel=50, timeout=30, stage='rcpt'):
     """Opens N sessions that each stop after RCPT (an open transaction: the relay holds
-    its MX connection), then calls `await hold(opened, errors)` and closes them."""
-    asyncio.run(_idle(host, port, rcpt, n, parallel, timeout, hold))
+    its MX connection) or, with stage='mail', after MAIL FROM (no MX connection yet),
+    then calls `await hold(opened, errors)` and closes them."""
+    asyncio.run(_idle(host, port, rcpt, n, parallel, timeout, hold, stage))

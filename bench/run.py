@@ -8,6 +8,9 @@ Environment (defaults in brackets):
   POSTFIX_DIVISOR [5] (Postfix, ~20x slower, gets MESSAGES/5: same rates, less time)
   SESSIONS [10] (smtp-source -s)  LAT_MESSAGES [200]  LAT_MESSAGES_LARGE [50]
   IDLE [1000] (idle connections for memory)  TIME_LIMIT [120] (seconds per load run)
+  CONC [10000] (inbound sessions held open at once through the proxy, first round only;
+  0: skip)  NOFILE [65536] (RLIMIT_NOFILE the bench raises itself and its children to)
+  PROXY_WORKERS [1] (the proxy's `workers`)
   MODES [one,persistent]  SIZES [10240,1048576]  CERTS [ecdsa,rsa]
   RELAYS [proxy,stunnel,postfix]  RESULTS [bench/results.md]
 """
@@ -53,6 +56,9 @@ SESSIONS = env_int('SESSIONS', 10)
 LAT_MESSAGES = env_int('LAT_MESSAGES', 200)
 LAT_MESSAGES_LARGE = env_int('LAT_MESSAGES_LARGE', 50)
 IDLE = env_int('IDLE', 1000)
+CONC = env_int('CONC', 10000)
+NOFILE = env_int('NOFILE', 65536)
+PROXY_WORKERS = os.environ.get('PROXY_WORKERS', '1')
 TIME_LIMIT = env_int('TIME_LIMIT', 120)
 MODES = env_list('MODES', 'one,persistent')
 SIZES = [int(s) for s in env_list('SIZES', '10240,1048576')]
@@ -259,7 +265,9 @@ mta_sts:
   enabled: no
 log:
   level: warning
-''' % (self.port, IDLE + 1000, self.dns_port, self.sink.port, self.ca_file, state))
+workers: %s
+''' % (self.port, max(IDLE, CONC) + 1000, self.dns_port, self.sink.port, self.ca_file,
+       state, PROXY_WORKERS))
         self.log = open(os.path.join(self.dir, 'proxy.log'), 'ab')
         self.proc = subprocess.Popen([PROXY_BIN, '-c', cfg], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
@@ -387,6 +395,40 @@ def idle_run(relay):
             'upstream_open': res['sink_open'] / res['opened']}
 
 
+def conc_stage():
+    """'rcpt' (each session holds an MX connection too: two sockets per session in the
+    proxy) when the descriptor limit allows it, else 'mail' (sessions stopped after
+    MAIL FROM: one socket each)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 'rcpt' if 2 * CONC + 200 <= limit else 'mail'
+
+
+def conc_run(relay, dns):
+    """CONC inbound sessions held open at once, stopped after RCPT TO or MAIL FROM
+    (conc_stage). Bounded: 60 s per protocol step, at most 200 sessions opening at a
+    time."""
+    sink = relay.sink
+    pss0 = group_pss_kib(relay.pgid)
+    open0 = sink.stats()['open']
+    t0 = time.monotonic()
+    res = {}
+
+    async def hold(opened, errors):
+        res['conc_secs'] = time.monotonic() - t0
+        res['conc_opened'] = opened
+        res['conc_errors'] = len(errors)
+        res['conc_kib_per_conn'] = (group_pss_kib(relay.pgid) - pss0) / max(1, opened)
+        res['conc_sink_open'] = sink.stats()['open'] - open0
+        res['conc_alive'] = 1 if relay.proc.poll() is None else 0
+        if errors:
+            log('  first error: %r' % (errors[0],))
+    client.idle('127.0.0.1', relay.port, 'b@%s' % DOMAIN[relay.cert], CONC, hold,
+                parallel=200, timeout=60, stage=conc_stage())
+    # Still serving after they all closed?
+    res['conc_after_ok'] = 1 if load_run(relay, "one", 10240, 50, dns)['msgs_per_s'] else 0
+    return res
+
+
 # ---------------------------------------------------------------- report
 def fmt(xs, digits):
     xs = [x for x in xs if x is not None]
@@ -424,8 +466,24 @@ def size_name(size):
     return '10 KiB' if size == 10240 else '1 MiB' if size == 1048576 else '%d B' % size
 
 
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown CPU'
+
+
 def run_meta(command, started, elapsed):
-    return {'command': command, 'proxy': '`%s` built from %s' % (PROXY_BIN, git_state()),
+    return {'command': command, 'proxy': '`%s` built from %s, workers: %s' % (
+                PROXY_BIN, git_state(), PROXY_WORKERS),
+            'machine': '%d CPU(s) (nproc), %s; kernel %s' % (
+                len(os.sched_getaffinity(0)), cpu_model(), os.uname().release),
+            'conc_stage': conc_stage(),
+            'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             'run': '%s, %d round(s), %.0f s; kernel %s; %d CPU(s); smtp-source -s %d; '
                    '%d×10 KiB / %d×1 MiB messages per load run (Postfix: 1/%d of that); '
                    'latency %d / %d sequential messages; %d idle connections.' % (
@@ -440,6 +498,8 @@ def report(R, meta):
     out = []
     out.append('Command: `%s`  ' % meta['command'])
     out.append('Proxy: %s  ' % meta['proxy'])
+    if meta.get('machine'):
+        out.append('Machine: %s  ' % meta['machine'])
     out.append('Run: %s' % meta['run'])
     out.append('')
 
@@ -485,6 +545,23 @@ def report(R, meta):
                '(one smtpd process per connection).' % (
                    ', '.join(mem), f(med('kib_per_conn', (CERTS[0], 'idle', 0, 'stunnel')), 0),
                    f(med('kib_per_conn', (CERTS[0], 'idle', 0, 'postfix')), 0)))
+    for c in CERTS:
+        k = (c, 'conc', 0, 'proxy')
+        if R.get(('conc_opened',) + k):
+            out.append('')
+            stage = ('after RCPT TO, each with its own MX connection: %s at the sink'
+                     % f(med('conc_sink_open', k), 0) if meta.get('conc_stage') == 'rcpt'
+                     else 'after MAIL FROM: the descriptor limit, %s, leaves no room for '
+                     'an MX connection each' % meta.get('nofile'))
+            out.append('%s sink: %s of %d inbound sessions held open at once through the '
+                       'proxy (%s), %s errors, all open after %s s, %s KiB per session; '
+                       'proxy alive %s, relaying again after they closed: %s.' % (
+                           c.upper() if c == 'rsa' else 'ECDSA',
+                           f(med('conc_opened', k), 0), CONC, stage,
+                           f(med('conc_errors', k), 0), f(med('conc_secs', k), 1),
+                           f(med('conc_kib_per_conn', k), 1),
+                           'yes' if med('conc_alive', k) else 'no',
+                           'yes' if med('conc_after_ok', k) else 'no'))
     out.append('')
     out.append('Full table:')
     out.append('')
@@ -579,9 +656,19 @@ def report(R, meta):
 
 
 # ---------------------------------------------------------------- main
-def main():
+def raise_nofile():
+    """The bench (its client sockets) and every relay and sink it starts get NOFILE
+    descriptors: the 10,000-session run needs 20,000 in the proxy alone. Only the bench
+    does this; the tests run with the default limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(NOFILE, hard), max(NOFILE, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main():
+    raise_nofile()
     for p in (PROXY_BIN, SINK_BIN, SMTP_SOURCE, STUNNEL):
         if not os.access(p, os.X_OK):
             sys.exit('bench: %s is missing' % p)
@@ -624,6 +711,29 @@ def main():
                         except Exception as e:
                             failures.append('round %d %s idle %s: %s' % (rnd + 1, cert,
                                                                          r.name, e))
+                            log('  FAILED', failures[-1])
+                    for r in relays:
+                        if rnd > 0 or not CONC or r.name != 'proxy':
+                            continue
+                        try:
+                            m = conc_run(r, dns)
+                            for k, v in m.items():
+                                put(k, (cert, 'conc', 0, r.name), rnd, v)
+                            log('  %d concurrent %-8s %d opened, %d errors, %.1f s, '
+                                '%.1f KiB/session, sink connections %d, alive %d, '
+                                'serving after %d' % (
+                                    CONC, r.name, m['conc_opened'], m['conc_errors'],
+                                    m['conc_secs'], m['conc_kib_per_conn'],
+                                    m['conc_sink_open'], m['conc_alive'],
+                                    m['conc_after_ok']))
+                            if m['conc_errors'] or m['conc_opened'] < CONC:
+                                failures.append('round %d %s: %d concurrent sessions: %d '
+                                                'opened, %d errors' % (
+                                                    rnd + 1, cert, CONC, m['conc_opened'],
+                                                    m['conc_errors']))
+                        except Exception as e:
+                            failures.append('round %d %s %d concurrent %s: %s' % (
+                                rnd + 1, cert, CONC, r.name, e))
                             log('  FAILED', failures[-1])
                     cfg_i = 0
                     for mode in MODES:
@@ -716,8 +826,7 @@ def profile(mode='persistent', size=1048576, seconds=10):
     """perf profile of the proxy under one load configuration (ECDSA sink): top
     functions by self time, by library, and syscalls per message (strace -c)."""
     import threading
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     tmp = tempfile.mkdtemp(prefix='starttls-prof-', dir=os.environ.get('BENCH_TMP', '/var/tmp'))
     os.chmod(tmp, 0o755)
     pki = TestPKI(tmp, ca_name='Bench CA')

@@ -1,15 +1,20 @@
 /* A bounded byte buffer: grows on demand up to `max`, never past it. Owned by whoever
- * embeds it; buf_free() releases the storage. */
+ * embeds it; buf_free() releases the storage.
+ *
+ * buf_consume() only advances `data` (no memmove per consumed chunk: a reader taking
+ * 16 KiB at a time from 64 KiB would otherwise move 48 KiB each time); the held bytes
+ * are moved to the front of the storage only when an append needs the room. */
 #ifndef SP_BUF_H
 #define SP_BUF_H
 
 #include <stddef.h>
 
 struct buf {
-  char *data;
+  char *data; /* the held bytes: data[0..len); inside base[0..cap) */
   size_t len; /* bytes held */
-  size_t cap; /* bytes allocated */
+  size_t cap; /* bytes allocated at base */
   size_t max; /* hard limit on len */
+  char *base; /* the storage (owned); data == base until something is consumed */
 };
 
 void buf_init(struct buf *b, size_t max);

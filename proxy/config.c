@@ -207,6 +207,7 @@ static const struct key_desc top_keys[] = {
   K_SECTION("metrics",  metrics_keys),
   K_NODE("cache",       config__cache),
   K_SECTION("lmtp",     lmtp_keys),
+  K_VALUE("workers",    workers,   config__parse_workers),
   K_END};
 // clang-format on
 
@@ -599,6 +600,7 @@ static void walk_section(struct loader *ld, const struct key_desc *keys,
 /* ---- defaults, loading, lifetime ---- */
 
 static void set_defaults(struct config *cfg) {
+  cfg->workers = 1;
   cfg->max_connections = 1000;
   cfg->max_message_size = 52428800;
   cfg->max_recipients = 1000;

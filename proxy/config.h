@@ -88,6 +88,10 @@ struct config {
   struct config_cidr *allow; /* owned; default 127.0.0.0/8 and ::1/128 */
   size_t nallow;
 
+  /* workers: event loops (threads), each with its own listening sockets; 0 = "auto"
+   * (one per CPU); default 1. */
+  unsigned workers;
+
   size_t max_connections;    /* limits.connections, default 1000, >= 1 */
   uint64_t max_message_size; /* limits.message_size, default 52428800; 0 = none */
   size_t max_recipients;     /* limits.recipients, default 1000, >= 1 */

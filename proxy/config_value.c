@@ -150,6 +150,16 @@ const char *config__parse_mode(const char *s, unsigned *mode) {
   return NULL;
 }
 
+const char *config__parse_workers(const char *s, void *dst, char *buf, size_t cap) {
+  (void)buf;
+  (void)cap;
+  uint64_t v = 0;
+  if (strcmp(s, "auto") != 0 && (config__parse_u64(s, &v) || v < 1 || v > 256))
+    return "must be auto or a number from 1 to 256";
+  *(unsigned *)dst = (unsigned)v;
+  return NULL;
+}
+
 const char *config__parse_dns_server(const char *s, void *dst, char *buf, size_t cap) {
   (void)buf;
   (void)cap;

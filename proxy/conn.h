@@ -2,9 +2,9 @@
  * sides: the session (the MTA's connection) and the upstream (the MX's).
  *
  * Ownership: the embedding object (session or upstream) owns the struct conn; the
- * conn owns its uv_tcp_t, its struct tls and every pending write. conn_close() closes
- * the handle; on_closed runs once libuv is done with it, and only then may the owner
- * free the memory. No callback runs after conn_close() except on_closed. */
+ * conn owns its uv_tcp_t, uv_prepare_t and uv_idle_t, its struct tls, held input and
+ * every pending write. conn_close() closes the three handles; on_closed runs once libuv is done with them, and
+ * only then may the owner free the memory. No callback runs after conn_close() except on_closed. */
 #ifndef SP_CONN_H
 #define SP_CONN_H
 
@@ -43,9 +43,17 @@ struct conn {
   void *owner;
   struct tls *tls; /* NULL until conn_start_tls() */
   bool handshaking;
-  bool reading; /* the owner wants data */
+  bool reading;    /* the owner wants data */
+  bool uv_reading; /* libuv reads the socket (stopped lazily, see conn.c) */
+  char *held;      /* what arrived after conn_read_stop(): handed over on start */
+  size_t held_len;
+  int held_err;      /* a read error (UV_EOF...) that arrived after conn_read_stop() */
+  uv_idle_t deliver; /* hands held input over after conn_read_start() */
   bool closing;
-  size_t write_pending; /* bytes handed to libuv and not yet written */
+  size_t write_pending; /* bytes not yet written: in_flight + ciphertext held back */
+  size_t in_flight;     /* bytes handed to libuv and not yet written */
+  uv_prepare_t flush;   /* armed while TLS records wait for the end of the loop turn */
+  int closes_pending;   /* handles (tcp, flush) whose close callback has not run */
   char error[256];
 };
 
@@ -59,10 +67,15 @@ int conn_init_pipe(uv_loop_t *loop, struct conn *c, const struct conn_events *ev
 int conn_accept(uv_stream_t *server, struct conn *c);
 int conn_connect(struct conn *c, const struct sockaddr *addr);
 
+/* After conn_read_stop() no on_data or read error reaches the owner until
+ * conn_read_start(); what arrives meanwhile is held (one read) and handed over from
+ * the loop, never from inside conn_read_start(). */
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 
-/* Copies data (encrypting it when TLS is on) and queues it. Returns 0 or an error. */
+/* Copies data (encrypting it when TLS is on) and queues it. Returns 0 or an error.
+ * With TLS the records are held back (up to 64 KiB) until the loop has run the
+ * callbacks of this turn, then written together: fewer, larger writes. */
 int conn_write(struct conn *c, const char *data, size_t len);
 
 /* Switches to TLS: from now on incoming bytes go through t; the handshake starts at

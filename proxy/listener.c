@@ -24,13 +24,16 @@ static void on_connection(uv_stream_t *server, int status) {
 }
 
 /* A unix socket left behind by an earlier run is removed first; anything else at
- * that path (a regular file) makes the bind fail rather than be deleted. */
+ * that path (a regular file) makes the bind fail rather than be deleted. fd: a TCP
+ * socket already bound (the workers'), or LISTENER_FD_BIND. */
 static int listener_bind(uv_loop_t *loop, struct listener_socket *ls,
-                         const struct config_addr *a) {
+                         const struct config_addr *a, uv_os_sock_t fd) {
   ls->lmtp = a->protocol == CONFIG_PROTO_LMTP;
   if (a->sa.ss_family != AF_UNIX) {
     uv_tcp_init(loop, &ls->tcp);
     ls->tcp.data = ls;
+    if (fd != LISTENER_FD_BIND)
+      return uv_tcp_open(&ls->tcp, fd);
     return uv_tcp_bind(&ls->tcp, (const struct sockaddr *)&a->sa, 0);
   }
   ls->is_pipe = true;
@@ -51,6 +54,11 @@ static int listener_bind(uv_loop_t *loop, struct listener_socket *ls,
 
 int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char *err,
                    size_t errlen) {
+  return listener_start_fds(l, loop, rt, NULL, err, errlen);
+}
+
+int listener_start_fds(struct listener *l, uv_loop_t *loop, struct runtime *rt,
+                       const uv_os_sock_t *fds, char *err, size_t errlen) {
   const struct config *cfg = rt->cfg;
   memset(l, 0, sizeof *l);
   l->loop = loop;
@@ -60,10 +68,12 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char
     return SP_E_NOMEM;
   for (size_t i = 0; i < cfg->nlisten; i++) {
     const struct config_addr *a = &cfg->listen[i];
-    struct listener_socket *ls = &l->sockets[i];
+    uv_os_sock_t fd = fds ? fds[i] : LISTENER_FD_BIND;
+    if (fd == LISTENER_FD_SKIP)
+      continue;
+    struct listener_socket *ls = &l->sockets[l->nsockets++];
     ls->l = l;
-    int rc = listener_bind(loop, ls, a);
-    l->nsockets++;
+    int rc = listener_bind(loop, ls, a, fd);
     if (rc == 0)
       rc = uv_listen((uv_stream_t *)&ls->tcp, 511, on_connection);
     if (rc == 0 && ls->is_pipe && chmod(ls->path, a->mode) < 0)

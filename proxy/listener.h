@@ -41,6 +41,14 @@ struct listener {
 /* Binds and listens on every cfg->listen address. Writes the reason into err. */
 int listener_start(struct listener *l, uv_loop_t *loop, struct runtime *rt, char *err,
                    size_t errlen);
+/* The same on sockets already bound, one per cfg->listen address in that order (the
+ * workers' SO_REUSEPORT sockets); the listener owns them from now on. An entry may
+ * instead be LISTENER_FD_BIND (bind it here: a unix socket, served by one loop only,
+ * as its file has one owner) or LISTENER_FD_SKIP (another loop serves it). */
+#define LISTENER_FD_BIND (-1)
+#define LISTENER_FD_SKIP (-2)
+int listener_start_fds(struct listener *l, uv_loop_t *loop, struct runtime *rt,
+                       const uv_os_sock_t *fds, char *err, size_t errlen);
 /* Switches new connections to rt (takes a reference; drops the old one). */
 void listener_set_runtime(struct listener *l, struct runtime *rt);
 /* Stops accepting and drains sessions; on_idle runs once none is left. */

@@ -1,6 +1,7 @@
 #include "log.h"
 #include "log_syslog.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,10 +9,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum config_log_format log_format = CONFIG_LOG_POSTFIX;
-static enum log_level log_level = LOG_INFO;
+/* Set by the main thread (start, SIGHUP), read by every worker's: atomics, and the
+ * host name under its lock. */
+static _Atomic(enum config_log_format) log_format = CONFIG_LOG_POSTFIX;
+static _Atomic(enum log_level) log_level = LOG_INFO;
+static pthread_mutex_t hostname_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_hostname[256] = "localhost";
-static enum config_log_output log_output = CONFIG_LOG_STDERR;
+static _Atomic(enum config_log_output) log_output = CONFIG_LOG_STDERR;
 
 void log_set_output(enum config_log_output output) {
   if (output == CONFIG_LOG_SYSLOG && log_output != CONFIG_LOG_SYSLOG)
@@ -23,7 +27,9 @@ void log_configure(enum config_log_format format, enum config_log_level level,
                    const char *hostname) {
   log_format = format;
   log_level = (enum log_level)level;
+  pthread_mutex_lock(&hostname_lock);
   snprintf(log_hostname, sizeof log_hostname, "%s", hostname);
+  pthread_mutex_unlock(&hostname_lock);
 }
 
 bool log_enabled(enum log_level level) {
@@ -70,8 +76,10 @@ static size_t postfix_prefix(char *out, size_t cap) {
   struct tm tm;
   localtime_r(&now, &tm);
   size_t n = strftime(out, cap, "%b %e %H:%M:%S ", &tm);
+  pthread_mutex_lock(&hostname_lock);
   n += (size_t)snprintf(out + n, cap - n, "%s starttls-proxy[%d]: ", log_hostname,
                         (int)getpid());
+  pthread_mutex_unlock(&hostname_lock);
   return n;
 }
 

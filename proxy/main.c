@@ -18,6 +18,7 @@
 #include "store.h"
 #include "sts.h"
 #include "tlsrpt.h"
+#include "workers.h"
 
 #define DRAIN_DEADLINE_MS 30000 /* SIGTERM: how long open transactions may finish */
 
@@ -29,7 +30,8 @@ struct daemon {
   uv_timer_t deadline;
   struct metrics *metrics; /* owned; NULL when metrics.listen is unset */
   struct tlsrpt *tlsrpt;   /* owned; NULL when tlsrpt.enabled is no */
-  bool stopping, stopped;
+  struct workers *workers; /* owned; NULL with one event loop */
+  bool stopping, stopped, main_idle;
 };
 
 static void usage(FILE *out) {
@@ -124,12 +126,26 @@ static void daemon_close_handles(struct daemon *d) {
   tlsrpt_close(d->tlsrpt);
   d->tlsrpt = NULL;
   listener_close(&d->listener);
+  workers_free(d->workers);
+  d->workers = NULL;
+}
+
+/* Draining ends when the main loop's sessions and every worker are done. */
+static void daemon_maybe_done(struct daemon *d) {
+  if (!d->main_idle || !workers_done(d->workers))
+    return;
+  log_msg(LOG_INFO, NULL, "all sessions closed, exiting");
+  daemon_close_handles(d);
 }
 
 static void on_idle(struct listener *l) {
   struct daemon *d = l->loop->data;
-  log_msg(LOG_INFO, NULL, "all sessions closed, exiting");
-  daemon_close_handles(d);
+  d->main_idle = true;
+  daemon_maybe_done(d);
+}
+
+static void on_workers_done(void *arg) {
+  daemon_maybe_done(arg);
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -137,6 +153,7 @@ static void on_deadline(uv_timer_t *t) {
   log_msg(LOG_WARNING, NULL, "shutdown deadline reached: aborting %zu sessions",
           d->listener.nsessions);
   listener_abort(&d->listener);
+  workers_abort(d->workers);
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum) {
@@ -147,6 +164,7 @@ static void on_stop_signal(uv_signal_t *h, int signum) {
   log_msg(LOG_INFO, NULL, "%s: stopping, %zu sessions open", strsignal(signum),
           d->listener.nsessions);
   uv_timer_start(&d->deadline, on_deadline, DRAIN_DEADLINE_MS, 0);
+  workers_drain(d->workers);
   listener_drain(&d->listener);
 }
 
@@ -179,6 +197,7 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
     log_msg(LOG_ERROR, NULL, "TLS reporting not restarted: %s", err);
   runtime_unref(rt);
   config_unref(cfg);
+  workers_reload(d->workers); /* each worker reads the file again itself */
   log_msg(LOG_INFO, NULL, "configuration reloaded from %s", d->config_path);
 }
 
@@ -208,7 +227,15 @@ static int run(const char *path) {
   uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&d.sig_hup, on_reload_signal, SIGHUP);
   signal(SIGPIPE, SIG_IGN);
-  int rc = listener_start(&d.listener, d.loop, rt, err, sizeof err);
+  int rc = 0;
+  unsigned nloops = workers_count(rt->cfg);
+  uv_os_sock_t *fds = NULL;
+  if (nloops > 1 && (rc = workers_start(d.loop, rt->cfg, path, nloops, on_workers_done,
+                                        &d, &d.workers, err, sizeof err)) == 0)
+    fds = workers_take_main_fds(d.workers);
+  if (rc == 0)
+    rc = listener_start_fds(&d.listener, d.loop, rt, fds, err, sizeof err);
+  free(fds);
   d.listener.on_idle = on_idle; /* listener_start zeroes the listener */
   d.listener.pool = pool_new(d.loop, (uint64_t)rt->cfg->conn_cache_secs * 1000);
   /* Bound to the ports: root is not needed any more. */

@@ -4,6 +4,7 @@
  * label), and are escaped all the same. */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,7 +53,15 @@ static const double handshake_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 static const double delivery_bounds[] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,
                                          5,    10,  30,   60,  120, 300};
 
-/* One loop thread updates and reads these: no locking. */
+/* Every worker's loop updates these and the metrics listener's loop reads them, so
+ * each update and each rendering holds M_lock (uncontended: a few per message). */
+static pthread_mutex_t M_lock = PTHREAD_MUTEX_INITIALIZER;
+#define LOCKED(stmt)                                                                   \
+  do {                                                                                 \
+    pthread_mutex_lock(&M_lock);                                                       \
+    stmt;                                                                              \
+    pthread_mutex_unlock(&M_lock);                                                     \
+  } while (0)
 static struct {
   uint64_t sessions_opened, sessions_closed;
   uint64_t deliveries[N_STATUS][N_VERDICT][N_FAMILY];
@@ -99,34 +108,32 @@ static void hist_observe(struct histogram *h, double v) {
 
 void metrics_tls_result(const struct observe_tls *t) {
   size_t r = (size_t)t->failure < N_RESULT ? (size_t)t->failure : N_RESULT - 1;
-  M.tls[policy_family(t->policy)][r]++;
+  size_t f = policy_family(t->policy);
+  LOCKED(M.tls[f][r]++);
 }
 
 void metrics_delivery(const char *status, const char *verdict, const char *policy,
                       double seconds) {
   size_t s = name_index(status_names, N_STATUS, status, N_STATUS - 1);
   size_t v = name_index(verdict_names, N_VERDICT, verdict, 0);
-  M.deliveries[s][v][policy_family(policy)]++;
-  hist_observe(&M.delivery, seconds);
+  size_t f = policy_family(policy);
+  LOCKED(M.deliveries[s][v][f]++; hist_observe(&M.delivery, seconds));
 }
 
 void metrics_mx_connection(bool reused) {
-  M.mx[reused]++;
+  LOCKED(M.mx[reused]++);
 }
 void metrics_handshake(double seconds) {
-  hist_observe(&M.handshake, seconds);
+  LOCKED(hist_observe(&M.handshake, seconds));
 }
 void metrics_dns_failure(void) {
-  M.dns_failures++;
+  LOCKED(M.dns_failures++);
 }
 void metrics_sts_fetch(bool ok) {
-  M.sts[ok]++;
+  LOCKED(M.sts[ok]++);
 }
 void metrics_session(bool opened) {
-  if (opened)
-    M.sessions_opened++;
-  else
-    M.sessions_closed++;
+  LOCKED(if (opened) M.sessions_opened++; else M.sessions_closed++);
 }
 
 /* Cache clients belong to runtimes, which may live on other threads than the one
@@ -248,7 +255,16 @@ static void put_cache(struct out *o) {
   put(o, "starttls_proxy_cache_errors_total %llu\n", (unsigned long long)cache_errors);
 }
 
+static char *metrics_render_locked(size_t *len);
+
 char *metrics_render(size_t *len) {
+  pthread_mutex_lock(&M_lock);
+  char *text = metrics_render_locked(len);
+  pthread_mutex_unlock(&M_lock);
+  return text;
+}
+
+static char *metrics_render_locked(size_t *len) {
   struct out o = {.failed = false};
   buf_init(&o.b, METRICS_BODY_MAX);
   put_head(&o, "sessions_open", "gauge", "Inbound SMTP sessions open now.");

@@ -3,9 +3,19 @@
 #include "metrics.h"
 #include "tlsrpt.h"
 
+/* NULL on the main loop's thread: TLS reporting lives there. */
+static _Thread_local void (*tls_forward)(const struct observe_tls *t);
+
+void observe_set_tls_forward(void (*fn)(const struct observe_tls *t)) {
+  tls_forward = fn;
+}
+
 void observe_tls_result(const struct observe_tls *t) {
   metrics_tls_result(t);
-  tlsrpt_record(t);
+  if (tls_forward)
+    tls_forward(t);
+  else
+    tlsrpt_record(t);
 }
 
 void observe_delivery(const char *status, const char *verdict, const char *policy,

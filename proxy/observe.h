@@ -1,6 +1,7 @@
 /* What the proxy saw, fanned out to whoever counts it: metrics (metrics.c) and TLS
  * reporting (tlsrpt.c). The relay code calls these at fixed points and knows nothing
- * of the consumers; each call is cheap and never blocks. */
+ * of the consumers; each call is cheap and never blocks, and may come from any
+ * worker's thread (metrics.c locks its counters; TLS results are forwarded). */
 #ifndef SP_OBSERVE_H
 #define SP_OBSERVE_H
 
@@ -35,6 +36,9 @@ struct observe_tls {
 };
 
 void observe_tls_result(const struct observe_tls *t);
+/* For worker threads (workers.c): TLS results go to fn, which must hand a copy to the
+ * main loop, where TLS reporting runs, instead of to tlsrpt_record(). Per thread. */
+void observe_set_tls_forward(void (*fn)(const struct observe_tls *t));
 
 /* A final outcome for one recipient ("sent", "deferred", "bounced"). */
 void observe_delivery(const char *status, const char *verdict, const char *policy,

@@ -1,5 +1,6 @@
 #include "runtime.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -28,8 +29,24 @@ int runtime_check_tls(const struct config *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+/* Loops (workers) may build runtimes at the same time on a reload; the resolver
+ * library's init count and the first use of OpenSSL's ex_data indexes are process-
+ * wide, so building one is serialized. */
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int runtime_build(uv_loop_t *loop, struct config *cfg, struct runtime **out,
+                         char *err, size_t errlen);
+
 int runtime_new(uv_loop_t *loop, struct config *cfg, struct runtime **out, char *err,
                 size_t errlen) {
+  pthread_mutex_lock(&build_lock);
+  int rc = runtime_build(loop, cfg, out, err, errlen);
+  pthread_mutex_unlock(&build_lock);
+  return rc;
+}
+
+static int runtime_build(uv_loop_t *loop, struct config *cfg, struct runtime **out,
+                         char *err, size_t errlen) {
   struct runtime *rt = calloc(1, sizeof *rt);
   if (!rt)
     return SP_E_NOMEM;

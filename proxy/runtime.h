@@ -2,7 +2,10 @@
  * context and the DNS resolver. Sessions hold a reference for their whole life, so a
  * reload (SIGHUP) builds a new runtime for new connections while old sessions finish
  * with the one they started with. The last runtime_unref() closes the resolver and
- * frees the rest once its handles are closed. */
+ * frees the rest once its handles are closed.
+ *
+ * A runtime belongs to one loop (one thread, see workers.h): its reference count,
+ * resolver, policy cache and TLS session cache are that loop's alone. */
 #ifndef SP_RUNTIME_H
 #define SP_RUNTIME_H
 

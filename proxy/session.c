@@ -552,10 +552,15 @@ static const struct conn_events session_conn_events = {
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static void session_make_id(struct session *s) {
-  static uint32_t counter;
-  static uint32_t seed;
-  if (!seed && getrandom(&seed, sizeof seed, 0) != sizeof seed)
-    seed = (uint32_t)uv_hrtime();
+  /* Atomic: every worker's loop (workers.c) makes ids. */
+  static _Atomic uint32_t counter;
+  static _Atomic uint32_t seed;
+  if (!seed) {
+    uint32_t r;
+    if (getrandom(&r, sizeof r, 0) != sizeof r)
+      r = (uint32_t)uv_hrtime();
+    seed = r;
+  }
   uint64_t v = ((uint64_t)(seed ^ (uint32_t)(uv_hrtime() >> 10)) << 20) ^ ++counter;
   snprintf(s->id, sizeof s->id, "%010llX", (unsigned long long)(v & 0xFFFFFFFFFFull));
 }

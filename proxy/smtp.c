@@ -474,9 +474,7 @@ static void reply_add_line(struct smtp_reply *r, const char *text, size_t n) {
 
 void smtp_reply_parser_init(struct smtp_reply_parser *p) {
   p->in_progress = false;
-  p->cur.code = 0;
-  p->cur.enhanced[0] = '\0';
-  p->cur.nlines = 0;
+  p->code = 0;
 }
 
 int smtp_reply_feed_line(struct smtp_reply_parser *p, const char *line, size_t len,
@@ -484,29 +482,33 @@ int smtp_reply_feed_line(struct smtp_reply_parser *p, const char *line, size_t l
   int code;
   bool last;
   if (line == NULL || !reply_prefix(line, len, &code, &last) || has_ctl(line, len) ||
-      (p->in_progress && code != p->cur.code)) {
+      (p->in_progress && code != p->code)) {
     smtp_reply_parser_init(p);
     return SP_E_PROTOCOL;
   }
   const char *text = line + (len > 3 ? 4 : 3);
   size_t tlen = len > 3 ? len - 4 : 0;
   if (!p->in_progress) {
-    smtp_reply_parser_init(p);
     p->in_progress = true;
-    p->cur.code = code;
+    p->code = code;
+    out->code = code;
+    out->enhanced[0] = '\0';
+    out->nlines = 0;
     size_t e = enhanced_len(text, tlen);
     if (e > 0 && text[0] - '0' == code / 100) {
-      memcpy(p->cur.enhanced, text, e);
-      p->cur.enhanced[e] = '\0';
+      memcpy(out->enhanced, text, e);
+      out->enhanced[e] = '\0';
     }
   }
-  reply_add_line(&p->cur, text, tlen);
+  reply_add_line(out, text, tlen);
   if (!last)
     return 0;
   p->in_progress = false;
-  if (out != &p->cur)
-    *out = p->cur;
   return 1;
+}
+
+bool smtp_reply_parser_busy(const struct smtp_reply_parser *p) {
+  return p->in_progress;
 }
 
 /* Bounded writer: remembers an overflow instead of writing past cap. */
@@ -748,12 +750,32 @@ void smtp_data_init(struct smtp_data_scanner *s, enum smtp_data_mode mode) {
   s->bytes = 0;
 }
 
-/* Bytes of in[0..len) up to the first CR or LF: copied unchanged in the MID state. */
-static size_t plain_run(const char *in, size_t len) {
-  size_t n = 0;
-  while (n < len && in[n] != '\r' && in[n] != '\n')
-    n++;
-  return n;
+/* In the MID state: the length of the longest prefix of in[0..len) the state machine
+ * would pass on unchanged, byte for byte — text, and CRLF line ends each followed by a
+ * byte that is neither '.', CR nor LF — found with memchr rather than byte by byte.
+ * *bol tells whether the prefix ends right after a CRLF (state BOL) or not (MID). It
+ * stops before a bare CR or LF, before a CR at the end of the input (held back), and
+ * after a CRLF followed by '.', CR, LF or the end of the input: the byte machine takes
+ * those. */
+static size_t mid_run(const char *in, size_t len, bool *bol) {
+  size_t i = 0;
+  *bol = false;
+  for (;;) {
+    const char *lf = memchr(in + i, '\n', len - i);
+    size_t e = lf ? (size_t)(lf - in) : len;
+    const char *cr = memchr(in + i, '\r', e - i);
+    if (!lf)
+      return cr ? (size_t)(cr - in) : len;
+    if (cr && cr != lf - 1)
+      return (size_t)(cr - in); /* a CR not followed by LF, or the byte machine's */
+    if (!cr)
+      return e; /* an LF without CR (at in[i] the byte before was plain text) */
+    i = e + 1;  /* a CRLF */
+    if (i == len || in[i] == '.' || in[i] == '\r' || in[i] == '\n') {
+      *bol = true;
+      return i;
+    }
+  }
 }
 
 size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len,
@@ -762,15 +784,22 @@ size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len,
   while (i < len && !s->done) {
     bool quiet = s->bare && s->mode == SMTP_DATA_REFUSE;
     if (s->state == D_MID) {
-      size_t run = plain_run(in + i, len - i);
-      if (!quiet) {
-        if (run > out_cap - o)
-          run = out_cap - o;
-        if (run > 0)
-          memcpy(out + o, in + i, run);
-        o += run;
+      bool bol;
+      size_t run = mid_run(in + i, len - i, &bol);
+      if (!quiet && run > out_cap - o) {
+        /* Below the documented bound: stop there, never between a CR and its LF;
+         * every LF in the run ends a CRLF, so a cut after one leaves us at BOL. */
+        run = out_cap - o;
+        if (run > 0 && in[i + run - 1] == '\r')
+          run--;
+        bol = run > 0 && in[i + run - 1] == '\n';
       }
+      if (!quiet && run > 0)
+        memcpy(out + o, in + i, run);
+      o += quiet ? 0 : run;
       i += run;
+      if (bol)
+        s->state = D_BOL;
       if (run > 0)
         continue;
     }

@@ -102,19 +102,25 @@ struct smtp_reply {
   char lines[SMTP_REPLY_MAX_LINES][SMTP_REPLY_LINE_MAX + 1];
 };
 
+/* Incremental: the reply is assembled in place in the caller's struct smtp_reply, so
+ * the parser itself is a few bytes and an idle connection holds no partial reply. */
 struct smtp_reply_parser {
-  struct smtp_reply cur; /* being assembled */
+  int code; /* of the reply being assembled */
   bool in_progress;
 };
 
 void smtp_reply_parser_init(struct smtp_reply_parser *p);
-/* Feeds one reply line (without line end). Returns 1 when the reply is complete (copied
- * to *out, parser reset), 0 when more lines are needed, SP_E_PROTOCOL when the line is
- * not "NNN", "NNN text", "NNN-text" with 2xx..5xx (a bare code "250" is allowed), holds
- * a control character other than HTAB (NUL, bare CR...), or a continuation line's code
+/* Feeds one reply line (without line end) into *out, which must be the same struct
+ * for every line of one reply and is only meaningful once the call returns 1 (then it
+ * holds the complete reply; the parser is ready for the next). Returns 1 when the
+ * reply is complete, 0 when more lines are needed, SP_E_PROTOCOL when the line is not
+ * "NNN", "NNN text", "NNN-text" with 2xx..5xx (a bare code "250" is allowed), holds a
+ * control character other than HTAB (NUL, bare CR...), or a continuation line's code
  * differs from the first (parser reset). */
 int smtp_reply_feed_line(struct smtp_reply_parser *p, const char *line, size_t len,
                          struct smtp_reply *out);
+/* A reply has begun and its last line has not come yet. */
+bool smtp_reply_parser_busy(const struct smtp_reply_parser *p);
 
 /* Writes the reply as wire text "NNN-line\r\n...NNN line\r\n" into out (cap bytes),
  * NUL-terminated. code overrides r->code when non-zero (the lines are kept). Returns

@@ -1,8 +1,14 @@
-/* The memory-BIO TLS engine; see tls.h for the contract.
+/* The in-memory TLS engine; see tls.h for the contract.
  *
- * Ownership: struct tls owns ssl; ssl owns rbio (ciphertext in) and wbio (ciphertext
- * out) after SSL_set_bio. The SSL's ex_data points back at struct tls (borrowed) for
- * the info callback. */
+ * Ownership: struct tls owns ssl and the two ciphertext buffers; ssl owns rbio and
+ * wbio after SSL_set_bio. Both BIOs are ours (not BIO_s_mem) and point back at struct
+ * tls (borrowed), as does the SSL's ex_data for the info callback.
+ *
+ * Why not BIO_s_mem: a memory BIO keeps the largest buffer it ever held for the life
+ * of the connection (64 KiB per idle connection after one large message), and its
+ * output had to be copied once more into a buffer of our own for the socket write.
+ * Here OpenSSL writes its records straight into the buffer that is handed to the
+ * socket, and the input buffer is released once drained. */
 #include "proxy/tls.h"
 
 #include <arpa/inet.h>
@@ -17,8 +23,13 @@
 
 struct tls {
   SSL *ssl;
-  BIO *rbio;          /* borrowed from ssl */
-  BIO *wbio;          /* borrowed from ssl */
+  BIO *rbio; /* borrowed from ssl */
+  BIO *wbio; /* borrowed from ssl */
+  char *in;  /* ciphertext fed and not yet read by OpenSSL: in[in_off..in_len) */
+  size_t in_off, in_len, in_cap;
+  bool in_eof; /* the transport reported EOF */
+  char *out;   /* ciphertext produced and not yet taken: out[0..out_len) */
+  size_t out_len, out_cap;
   int handshakes;     /* SSL_CB_HANDSHAKE_START count */
   bool renegotiation; /* the peer started a second handshake */
   int failed;         /* sticky SP_E_TLS / SP_E_EOF once seen; 0 before */
@@ -27,9 +38,91 @@ struct tls {
 
 static CRYPTO_ONCE index_once = CRYPTO_ONCE_STATIC_INIT;
 static int tls_idx = -1;
+static BIO_METHOD *in_method, *out_method; /* made once, never freed (process-wide) */
 
-static void init_index(void) {
+static int out_reserve(struct tls *t, size_t more) {
+  if (more <= t->out_cap - t->out_len)
+    return 0;
+  size_t cap = t->out_cap ? t->out_cap : 4096;
+  while (cap - t->out_len < more)
+    cap *= 2;
+  char *p = realloc(t->out, cap);
+  if (!p)
+    return SP_E_NOMEM;
+  t->out = p;
+  t->out_cap = cap;
+  return 0;
+}
+
+static int bio_out_write(BIO *b, const char *data, int len) {
+  struct tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (len <= 0)
+    return 0;
+  if (out_reserve(t, (size_t)len) < 0)
+    return -1;
+  memcpy(t->out + t->out_len, data, (size_t)len);
+  t->out_len += (size_t)len;
+  return len;
+}
+
+static int bio_in_read(BIO *b, char *data, int len) {
+  struct tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  size_t avail = t->in_len - t->in_off;
+  if (avail == 0) {
+    if (t->in_eof)
+      return 0;
+    BIO_set_retry_read(b); /* "wait for more", until tls_feed() reports EOF */
+    return -1;
+  }
+  size_t n = len < 0 ? 0 : (size_t)len;
+  if (n > avail)
+    n = avail;
+  memcpy(data, t->in + t->in_off, n);
+  t->in_off += n;
+  if (t->in_off == t->in_len) { /* drained: an idle connection holds no buffer */
+    free(t->in);
+    t->in = NULL;
+    t->in_off = t->in_len = t->in_cap = 0;
+  }
+  return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num;
+  (void)ptr;
+  struct tls *t = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1;
+  case BIO_CTRL_PENDING:
+    return b == t->rbio ? (long)(t->in_len - t->in_off) : 0;
+  case BIO_CTRL_WPENDING:
+    return b == t->wbio ? (long)t->out_len : 0;
+  case BIO_CTRL_EOF:
+    return b == t->rbio && t->in_eof && t->in_len == t->in_off;
+  default:
+    return 0;
+  }
+}
+
+static int bio_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static void init_once(void) {
   tls_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  in_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sp tls in");
+  out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sp tls out");
+  if (!in_method || !out_method || !BIO_meth_set_read(in_method, bio_in_read) ||
+      !BIO_meth_set_ctrl(in_method, bio_ctrl) ||
+      !BIO_meth_set_create(in_method, bio_create) ||
+      !BIO_meth_set_write(out_method, bio_out_write) ||
+      !BIO_meth_set_ctrl(out_method, bio_ctrl) ||
+      !BIO_meth_set_create(out_method, bio_create))
+    tls_idx = -1;
 }
 
 /* OpenSSL reports no SSL_CB_HANDSHAKE_START for TLS 1.3 post-handshake messages
@@ -78,14 +171,14 @@ static bool is_ip_literal(const char *name) {
 
 static int tls_new(SSL_CTX *ctx, struct tls **out) {
   *out = NULL;
-  if (!CRYPTO_THREAD_run_once(&index_once, init_index) || tls_idx < 0)
+  if (!CRYPTO_THREAD_run_once(&index_once, init_once) || tls_idx < 0)
     return SP_E_NOMEM;
   struct tls *t = calloc(1, sizeof *t);
   if (!t)
     return SP_E_NOMEM;
   ERR_clear_error();
   t->ssl = SSL_new(ctx);
-  BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+  BIO *rbio = BIO_new(in_method), *wbio = BIO_new(out_method);
   if (!t->ssl || !rbio || !wbio) {
     BIO_free(rbio);
     BIO_free(wbio);
@@ -93,8 +186,8 @@ static int tls_new(SSL_CTX *ctx, struct tls **out) {
     ERR_clear_error();
     return SP_E_NOMEM;
   }
-  /* An empty input BIO means "wait for more", until tls_feed() reports EOF. */
-  BIO_set_mem_eof_return(rbio, -1);
+  BIO_set_data(rbio, t);
+  BIO_set_data(wbio, t);
   SSL_set_bio(t->ssl, rbio, wbio);
   t->rbio = rbio;
   t->wbio = wbio;
@@ -139,6 +232,8 @@ void tls_free(struct tls *t) {
   if (!t)
     return;
   SSL_free(t->ssl);
+  free(t->in);
+  free(t->out);
   free(t);
 }
 
@@ -148,19 +243,24 @@ SSL *tls_ssl(struct tls *t) {
 
 int tls_feed(struct tls *t, const char *data, size_t len) {
   if (len == 0) {
-    BIO_set_mem_eof_return(t->rbio, 0);
+    t->in_eof = true;
     return 0;
   }
-  while (len > 0) {
-    int chunk = len > INT_MAX ? INT_MAX : (int)len;
-    int n = BIO_write(t->rbio, data, chunk);
-    if (n <= 0) {
-      ERR_clear_error();
-      return SP_E_NOMEM;
-    }
-    data += n;
-    len -= (size_t)n;
+  if (t->in_off > 0) { /* only a partial record is left: move it to the front */
+    memmove(t->in, t->in + t->in_off, t->in_len - t->in_off);
+    t->in_len -= t->in_off;
+    t->in_off = 0;
   }
+  if (len > t->in_cap - t->in_len) {
+    size_t cap = t->in_len + len;
+    char *p = realloc(t->in, cap);
+    if (!p)
+      return SP_E_NOMEM;
+    t->in = p;
+    t->in_cap = cap;
+  }
+  memcpy(t->in + t->in_len, data, len);
+  t->in_len += len;
   return 0;
 }
 
@@ -221,6 +321,10 @@ int tls_write(struct tls *t, const char *data, size_t len) {
     snprintf(t->err, sizeof t->err, "write failure: handshake not complete");
     return SP_E_TLS;
   }
+  /* Room for the records at once (5-byte header, up to 256 bytes of tag, padding and
+   * content type per 16 KiB record in any suite we allow), rather than doubling. */
+  if (out_reserve(t, len + (len / 16384 + 1) * 256) < 0)
+    return tls_fail(t, "write failure", SSL_ERROR_SYSCALL);
   while (len > 0) {
     size_t n = 0;
     ERR_clear_error();
@@ -246,28 +350,21 @@ void tls_shutdown(struct tls *t) {
 
 ssize_t tls_take_output(struct tls *t, char **data) {
   *data = NULL;
-  size_t pending = BIO_ctrl_pending(t->wbio);
-  if (pending == 0)
+  if (t->out_len == 0)
     return 0;
-  if (pending > SSIZE_MAX)
-    pending = SSIZE_MAX;
-  char *p = malloc(pending);
-  if (!p)
-    return SP_E_NOMEM;
-  size_t got = 0;
-  while (got < pending) {
-    size_t want = pending - got;
-    int n = BIO_read(t->wbio, p + got, want > INT_MAX ? INT_MAX : (int)want);
-    if (n <= 0)
-      break;
-    got += (size_t)n;
-  }
-  if (got == 0) {
-    free(p);
-    return 0;
-  }
-  *data = p;
-  return (ssize_t)got;
+  ssize_t n = t->out_len > SSIZE_MAX ? SSIZE_MAX : (ssize_t)t->out_len;
+  *data = t->out; /* handed over as it is: no copy */
+  t->out = NULL;
+  t->out_len = t->out_cap = 0;
+  return n;
+}
+
+size_t tls_output_pending(const struct tls *t) {
+  return t->out_len;
+}
+
+size_t tls_buffered(const struct tls *t) {
+  return t->in_cap + t->out_cap;
 }
 
 const char *tls_error(const struct tls *t) {

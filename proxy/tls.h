@@ -1,4 +1,4 @@
-/* OpenSSL over a libuv stream, through memory BIOs: the owner of the socket feeds
+/* OpenSSL over a libuv stream, through in-memory BIOs: the owner of the socket feeds
  * ciphertext in with tls_feed() and sends what tls_take_output() hands out. This file
  * knows nothing of sockets or the loop, so it is tested in memory.
  *
@@ -42,9 +42,15 @@ int tls_write(struct tls *t, const char *data, size_t len);
  * leaves its session unresumable, as RFC 5246 section 7.2.1 asks. */
 void tls_shutdown(struct tls *t);
 
-/* Hands out all pending ciphertext as one malloc'd buffer (caller frees), or returns 0
- * with *data NULL when there is none. Returns the length or SP_E_NOMEM. */
+/* Hands out all pending ciphertext as one malloc'd buffer, the very one OpenSSL wrote
+ * its records into (the caller owns it and frees it), or returns 0 with *data NULL when
+ * there is none. Returns the length. */
 ssize_t tls_take_output(struct tls *t, char **data);
+/* Bytes of ciphertext waiting for tls_take_output(). */
+size_t tls_output_pending(const struct tls *t);
+/* Bytes our ciphertext buffers hold allocated (input not yet read by OpenSSL, output
+ * not yet taken): 0 on an idle connection. */
+size_t tls_buffered(const struct tls *t);
 
 /* The last error as text ("handshake failure: sslv3 alert handshake failure"), valid
  * until the next call on t. */

@@ -43,7 +43,8 @@ struct upstream {
   void *arg; /* NULL once the owner called upstream_close(): no more callbacks */
   char id[32];
   char domain[256];
-  struct route *route;     /* owned */
+  struct route *route;     /* owned until ready (then freed: NULL) */
+  char policy[48];         /* the ready host's policy, kept once the route is gone */
   bool policy_failed;      /* a host failed the TLS policy */
   uint64_t tls_started_ms; /* loop time the handshake began */
   size_t cand;             /* candidate being tried */
@@ -54,6 +55,8 @@ struct upstream {
   unsigned open_handles; /* conns and the timer not yet closed */
   struct buf in;
   struct smtp_reply_parser rp;
+  /* A reply whose lines straddle reads, parked between them; NULL otherwise (owned). */
+  struct smtp_reply *partial;
   struct smtp_caps caps;
   char relay[320];
   char tls_version[16];
@@ -89,6 +92,7 @@ static void up_maybe_free(struct upstream *up) {
   for (size_t i = 0; i < up->nqueued; i++)
     free(up->queue[(up->head + i) % UP_MAX_QUEUE]);
   buf_free(&up->in);
+  free(up->partial);
   route_free(up->route);
   runtime_unref(up->rt);
   up->magic = 0;
@@ -120,6 +124,8 @@ static void up_drop_conn(struct upstream *up, bool graceful) {
   up->conn = NULL;
   up->in.len = 0;
   smtp_reply_parser_init(&up->rp);
+  free(up->partial);
+  up->partial = NULL;
 }
 
 static void up_try_candidate(struct upstream *up);
@@ -186,7 +192,7 @@ static void up_lost(struct upstream *up, const char *why) {
 }
 
 static void up_fail(struct upstream *up, const char *why) {
-  if (up->state == UP_READY)
+  if (up->state == UP_READY || !up->route) /* no route: it was ready once */
     up_lost(up, why);
   else
     up_attempt_failed(up, why, false);
@@ -221,6 +227,11 @@ static void up_send_queued(struct upstream *up) {
 }
 
 static void up_ready(struct upstream *up) {
+  /* The candidates, TLSA records and MTA-STS policy were only needed to get here:
+   * a connection parked in the pool should not carry them (about 17 KiB). */
+  snprintf(up->policy, sizeof up->policy, "%s", up_req(up)->policy);
+  route_free(up->route);
+  up->route = NULL;
   up_set_state(up, UP_READY);
   uv_timer_stop(&up->timer);
   if (up->arg)
@@ -469,9 +480,21 @@ static void up_on_command_reply(struct upstream *up, const struct smtp_reply *r)
     up_send_queued(up);
 }
 
-/* A complete reply is handled before the callback returns, so one buffer per thread
- * serves every upstream (32 KiB less per connection). */
+/* Replies are assembled in one buffer per thread: a complete reply is handled before
+ * the read callback returns, and the rare reply split across reads is parked in a
+ * buffer of its own until its last line comes, so idle connections hold none. */
 static _Thread_local struct smtp_reply up_reply;
+
+static void up_park_partial(struct upstream *up) {
+  if (!smtp_reply_parser_busy(&up->rp))
+    return;
+  up->partial = malloc(sizeof *up->partial);
+  if (!up->partial) {
+    up_fail(up, "out of memory");
+    return;
+  }
+  memcpy(up->partial, &up_reply, sizeof up_reply);
+}
 
 static void up_on_data(struct conn *c, const char *data, size_t len) {
   struct upstream *up = up_from_conn(c);
@@ -480,6 +503,11 @@ static void up_on_data(struct conn *c, const char *data, size_t len) {
   if (buf_append(&up->in, data, len) < 0) {
     up_fail(up, "reply too long");
     return;
+  }
+  if (up->partial) {
+    memcpy(&up_reply, up->partial, sizeof up_reply);
+    free(up->partial);
+    up->partial = NULL;
   }
   size_t line_len, used;
   int rc;
@@ -513,6 +541,8 @@ static void up_on_data(struct conn *c, const char *data, size_t len) {
       up->in.len = 0;
     }
   }
+  if (c == up->conn)
+    up_park_partial(up);
   buf_shrink_if_empty(&up->in);
 }
 
@@ -739,6 +769,8 @@ const char *upstream_verdict(const struct upstream *up) {
 }
 const char *upstream_policy(const struct upstream *up) {
   const struct route *r = up->route;
+  if (!r)
+    return up->policy;
   if (r->ncandidates == 0)
     return "none";
   size_t c = up->cand < r->ncandidates ? up->cand : r->ncandidates - 1;

@@ -13,7 +13,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness.smtpclient import Client, dot_stuff  # noqa: E402
-from harness.util import TestBase, free_port, message, split_received, wait_until  # noqa: E402,E501
+from harness.util import (TestBase, free_port, message, proxy_config,  # noqa: E402
+                          split_received, wait_until)
 
 BODY = message('lmtp fan-out', 'one message, three destinations\r\n.dot line\r\n')
 
@@ -466,6 +467,18 @@ class LmtpUnixSocket(LmtpBase):
         # The TCP listener (the harness's readiness probe) may answer before the
         # sockets after it in the list are made.
         self.wait_sockets()
+        self.check_unix_sockets()
+
+    @proxy_config({'workers': 2})
+    def test_unix_sockets_with_two_loops(self):
+        """workers: 2: TCP listeners are per loop (SO_REUSEPORT); a unix socket has
+        one file and one owner, the main loop, which makes it with its mode, serves
+        it and removes it at stop."""
+        self.proxy.wait_log(r'2 event loops \(workers\)')
+        self.wait_sockets()
+        self.check_unix_sockets()
+
+    def check_unix_sockets(self):
         self.assertEqual(stat.S_IMODE(os.stat(self.sock_path).st_mode), 0o600)
         c = self.unix_client(self.sock_path)
         self.assertReply(c.read_reply(), 220, 'LMTP')

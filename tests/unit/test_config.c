@@ -232,6 +232,25 @@ static void test_integers(void) {
                 "t.yaml:1:28: dns.tries: must be between 1 and 10\n");
 }
 
+static void test_workers(void) {
+  struct config *cfg = load_ok("hostname: a.test\n");
+  ASSERT_EQ(cfg->workers, 1);
+  config_unref(cfg);
+  cfg = load_ok("workers: auto\n");
+  ASSERT_EQ(cfg->workers, 0);
+  config_unref(cfg);
+  cfg = load_ok("workers: 4\n");
+  ASSERT_EQ(cfg->workers, 4);
+  config_unref(cfg);
+  static const char *bad[] = {"0", "257", "-1", "Auto", "two", "1.5"};
+  char yaml[64];
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    snprintf(yaml, sizeof yaml, "workers: %s\n", bad[i]);
+    EXPECT_ERRORS(yaml,
+                  "t.yaml:1:10: workers: must be auto or a number from 1 to 256\n");
+  }
+}
+
 static void test_enums_and_strings(void) {
   EXPECT_ERRORS("inbound: {bare_newline: strip}\n",
                 "t.yaml:1:25: inbound.bare_newline: must be refuse or normalize\n");
@@ -675,6 +694,7 @@ int main(void) {
   RUN_TEST(test_unknown_keys);
   RUN_TEST(test_wrong_types);
   RUN_TEST(test_integers);
+  RUN_TEST(test_workers);
   RUN_TEST(test_enums_and_strings);
   RUN_TEST(test_dns_names);
   RUN_TEST(test_duplicates);

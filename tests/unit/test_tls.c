@@ -267,6 +267,47 @@ static void test_truncation_is_error(void) {
   SSL_CTX_free(sctx);
 }
 
+/* 200 KiB each way in 64 KiB writes and reads, then idle: our ciphertext buffers hold
+ * nothing (a memory BIO would keep the largest buffer it ever held). */
+static void test_idle_connection_holds_no_buffers(void) {
+  SSL_CTX *cctx = client_ctx(TLS1_2_VERSION, NULL), *sctx = server_ctx("ec");
+  struct pair p;
+  pair_open(&p, cctx, sctx, "mx.test", NULL);
+  expect_ok(&p);
+  static char data[64 * 1024], got[64 * 1024];
+  ASSERT_EQ(drain(p.c, got, sizeof got), 0); /* the session tickets */
+  ASSERT_EQ(drain(p.s, got, sizeof got), 0);
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (char)('a' + i % 26);
+  for (int dir = 0; dir < 2; dir++) {
+    struct tls *from = dir ? p.s : p.c, *to = dir ? p.c : p.s;
+    size_t total = 0;
+    for (int i = 0; i < 3; i++)
+      ASSERT_EQ(tls_write(from, data, sizeof data), 0);
+    char *out;
+    ssize_t n = tls_take_output(from, &out);
+    ASSERT(n > 3 * (ssize_t)sizeof data);
+    ASSERT_EQ(tls_buffered(from), 0); /* handed over, not copied */
+    /* Fed as a socket would deliver it: 64 KiB reads, records split across them. */
+    for (ssize_t off = 0; off < n; off += 65536) {
+      size_t len = n - off < 65536 ? (size_t)(n - off) : 65536;
+      ASSERT_EQ(tls_feed(to, out + off, len), 0);
+      ssize_t r;
+      while ((r = tls_read(to, got, sizeof got)) > 0) {
+        ASSERT_EQ(memcmp(got, data + total % sizeof data, 1), 0);
+        total += (size_t)r;
+      }
+      ASSERT_EQ(r, 0);
+    }
+    free(out);
+    ASSERT_EQ(total, 3 * sizeof data);
+    ASSERT_EQ(tls_buffered(to), 0);
+  }
+  pair_close(&p);
+  SSL_CTX_free(cctx);
+  SSL_CTX_free(sctx);
+}
+
 static void test_renegotiation_refused(void) {
   SSL_CTX *cctx = client_ctx(TLS1_2_VERSION, NULL), *sctx = server_ctx("ec");
   ASSERT_EQ(SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION), 1);
@@ -357,6 +398,7 @@ int main(void) {
   RUN_TEST(test_resumption);
   RUN_TEST(test_close_notify_is_eof);
   RUN_TEST(test_truncation_is_error);
+  RUN_TEST(test_idle_connection_holds_no_buffers);
   RUN_TEST(test_renegotiation_refused);
   RUN_TEST(test_small_dh_group_detected);
   RUN_TEST(test_sni_skipped_for_ip_literal);

@@ -41,12 +41,17 @@ Options (constructor keywords, or later through configure()):
                          reset_at applies ('data' = mid-body, after the first body
                          bytes); 'reset' resets there, a number delays that long
   fault_connections      faults (overrides, reset_at, delay_at, fault_fn, injection,
-                         tls_garbage) apply to the first N connections only; None: to all
+                         tls_garbage, split_replies) apply to the first N connections
+                         only; None: to all
   pipeline_after_starttls  bytes sent in plaintext right after "220 ready for TLS", in
                          the same write (a CVE-2011-0411-style injection towards the client)
   discard_body           keep only the length, SHA-256 and first 4 KiB of each message
   lenient_data_end       end DATA also at a bare-LF/CR "." line, like vulnerable servers;
                          whatever follows is read as commands (smuggling detector)
+  split_replies          send every multi-line reply in pieces, one write (one TLS record)
+                         per line plus one in the middle of the last line, so the client
+                         gets a reply across several reads; True: 5 ms apart, a number:
+                         that many seconds apart (a fault: see fault_connections)
 
 A message is delivered (appended to .messages) only when its final "." was read and
 the 250 is about to be sent; it is removed again if sending the 250 fails.
@@ -104,7 +109,8 @@ class Message:
 
 class Session:
     """One accepted connection: id (0-based), peer, helo, tls_version, tls_cipher, sni
-    (server name the client sent), tls_error (handshake failure text), commands (lines
+    (server name the client sent), tls_error (handshake failure text), tls_resumed
+    (the TLS session was resumed, not a full handshake), commands (lines
     received outside DATA), replies ((code, text) sent), plaintext_after_starttls
     (bytes the client pipelined after STARTTLS; discarded), messages, reset (True when
     this server reset it), closed (the thread is done)."""
@@ -117,6 +123,7 @@ class Session:
         self.tls_cipher = None
         self.sni = None
         self.tls_error = None
+        self.tls_resumed = False
         self.commands = []
         self.replies = []
         self.plaintext_after_starttls = b''
@@ -150,7 +157,7 @@ class MxServer:
         data_end=None, rset=None, noop=None, quit=None, starttls_reply=None,
         reset_at=None, delay_at=None, fault_fn=None, fault_connections=None,
         pipeline_after_starttls=None, discard_body=False, lenient_data_end=False,
-        idle_timeout=60,
+        idle_timeout=60, split_replies=False,
     )
 
     def __init__(self, ip, port, **kw):
@@ -238,6 +245,10 @@ class MxServer:
                       'MX %s: %d message(s) expected, have %d' % (
                           self.ip, n, len(self.messages)))
         return self.messages
+
+    def resumed(self):
+        """How many TLS sessions were resumptions (not full handshakes)."""
+        return sum(1 for s in list(self.sessions) if s.tls_resumed)
 
     def all_commands(self):
         """Every command line received, over all sessions, in session order."""
@@ -373,7 +384,17 @@ class MxServer:
         wire = ''.join('%d%s%s\r\n' % (code, '-' if i < len(lines) - 1 else ' ', l)
                        for i, l in enumerate(lines))
         sess.replies.append((code, text))
-        c.send(wire.encode())
+        wire = wire.encode()
+        pieces = [wire]
+        gap = self.cfg['split_replies']
+        if gap and len(lines) > 1 and self._faulty(sess):
+            gap = 0.005 if gap is True else gap
+            cut = len(wire) - len(lines[-1]) // 2 - 2
+            pieces = wire[:cut].splitlines(keepends=True) + [wire[cut:]]
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(gap)  # each piece its own segment: a fault, not a wait
+            c.send(piece)
         if code == 421:
             raise _Closed()
 
@@ -446,6 +467,7 @@ class MxServer:
                 tls_active = True
                 sess.tls_version = c.sock.version()
                 sess.tls_cipher = c.sock.cipher()[0]
+                sess.tls_resumed = c.sock.session_reused
                 sess.helo = None
                 sess.new_transaction()
             elif verb == 'MAIL':
