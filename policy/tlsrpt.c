@@ -292,6 +292,29 @@ enum tlsrpt_policy_type tlsrpt_policy_type_of(const char *policy, bool has_sts,
   return TLSRPT_POLICY_NONE;
 }
 
+/* RFC 8460 §4.3.2.2 makes the failure to get an MTA-STS policy (fetch error, invalid
+ * policy, policy host's certificate not valid) a result of its own, and §4.4 counts
+ * each session once, under the policy that applied to it. A domain whose policy
+ * could not be had is reported under policy-type "sts" with its own name as
+ * policy-domain, no policy-string (there is no policy to quote) and the MX host/IP of
+ * the attempt, the fetch failure replacing whatever the session did without a policy
+ * (success or not): that session was not protected by the policy the domain
+ * published, which is what the report tells it. A session judged under another
+ * policy is left alone: a local table entry or DANE take precedence over MTA-STS
+ * (RFC 8461 §2), and a cached policy still in force is the policy that applied. */
+enum tlsrpt_event tlsrpt_session_event(enum tlsrpt_event ev, enum tlsrpt_event sts_ev,
+                                       const char *policy, bool has_sts, size_t ntlsa) {
+  if (sts_ev != TLSRPT_EV_STS_FETCH && sts_ev != TLSRPT_EV_STS_INVALID &&
+      sts_ev != TLSRPT_EV_STS_WEBPKI)
+    return ev;
+  if (has_sts ||
+      tlsrpt_policy_type_of(policy, has_sts, ntlsa, ev) != TLSRPT_POLICY_NONE)
+    return ev;
+  if (policy && strncmp(policy, "table/", 6) == 0)
+    return ev;
+  return sts_ev;
+}
+
 static enum tlsrpt_result classify_cert(enum tlsrpt_policy_type t, enum tlsrpt_cert c) {
   switch (c) {
   case TLSRPT_CERT_HOST_MISMATCH:

@@ -111,6 +111,15 @@ const char *tlsrpt_result_name(enum tlsrpt_result r);
 enum tlsrpt_policy_type tlsrpt_policy_type_of(const char *policy, bool has_sts,
                                               size_t ntlsa, enum tlsrpt_event ev);
 
+/* The event a session attempt is counted under when the domain publishes an MTA-STS
+ * policy that could not be had. ev: what happened to the session; sts_ev: the
+ * failure to get the policy (TLSRPT_EV_STS_FETCH, _STS_INVALID, _STS_WEBPKI), or
+ * TLSRPT_EV_OK when none; policy, has_sts, ntlsa as for tlsrpt_policy_type_of().
+ * Returns sts_ev when the session would otherwise count under no-policy-found, else
+ * ev: see the rule in tlsrpt.c. */
+enum tlsrpt_event tlsrpt_session_event(enum tlsrpt_event ev, enum tlsrpt_event sts_ev,
+                                       const char *policy, bool has_sts, size_t ntlsa);
+
 /* The §4.3 result type of one session attempt under policy type t. */
 enum tlsrpt_result tlsrpt_classify(enum tlsrpt_policy_type t, enum tlsrpt_event ev,
                                    enum tlsrpt_cert cert);

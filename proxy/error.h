@@ -22,7 +22,8 @@
   X(DNS_NULLMX, "domain accepts no mail (null MX)")                                    \
   X(DNS_FORMAT, "malformed DNS message")                                               \
   X(CANCELED, "canceled")                                                              \
-  X(CONFIG, "configuration error")
+  X(CONFIG, "configuration error")                                                     \
+  X(CERTIFICATE, "certificate not verified")
 
 enum sp_error {
   SP_OK = 0,

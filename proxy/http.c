@@ -326,7 +326,6 @@ static size_t on_curl_write(char *data, size_t size, size_t n, void *userp) {
 static bool is_tls_error(CURLcode rc) {
   switch (rc) {
   case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
   case CURLE_SSL_CERTPROBLEM:
   case CURLE_SSL_CIPHER:
   case CURLE_SSL_ENGINE_NOTFOUND:
@@ -362,6 +361,8 @@ static void fetch_classify(struct http_fetch *f, CURLcode rc) {
   const char *detail = f->curl_err[0] ? f->curl_err : curl_easy_strerror(rc);
   if (rc == CURLE_OPERATION_TIMEDOUT)
     fetch_fail(f, SP_E_TIMEOUT, "timeout");
+  else if (rc == CURLE_PEER_FAILED_VERIFICATION) /* also CURLE_SSL_CACERT's value */
+    fetch_fail(f, SP_E_CERTIFICATE, "TLS: %s", detail);
   else if (is_tls_error(rc))
     fetch_fail(f, SP_E_TLS, "TLS: %s", detail);
   else if (rc == CURLE_OUT_OF_MEMORY)

@@ -29,7 +29,9 @@ struct http_request {
 
 /* status 0: body[0..len) (valid only during the call) of a 200 response. Otherwise
  * a negative SP_E_* and err: "HTTP 404", "redirect refused", "Content-Type text/html",
- * "body exceeds 65536 bytes", "TLS: certificate verify failed", "timeout", ... */
+ * "body exceeds 65536 bytes", "TLS: certificate verify failed", "timeout", ...
+ * SP_E_CERTIFICATE when the server's certificate did not validate (untrusted chain,
+ * wrong name, expired), SP_E_TLS for other TLS failures. */
 typedef void (*http_cb)(void *arg, int status, const char *body, size_t len,
                         const char *err);
 

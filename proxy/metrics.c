@@ -29,10 +29,13 @@ static const char *const verdict_names[] = {"none", "Anonymous", "Untrusted", "T
                                             "Verified"};
 static const char *const family_names[] = {"mta-sts", "dane", "table", "default"};
 static const char *const result_names[] = {
-    "success",           "starttls-not-supported",
-    "handshake-failure", "certificate-not-verified",
-    "mx-not-listed",     "tlsa-lookup-failure",
-    "dnssec-failure"};
+    "success", "starttls-not-supported", "handshake-failure",
+    "certificate-not-verified", "mx-not-listed", "tlsa-lookup-failure",
+    "dnssec-failure",
+    /* Indexed 7 + enum observe_sts_failure - 1: the domain's MTA-STS policy could not
+     * be had (RFC 8460 §4.3.2.2). */
+    "sts-policy-fetch-error", "sts-policy-invalid", "sts-webpki-invalid"};
+#define N_FAILURE 7 /* enum observe_failure's values */
 
 #define N_STATUS (sizeof status_names / sizeof *status_names)
 #define N_VERDICT (sizeof verdict_names / sizeof *verdict_names)
@@ -107,8 +110,13 @@ static void hist_observe(struct histogram *h, double v) {
 }
 
 void metrics_tls_result(const struct observe_tls *t) {
-  size_t r = (size_t)t->failure < N_RESULT ? (size_t)t->failure : N_RESULT - 1;
+  size_t r = (size_t)t->failure < N_FAILURE ? (size_t)t->failure : N_FAILURE - 1;
   size_t f = policy_family(t->policy);
+  /* As in the TLS reports: a session without any policy to a domain whose MTA-STS
+   * policy could not be had counts as that failure, instead of its own result. */
+  if (t->sts_failure > OBSERVE_STS_OK && t->sts_failure <= OBSERVE_STS_WEBPKI &&
+      f == 3 && !t->ntlsa)
+    r = N_FAILURE + (size_t)t->sts_failure - 1;
   LOCKED(M.tls[f][r]++);
 }
 

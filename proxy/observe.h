@@ -21,6 +21,16 @@ enum observe_failure {
   OBSERVE_DNSSEC,        /* DNSSEC required (dane-only) but the answers were insecure */
 };
 
+/* Why the domain's MTA-STS policy could not be had: it publishes an _mta-sts record
+ * (v=STSv1), the policy fetch failed and no cached policy was in force, so delivery
+ * went on without MTA-STS (RFC 8461 §5). */
+enum observe_sts_failure {
+  OBSERVE_STS_OK = 0,  /* a policy was had, or none is published */
+  OBSERVE_STS_FETCH,   /* HTTP error, non-200, wrong Content-Type, timeout, DNS */
+  OBSERVE_STS_INVALID, /* the body did not parse as a policy */
+  OBSERVE_STS_WEBPKI,  /* the policy host's certificate did not validate */
+};
+
 /* One TLS session attempt to one MX host, judged under its policy. */
 struct observe_tls {
   const char *domain;  /* the policy domain (recipient domain) */
@@ -33,6 +43,8 @@ struct observe_tls {
   const struct sts_policy *sts; /* the MTA-STS policy in force, or NULL */
   const struct dane_tlsa *tlsa; /* the TLSA RRset in force, or NULL */
   size_t ntlsa;
+  enum observe_sts_failure sts_failure; /* set on every attempt to such a domain */
+  const char *sts_detail;               /* its reason ("HTTP 404"), or NULL */
 };
 
 void observe_tls_result(const struct observe_tls *t);

@@ -28,8 +28,9 @@ struct router_query {
   struct sts_query *sq;     /* the MTA-STS lookup, until answered */
   struct sts_policy sts;    /* its answer */
   bool has_sts;
-  size_t pending;              /* MX, MTA-STS and TLSA answers still awaited */
-  struct tlsa_lookup *lookups; /* owned, one per host */
+  struct sts_failure sts_failure; /* why there is none, when the fetch failed */
+  size_t pending;                 /* MX, MTA-STS and TLSA answers still awaited */
+  struct tlsa_lookup *lookups;    /* owned, one per host */
 };
 
 void route_free(struct route *r) {
@@ -118,6 +119,8 @@ static void router_observe_skip(const struct router_query *q,
       .sts = q->has_sts ? &q->sts : NULL,
       .tlsa = rh->records,
       .ntlsa = rh->nrecords,
+      .sts_failure = q->sts_failure.kind,
+      .sts_detail = q->sts_failure.reason,
   };
   observe_tls_result(&t);
 }
@@ -197,17 +200,21 @@ static void router_answered(struct router_query *q) {
     q->d.sts = q->has_sts ? &q->sts : NULL;
     q->route->has_sts = q->has_sts;
     q->route->sts = q->sts;
+    q->route->sts_failure = q->sts_failure;
     route_finish(q, q->mx);
   }
   router_done(q);
 }
 
-static void on_sts(void *arg, const struct sts_policy *policy) {
+static void on_sts(void *arg, const struct sts_policy *policy,
+                   const struct sts_failure *failed) {
   struct router_query *q = arg;
   q->sq = NULL;
   q->has_sts = policy != NULL;
   if (policy)
     q->sts = *policy;
+  if (failed)
+    q->sts_failure = *failed;
   if (q->route) /* the MX answer is in: it allocated the route */
     router_answered(q);
   else

@@ -15,6 +15,7 @@
 
 #include "policy/decide.h"
 #include "runtime.h"
+#include "sts.h"
 
 #define ROUTE_MAX_CANDIDATES 16
 
@@ -51,6 +52,9 @@ struct route {
   char policy[48];     /* the first host's policy ("dane", "table/secure"), for logs */
   bool has_sts;        /* an MTA-STS policy was in force (for TLS reports) */
   struct sts_policy sts;
+  /* No policy in force because the domain's could not be fetched (for TLS reports);
+   * kind OBSERVE_STS_OK otherwise. */
+  struct sts_failure sts_failure;
 };
 
 void route_free(struct route *r);

@@ -37,10 +37,11 @@ static const char *const phase_names[] = {"shared", "lease", "wait", "dns", "htt
 struct sts_entry {
   struct sts_entry *next;
   char domain[256];
-  struct sts_cached cached; /* the policy in force, if any */
-  int64_t failed_at;        /* last failed fetch (0 = none) */
-  struct sts_fetch *fetch;  /* in flight, or NULL */
-  bool unshared;            /* fetched while Redis was down: publish when it is back */
+  struct sts_cached cached;   /* the policy in force, if any */
+  int64_t failed_at;          /* last failed fetch (0 = none) */
+  struct sts_failure failure; /* why it failed (kind OK when failed_at is 0) */
+  struct sts_fetch *fetch;    /* in flight, or NULL */
+  bool unshared; /* fetched while Redis was down: publish when it is back */
 };
 
 struct sts_fetch {
@@ -147,8 +148,12 @@ static void sts_on_idle(uv_idle_t *h) {
     list = q->next;
     struct sts_entry *e = q->answer_from;
     const struct sts_policy *p = e && cached_valid(e) ? &e->cached.policy : NULL;
+    /* Only an entry answered for a v=STSv1 record gets here with nothing cached. */
+    const struct sts_failure *failed =
+        !p && e && e->failed_at && e->failure.kind != OBSERVE_STS_OK ? &e->failure
+                                                                     : NULL;
     q->magic = 0;
-    q->cb(q->arg, p);
+    q->cb(q->arg, p, failed);
     free(q);
   }
 }
@@ -233,6 +238,7 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
     e->cached.fetched_at = now_s();
     e->cached.expires_at = e->cached.fetched_at + p.max_age;
     e->failed_at = 0;
+    e->failure.kind = OBSERVE_STS_OK;
     log_msg(LOG_INFO, NULL, "mta-sts: %s: fetched policy id=%s mode=%s max_age=%u",
             e->domain, f->id, mode_name(p.mode), p.max_age);
     if (text)
@@ -240,6 +246,16 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
     free(text);
   } else {
     e->failed_at = now_s();
+    /* RFC 8460 §4.3.2.2: a policy that did not parse is "sts-policy-invalid", a
+     * policy host whose certificate did not validate "sts-webpki-invalid", any
+     * other failure to get it "sts-policy-fetch-error". */
+    e->failure.kind = status == 0                  ? OBSERVE_STS_INVALID
+                      : status == SP_E_CERTIFICATE ? OBSERVE_STS_WEBPKI
+                                                   : OBSERVE_STS_FETCH;
+    snprintf(e->failure.reason, sizeof e->failure.reason, "%s",
+             status == 0 ? why
+             : err       ? err
+                         : sp_strerror(status));
     log_msg(LOG_WARNING, NULL, "mta-sts: %s: policy fetch failed: %s%s", e->domain,
             status == 0 ? "invalid policy: " : "", status == 0 ? why : err);
     if (cached_valid(e))
@@ -329,6 +345,7 @@ static bool adopt(struct sts_fetch *f, const struct store_policy *sp) {
   e->cached.fetched_at = sp->fetched_at;
   e->cached.expires_at = sp->expires_at;
   e->failed_at = 0;
+  e->failure.kind = OBSERVE_STS_OK;
   log_msg(LOG_INFO, NULL, "mta-sts: %s: policy id=%s mode=%s from the shared cache",
           e->domain, sp->id, mode_name(p.mode));
   sts_store_policy(f->s, e, sp->text, false);

@@ -12,14 +12,25 @@
 
 #include "config.h"
 #include "dns.h"
+#include "observe.h"
 #include "policy/mtasts.h"
 #include "redis.h"
 
 struct sts;
 struct sts_query;
 
-/* policy: the policy in force for the domain (valid during the call only), or NULL. */
-typedef void (*sts_cb)(void *arg, const struct sts_policy *policy);
+/* Why the last policy fetch of a domain failed. */
+struct sts_failure {
+  enum observe_sts_failure kind; /* OBSERVE_STS_OK: none */
+  char reason[160];
+};
+
+/* policy: the policy in force for the domain (valid during the call only), or NULL.
+ * failed: when policy is NULL because the domain announces a policy (TXT v=STSv1)
+ * whose last fetch failed, why (valid during the call only); NULL otherwise, and
+ * always NULL while a cached policy is in force. */
+typedef void (*sts_cb)(void *arg, const struct sts_policy *policy,
+                       const struct sts_failure *failed);
 
 /* Opens <state_dir>/policies.sqlite3 (creating the directory). redis (the runtime's,
  * outliving the sts; NULL for backend sqlite) shares policies with a fleet: a policy

@@ -65,6 +65,25 @@ static enum tlsrpt_event event_of(const struct observe_tls *o) {
   }
 }
 
+static enum tlsrpt_event sts_event_of(const struct observe_tls *o) {
+  switch (o->sts_failure) {
+  case OBSERVE_STS_FETCH:
+    return TLSRPT_EV_STS_FETCH;
+  case OBSERVE_STS_INVALID:
+    return TLSRPT_EV_STS_INVALID;
+  case OBSERVE_STS_WEBPKI:
+    return TLSRPT_EV_STS_WEBPKI;
+  case OBSERVE_STS_OK:
+  default:
+    return TLSRPT_EV_OK;
+  }
+}
+
+static bool is_sts_event(enum tlsrpt_event ev) {
+  return ev == TLSRPT_EV_STS_FETCH || ev == TLSRPT_EV_STS_INVALID ||
+         ev == TLSRPT_EV_STS_WEBPKI;
+}
+
 static enum tlsrpt_cert cert_of(long e) {
   switch (e) {
   case X509_V_OK:
@@ -109,6 +128,10 @@ static int row_policy(struct store_tlsrpt_row *r, const struct observe_tls *o,
   if (type == TLSRPT_POLICY_STS && o->sts) {
     r->policy_strings = tlsrpt_sts_strings(o->sts);
     r->mx_hosts = tlsrpt_sts_mx_hosts(o->sts);
+  } else if (type == TLSRPT_POLICY_STS) {
+    /* The policy could not be had: no strings and no mx patterns to quote. */
+    r->policy_strings = strdup("");
+    r->mx_hosts = strdup("");
   } else {
     r->policy_strings = type == TLSRPT_POLICY_TLSA && o->tlsa
                             ? tlsrpt_tlsa_strings(o->tlsa, o->ntlsa)
@@ -134,9 +157,11 @@ static int row_from(struct tlsrpt *t, const struct observe_tls *o,
   r->period_end = r->period_start + iv;
   r->count = 1;
   lower_copy(r->domain, sizeof r->domain, o->domain);
-  enum tlsrpt_event ev = event_of(o);
+  size_t ntlsa = o->tlsa ? o->ntlsa : 0;
+  enum tlsrpt_event ev = tlsrpt_session_event(event_of(o), sts_event_of(o), o->policy,
+                                              o->sts != NULL, ntlsa);
   enum tlsrpt_policy_type type =
-      tlsrpt_policy_type_of(o->policy, o->sts != NULL, o->tlsa ? o->ntlsa : 0, ev);
+      tlsrpt_policy_type_of(o->policy, o->sts != NULL, ntlsa, ev);
   enum tlsrpt_result res = tlsrpt_classify(type, ev, cert_of(o->verify_error));
   if (row_policy(r, o, type) < 0) {
     tlsrpt__row_free(r);
@@ -147,7 +172,9 @@ static int row_from(struct tlsrpt *t, const struct observe_tls *o,
   snprintf(r->result_type, sizeof r->result_type, "%s", tlsrpt_result_name(res));
   lower_copy(r->mx, sizeof r->mx, o->mx_host);
   copy_clean(r->ip, sizeof r->ip, o->ip);
-  if (ev == TLSRPT_EV_CERTIFICATE && o->verify_error != X509_V_OK)
+  if (is_sts_event(ev))
+    copy_clean(r->reason, sizeof r->reason, o->sts_detail);
+  else if (ev == TLSRPT_EV_CERTIFICATE && o->verify_error != X509_V_OK)
     copy_clean(r->reason, sizeof r->reason,
                X509_verify_cert_error_string(o->verify_error));
   else

@@ -154,6 +154,8 @@ static void up_observe(struct upstream *up, enum observe_failure f, long verify_
       .sts = up->route->has_sts ? &up->route->sts : NULL,
       .tlsa = rh->records,
       .ntlsa = rh->nrecords,
+      .sts_failure = up->route->sts_failure.kind,
+      .sts_detail = up->route->sts_failure.reason,
   };
   observe_tls_result(&t);
 }

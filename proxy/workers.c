@@ -48,7 +48,7 @@ struct forwarded {
   struct observe_tls o;
   struct sts_policy sts;
   struct dane_tlsa *tlsa;
-  char *strings; /* domain, mx_host, ip, policy, detail: one allocation */
+  char *strings; /* domain, mx_host, ip, policy, detail, sts_detail: one allocation */
 };
 
 struct workers {
@@ -90,7 +90,8 @@ static char *put_string(char **p, const char *s) {
 
 static void forward_tls(const struct observe_tls *t) {
   struct workers *ws = current->ws;
-  const char *strs[] = {t->domain, t->mx_host, t->ip, t->policy, t->detail};
+  const char *strs[] = {t->domain, t->mx_host, t->ip,
+                        t->policy, t->detail,  t->sts_detail};
   size_t total = 0;
   for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
     total += strs[i] ? strlen(strs[i]) + 1 : 0;
@@ -112,6 +113,7 @@ static void forward_tls(const struct observe_tls *t) {
   f->o.ip = put_string(&p, t->ip);
   f->o.policy = put_string(&p, t->policy);
   f->o.detail = put_string(&p, t->detail);
+  f->o.sts_detail = put_string(&p, t->sts_detail);
   if (t->sts) {
     f->sts = *t->sts;
     f->o.sts = &f->sts;

@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestBase, main, message, wait_until  # noqa: E402
+from harness import TestBase, main, message, proxy_config, wait_until  # noqa: E402
 from harness.httpsserver import HttpsPolicyServer, policy_text  # noqa: E402
 from harness.proxy import deep_merge, proxy_binary  # noqa: E402
 
@@ -293,6 +293,97 @@ class CliReports(TlsRptCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn('cannot resolve the report host', r.stderr)
         self.assertEqual(sum(r['count'] for r in self.stored()), 2)
+
+
+class StsFetchFailureReports(TlsRptCase):
+    """example.test announces an MTA-STS policy (enforce, mx1) that cannot be had: the
+    message is still delivered (default level may, RFC 8461 §5) and the report counts
+    the session as the failure to get the policy (RFC 8460 §4.3.2.2), once, under
+    policy-type sts. Reports go out through `starttls-proxy tlsrpt send`."""
+
+    def publish_failing_sts(self, text=None, status=200):
+        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=1')
+        self.https.set_policy(DOMAIN, policy_text(mode='enforce', mx=('mx1.example.test',))
+                              if text is None else text, status=status)
+
+    def deliver_and_report(self):
+        """One message delivered to mx1 at may; the one report sent, validated."""
+        self.publish_rua(self.rua_https())
+        out = self.send(RCPT, message('tlsrpt-sts-fail'))
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        self.assertLog(r'mta-sts: example\.test: policy fetch failed')
+        self.wait_stored(1)
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        reports = self.posted_reports()
+        self.assertEqual(len(reports), 1)
+        return reports[0]
+
+    def check_one_failure(self, rep, result_type, reason):
+        ok, bad, details = self.totals([rep])
+        self.assertEqual((ok, bad), (0, 1), rep)
+        self.assertEqual(len(rep['policies']), 1, rep)
+        pol = rep['policies'][0]['policy']
+        self.assertEqual(pol['policy-type'], 'sts')
+        self.assertEqual(pol['policy-domain'], DOMAIN)
+        self.assertNotIn('policy-string', pol)
+        self.assertNotIn('mx-host', pol)
+        d = details[0]
+        self.assertEqual(d['result-type'], result_type)
+        self.assertEqual(d['receiving-mx-hostname'], 'mx1.example.test')
+        self.assertEqual(d['receiving-ip'], '127.0.0.2')
+        self.assertEqual(d['failed-session-count'], 1)
+        self.assertIn(reason, d['failure-reason-code'])
+
+    def test_policy_404_is_fetch_error(self):
+        self.publish_failing_sts(status=404)
+        rep = self.deliver_and_report()
+        self.check_one_failure(rep, 'sts-policy-fetch-error', 'HTTP 404')
+        self.assertEqual(self.https.fetches(DOMAIN), 1)
+
+    def test_unparsable_policy_is_invalid(self):
+        self.publish_failing_sts('mode: enforce\r\nmx: mx1.example.test\r\n'
+                                 'max_age: 86400\r\n')  # no version
+        rep = self.deliver_and_report()
+        self.check_one_failure(rep, 'sts-policy-invalid', 'version')
+
+    def test_untrusted_policy_host_is_webpki_invalid(self):
+        self.https.set_cert(DOMAIN, *self.pki.issue('mta-sts.example.test',
+                                                    self_signed=True))
+        self.publish_failing_sts()
+        rep = self.deliver_and_report()
+        self.check_one_failure(rep, 'sts-webpki-invalid', 'TLS: ')
+        self.assertEqual(self.https.fetches(DOMAIN), 0)
+
+    @proxy_config({'outbound': {'connection_cache_time': 0}})  # two TLS sessions
+    def test_cached_policy_survives_failed_refresh(self):
+        """A valid cached policy (id=1) and a failed fetch of a new id (404): both
+        sessions are successes under the cached policy, no fetch error reported."""
+        self.publish_rua(self.rua_https())
+        self.publish_failing_sts()  # id=1, served
+        out = self.send(RCPT, message('tlsrpt-sts-cached-1'))
+        self.assertReply(out['data'], 250)
+        self.dns.remove('_mta-sts.%s' % DOMAIN, 'TXT')
+        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=2')
+        self.https.set_policy(DOMAIN, None, status=404)
+        out = self.send(RCPT, message('tlsrpt-sts-cached-2'))
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(2)
+        self.assertEqual(self.https.fetches(DOMAIN), 2)
+        self.assertLog(r'mta-sts: example\.test: policy fetch failed: HTTP 404')
+        self.wait_stored(2)
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        reports = self.posted_reports()
+        self.assertEqual(len(reports), 1)
+        ok, bad, details = self.totals(reports)
+        self.assertEqual((ok, bad, details), (2, 0, []))
+        pol = reports[0]['policies'][0]['policy']
+        self.assertEqual(pol['policy-type'], 'sts')
+        self.assertEqual(pol['policy-string'], ['version: STSv1', 'mode: enforce',
+                                                'mx: mx1.example.test',
+                                                'max_age: 86400'])
 
 
 class MailReports(TlsRptCase):

@@ -314,8 +314,9 @@ static void expect_error(const char *ca, const char *url, int status, const char
 static void test_errors(void) {
   char url[128];
   snprintf(url, sizeof(url), "https://localhost:%d/ok", port);
-  expect_error(other_ca, url, SP_E_TLS, "TLS: ");
-  expect_error(NULL, url, SP_E_TLS, "TLS: "); /* system store: our CA is unknown */
+  expect_error(other_ca, url, SP_E_CERTIFICATE, "TLS: ");
+  expect_error(NULL, url, SP_E_CERTIFICATE,
+               "TLS: "); /* system store: our CA is unknown */
   snprintf(url, sizeof(url), "http://localhost:%d/ok", port);
   expect_error(ca_file, url, SP_E_INVAL, "");
 

@@ -168,6 +168,50 @@ static void test_policy_type_of(void) {
             TLSRPT_POLICY_STS);
 }
 
+static void test_session_event(void) {
+  /* No policy in force: the failure to get the domain's policy replaces the session's
+   * own result, success or not. */
+  ASSERT_EQ(
+      tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_STS_FETCH, "default/may", false, 0),
+      TLSRPT_EV_STS_FETCH);
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_HANDSHAKE, TLSRPT_EV_STS_INVALID,
+                                 "default/encrypt", false, 0),
+            TLSRPT_EV_STS_INVALID);
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_STS_WEBPKI, NULL, false, 0),
+            TLSRPT_EV_STS_WEBPKI);
+  /* ... and is counted under policy-type sts with its result type. */
+  enum tlsrpt_event ev =
+      tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_STS_FETCH, "default/may", false, 0);
+  enum tlsrpt_policy_type t = tlsrpt_policy_type_of("default/may", false, 0, ev);
+  ASSERT_EQ(t, TLSRPT_POLICY_STS);
+  ASSERT_EQ(tlsrpt_classify(t, ev, TLSRPT_CERT_UNKNOWN), TLSRPT_STS_POLICY_FETCH_ERROR);
+  /* No failure: the session's own result. */
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_OK, "default/may", false, 0),
+            TLSRPT_EV_OK);
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_NO_STARTTLS, TLSRPT_EV_OK, "default/may",
+                                 false, 0),
+            TLSRPT_EV_NO_STARTTLS);
+  /* Not an STS failure event: ignored. */
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_CERTIFICATE, "default/may",
+                                 false, 0),
+            TLSRPT_EV_OK);
+  /* Another policy judged the session: DANE, a cached MTA-STS policy, a table entry. */
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_STS_FETCH, "dane", false, 2),
+            TLSRPT_EV_OK);
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_CERTIFICATE, TLSRPT_EV_STS_FETCH, "dane",
+                                 false, 0),
+            TLSRPT_EV_CERTIFICATE);
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_TLSA_LOOKUP, TLSRPT_EV_STS_FETCH,
+                                 "default/may", false, 0),
+            TLSRPT_EV_TLSA_LOOKUP);
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_STS_FETCH, "mta-sts/enforce",
+                                 true, 0),
+            TLSRPT_EV_OK);
+  ASSERT_EQ(tlsrpt_session_event(TLSRPT_EV_OK, TLSRPT_EV_STS_INVALID, "table/secure",
+                                 false, 0),
+            TLSRPT_EV_OK);
+}
+
 static void test_classify(void) {
   static const struct {
     enum tlsrpt_policy_type t;
@@ -371,6 +415,7 @@ int main(void) {
   RUN_TEST(test_txt_uris);
   RUN_TEST(test_result_names);
   RUN_TEST(test_policy_type_of);
+  RUN_TEST(test_session_event);
   RUN_TEST(test_classify);
   RUN_TEST(test_policy_strings);
   RUN_TEST(test_datetime);
