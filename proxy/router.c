@@ -136,13 +136,23 @@ static void router_log_decision(const struct router_query *q) {
                           r->hosts[i].name, h->policy, h->skip ? " skipped (" : "",
                           h->skip ? h->skip_reason : "", h->skip ? ")" : "");
   }
-  log_msg(LOG_INFO, NULL, "policy: %s: mx_secure=%s sts=%s: %s", q->domain,
+  /* A published policy that could not be had is named, with why: the admin reading
+   * this line should not take it for a domain without MTA-STS. */
+  static const char *const unavailable[] = {
+      [OBSERVE_STS_FETCH] = "unavailable (fetch error: ",
+      [OBSERVE_STS_INVALID] = "unavailable (invalid policy: ",
+      [OBSERVE_STS_WEBPKI] = "unavailable (policy host certificate: ",
+  };
+  enum observe_sts_failure f = q->has_sts ? OBSERVE_STS_OK : q->sts_failure.kind;
+  log_msg(LOG_INFO, NULL, "policy: %s: mx_secure=%s sts=%s%s%s: %s", q->domain,
           q->d.mx_secure ? "yes" : "no",
-          !q->has_sts                       ? "none"
+          f != OBSERVE_STS_OK               ? unavailable[f]
+          : !q->has_sts                     ? "none"
           : q->sts.mode == STS_MODE_ENFORCE ? "enforce"
           : q->sts.mode == STS_MODE_TESTING ? "testing"
                                             : "mode-none",
-          n ? text : "no MX hosts");
+          f != OBSERVE_STS_OK ? q->sts_failure.reason : "",
+          f != OBSERVE_STS_OK ? ")" : "", n ? text : "no MX hosts");
 }
 
 /* Applies the policy to every host and lists the addresses to dial. */

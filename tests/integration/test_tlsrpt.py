@@ -340,6 +340,7 @@ class StsFetchFailureReports(TlsRptCase):
         self.publish_failing_sts(status=404)
         rep = self.deliver_and_report()
         self.check_one_failure(rep, 'sts-policy-fetch-error', 'HTTP 404')
+        self.assertLog(r'policy: example\.test: .*sts=unavailable \(fetch error: HTTP 404\)')
         self.assertEqual(self.https.fetches(DOMAIN), 1)
 
     def test_unparsable_policy_is_invalid(self):
@@ -347,6 +348,7 @@ class StsFetchFailureReports(TlsRptCase):
                                  'max_age: 86400\r\n')  # no version
         rep = self.deliver_and_report()
         self.check_one_failure(rep, 'sts-policy-invalid', 'version')
+        self.assertLog(r'policy: example\.test: .*sts=unavailable \(invalid policy: ')
 
     def test_untrusted_policy_host_is_webpki_invalid(self):
         self.https.set_cert(DOMAIN, *self.pki.issue('mta-sts.example.test',
@@ -354,6 +356,7 @@ class StsFetchFailureReports(TlsRptCase):
         self.publish_failing_sts()
         rep = self.deliver_and_report()
         self.check_one_failure(rep, 'sts-webpki-invalid', 'TLS: ')
+        self.assertLog(r'policy: example\.test: .*sts=unavailable \(policy host certificate: ')
         self.assertEqual(self.https.fetches(DOMAIN), 0)
 
     @proxy_config({'outbound': {'connection_cache_time': 0}})  # two TLS sessions
