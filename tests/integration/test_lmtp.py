@@ -18,6 +18,23 @@ from harness.util import (TestBase, free_port, message, proxy_config,  # noqa: E
 
 BODY = message('lmtp fan-out', 'one message, three destinations\r\n.dot line\r\n')
 
+# The README's recipe for Exim's lmtp transport on the proxy's unix socket.
+EXIM_UNIX_ROUTER = """\
+proxy_lmtp:
+  driver = accept
+  domains = ! +local_domains
+  transport = proxy_lmtp
+  no_more
+"""
+EXIM_UNIX_TRANSPORT = """\
+proxy_lmtp:
+  driver = lmtp
+  socket = %s
+  batch_max = 100
+  user = Debian-exim
+
+"""
+
 
 class LmtpBase(TestBase):
     """mx1 (example.test, accepts), mx451 (d451.test), mx550 (d550.test); the proxy has
@@ -441,8 +458,10 @@ class LmtpUnixSocket(LmtpBase):
         self.sock_path = os.path.join(self.tmpdir, 'lmtp.sock')
         self.smtp_sock = os.path.join(self.tmpdir, 'smtp.sock')
         self.pf_sock = os.path.join(self.tmpdir, 'pf-lmtp.sock')
+        self.exim_sock = os.path.join(self.tmpdir, 'exim-lmtp.sock')
         return [{'path': self.sock_path, 'mode': '0600', 'protocol': 'lmtp'},
                 {'path': self.smtp_sock},
+                {'path': self.exim_sock, 'mode': '0666', 'protocol': 'lmtp'},
                 {'path': self.pf_sock, 'mode': '0666', 'protocol': 'lmtp'}]
 
     def wait_sockets(self):
@@ -509,6 +528,55 @@ class LmtpUnixSocket(LmtpBase):
         self.assertIn('postfix/lmtp[', sent)
         pf.wait_status('nobody@d550.test', 'bounced', timeout=30, queue_id=qid)
         self.mx1.wait_messages(1)
+
+    def test_exim_lmtp_transport_over_unix_socket(self):
+        """Exim's lmtp transport (a local transport, run as Debian-exim, hence the
+        socket's 0666) on the socket, with the README's recipe: an accept router and
+        batch_max, so one LMTP transaction carries three destinations' recipients."""
+        from harness.exim import Exim, EximUnavailable, exim_root
+        try:
+            root = exim_root()
+        except (EximUnavailable, OSError) as e:
+            self.skipTest('Exim unavailable: %s' % e)
+        self.wait_sockets()
+        ex = Exim(os.path.join(self.tmpdir, 'exim'), self.lmtp_port, root,
+                  extra_config='domainlist local_domains = @')
+        with open(ex.config) as f:
+            conf = f.read()
+        router = re.search(r'^smarthost:\n(  .*\n)+', conf, re.M).group(0)
+        conf = conf.replace(router, EXIM_UNIX_ROUTER)
+        conf = conf.replace('begin transports\n', 'begin transports\n' +
+                            EXIM_UNIX_TRANSPORT % self.exim_sock)
+        with open(ex.config, 'w') as f:
+            f.write(conf)
+        self.addCleanup(ex.stop)
+        ex.start()
+        ex.send('alice@sender.test', ['bob@example.test', 'later@d451.test',
+                                      'nobody@d550.test'],
+                b'Subject: exim lmtp socket\r\n\r\nhello\r\n')
+        # A local delivery logs the local part, then the address.
+        ex.wait_log(r'=> bob <bob@example\.test> .*R=proxy_lmtp T=proxy_lmtp '
+                    r'.*C="250 2\.0\.0')
+        ex.wait_log(r'\*\* nobody@d550\.test .*R=proxy_lmtp T=proxy_lmtp: .*'
+                    r'550 5\.7\.1 content refused')
+        # The deferred recipient is retried (every second here), alone.
+        retry = re.compile(r'== later@d451\.test R=proxy_lmtp T=proxy_lmtp defer .*'
+                           r'451 4\.3\.0 mailbox busy')
+        wait_until(lambda: len(retry.findall(ex.log_text())) >= 2, 30,
+                   lambda: 'no retry of later@d451.test:\n' + ex.log_text())
+        self.assertEqual(len(re.findall(r'=> bob <bob@example\.test>', ex.log_text())),
+                         1)
+        self.mx1.wait_messages(1)
+        self.assertEqual(len(self.mx1.messages), 1)
+        self.assertEqual(self.mx1.messages[0].rcpts, ['bob@example.test'])
+        self.assertIn(b'Subject: exim lmtp socket', self.mx1.messages[0].data)
+        # One LMTP transaction carried all three recipients: one proxy session id.
+        log = self.proxy.log_text()
+        ids = [re.search(r'([0-9A-F]{10}): to=<%s>' % re.escape(r), log).group(1)
+               for r in ('bob@example.test', 'later@d451.test', 'nobody@d550.test')]
+        self.assertEqual(len(set(ids)), 1, ids)
+        self.assertRegex(log, r'%s: connect from unix' % ids[0])
+        self.assertEqual(len(re.findall(r'to=<bob@example\.test>', log)), 1)
 
 
 class LmtpPostfix(LmtpBase):
