@@ -263,16 +263,23 @@ static bool set_protocols(SSL_CTX *ctx, int min_protocol, char *err, size_t errl
   return true;
 }
 
-SSL_CTX *tls_context_client_new(const struct tls_client_settings *st, char *err,
-                                size_t errlen) {
+/* A fresh context for method, err cleared; NULL with the reason in err. */
+static SSL_CTX *context_new(const SSL_METHOD *method, const char *side, char *err,
+                            size_t errlen) {
   if (err && errlen)
     err[0] = '\0';
   ERR_clear_error();
-  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-  if (!ctx) {
-    set_err(err, errlen, "%s", "cannot create the TLS client context");
+  SSL_CTX *ctx = SSL_CTX_new(method);
+  if (!ctx)
+    set_err(err, errlen, "cannot create the TLS %s context", side);
+  return ctx;
+}
+
+SSL_CTX *tls_context_client_new(const struct tls_client_settings *st, char *err,
+                                size_t errlen) {
+  SSL_CTX *ctx = context_new(TLS_client_method(), "client", err, errlen);
+  if (!ctx)
     return NULL;
-  }
   if (!set_protocols(ctx, st->min_protocol, err, errlen))
     goto fail;
   ERR_clear_error();
@@ -301,14 +308,9 @@ fail:
 
 SSL_CTX *tls_context_server_new(const char *cert_file, const char *key_file, char *err,
                                 size_t errlen) {
-  if (err && errlen)
-    err[0] = '\0';
-  ERR_clear_error();
-  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-  if (!ctx) {
-    set_err(err, errlen, "%s", "cannot create the TLS server context");
+  SSL_CTX *ctx = context_new(TLS_server_method(), "server", err, errlen);
+  if (!ctx)
     return NULL;
-  }
   if (!set_protocols(ctx, TLS1_2_VERSION, err, errlen) ||
       !set_suites(ctx, NULL, NULL, err, errlen))
     goto fail;
