@@ -478,8 +478,11 @@ def cpu_model():
 
 
 def run_meta(command, started, elapsed):
+    # The binary as the reader's clone names it: relative to the repository when in it.
+    rel = os.path.relpath(os.path.abspath(PROXY_BIN), ROOT)
+    shown = PROXY_BIN if rel.startswith('..') else rel
     return {'command': command, 'proxy': '`%s` built from %s, workers: %s' % (
-                PROXY_BIN, git_state(), PROXY_WORKERS),
+                shown, git_state(), PROXY_WORKERS),
             'machine': '%d CPU(s) (nproc), %s; kernel %s' % (
                 len(os.sched_getaffinity(0)), cpu_model(), os.uname().release),
             'conc_stage': conc_stage(),
