@@ -42,6 +42,29 @@ class LmtpBase(TestBase):
 
     start_proxy = False
 
+    def exim_send_three(self, recipe, subject, extra_config=''):
+        """A real Exim (harness/exim.py; the test is skipped where it cannot run) with
+        its configuration passed through recipe(text) -> text, started, and one
+        message from alice@sender.test submitted to bob@example.test,
+        later@d451.test and nobody@d550.test. Returns the Exim."""
+        from harness.exim import Exim, EximUnavailable, exim_root
+        try:
+            root = exim_root()
+        except (EximUnavailable, OSError) as e:
+            self.skipTest('Exim unavailable: %s' % e)
+        ex = Exim(os.path.join(self.tmpdir, 'exim'), self.lmtp_port, root,
+                  extra_config=extra_config)
+        with open(ex.config) as f:
+            conf = recipe(f.read())
+        with open(ex.config, 'w') as f:
+            f.write(conf)
+        self.addCleanup(ex.stop)
+        ex.start()
+        ex.send('alice@sender.test', ['bob@example.test', 'later@d451.test',
+                                      'nobody@d550.test'],
+                b'Subject: ' + subject + b'\r\n\r\nhello\r\n')
+        return ex
+
     def setUp(self):
         super().setUp()
         self.lmtp_port = free_port()
@@ -533,27 +556,15 @@ class LmtpUnixSocket(LmtpBase):
         """Exim's lmtp transport (a local transport, run as Debian-exim, hence the
         socket's 0666) on the socket, with the README's recipe: an accept router and
         batch_max, so one LMTP transaction carries three destinations' recipients."""
-        from harness.exim import Exim, EximUnavailable, exim_root
-        try:
-            root = exim_root()
-        except (EximUnavailable, OSError) as e:
-            self.skipTest('Exim unavailable: %s' % e)
         self.wait_sockets()
-        ex = Exim(os.path.join(self.tmpdir, 'exim'), self.lmtp_port, root,
-                  extra_config='domainlist local_domains = @')
-        with open(ex.config) as f:
-            conf = f.read()
-        router = re.search(r'^smarthost:\n(  .*\n)+', conf, re.M).group(0)
-        conf = conf.replace(router, EXIM_UNIX_ROUTER)
-        conf = conf.replace('begin transports\n', 'begin transports\n' +
-                            EXIM_UNIX_TRANSPORT % self.exim_sock)
-        with open(ex.config, 'w') as f:
-            f.write(conf)
-        self.addCleanup(ex.stop)
-        ex.start()
-        ex.send('alice@sender.test', ['bob@example.test', 'later@d451.test',
-                                      'nobody@d550.test'],
-                b'Subject: exim lmtp socket\r\n\r\nhello\r\n')
+
+        def unix_recipe(conf):
+            router = re.search(r'^smarthost:\n(  .*\n)+', conf, re.M).group(0)
+            conf = conf.replace(router, EXIM_UNIX_ROUTER)
+            return conf.replace('begin transports\n', 'begin transports\n' +
+                                EXIM_UNIX_TRANSPORT % self.exim_sock)
+        ex = self.exim_send_three(unix_recipe, b'exim lmtp socket',
+                                  extra_config='domainlist local_domains = @')
         # A local delivery logs the local part, then the address.
         ex.wait_log(r'=> bob <bob@example\.test> .*R=proxy_lmtp T=proxy_lmtp '
                     r'.*C="250 2\.0\.0')
@@ -622,25 +633,12 @@ class LmtpExim(LmtpBase):
     protocol = lmtp, one delivery for recipients at three destinations."""
 
     def test_exim_lmtp_delivered_deferred_bounced(self):
-        from harness.exim import Exim, EximUnavailable, exim_root
-        try:
-            root = exim_root()
-        except (EximUnavailable, OSError) as e:
-            self.skipTest('Exim unavailable: %s' % e)
-        ex = Exim(os.path.join(self.tmpdir, 'exim'), self.lmtp_port, root)
-        with open(ex.config) as f:
-            conf = f.read()
         # The README's Exim recipe: the smtp transport speaking LMTP.
-        conf = conf.replace('remote_smtp:\n  driver = smtp\n',
-                            'remote_smtp:\n  driver = smtp\n  protocol = lmtp\n'
-                            '  port = %d\n  max_rcpt = 100\n' % self.lmtp_port)
-        with open(ex.config, 'w') as f:
-            f.write(conf)
-        self.addCleanup(ex.stop)
-        ex.start()
-        ex.send('alice@sender.test', ['bob@example.test', 'later@d451.test',
-                                      'nobody@d550.test'],
-                b'Subject: exim lmtp\r\n\r\nhello\r\n')
+        ex = self.exim_send_three(
+            lambda conf: conf.replace('remote_smtp:\n  driver = smtp\n',
+                                      'remote_smtp:\n  driver = smtp\n  protocol = lmtp\n'
+                                      '  port = %d\n  max_rcpt = 100\n' % self.lmtp_port),
+            b'exim lmtp')
         sent = ex.wait_log(r'=> bob@example\.test .*C="250 2\.0\.0').group(0)
         ex.wait_log(r'== later@d451\.test .*451 4\.3\.0 mailbox busy')
         ex.wait_log(r'\*\* nobody@d550\.test .*550 5\.7\.1 content refused')

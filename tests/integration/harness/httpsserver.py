@@ -32,6 +32,8 @@ import socket
 import ssl
 import threading
 
+from .util import shutdown_sockets
+
 WELL_KNOWN = '/.well-known/mta-sts.txt'
 
 
@@ -249,13 +251,7 @@ class HttpsPolicyServer:
         self._httpd.shutdown()
         self._thread.join(5)
         self._httpd.server_close()
-        with self._lock:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_sockets(self._lock, self._socks)
 
     def __enter__(self):
         return self

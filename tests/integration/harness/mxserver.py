@@ -68,6 +68,8 @@ import threading
 import time
 import warnings
 
+from .util import shutdown_sockets
+
 _TLS_NAMES = {
     'TLSv1': ssl.TLSVersion.TLSv1, 'TLSv1.1': ssl.TLSVersion.TLSv1_1,
     'TLSv1.2': ssl.TLSVersion.TLSv1_2, 'TLSv1.3': ssl.TLSVersion.TLSv1_3,
@@ -285,13 +287,7 @@ class MxServer:
         self._stop.set()
         self._thread.join(5)
         self.sock.close()
-        with self._lock:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_sockets(self._lock, self._socks)
         for t in self._threads:
             t.join(5)
 

@@ -28,6 +28,18 @@ import unittest
 MX_IPS = ['127.0.0.%d' % i for i in range(2, 20)]
 
 
+def shutdown_sockets(lock, socks):
+    """Shuts down (both ways) every socket in socks, a collection guarded by lock, so
+    that a fixture's connection threads see the end at once."""
+    with lock:
+        socks = list(socks)
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def free_port(host='127.0.0.1'):
     """A TCP port nothing listens on at HOST right now (the kernel's pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
