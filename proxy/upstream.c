@@ -228,7 +228,16 @@ static void up_send_queued(struct upstream *up) {
                                        : up->rt->cfg->timeout_command);
 }
 
+/* The one way to READY. Every caller has either a TLS session that passed the host's
+ * policy (EHLO_TLS: the handshake and its verdict were judged in up_on_handshake) or
+ * a host whose policy allows plaintext; this re-checks the first case so that no
+ * future path can hand a plaintext or unjudged connection to a level requiring TLS. */
 static void up_ready(struct upstream *up) {
+  if (up_req(up)->tls_required && (up->state != UP_EHLO_TLS || !up->conn->tls)) {
+    up->policy_failed = true;
+    up_attempt_failed(up, "TLS is required, but was not offered by host", false);
+    return;
+  }
   /* The candidates, TLSA records and MTA-STS policy were only needed to get here:
    * a connection parked in the pool should not carry them (about 17 KiB). */
   snprintf(up->policy, sizeof up->policy, "%s", up_req(up)->policy);
@@ -427,9 +436,12 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
     }
     break;
   case UP_HELO:
+    /* A HELO session has no extensions, so no STARTTLS: where TLS is required this
+     * host fails exactly as one that does not offer it (an attacker who refuses our
+     * EHLO must not get plaintext). */
     memset(&up->caps, 0, sizeof up->caps);
     if (cls == 2)
-      up_ready(up);
+      up_after_ehlo(up);
     else
       up_attempt_failed(up, why, false);
     break;

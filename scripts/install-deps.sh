@@ -7,7 +7,7 @@ set -eu
 # extracted with dpkg-deb (libraries of exim4 and sendmail; m4 builds sendmail.cf).
 PKGS="build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev
 libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev openssl ca-certificates
-python3 python3-dnslib python3-aiosmtpd swaks postfix clang clang-format
+python3 python3-dnslib python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl postfix clang clang-format
 libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server"
 missing=""
 for p in $PKGS; do

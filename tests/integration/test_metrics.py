@@ -61,6 +61,9 @@ class Metrics(TestBase):
             'policy': {'table': {'plain.test': 'encrypt'}},
         }
         super().setUp()
+        # The SMTP listener that the harness polls is up before the metrics listener.
+        wait_until(lambda: self.proxy.log_text().find(' ready') >= 0,
+                   msg='the proxy did not log ready')
 
     def setup_fixtures(self):
         super().setup_fixtures()

@@ -195,6 +195,37 @@ class Levels(TestBase):
         self.assertReason(out, 'mx1.example.test', 'TLS is required, but was not offered')
         self.assertNoMail(self.mx1)
 
+    def test_helo_fallback_never_plaintext_at_mandatory_levels(self):
+        """An MX (or an attacker on the path) that refuses EHLO with 502 and accepts
+        HELO offers no STARTTLS: at every level that requires TLS the host fails like
+        one that does not offer STARTTLS (4.7.5, Postfix's wording); MAIL is never
+        sent. At may the HELO session delivers in plaintext, as Postfix does."""
+        fp = colon(self.pki.fingerprint(self.mx_cert(), 'cert'))
+        self.mx1.configure(ehlo=(502, '5.5.1 EHLO not here'))
+        mandatory = {
+            'enc.test': 'encrypt',
+            'fp.test': ({'level': 'fingerprint', 'fingerprints': [fp]},
+                        'fingerprint match=%s' % fp),
+            'ver.test': ({'level': 'verify', 'match': ['mx1.example.test']},
+                         'verify match=mx1.example.test'),
+            'sec.test': ({'level': 'secure', 'match': ['mx1.example.test']},
+                         'secure match=mx1.example.test'),
+        }
+        for d in mandatory:
+            self.dns.add(d, 'MX', (10, 'mx1.example.test'))
+        self.start_policy(dict(mandatory, **{'example.test': 'may'}))
+        for d, v in mandatory.items():
+            rcpt = 'rcpt@' + d
+            level = v[0]['level'] if isinstance(v, tuple) else v
+            out = self.send(rcpt)
+            self.assertDeferred(out, 'mx1.example.test', policy='table/' + level,
+                                rcpt=rcpt)
+            self.assertReason(out, 'mx1.example.test',
+                              'TLS is required, but was not offered by host')
+            self.assertNoMail(self.mx1)
+        self.assertIn('HELO', [c.split()[0].upper() for c in self.mx1.all_commands()])
+        self.assertPlain(self.send(RCPT), self.mx1, 'table/may')
+
     def test_encrypt_untrusted_cert_delivered(self):
         """encrypt does not authenticate: a self-signed certificate is fine (Untrusted)."""
         self.serve(self.mx1, self_signed=True)
