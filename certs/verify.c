@@ -358,6 +358,15 @@ int tls_verify_prepare_dane(SSL *ssl, const char *base, const struct dane_tlsa *
   return added > 0 ? 0 : -1;
 }
 
+int tls_verify_add_dane_name(SSL *ssl, const char *name) {
+  if (!name || !*name || !(get_flags(SSL_get_ex_data(ssl, ssl_flags_idx)) & VF_DANE))
+    return -1;
+  ERR_clear_error();
+  int ok = SSL_add1_host(ssl, name);
+  ERR_clear_error();
+  return ok == 1 ? 0 : -1;
+}
+
 int tls_verify_prepare_fingerprints(SSL *ssl, const char *host,
                                     const unsigned char (*sha256)[32], size_t n) {
   if (n == 0 || dane_begin(ssl, host) < 0)

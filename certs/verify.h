@@ -45,6 +45,11 @@ void tls_verify_summary(SSL *ssl, char *out, size_t cap);
 int tls_verify_prepare_dane(SSL *ssl, const char *base, const struct dane_tlsa *records,
                             size_t nrecords);
 
+/* After tls_verify_prepare_dane: name is accepted too by DANE-TA(2) name checks (the
+ * MX host name when the TLSA base domain is its CNAME expansion, or the other way
+ * round, RFC 7672 §2.2.2 and §3.2.2). Returns 0 or -1. */
+int tls_verify_add_dane_name(SSL *ssl, const char *name);
+
 /* Fingerprint pins (Postfix's "fingerprint" level): each SHA-256 digest matches the
  * server certificate or its public key, checked through the DANE API as DANE-EE
  * "3 0 1" and "3 1 1" records; host is the reference name. Returns 0 or -1. */

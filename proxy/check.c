@@ -205,8 +205,10 @@ static void human_host(const struct check *ck, const struct route_host *rh) {
   else
     printf("]");
   printf(" addresses DNSSEC: %s\n", rh->req.addr_secure ? "secure" : "insecure");
-  printf("    TLSA _%u._tcp.%s: %s\n", ck->rt->cfg->outbound_port, rh->name,
-         tlsa_state_name(rh->req.tlsa));
+  if (rh->cname[0])
+    printf("    CNAME %s\n", rh->cname);
+  printf("    TLSA _%u._tcp.%s: %s\n", ck->rt->cfg->outbound_port,
+         rh->tlsa_at_cname ? rh->cname : rh->name, tlsa_state_name(rh->req.tlsa));
   for (size_t j = 0; j < rh->nrecords; j++) {
     char rec[200];
     dane_tlsa_format(&rh->records[j], rec, sizeof rec);
@@ -323,6 +325,8 @@ static void json_host(const struct check *ck, const struct route_host *rh) {
   }
   printf("]");
   json_kb(false, "addresses_secure", rh->req.addr_secure);
+  json_kv(false, "cname", rh->cname);
+  json_kv(false, "tlsa_base", rh->tlsa_at_cname ? rh->cname : rh->name);
   json_kv(false, "tlsa", tlsa_state_name(rh->req.tlsa));
   printf(",\"tlsa_records\":[");
   for (size_t j = 0; j < rh->nrecords; j++) {

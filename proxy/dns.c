@@ -69,6 +69,7 @@ struct dns_sub { /* the arg c-ares holds for one ares_send */
 struct host_work { /* A and AAAA results of one MX host, merged at the end */
   int st[2];       /* per family: 0, SP_E_DNS_NODATA, _NXDOMAIN or _TEMP */
   bool ad[2], got[2];
+  char target[2][DNS_NAME_MAX + 1]; /* per family: the owner after CNAMEs */
   size_t n4, n6;
   struct in_addr a4[DNS_MAX_ADDRS];
   struct in6_addr a6[DNS_MAX_ADDRS];
@@ -473,20 +474,38 @@ static int mx_collect(struct dns_query *q, const struct dns_answer *ans,
   return 0;
 }
 
-static void host_merge(struct dns_mx_host *h, const struct host_work *w) {
-  h->naddrs = 0;
+static void host_add_v4(struct dns_mx_host *h, const struct host_work *w) {
   for (size_t i = 0; i < w->n4 && h->naddrs < DNS_MAX_ADDRS; i++) {
     struct sockaddr_in *sin = (struct sockaddr_in *)&h->addrs[h->naddrs++];
     memset(sin, 0, sizeof *sin);
     sin->sin_family = AF_INET;
     sin->sin_addr = w->a4[i];
   }
+}
+
+static void host_add_v6(struct dns_mx_host *h, const struct host_work *w) {
   for (size_t i = 0; i < w->n6 && h->naddrs < DNS_MAX_ADDRS; i++) {
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&h->addrs[h->naddrs++];
     memset(sin6, 0, sizeof *sin6);
     sin6->sin6_family = AF_INET6;
     sin6->sin6_addr = w->a6[i];
   }
+}
+
+/* See dns_mx_host.addr_secure: each family's RRset is judged on its own. */
+static void host_merge(struct dns_mx_host *h, const struct host_work *w) {
+  bool secure[2] = {w->got[0] && w->ad[0] && w->n4 > 0,
+                    w->got[1] && w->ad[1] && w->n6 > 0};
+  h->addr_secure = secure[0] || secure[1];
+  h->naddrs = 0;
+  if (!h->addr_secure || secure[0])
+    host_add_v4(h, w);
+  if (!h->addr_secure || secure[1])
+    host_add_v6(h, w);
+  int fam = h->addr_secure ? (secure[0] ? 0 : 1) : (w->n4 > 0 ? 0 : 1);
+  h->cname[0] = '\0';
+  if (h->naddrs > 0 && w->target[fam][0] && strcmp(w->target[fam], h->name) != 0)
+    snprintf(h->cname, sizeof h->cname, "%s", w->target[fam]);
   if (h->naddrs > 0)
     h->status = 0;
   else if (w->st[0] == SP_E_DNS_TEMP || w->st[1] == SP_E_DNS_TEMP)
@@ -495,9 +514,6 @@ static void host_merge(struct dns_mx_host *h, const struct host_work *w) {
     h->status = SP_E_DNS_NXDOMAIN;
   else
     h->status = SP_E_DNS_NODATA;
-  /* Secure only if both answers came and both were validated: a failed AAAA lookup
-   * leaves the host's address set unproven. */
-  h->addr_secure = w->got[0] && w->got[1] && w->ad[0] && w->ad[1];
 }
 
 static void addr_done(struct dns_query *q) {
@@ -539,6 +555,7 @@ static void addr_on_reply(struct dns_query *q, const struct dns_sub *sub, int rc
     const char *target = dns_answer_target(ans, q->res->hosts[sub->host].name);
     w->got[fam] = true;
     w->ad[fam] = ans->ad;
+    snprintf(w->target[fam], sizeof w->target[fam], "%s", target);
     for (size_t i = 0; i < ans->nrrs; i++) {
       const struct dns_rr *rr = &ans->rrs[i];
       if (rr->type != sub->type || strcmp(rr->owner, target) != 0)

@@ -26,9 +26,17 @@ struct dns_query;
 struct dns_mx_host {
   char name[256]; /* lower-case, no trailing dot */
   uint16_t pref;
-  int status;       /* 0 when addresses were found; SP_E_DNS_NODATA (name has no
+  int status; /* 0 when addresses were found; SP_E_DNS_NODATA (name has no
                        A/AAAA), SP_E_DNS_NXDOMAIN, SP_E_DNS_TEMP */
-  bool addr_secure; /* every address answer had the AD bit */
+  /* DNSSEC is a property of each address RRset (RFC 7672 §2.2, as in Postfix): when
+   * some family's answer was validated (AD) and has addresses, only validated
+   * addresses are kept and addr_secure is true, whatever happened to the other family
+   * (a lookup an attacker made fail, or time out, cannot switch DANE off). Otherwise
+   * the insecure addresses are kept and addr_secure is false. */
+  bool addr_secure;
+  /* The name the kept addresses belong to after following CNAMEs, when it differs
+   * from name (RFC 7672 §2.2.2: the first TLSA base domain to try); "" otherwise. */
+  char cname[256];
   size_t naddrs;
   struct sockaddr_storage addrs[DNS_MAX_ADDRS]; /* port 0; IPv4 first, then IPv6 */
 };

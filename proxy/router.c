@@ -13,6 +13,7 @@ struct tlsa_lookup {
   struct router_query *q;
   size_t host;
   struct dns_query *dq; /* NULL once answered */
+  bool at_cname;        /* this lookup is at the host's CNAME-expanded name */
 };
 
 struct router_query {
@@ -257,6 +258,8 @@ static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
   rh->req.tlsa = rh->nrecords ? DECIDE_TLSA_FOUND : DECIDE_TLSA_NONE;
 }
 
+static bool tlsa_ask(struct tlsa_lookup *l, const char *host);
+
 static void on_tlsa(void *arg, int status, const struct dns_answer *ans) {
   struct tlsa_lookup *l = arg;
   struct router_query *q = l->q;
@@ -268,10 +271,28 @@ static void on_tlsa(void *arg, int status, const struct dns_answer *ans) {
     rh->req.tlsa = DECIDE_TLSA_NONE; /* secure denial, or insecure: no DANE */
   else
     tlsa_store(rh, ans);
+  /* §2.2.2: no TLSA records at the expanded name: the original name is tried next.
+   * A failed lookup is not: it may hide a downgrade, and the host stays unusable. */
+  if (l->at_cname && rh->req.tlsa == DECIDE_TLSA_NONE) {
+    l->at_cname = false;
+    if (tlsa_ask(l, rh->name))
+      return;
+    rh->req.tlsa = DECIDE_TLSA_FAILED;
+  }
+  rh->tlsa_at_cname = l->at_cname && rh->req.tlsa == DECIDE_TLSA_FOUND;
   router_answered(q);
 }
 
-/* Starts a TLSA lookup for every host whose addresses are secure. */
+/* Sends the TLSA query for host's port; false when it could not be sent. */
+static bool tlsa_ask(struct tlsa_lookup *l, const char *host) {
+  char name[300];
+  snprintf(name, sizeof name, "_%u._tcp.%s", l->q->rt->cfg->outbound_port, host);
+  l->dq = dns_query_raw(l->q->rt->dns, name, DNS_T_TLSA, on_tlsa, l);
+  return l->dq != NULL;
+}
+
+/* Starts a TLSA lookup for every host whose addresses are secure: at the expanded
+ * name first when the addresses came through a (validated) CNAME chain. */
 static void router_ask_tlsa(struct router_query *q) {
   const struct dns_mx_result *res = q->mx;
   q->lookups = calloc(res->nhosts ? res->nhosts : 1, sizeof *q->lookups);
@@ -281,16 +302,14 @@ static void router_ask_tlsa(struct router_query *q) {
     return;
   for (size_t i = 0; i < res->nhosts; i++) {
     const struct dns_mx_host *h = &res->hosts[i];
-    q->lookups[i].q = q;
-    q->lookups[i].host = i;
+    struct tlsa_lookup *l = &q->lookups[i];
+    l->q = q;
+    l->host = i;
     if (h->status != 0 || h->naddrs == 0 || !h->addr_secure)
       continue;
-    char name[300];
-    snprintf(name, sizeof name, "_%u._tcp.%s", q->rt->cfg->outbound_port, h->name);
     q->route->hosts[i].req.tlsa = DECIDE_TLSA_FAILED; /* until answered */
-    q->lookups[i].dq =
-        dns_query_raw(q->rt->dns, name, DNS_T_TLSA, on_tlsa, &q->lookups[i]);
-    if (q->lookups[i].dq)
+    l->at_cname = h->cname[0] != '\0';
+    if (tlsa_ask(l, l->at_cname ? h->cname : h->name))
       q->pending++;
   }
 }
@@ -331,6 +350,7 @@ static void on_mx(void *arg, const struct dns_mx_result *res) {
   for (size_t i = 0; i < r->nhosts; i++) {
     struct route_host *rh = &r->hosts[i];
     snprintf(rh->name, sizeof rh->name, "%s", res->hosts[i].name);
+    snprintf(rh->cname, sizeof rh->cname, "%s", res->hosts[i].cname);
     if (q->d.entry && q->d.entry->level == TLS_LEVEL_FINGERPRINT) {
       rh->fingerprints = (const unsigned char(*)[32])q->d.entry->fingerprints;
       rh->nfingerprints = q->d.entry->nfingerprints;

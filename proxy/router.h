@@ -21,6 +21,11 @@
 
 struct route_host {
   char name[256];
+  /* The CNAME-expanded name of the host's addresses ("" when none). The TLSA base
+   * domain (RFC 7672 §2.2.2) is cname when the TLSA records were found there, else
+   * name; DANE-TA name checks accept both names (§3.2.2). */
+  char cname[256];
+  bool tlsa_at_cname;
   struct dane_tlsa *records; /* owned: the secure TLSA RRset, when one was found */
   size_t nrecords;
   /* The table entry's pins: they point into the runtime's config, which outlives

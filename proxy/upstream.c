@@ -263,8 +263,12 @@ static int up_prepare_auth(SSL *ssl, const struct route_host *rh, int floor) {
       return -1;
     for (size_t i = 0; i < req->nusable; i++)
       usable[i] = rh->records[req->usable[i]];
-    int rc = tls_verify_prepare_dane(ssl, rh->name, usable, req->nusable);
+    /* The TLSA base domain is the reference name; the other name is accepted too. */
+    const char *base = rh->tlsa_at_cname ? rh->cname : rh->name;
+    int rc = tls_verify_prepare_dane(ssl, base, usable, req->nusable);
     free(usable);
+    if (rc == 0 && rh->cname[0])
+      rc = tls_verify_add_dane_name(ssl, base == rh->name ? rh->cname : rh->name);
     return rc;
   }
   case DECIDE_AUTH_FINGERPRINT:
@@ -315,7 +319,10 @@ static void up_session_key(const struct route_host *rh, const char *relay, char 
 static void up_start_tls(struct upstream *up) {
   const struct route_host *rh = &up->route->hosts[up->route->candidates[up->cand].host];
   struct tls *t;
-  if (tls_new_client(up->rt->client_ctx, rh->name, &t) < 0) {
+  /* RFC 7672 §8.1: with DANE, SNI names the TLSA base domain. */
+  const char *sni =
+      up_req(up)->auth == DECIDE_AUTH_DANE && rh->tlsa_at_cname ? rh->cname : rh->name;
+  if (tls_new_client(up->rt->client_ctx, sni, &t) < 0) {
     up_attempt_failed(up, "TLS setup failed", true);
     return;
   }

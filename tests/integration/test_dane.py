@@ -308,6 +308,141 @@ class DaneFallbacks(DaneCase):
         self.assertNoMail(self.mx1)
 
 
+class DaneAddressFamilies(DaneCase):
+    """DNSSEC is judged per address RRset (RFC 7672 2.2, Postfix): an attacker who
+    makes one family's lookup fail (bogus data makes a validating resolver answer
+    SERVFAIL) or time out must not switch DANE off for the validated other family."""
+
+    def test_aaaa_servfail_tlsa_mismatch_still_refused(self):
+        """A secure, AAAA SERVFAIL, TLSA that does not match: 451 4.7.5 naming the
+        certificate check, no MAIL (it was delivered as may before)."""
+        self.dns.servfail('mx1.example.test', 'AAAA')
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertReason(out, 'mx1.example.test', 'Server certificate not verified')
+        self.assertNoMail(self.mx1)
+        self.assertLog(r'policy: example\.test: mx_secure=yes .*mx1\.example\.test dane')
+
+    def test_aaaa_servfail_tlsa_match_delivered(self):
+        """A secure, AAAA SERVFAIL, matching TLSA: Verified over the IPv4 address."""
+        self.dns.servfail('mx1.example.test', 'AAAA')
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+    def test_aaaa_timeout_tlsa_mismatch_still_refused(self):
+        """A secure, no answer at all to AAAA (timeout): DANE still applies: 4.7.5."""
+        self.dns.drop('mx1.example.test', 'AAAA')
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertNoMail(self.mx1)
+
+    def test_aaaa_servfail_dane_only_without_tlsa_451(self):
+        """dane-only, A secure, AAAA SERVFAIL, no TLSA records: the host is skipped for
+        lack of TLSA records, not for insecure addresses; no connection at all."""
+        self.restart_proxy({'outbound': {'tls': {'default_level': 'dane-only'}}})
+        self.dns.servfail('mx1.example.test', 'AAAA')
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'no TLSA records')
+        self.assertEqual(self.mx1.connections, 0)
+
+
+class DaneCname(DaneCase):
+    """The MX host name is an alias: mx1.example.test CNAME mx1.hosting.test (A
+    127.0.0.2), every answer secure. RFC 7672 2.2.2: TLSA records are looked up first
+    at the expanded name, then (none there) at the original name; DANE-TA name checks
+    accept both names."""
+
+    def setup_fixtures(self):
+        self.dns.ad = True
+        self.mx1 = self.add_mx('mx1', '127.0.0.2', a_record=False)
+        self.dns.add('mx1.example.test', 'CNAME', 'mx1.hosting.test')
+        self.dns.add('mx1.hosting.test', 'A', '127.0.0.2')
+
+    def test_tlsa_at_target_match_delivered(self):
+        """TLSA only at the target: Verified, and the target's TLSA name was asked."""
+        self.publish('mx1.hosting.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+        self.assertGreater(self.dns.queried(self.tlsa_name('mx1.hosting.test'), 'TLSA'), 0)
+
+    def test_tlsa_at_target_mismatch_451(self):
+        """TLSA only at the target, not matching: 4.7.5 (was: may, delivered)."""
+        self.publish('mx1.hosting.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertNoMail(self.mx1)
+
+    def test_target_wins_over_original(self):
+        """TLSA at both names: the target's RRset is the one used (a record only the
+        original name publishes is not consulted)."""
+        self.publish('mx1.hosting.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertNoMail(self.mx1)
+
+    def test_tlsa_at_original_only_match_delivered(self):
+        """No TLSA at the target (secure NXDOMAIN): the original name's records apply."""
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+        self.assertGreater(self.dns.queried(self.tlsa_name('mx1.hosting.test'), 'TLSA'), 0)
+
+    def test_tlsa_at_original_only_mismatch_451(self):
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertNoMail(self.mx1)
+
+    def test_tlsa_at_target_servfail_not_rescued_by_original(self):
+        """A failed TLSA lookup at the target may hide a downgrade: the host is
+        unusable, although the original name publishes a matching record."""
+        self.dns.servfail(self.tlsa_name('mx1.hosting.test'), 'TLSA')
+        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'TLSA lookup failed')
+        self.assertEqual(self.mx1.connections, 0)
+
+    def test_tlsa_at_neither_may_and_dane_only(self):
+        """No TLSA at either name: dane → opportunistic (delivered, not Verified);
+        dane-only → 4.7.5 without a connection."""
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        self.assertNotIn('/Verified', self.proxy.log_text())
+        self.restart_proxy({'outbound': {'tls': {'default_level': 'dane-only'}}})
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertEqual(len(self.mx1.messages), 1)
+
+    def _ta(self, cert_name):
+        ta = TestPKI(os.path.join(self.tmpdir, 'ta'), ca_name='DANE TA CA')
+        cert, key = ta.issue(cert_name)
+        self.mx1.configure(starttls=(ta.chain(cert), key))
+        return ta
+
+    def test_ta_certificate_names_target_delivered(self):
+        """DANE-TA at the target, certificate for the target name: Verified."""
+        ta = self._ta('mx1.hosting.test')
+        self.publish('mx1.hosting.test', ta.tlsa(ta.ca_file, 2, 0, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='2 0 1')
+
+    def test_ta_certificate_names_original_delivered(self):
+        """DANE-TA at the target, certificate for the MX name as written: Verified."""
+        ta = self._ta('mx1.example.test')
+        self.publish('mx1.hosting.test', ta.tlsa(ta.ca_file, 2, 0, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='2 0 1')
+
+    def test_ta_certificate_names_neither_451(self):
+        ta = self._ta('other.hosting.test')
+        self.publish('mx1.hosting.test', ta.tlsa(ta.ca_file, 2, 0, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertNoMail(self.mx1)
+
+
 class DaneUnusable(DaneCase):
     """Only unusable TLSA records (PKIX-EE(1), PKIX-TA(0)): TLS required, not
     authenticated (RFC 7672 2.2)."""
