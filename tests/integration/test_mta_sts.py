@@ -49,7 +49,8 @@ class StsCase(TestBase):
 
     def sts_config(self):
         return {'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,
-                            'port': self.https.port, 'fetch_timeout': 2}}
+                            'port': self.https.port, 'fetch_timeout': 2,
+                            'allow_private_addresses': 'yes'}}
 
     def start_the_proxy(self, extra=None):
         return super().start_the_proxy(deep_merge(self.sts_config(), extra))

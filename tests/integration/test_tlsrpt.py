@@ -55,9 +55,11 @@ class TlsRptCase(TestBase):
 
     def start_the_proxy(self, extra=None):
         base = {'tlsrpt': {'enabled': 'yes', 'organization': ORG, 'contact': CONTACT,
-                           'interval': self.interval, 'ca_file': self.pki.ca_file},
+                           'interval': self.interval, 'ca_file': self.pki.ca_file,
+                           'allow_private_addresses': 'yes'},
                 'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,
-                            'port': self.https.port, 'fetch_timeout': 2}}
+                            'port': self.https.port, 'fetch_timeout': 2,
+                            'allow_private_addresses': 'yes'}}
         return super().start_the_proxy(deep_merge(base, extra))
 
     # ---- fixtures ------------------------------------------------------------------------
