@@ -53,7 +53,7 @@ struct http_fetch {
   void *arg;
   size_t max_bytes;
   bool require_text_plain;
-  bool allow_private_addresses;
+  bool allow_private_addresses;   /* the request's */
   char refused[INET6_ADDRSTRLEN]; /* the last address refused as non-global, or "" */
   bool post;                      /* a POST: any 2xx succeeds, the body is discarded */
   struct curl_slist *headers;     /* owned; POST: Content-Type, no Expect */

@@ -21,7 +21,7 @@
 #define POST_MAGIC 0x74706f73u /* "tpos" */
 #define POST_TOTAL_MS 60000    /* the whole request */
 #define TLSRPT_CONTENT_TYPE "application/tlsrpt+gzip"
-#define HTTP_WHY_MAX 200
+#define POST_WHY_MAX 200 /* a failure reason with the switch named */
 
 struct tlsrpt__post {
   uint32_t magic;
@@ -89,7 +89,7 @@ static void on_posted(void *arg, int status, const char *body, size_t len,
   if (!p || p->magic != POST_MAGIC)
     abort();
   p->hf = NULL;
-  char why[HTTP_WHY_MAX];
+  char why[POST_WHY_MAX];
   if (status == SP_E_ADDRESS) /* tell the admin which switch decides */
     snprintf(why, sizeof why, "%s (tlsrpt.allow_private_addresses: no)", err);
   post_done(p, status == 0, status == SP_E_ADDRESS ? why : err);
