@@ -169,6 +169,7 @@ static const struct key_desc mta_sts_keys[] = {
   K_STRING("ca_file",       sts_ca_file,         config__check_file),
   K_UINT("port",            sts_port,            1, 65535),
   K_SECONDS("fetch_timeout", sts_fetch_timeout_ms, 300),
+  K_ENUM("allow_private_addresses", sts_allow_private, yesno_names, NULL),
   K_END};
 
 static const struct key_desc tlsrpt_keys[] = {
@@ -177,6 +178,7 @@ static const struct key_desc tlsrpt_keys[] = {
   K_STRING("contact",      tlsrpt_contact,      NULL),
   K_SECONDS("interval",    tlsrpt_interval_ms,  31 * 86400),
   K_STRING("ca_file",      tlsrpt_ca_file,      config__check_file),
+  K_ENUM("allow_private_addresses", tlsrpt_allow_private, yesno_names, NULL),
   K_END};
 
 static const struct key_desc metrics_keys[] = {

@@ -144,6 +144,10 @@ struct config {
   char sts_ca_file[1024];        /* trust anchors for policy fetches; "" = system */
   uint16_t sts_port;             /* HTTPS port of mta-sts.<domain>: 443 (tests) */
   uint64_t sts_fetch_timeout_ms; /* total fetch time, default 10 s */
+  /* allow_private_addresses: yes / no (default): whether the policy host may be a
+   * loopback, private, link-local... address (policy/netaddr.h). The host is chosen
+   * by the destination's DNS, so by default only global addresses are fetched from. */
+  int sts_allow_private;
 
   /* outbound.connection_cache_time: seconds an idle MX connection is kept for the next
    * transaction to the same domain (0 = never reuse across inbound connections). */
@@ -159,6 +163,9 @@ struct config {
   char tlsrpt_contact[256];      /* contact-info in reports; default postmaster@host */
   uint64_t tlsrpt_interval_ms;   /* report period, default 86400 s */
   char tlsrpt_ca_file[1024];     /* trust anchors for https: report endpoints */
+  /* allow_private_addresses: yes / no (default): as sts_allow_private, for https:
+   * report endpoints (named by the destination's _smtp._tls record). */
+  int tlsrpt_allow_private;
 
   enum config_cache_backend cache_backend; /* cache.backend, default sqlite */
   struct config_redis redis;               /* cache.redis (backend redis) */

@@ -23,7 +23,8 @@
   X(DNS_FORMAT, "malformed DNS message")                                               \
   X(CANCELED, "canceled")                                                              \
   X(CONFIG, "configuration error")                                                     \
-  X(CERTIFICATE, "certificate not verified")
+  X(CERTIFICATE, "certificate not verified")                                           \
+  X(ADDRESS, "address not allowed")
 
 enum sp_error {
   SP_OK = 0,

@@ -13,7 +13,9 @@
  * may call http_get, http_cancel or http_close. */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -23,6 +25,7 @@
 #include <strings.h>
 
 #include "error.h"
+#include "policy/netaddr.h"
 
 #define HTTP_MAGIC 0x68747470u  /* "http" */
 #define FETCH_MAGIC 0x68747466u /* "httf" */
@@ -50,8 +53,10 @@ struct http_fetch {
   void *arg;
   size_t max_bytes;
   bool require_text_plain;
-  bool post;                  /* a POST: any 2xx succeeds, the body is discarded */
-  struct curl_slist *headers; /* owned; POST: Content-Type, no Expect */
+  bool allow_private_addresses;   /* the request's */
+  char refused[INET6_ADDRSTRLEN]; /* the last address refused as non-global, or "" */
+  bool post;                      /* a POST: any 2xx succeeds, the body is discarded */
+  struct curl_slist *headers;     /* owned; POST: Content-Type, no Expect */
   bool checked;               /* status and type were checked at the first body byte */
   bool delivering;            /* its callback is running; freed right after */
   struct curl_slist *resolve; /* owned; the CURLOPT_RESOLVE entry */
@@ -351,6 +356,10 @@ static bool is_tls_error(CURLcode rc) {
 static void fetch_classify(struct http_fetch *f, CURLcode rc) {
   if (f->status != 0) /* the write callback refused the response */
     return;
+  if (rc == CURLE_COULDNT_CONNECT && f->refused[0]) {
+    fetch_fail(f, SP_E_ADDRESS, "refused non-global address %s", f->refused);
+    return;
+  }
   if (rc == CURLE_OK || rc == CURLE_FILESIZE_EXCEEDED) {
     if (check_response(f) != 0) /* a bad status wins over the size */
       return;
@@ -420,6 +429,43 @@ static void process_done(struct http *h) {
   deliver(h);
 }
 
+/* The address of a connection curl is about to open, as bytes and as text; false for
+ * a family other than IPv4 and IPv6. */
+static bool sockaddr_bytes(const struct curl_sockaddr *sa, const uint8_t **bytes,
+                           size_t *len, char *text, size_t cap) {
+  const void *a;
+  if (sa->family == AF_INET && sa->addrlen >= sizeof(struct sockaddr_in)) {
+    a = &((const struct sockaddr_in *)(const void *)&sa->addr)->sin_addr;
+    *len = 4;
+  } else if (sa->family == AF_INET6 && sa->addrlen >= sizeof(struct sockaddr_in6)) {
+    a = &((const struct sockaddr_in6 *)(const void *)&sa->addr)->sin6_addr;
+    *len = 16;
+  } else {
+    return false;
+  }
+  *bytes = a;
+  return inet_ntop(sa->family, a, text, (socklen_t)cap) != NULL;
+}
+
+/* Every connection's address passes here after resolution (ours pinned with
+ * CURLOPT_RESOLVE, or curl's for a literal), right before connect: the one place a
+ * destination's DNS cannot steer around, whatever name or literal it published. */
+static curl_socket_t on_curl_opensocket(void *clientp, curlsocktype purpose,
+                                        struct curl_sockaddr *sa) {
+  struct http_fetch *f = clientp;
+  if (!f || f->magic != FETCH_MAGIC || purpose != CURLSOCKTYPE_IPCXN)
+    return CURL_SOCKET_BAD;
+  const uint8_t *bytes = NULL;
+  size_t len = 0;
+  char text[INET6_ADDRSTRLEN] = "?";
+  bool known = sockaddr_bytes(sa, &bytes, &len, text, sizeof text);
+  if (!f->allow_private_addresses && (!known || !netaddr_is_global(bytes, len))) {
+    snprintf(f->refused, sizeof f->refused, "%s", text);
+    return CURL_SOCKET_BAD;
+  }
+  return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
+}
+
 #define SETOPT(opt, val)                                                               \
   do {                                                                                 \
     if ((rc = curl_easy_setopt(e, opt, val)) != CURLE_OK)                              \
@@ -454,6 +500,8 @@ static CURLcode fetch_setopts(struct http_fetch *f, const struct http_request *r
   SETOPT(CURLOPT_WRITEDATA, f);
   SETOPT(CURLOPT_ERRORBUFFER, f->curl_err);
   SETOPT(CURLOPT_PRIVATE, (char *)f);
+  SETOPT(CURLOPT_OPENSOCKETFUNCTION, on_curl_opensocket);
+  SETOPT(CURLOPT_OPENSOCKETDATA, f);
   if (req->resolve) {
     if (!(f->resolve = curl_slist_append(NULL, req->resolve)))
       return CURLE_OUT_OF_MEMORY;
@@ -533,6 +581,7 @@ static struct http_fetch *fetch_start(struct http *h, const struct http_request 
   f->max_bytes = req->max_bytes;
   f->post = content_type != NULL;
   f->require_text_plain = req->require_text_plain && !f->post;
+  f->allow_private_addresses = req->allow_private_addresses;
   if (!(f->easy = curl_easy_init()) || fetch_setopts(f, req) != CURLE_OK ||
       (f->post && fetch_setopts_post(f, body, len, content_type) != CURLE_OK))
     goto fail;

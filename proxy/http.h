@@ -25,13 +25,20 @@ struct http_request {
    * instead of resolving host, so every name goes through our resolver; NULL = let
    * libcurl resolve. */
   const char *resolve;
+  /* false: connect only to globally reachable addresses (policy/netaddr.h), checked
+   * on each address actually connected to (after any resolve pin, so DNS rebinding
+   * cannot slip past); any other fails with SP_E_ADDRESS and err
+   * "refused non-global address 127.0.0.1". true: any address (tests, internal
+   * deployments). */
+  bool allow_private_addresses;
 };
 
 /* status 0: body[0..len) (valid only during the call) of a 200 response. Otherwise
  * a negative SP_E_* and err: "HTTP 404", "redirect refused", "Content-Type text/html",
  * "body exceeds 65536 bytes", "TLS: certificate verify failed", "timeout", ...
  * SP_E_CERTIFICATE when the server's certificate did not validate (untrusted chain,
- * wrong name, expired), SP_E_TLS for other TLS failures. */
+ * wrong name, expired), SP_E_TLS for other TLS failures, SP_E_ADDRESS when every
+ * address was refused (see allow_private_addresses). */
 typedef void (*http_cb)(void *arg, int status, const char *body, size_t len,
                         const char *err);
 

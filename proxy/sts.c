@@ -256,8 +256,9 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
              status == 0 ? why
              : err       ? err
                          : sp_strerror(status));
-    log_msg(LOG_WARNING, NULL, "mta-sts: %s: policy fetch failed: %s%s", e->domain,
-            status == 0 ? "invalid policy: " : "", status == 0 ? why : err);
+    log_msg(LOG_WARNING, NULL, "mta-sts: %s: policy fetch failed: %s%s%s", e->domain,
+            status == 0 ? "invalid policy: " : "", status == 0 ? why : err,
+            status == SP_E_ADDRESS ? " (mta_sts.allow_private_addresses: no)" : "");
     if (cached_valid(e))
       log_msg(LOG_INFO, NULL, "mta-sts: %s: keeping the cached policy id=%s", e->domain,
               e->cached.id);
@@ -284,6 +285,7 @@ static void sts_fetch_http(struct sts_fetch *f, const char *ip) {
       .total_timeout_ms = (unsigned)s->cfg->sts_fetch_timeout_ms,
       .require_text_plain = true,
       .resolve = resolve,
+      .allow_private_addresses = s->cfg->sts_allow_private != 0,
   };
   fetch_set_phase(f, FETCH_HTTP);
   f->hf = http_get(s->http, &req, on_fetched, f);

@@ -21,6 +21,7 @@
 #define POST_MAGIC 0x74706f73u /* "tpos" */
 #define POST_TOTAL_MS 60000    /* the whole request */
 #define TLSRPT_CONTENT_TYPE "application/tlsrpt+gzip"
+#define POST_WHY_MAX 200 /* a failure reason with the switch named */
 
 struct tlsrpt__post {
   uint32_t magic;
@@ -88,7 +89,10 @@ static void on_posted(void *arg, int status, const char *body, size_t len,
   if (!p || p->magic != POST_MAGIC)
     abort();
   p->hf = NULL;
-  post_done(p, status == 0, err);
+  char why[POST_WHY_MAX];
+  if (status == SP_E_ADDRESS) /* tell the admin which switch decides */
+    snprintf(why, sizeof why, "%s (tlsrpt.allow_private_addresses: no)", err);
+  post_done(p, status == 0, status == SP_E_ADDRESS ? why : err);
 }
 
 /* ip: NULL to let curl connect to a literal address in the URL. */
@@ -102,6 +106,7 @@ static bool post_http(struct tlsrpt__post *p, const char *ip) {
       .connect_timeout_ms = connect_ms < POST_TOTAL_MS ? connect_ms : POST_TOTAL_MS,
       .total_timeout_ms = POST_TOTAL_MS,
       .resolve = ip ? resolve : NULL,
+      .allow_private_addresses = p->t->cfg->tlsrpt_allow_private != 0,
   };
   p->hf =
       http_post(p->t->http, &req, p->body, p->len, TLSRPT_CONTENT_TYPE, on_posted, p);

@@ -108,7 +108,8 @@ class GoodMx(CheckCase):
         https.set_policy('example.test', policy_text(mx=('mx1.example.test',
                                                           '*.backup.test')))
         sts = {'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,
-                           'port': https.port, 'fetch_timeout': 2}}
+                           'port': https.port, 'fetch_timeout': 2,
+                           'allow_private_addresses': 'yes'}}
         rc, out, err = self.check(extra=sts)
         self.assertEqual(rc, 0, out + err)
         self.assertIn('MTA-STS: TXT _mta-sts.example.test: found (id=20261125)', out)

@@ -57,7 +57,8 @@ class Metrics(TestBase):
         self.metrics_port = free_port()
         self.proxy_extra = {
             'metrics': {'listen': '127.0.0.1:%d' % self.metrics_port},
-            'mta_sts': {'enabled': 'yes', 'port': free_port(), 'fetch_timeout': 2},
+            'mta_sts': {'enabled': 'yes', 'port': free_port(), 'fetch_timeout': 2,
+                        'allow_private_addresses': 'yes'},
             'policy': {'table': {'plain.test': 'encrypt'}},
         }
         super().setUp()

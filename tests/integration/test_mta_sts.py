@@ -49,7 +49,8 @@ class StsCase(TestBase):
 
     def sts_config(self):
         return {'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,
-                            'port': self.https.port, 'fetch_timeout': 2}}
+                            'port': self.https.port, 'fetch_timeout': 2,
+                            'allow_private_addresses': 'yes'}}
 
     def start_the_proxy(self, extra=None):
         return super().start_the_proxy(deep_merge(self.sts_config(), extra))
@@ -489,6 +490,49 @@ class FetchFailures(StsCase):
         self.assertNoPolicy(out)
         self.assertEqual(self.https.fetches(DOMAIN), 0)
         self.assertNotCached()
+
+
+class NonGlobalPolicyHost(StsCase):
+    """mta_sts.allow_private_addresses: no (the default; the other tests allow their
+    loopback fixture): mta-sts.example.test resolves to 127.0.0.1, where the proxy
+    must never connect, since a destination's DNS would otherwise aim its fetches at
+    the operator's own network. A refused fetch is a failed fetch: no policy when none
+    is cached, the cached one when there is."""
+
+    def start_the_proxy(self, extra=None):
+        return super().start_the_proxy(deep_merge(
+            {'mta_sts': {'allow_private_addresses': 'no'}}, extra))
+
+    def assertRefusedLogged(self):
+        self.assertFetchFailedLogged(DOMAIN, 'refused non-global address 127.0.0.1',
+                                     '(mta_sts.allow_private_addresses: no)')
+
+    def test_no_cache_refused_no_policy(self):
+        self.publish('1', UNLISTED)
+        out = self.send(RCPT)
+        self.assertNoPolicy(out)
+        self.assertRefusedLogged()
+        self.assertEqual(self.https.connections, 0)
+        self.assertNotCached()
+
+    def test_refused_refetch_keeps_cached_policy(self):
+        """Policy id=1 (mx1 unlisted) cached while loopback was allowed; after a
+        restart with the default, id=2 (mx1 listed) is announced: its fetch is refused
+        without a connection, and id=1 still defers."""
+        self.restart_proxy({'mta_sts': {'allow_private_addresses': 'yes'}})
+        self.publish('1', UNLISTED)
+        self.assertDeferred(self.send(RCPT), 'mx1.example.test')
+        self.assertEqual(self.https.fetches(DOMAIN), 1)
+        self.restart_proxy()
+        connections = self.https.connections
+        self.publish('2')
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'not listed in the MTA-STS policy')
+        self.assertRefusedLogged()
+        self.assertLog(r'mta-sts: example\.test: keeping the cached policy id=1')
+        self.assertEqual(self.https.connections, connections)
+        self.assertNoMail(self.mx1)
 
 
 class Txt(StsCase):

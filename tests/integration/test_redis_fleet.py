@@ -67,9 +67,11 @@ class FleetCase(TestBase):
 
     def fleet_config(self, extra=None):
         base = {'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,
-                            'port': self.https.port, 'fetch_timeout': 2},
+                            'port': self.https.port, 'fetch_timeout': 2,
+                            'allow_private_addresses': 'yes'},
                 'tlsrpt': {'enabled': 'yes', 'interval': self.tlsrpt_interval,
-                           'ca_file': self.pki.ca_file, 'organization': 'Fleet'},
+                           'ca_file': self.pki.ca_file, 'organization': 'Fleet',
+                           'allow_private_addresses': 'yes'},
                 'outbound': {'connection_cache_time': 0},
                 'log': {'level': 'debug'}}
         return deep_merge(deep_merge(base, self.cache_config()), extra)

@@ -55,9 +55,11 @@ class TlsRptCase(TestBase):
 
     def start_the_proxy(self, extra=None):
         base = {'tlsrpt': {'enabled': 'yes', 'organization': ORG, 'contact': CONTACT,
-                           'interval': self.interval, 'ca_file': self.pki.ca_file},
+                           'interval': self.interval, 'ca_file': self.pki.ca_file,
+                           'allow_private_addresses': 'yes'},
                 'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,
-                            'port': self.https.port, 'fetch_timeout': 2}}
+                            'port': self.https.port, 'fetch_timeout': 2,
+                            'allow_private_addresses': 'yes'}}
         return super().start_the_proxy(deep_merge(base, extra))
 
     # ---- fixtures ------------------------------------------------------------------------
@@ -299,6 +301,40 @@ class CliReports(TlsRptCase):
         r = self.cli_send()
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn('cannot resolve the report host', r.stderr)
+        self.assertEqual(sum(r['count'] for r in self.stored()), 2)
+
+
+class NonGlobalRua(TlsRptCase):
+    """tlsrpt.allow_private_addresses: no (the default; the other tests allow their
+    loopback fixture): https: rua endpoints on loopback, named by a literal or by a
+    name that resolves there, are refused before any connection, since a
+    destination's _smtp._tls record would otherwise aim the proxy's POSTs at the
+    operator's own network. The report counts as failed and is kept."""
+
+    mx1_tls = False
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+
+    def start_the_proxy(self, extra=None):
+        return super().start_the_proxy(deep_merge(
+            {'policy': {'table': {DOMAIN: 'encrypt'}},
+             'tlsrpt': {'allow_private_addresses': 'no'}}, extra))
+
+    def test_loopback_rua_refused(self):
+        literal = 'https://127.0.0.1:%d/tlsrpt' % self.https.port
+        self.publish_rua(literal, self.rua_https())
+        CliReports.cause_failure_and_success(self)
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('0 report(s) sent, 1 failed', r.stdout)
+        for uri in (literal, self.rua_https()):
+            self.assertRegex(r.stderr, r'tlsrpt: example\.test: report \S+ to %s failed: '
+                             r'refused non-global address 127\.0\.0\.1 '
+                             r'\(tlsrpt\.allow_private_addresses: no\)' % re.escape(uri))
+        self.assertEqual(self.https.connections, 0)
+        self.assertEqual(self.https.posts, [])
         self.assertEqual(sum(r['count'] for r in self.stored()), 2)
 
 

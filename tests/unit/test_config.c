@@ -155,6 +155,28 @@ static void test_all_keys_set(void) {
   config_unref(cfg);
 }
 
+/* mta_sts.allow_private_addresses and tlsrpt.allow_private_addresses: off unless
+ * set, each on its own, and yes/no only. */
+static void test_allow_private_addresses(void) {
+  struct config *cfg = load_ok("");
+  ASSERT_EQ(cfg->sts_allow_private, 0);
+  ASSERT_EQ(cfg->tlsrpt_allow_private, 0);
+  config_unref(cfg);
+  cfg = load_ok("mta_sts: {allow_private_addresses: yes}\n");
+  ASSERT_EQ(cfg->sts_allow_private, 1);
+  ASSERT_EQ(cfg->tlsrpt_allow_private, 0);
+  config_unref(cfg);
+  cfg = load_ok("mta_sts: {allow_private_addresses: no}\n"
+                "tlsrpt: {allow_private_addresses: yes}\n");
+  ASSERT_EQ(cfg->sts_allow_private, 0);
+  ASSERT_EQ(cfg->tlsrpt_allow_private, 1);
+  config_unref(cfg);
+  EXPECT_ERRORS("mta_sts: {allow_private_addresses: true}\n"
+                "tlsrpt:\n  allow_private_addresses: 1\n",
+                "t.yaml:1:36: mta_sts.allow_private_addresses: must be yes or no\n"
+                "t.yaml:3:28: tlsrpt.allow_private_addresses: must be yes or no\n");
+}
+
 static void test_unknown_keys(void) {
   EXPECT_ERRORS("outbound:\n  tls:\n    foo: 1\n",
                 "t.yaml:3:5: outbound.tls.foo: unknown key\n");
@@ -691,6 +713,7 @@ int main(void) {
   RUN_TEST(test_example_file);
   RUN_TEST(test_defaults);
   RUN_TEST(test_all_keys_set);
+  RUN_TEST(test_allow_private_addresses);
   RUN_TEST(test_unknown_keys);
   RUN_TEST(test_wrong_types);
   RUN_TEST(test_integers);

@@ -149,13 +149,17 @@ static void on_closed(void *arg) {
   ((struct ctx *)arg)->closed++;
 }
 
+/* The fixture is on loopback: allowed here, except where a test checks the refusal. */
+static bool allow_private = true;
+
 static struct http_fetch *start_url(struct ctx *c, struct result *r, const char *url,
                                     unsigned timeout_ms, bool text_plain) {
   struct http_request req = {.url = url,
                              .max_bytes = MAX_BYTES,
                              .connect_timeout_ms = 5000,
                              .total_timeout_ms = timeout_ms,
-                             .require_text_plain = text_plain};
+                             .require_text_plain = text_plain,
+                             .allow_private_addresses = allow_private};
   r->ctx = c;
   in_get = true;
   struct http_fetch *f = http_get(c->h, &req, on_result, r);
@@ -331,6 +335,40 @@ static void test_errors(void) {
   expect_error(ca_file, url, SP_E_IO, "");
 }
 
+/* Without allow_private_addresses no connection to the loopback fixture is made,
+ * whether the URL names the address, a name curl resolves, or a name pinned to it
+ * (how the proxy hands over its own resolver's answer). */
+static void test_non_global_refused(void) {
+  char url[128], pin[128];
+  allow_private = false;
+  snprintf(url, sizeof(url), "https://127.0.0.1:%d/ok", port);
+  expect_error(ca_file, url, SP_E_ADDRESS, "refused non-global address 127.0.0.1");
+  snprintf(url, sizeof(url), "https://[::ffff:127.0.0.1]:%d/ok", port);
+  expect_error(ca_file, url, SP_E_ADDRESS, "refused non-global address ");
+  snprintf(url, sizeof(url), "https://localhost:%d/ok", port);
+  expect_error(ca_file, url, SP_E_ADDRESS, "refused non-global address ");
+
+  uv_loop_t loop;
+  struct ctx c;
+  struct result r = {0};
+  snprintf(url, sizeof(url), "https://policy.example:%d/ok", port);
+  snprintf(pin, sizeof(pin), "policy.example:%d:127.0.0.1", port);
+  loop_begin(&loop, &c, ca_file);
+  r.ctx = &c;
+  struct http_request req = {.url = url,
+                             .max_bytes = MAX_BYTES,
+                             .connect_timeout_ms = 5000,
+                             .total_timeout_ms = 5000,
+                             .resolve = pin};
+  ASSERT(http_get(c.h, &req, on_result, &r) != NULL);
+  c.pending++;
+  loop_end(&loop, &c);
+  ASSERT_EQ(r.calls, 1);
+  ASSERT_EQ(r.status, SP_E_ADDRESS);
+  ASSERT_STR_EQ(r.err, "refused non-global address 127.0.0.1");
+  allow_private = true;
+}
+
 /* Cancelled before the loop ran, and cancelled while waiting on the server: neither
  * callback runs, and the slow one does not hold the loop up. */
 static void test_cancel(void) {
@@ -395,6 +433,7 @@ int main(void) {
   RUN_TEST(test_concurrent);
   RUN_TEST(test_chained_reuse);
   RUN_TEST(test_errors);
+  RUN_TEST(test_non_global_refused);
   RUN_TEST(test_cancel);
   RUN_TEST(test_close_in_flight);
   fixture_stop();
