@@ -700,6 +700,38 @@ static const struct fake_entry table[] = {
     {"gone.hosts.test", DNS_T_A, FA_NXDOMAIN, false, NODATA_ANSWER},
     {"gone.hosts.test", DNS_T_AAAA, FA_NXDOMAIN, false, NODATA_ANSWER},
     {"fail.hosts.test", DNS_T_A, FA_SERVFAIL, false, NODATA_ANSWER},
+    {"fam.test",
+     DNS_T_MX,
+     FA_ANSWER,
+     true,
+     {{DNS_T_MX, NULL, 10, "v4.fam.test"},
+      {DNS_T_MX, NULL, 20, "mixed.fam.test"},
+      {DNS_T_MX, NULL, 30, "cn.fam.test"},
+      {DNS_T_MX, NULL, 40, "insecure.fam.test"}}},
+    {"v4.fam.test", DNS_T_A, FA_ANSWER, true, {{DNS_T_A, NULL, 0, "192.0.2.10"}}},
+    {"v4.fam.test", DNS_T_AAAA, FA_SERVFAIL, false, NODATA_ANSWER},
+    {"mixed.fam.test", DNS_T_A, FA_ANSWER, false, {{DNS_T_A, NULL, 0, "192.0.2.11"}}},
+    {"mixed.fam.test",
+     DNS_T_AAAA,
+     FA_ANSWER,
+     true,
+     {{DNS_T_AAAA, NULL, 0, "2001:db8::11"}}},
+    {"cn.fam.test",
+     DNS_T_A,
+     FA_ANSWER,
+     true,
+     {{DNS_T_CNAME, NULL, 0, "real.fam.test"},
+      {DNS_T_A, "real.fam.test", 0, "192.0.2.12"}}},
+    {"insecure.fam.test",
+     DNS_T_A,
+     FA_ANSWER,
+     false,
+     {{DNS_T_A, NULL, 0, "192.0.2.13"}}},
+    {"insecure.fam.test",
+     DNS_T_AAAA,
+     FA_ANSWER,
+     false,
+     {{DNS_T_AAAA, NULL, 0, "2001:db8::13"}}},
     {"_25._tcp.mx.test",
      DNS_T_TLSA,
      FA_ANSWER,
@@ -827,11 +859,40 @@ static void test_mx_order(void) {
   addr_check(&mx1->addrs[2], AF_INET6, "2001:db8::1");
   ASSERT(mx1->addr_secure);
   ASSERT_EQ(mx2->naddrs, 1);
-  ASSERT(!mx2->addr_secure); /* its (empty) AAAA answer had no AD bit */
+  /* Its A answer was validated: secure, although its (empty) AAAA answer was not. */
+  ASSERT(mx2->addr_secure);
+  ASSERT_STR_EQ(mx2->cname, "");
   ASSERT_STR_EQ(r->hosts[2].name, "mx3.example.test");
   ASSERT_EQ(r->hosts[2].pref, 20);
   ASSERT_EQ(r->hosts[2].status, SP_E_DNS_NODATA);
   ASSERT_EQ(r->hosts[2].naddrs, 0);
+}
+
+/* DNSSEC per address RRset: a failed or insecure family never makes a validated one
+ * insecure; only validated addresses are kept next to a validated family. */
+static void test_mx_address_families(void) {
+  const struct dns_mx_result *r = mx_run("fam.test");
+  ASSERT_EQ(r->status, 0);
+  ASSERT_EQ(r->nhosts, 4);
+  const struct dns_mx_host *v4 = &r->hosts[0], *mixed = &r->hosts[1],
+                           *cn = &r->hosts[2], *insecure = &r->hosts[3];
+  ASSERT_STR_EQ(v4->name, "v4.fam.test");
+  ASSERT_EQ(v4->status, 0);
+  ASSERT(v4->addr_secure); /* AAAA SERVFAIL: the validated A still counts */
+  ASSERT_EQ(v4->naddrs, 1);
+  addr_check(&v4->addrs[0], AF_INET, "192.0.2.10");
+  ASSERT_STR_EQ(mixed->name, "mixed.fam.test");
+  ASSERT(mixed->addr_secure);
+  ASSERT_EQ(mixed->naddrs, 1); /* the insecure A address is not dialled */
+  addr_check(&mixed->addrs[0], AF_INET6, "2001:db8::11");
+  ASSERT_STR_EQ(cn->name, "cn.fam.test");
+  ASSERT(cn->addr_secure);
+  ASSERT_STR_EQ(cn->cname, "real.fam.test");
+  ASSERT_EQ(cn->naddrs, 1);
+  addr_check(&cn->addrs[0], AF_INET, "192.0.2.12");
+  ASSERT_STR_EQ(insecure->name, "insecure.fam.test");
+  ASSERT(!insecure->addr_secure); /* nothing validated: every address, insecure */
+  ASSERT_EQ(insecure->naddrs, 2);
 }
 
 static void test_mx_shuffle(void) {
@@ -1004,6 +1065,7 @@ static void test_close_in_flight(void) {
 
 static void run_loop_tests(void) {
   RUN_TEST(test_mx_order);
+  RUN_TEST(test_mx_address_families);
   RUN_TEST(test_mx_shuffle);
   RUN_TEST(test_mx_implicit_cname_many);
   RUN_TEST(test_mx_failures);
