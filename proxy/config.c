@@ -170,6 +170,7 @@ static const struct key_desc mta_sts_keys[] = {
   K_UINT("port",            sts_port,            1, 65535),
   K_SECONDS("fetch_timeout", sts_fetch_timeout_ms, 300),
   K_ENUM("allow_private_addresses", sts_allow_private, yesno_names, NULL),
+  K_UINT("cache_entries",   sts_cache_entries,   1, 1000000),
   K_END};
 
 static const struct key_desc tlsrpt_keys[] = {
@@ -633,6 +634,7 @@ static void set_defaults(struct config *cfg) {
   cfg->sts_enabled = 1;
   cfg->sts_port = 443;
   cfg->sts_fetch_timeout_ms = 10000;
+  cfg->sts_cache_entries = 10000;
   cfg->tlsrpt_interval_ms = 86400000;
   cfg->conn_cache_secs = 10;
   config__cache_defaults(cfg);

@@ -148,6 +148,7 @@ struct config {
    * loopback, private, link-local... address (policy/netaddr.h). The host is chosen
    * by the destination's DNS, so by default only global addresses are fetched from. */
   int sts_allow_private;
+  uint64_t sts_cache_entries; /* domains held in memory (LRU), default 10000 */
 
   /* outbound.connection_cache_time: seconds an idle MX connection is kept for the next
    * transaction to the same domain (0 = never reuse across inbound connections). */

@@ -254,6 +254,29 @@ static void test_integers(void) {
                 "t.yaml:1:28: dns.tries: must be between 1 and 10\n");
 }
 
+/* mta_sts.cache_entries bounds the MTA-STS memory cache: a positive count, at most a
+ * million domains. */
+static void test_sts_cache_entries(void) {
+  struct config *cfg = load_ok("");
+  ASSERT_EQ(cfg->sts_cache_entries, 10000);
+  config_unref(cfg);
+  cfg = load_ok("mta_sts: {cache_entries: 1}\n");
+  ASSERT_EQ(cfg->sts_cache_entries, 1);
+  config_unref(cfg);
+  cfg = load_ok("mta_sts:\n  cache_entries: 1000000\n");
+  ASSERT_EQ(cfg->sts_cache_entries, 1000000);
+  config_unref(cfg);
+  EXPECT_ERRORS("mta_sts: {cache_entries: 0}\n",
+                "t.yaml:1:26: mta_sts.cache_entries: must be between 1 and 1000000\n");
+  EXPECT_ERRORS("mta_sts: {cache_entries: 1000001}\n",
+                "t.yaml:1:26: mta_sts.cache_entries: must be between 1 and 1000000\n");
+  EXPECT_ERRORS("mta_sts: {cache_entries: -5}\n",
+                "t.yaml:1:26: mta_sts.cache_entries: must be a decimal integer\n");
+  EXPECT_ERRORS("mta_sts: {cache_entries: '100'}\n",
+                "t.yaml:1:26: mta_sts.cache_entries: must be a decimal integer, "
+                "without quotes\n");
+}
+
 static void test_workers(void) {
   struct config *cfg = load_ok("hostname: a.test\n");
   ASSERT_EQ(cfg->workers, 1);
@@ -717,6 +740,7 @@ int main(void) {
   RUN_TEST(test_unknown_keys);
   RUN_TEST(test_wrong_types);
   RUN_TEST(test_integers);
+  RUN_TEST(test_sts_cache_entries);
   RUN_TEST(test_workers);
   RUN_TEST(test_enums_and_strings);
   RUN_TEST(test_dns_names);
