@@ -15,6 +15,7 @@
 #include "log.h"
 #include "observe.h"
 #include "store.h"
+#include "sts_cache.h"
 
 #define STS_MAGIC 0x53545351u /* "STSQ" */
 #define STS_FAIL_BACKOFF 300  /* seconds before refetching after a failure */
@@ -33,19 +34,10 @@ enum fetch_phase {
 };
 static const char *const phase_names[] = {"shared", "lease", "wait", "dns", "http"};
 
-/* What we know of one domain; lives as long as the sts. */
-struct sts_entry {
-  struct sts_entry *next;
-  char domain[256];
-  struct sts_cached cached;   /* the policy in force, if any */
-  int64_t failed_at;          /* last failed fetch (0 = none) */
-  struct sts_failure failure; /* why it failed (kind OK when failed_at is 0) */
-  struct sts_fetch *fetch;    /* in flight, or NULL */
-  bool unshared; /* fetched while Redis was down: publish when it is back */
-};
-
+/* One per domain in flight; pins its entry in the cache until it ends. */
 struct sts_fetch {
   struct sts *s;
+  struct sts_fetch *next; /* in s->fetches */
   struct sts_entry *e;
   enum fetch_phase phase;
   struct cache_op *op;  /* the shared-cache operation in flight */
@@ -66,8 +58,9 @@ struct sts_query {
   void *arg;
   struct dns_query *dq;          /* the TXT lookup, until answered */
   struct sts_query *next;        /* in a fetch's waiters, or the done list */
-  bool waiting;                  /* on a fetch's waiters list */
-  struct sts_entry *answer_from; /* done: answer with this entry's policy (or none) */
+  struct sts_fetch *waiting_on;  /* the fetch whose waiters list holds it, or NULL */
+  struct sts_entry *answer_from; /* done: answer with this entry's policy (or none);
+                                    pinned until the callback ran */
 };
 
 struct sts {
@@ -79,7 +72,8 @@ struct sts {
   struct redis *redis;       /* the runtime's shared cache, or NULL */
   uv_timer_t poll_timer;     /* owned: ticks while a fetch waits on another proxy */
   char owner[300];           /* this process, as lease holder */
-  struct sts_entry *entries; /* owned list */
+  struct sts_cache *cache;   /* owned: what we know per domain, bounded */
+  struct sts_fetch *fetches; /* owned list: those in flight */
   struct sts_query *done;    /* answered, callback pending (runs from idle) */
   uv_idle_t idle;            /* owned */
   void (*on_closed)(void *arg);
@@ -97,34 +91,8 @@ void sts_store_path(const struct config *cfg, char *out, size_t cap) {
 
 /* ---- cache ---------------------------------------------------------------------- */
 
-static struct sts_entry *sts_entry(struct sts *s, const char *domain) {
-  for (struct sts_entry *e = s->entries; e; e = e->next)
-    if (strcmp(e->domain, domain) == 0)
-      return e;
-  struct sts_entry *e = calloc(1, sizeof *e);
-  if (!e)
-    return NULL;
-  snprintf(e->domain, sizeof e->domain, "%s", domain);
-  e->next = s->entries;
-  s->entries = e;
-  /* First use since start-up: the persisted policy, if any. */
-  struct store_policy sp;
-  if (s->store && store_get_policy(s->store, domain, &sp) == 1) {
-    char why[200];
-    if (sts_policy_parse(sp.text, strlen(sp.text), &e->cached.policy, why,
-                         sizeof why) == 0) {
-      e->cached.present = true;
-      snprintf(e->cached.id, sizeof e->cached.id, "%s", sp.id);
-      e->cached.fetched_at = sp.fetched_at;
-      e->cached.expires_at = sp.expires_at;
-    }
-    store_policy_free(&sp);
-  }
-  return e;
-}
-
 static bool cached_valid(const struct sts_entry *e) {
-  return e->cached.present && now_s() < e->cached.expires_at;
+  return e->cached && now_s() < e->cached->expires_at;
 }
 
 /* ---- answering ------------------------------------------------------------------ */
@@ -133,6 +101,8 @@ static void sts_on_idle(uv_idle_t *h);
 
 static void sts_answer(struct sts_query *q, struct sts_entry *e) {
   q->answer_from = e;
+  if (e)
+    e->answers++; /* kept in the cache until the callback read it */
   q->next = q->s->done;
   q->s->done = q;
   uv_idle_start(&q->s->idle, sts_on_idle);
@@ -147,13 +117,13 @@ static void sts_on_idle(uv_idle_t *h) {
     struct sts_query *q = list;
     list = q->next;
     struct sts_entry *e = q->answer_from;
-    const struct sts_policy *p = e && cached_valid(e) ? &e->cached.policy : NULL;
+    const struct sts_policy *p = e && cached_valid(e) ? &e->cached->policy : NULL;
     /* Only an entry answered for a v=STSv1 record gets here with nothing cached. */
-    const struct sts_failure *failed =
-        !p && e && e->failed_at && e->failure.kind != OBSERVE_STS_OK ? &e->failure
-                                                                     : NULL;
+    const struct sts_failure *failed = !p && e && e->failed_at ? e->failure : NULL;
     q->magic = 0;
     q->cb(q->arg, p, failed);
+    if (e)
+      e->answers--;
     free(q);
   }
 }
@@ -166,6 +136,14 @@ static void fetch_set_phase(struct sts_fetch *f, enum fetch_phase ph) {
   f->phase = ph;
 }
 
+static void fetch_unlink(struct sts_fetch *f) {
+  for (struct sts_fetch **p = &f->s->fetches; *p; p = &(*p)->next)
+    if (*p == f) {
+      *p = f->next;
+      return;
+    }
+}
+
 static void sts_fetch_done(struct sts_fetch *f) {
   if (f->op)
     cache_op_cancel(f->op);
@@ -175,9 +153,10 @@ static void sts_fetch_done(struct sts_fetch *f) {
   while (f->waiters) {
     struct sts_query *q = f->waiters;
     f->waiters = q->next;
-    q->waiting = false;
+    q->waiting_on = NULL;
     sts_answer(q, f->e);
   }
+  fetch_unlink(f);
   free(f);
 }
 
@@ -189,10 +168,10 @@ static const char *mode_name(enum sts_mode m) {
  * marked for it when Redis is down). */
 static void sts_store_policy(struct sts *s, struct sts_entry *e, const char *text,
                              bool share) {
-  struct store_policy sp = {.fetched_at = e->cached.fetched_at,
-                            .expires_at = e->cached.expires_at};
+  struct store_policy sp = {.fetched_at = e->cached->fetched_at,
+                            .expires_at = e->cached->expires_at};
   snprintf(sp.domain, sizeof sp.domain, "%s", e->domain);
-  snprintf(sp.id, sizeof sp.id, "%s", e->cached.id);
+  snprintf(sp.id, sizeof sp.id, "%s", e->cached->id);
   sp.text = (char *)text;
   if (s->store && store_put_policy(s->store, &sp) < 0)
     log_msg(LOG_WARNING, NULL, "mta-sts: %s: cannot persist policy: %s", e->domain,
@@ -203,7 +182,7 @@ static void sts_store_policy(struct sts *s, struct sts_entry *e, const char *tex
       log_msg(LOG_WARNING, NULL,
               "mta-sts: %s: shared cache unavailable: policy id=%s kept here, "
               "published when it is back",
-              e->domain, e->cached.id);
+              e->domain, e->cached->id);
   }
 }
 
@@ -213,7 +192,7 @@ static void sts_publish_unshared(struct sts *s, struct sts_entry *e) {
   if (!e->unshared || !s->redis || !redis_up(s->redis) || !s->store ||
       store_get_policy(s->store, e->domain, &sp) != 1)
     return;
-  if (!strcmp(sp.id, e->cached.id) && cache_redis_policy_put(s->redis, &sp) == 0) {
+  if (!strcmp(sp.id, e->cached->id) && cache_redis_policy_put(s->redis, &sp) == 0) {
     e->unshared = false;
     log_msg(LOG_INFO, NULL, "mta-sts: %s: policy id=%s published to the shared cache",
             e->domain, sp.id);
@@ -231,37 +210,34 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
   bool ok = status == 0 && sts_policy_parse(body, len, &p, why, sizeof why) == 0;
   observe_sts_fetch(ok);
   if (ok) {
-    char *text = strndup(body, len);
-    e->cached.present = true;
-    e->cached.policy = p;
-    snprintf(e->cached.id, sizeof e->cached.id, "%s", f->id);
-    e->cached.fetched_at = now_s();
-    e->cached.expires_at = e->cached.fetched_at + p.max_age;
-    e->failed_at = 0;
-    e->failure.kind = OBSERVE_STS_OK;
+    int64_t now = now_s();
     log_msg(LOG_INFO, NULL, "mta-sts: %s: fetched policy id=%s mode=%s max_age=%u",
             e->domain, f->id, mode_name(p.mode), p.max_age);
-    if (text)
+    char *text = strndup(body, len);
+    if (!text || sts__entry_set_policy(e, f->id, &p, now, now + p.max_age) < 0)
+      log_msg(LOG_WARNING, NULL, "mta-sts: %s: out of memory: policy id=%s not kept",
+              e->domain, f->id);
+    else
       sts_store_policy(f->s, e, text, true);
     free(text);
   } else {
-    e->failed_at = now_s();
     /* RFC 8460 §4.3.2.2: a policy that did not parse is "sts-policy-invalid", a
      * policy host whose certificate did not validate "sts-webpki-invalid", any
      * other failure to get it "sts-policy-fetch-error". */
-    e->failure.kind = status == 0                  ? OBSERVE_STS_INVALID
-                      : status == SP_E_CERTIFICATE ? OBSERVE_STS_WEBPKI
-                                                   : OBSERVE_STS_FETCH;
-    snprintf(e->failure.reason, sizeof e->failure.reason, "%s",
-             status == 0 ? why
-             : err       ? err
-                         : sp_strerror(status));
+    enum observe_sts_failure kind = status == 0                  ? OBSERVE_STS_INVALID
+                                    : status == SP_E_CERTIFICATE ? OBSERVE_STS_WEBPKI
+                                                                 : OBSERVE_STS_FETCH;
+    sts__entry_set_failure(e, kind,
+                           status == 0 ? why
+                           : err       ? err
+                                       : sp_strerror(status),
+                           now_s());
     log_msg(LOG_WARNING, NULL, "mta-sts: %s: policy fetch failed: %s%s%s", e->domain,
             status == 0 ? "invalid policy: " : "", status == 0 ? why : err,
             status == SP_E_ADDRESS ? " (mta_sts.allow_private_addresses: no)" : "");
     if (cached_valid(e))
       log_msg(LOG_INFO, NULL, "mta-sts: %s: keeping the cached policy id=%s", e->domain,
-              e->cached.id);
+              e->cached->id);
   }
   sts_fetch_done(f);
 }
@@ -333,21 +309,16 @@ static bool adopt(struct sts_fetch *f, const struct store_policy *sp) {
   int64_t now = now_s();
   if (strcmp(sp->id, f->id) != 0 || sp->expires_at <= now)
     return false;
-  if (cached_valid(e) && !strcmp(e->cached.id, sp->id) &&
-      sp->fetched_at <= e->cached.fetched_at)
+  if (cached_valid(e) && !strcmp(e->cached->id, sp->id) &&
+      sp->fetched_at <= e->cached->fetched_at)
     return false; /* what we hold already: a refresh must fetch */
   if (sts_policy_parse(sp->text, strlen(sp->text), &p, why, sizeof why) != 0) {
     log_msg(LOG_WARNING, NULL, "mta-sts: %s: invalid policy in the shared cache: %s",
             e->domain, why);
     return false;
   }
-  e->cached.present = true;
-  e->cached.policy = p;
-  snprintf(e->cached.id, sizeof e->cached.id, "%s", sp->id);
-  e->cached.fetched_at = sp->fetched_at;
-  e->cached.expires_at = sp->expires_at;
-  e->failed_at = 0;
-  e->failure.kind = OBSERVE_STS_OK;
+  if (sts__entry_set_policy(e, sp->id, &p, sp->fetched_at, sp->expires_at) < 0)
+    return false;
   log_msg(LOG_INFO, NULL, "mta-sts: %s: policy id=%s mode=%s from the shared cache",
           e->domain, sp->id, mode_name(p.mode));
   sts_store_policy(f->s, e, sp->text, false);
@@ -357,11 +328,14 @@ static bool adopt(struct sts_fetch *f, const struct store_policy *sp) {
 static void on_poll(uv_timer_t *t) {
   struct sts *s = t->data;
   bool waiting = false;
-  for (struct sts_entry *e = s->entries; e; e = e->next)
-    if (e->fetch && e->fetch->phase == FETCH_WAIT) {
+  struct sts_fetch *next;
+  for (struct sts_fetch *f = s->fetches; f; f = next) {
+    next = f->next; /* f may end at once */
+    if (f->phase == FETCH_WAIT) {
       waiting = true;
-      fetch_shared(e->fetch);
+      fetch_shared(f);
     }
+  }
   if (!waiting)
     uv_timer_stop(t);
 }
@@ -425,7 +399,7 @@ static void sts_fetch(struct sts *s, struct sts_entry *e, const char *id,
     if (q) {
       q->next = e->fetch->waiters;
       e->fetch->waiters = q;
-      q->waiting = true;
+      q->waiting_on = e->fetch;
     }
     return;
   }
@@ -439,10 +413,12 @@ static void sts_fetch(struct sts *s, struct sts_entry *e, const char *id,
   f->e = e;
   snprintf(f->id, sizeof f->id, "%s", id);
   e->fetch = f;
+  f->next = s->fetches;
+  s->fetches = f;
   if (q) {
     q->next = NULL;
     f->waiters = q;
-    q->waiting = true;
+    q->waiting_on = f;
   }
   if (s->redis)
     fetch_shared(f); /* may end the fetch at once */
@@ -471,13 +447,13 @@ static void on_txt(void *arg, int status, const struct dns_answer *ans) {
   q->dq = NULL;
   char id[STS_ID_MAX + 1] = "";
   enum sts_txt_state st = txt_state(status, ans, id);
-  struct sts_entry *e = sts_entry(s, q->domain);
+  struct sts_entry *e = sts__cache_get(s->cache, s->store, q->domain);
   if (!e) {
     sts_answer(q, NULL);
     return;
   }
   int64_t now = now_s();
-  switch (sts_cache_decide(&e->cached, st, id, now)) {
+  switch (sts_cache_decide(e->cached, st, id, now)) {
   case STS_ACT_FETCH:
     /* After a failure with nothing cached, wait before trying again. */
     if (!cached_valid(e) && e->failed_at && now - e->failed_at < STS_FAIL_BACKOFF) {
@@ -488,7 +464,7 @@ static void on_txt(void *arg, int status, const struct dns_answer *ans) {
     return;
   case STS_ACT_USE_CACHED:
     sts_publish_unshared(s, e);
-    if (st == STS_DNS_FOUND && sts_cache_should_refresh(&e->cached, now))
+    if (st == STS_DNS_FOUND && sts_cache_should_refresh(e->cached, now))
       sts_fetch(s, e, id, NULL); /* §10.2: refresh proactively, answer from cache */
     sts_answer(q, e);
     return;
@@ -533,12 +509,12 @@ void sts_cancel(struct sts_query *q) {
     abort();
   if (q->dq) {
     dns_cancel(q->dq);
-  } else if (q->waiting) {
-    for (struct sts_entry *e = q->s->entries; e; e = e->next)
-      if (e->fetch)
-        unlink_from(&e->fetch->waiters, q);
+  } else if (q->waiting_on) {
+    unlink_from(&q->waiting_on->waiters, q);
   } else {
     unlink_from(&q->s->done, q);
+    if (q->answer_from)
+      q->answer_from->answers--;
   }
   q->magic = 0;
   free(q);
@@ -573,8 +549,15 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
     free(s);
     return SP_E_IO;
   }
+  if (sts__cache_new(cfg->sts_cache_entries, &s->cache) < 0) {
+    snprintf(err, errlen, "cannot allocate the MTA-STS cache");
+    store_close(s->store);
+    free(s);
+    return SP_E_NOMEM;
+  }
   if (http_new(loop, cfg->sts_ca_file, &s->http) < 0) {
     snprintf(err, errlen, "cannot start the HTTPS client");
+    sts__cache_free(s->cache);
     store_close(s->store);
     free(s);
     return SP_E_NOMEM;
@@ -590,11 +573,7 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
 static void sts_maybe_free(struct sts *s) {
   if (--s->pending_closes > 0)
     return;
-  while (s->entries) {
-    struct sts_entry *e = s->entries;
-    s->entries = e->next;
-    free(e);
-  }
+  sts__cache_free(s->cache);
   void (*cb)(void *) = s->on_closed;
   void *arg = s->on_closed_arg;
   free(s);
@@ -618,21 +597,21 @@ void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg) {
     s->done = q->next;
     free(q);
   }
-  for (struct sts_entry *e = s->entries; e; e = e->next) {
-    if (!e->fetch)
-      continue;
-    while (e->fetch->waiters) {
-      struct sts_query *q = e->fetch->waiters;
-      e->fetch->waiters = q->next;
+  while (s->fetches) {
+    struct sts_fetch *f = s->fetches;
+    s->fetches = f->next;
+    while (f->waiters) {
+      struct sts_query *q = f->waiters;
+      f->waiters = q->next;
       free(q);
     }
-    if (e->fetch->dq)
-      dns_cancel(e->fetch->dq);
-    cache_op_cancel(e->fetch->op);
-    if (e->fetch->leased && s->redis)
-      cache_redis_lease_release(s->redis, e->domain, s->owner);
-    free(e->fetch);
-    e->fetch = NULL;
+    if (f->dq)
+      dns_cancel(f->dq);
+    cache_op_cancel(f->op);
+    if (f->leased && s->redis)
+      cache_redis_lease_release(s->redis, f->e->domain, s->owner);
+    f->e->fetch = NULL;
+    free(f);
   }
   store_close(s->store);
   s->store = NULL;

@@ -3,7 +3,10 @@
  * window), and policy fetches over HTTPS, coalesced per domain.
  *
  * Ownership: struct sts owns its store, its http client, every fetch (with its
- * shared-cache operation) and the memory cache; sts_close() frees it once the http client closed. A query belongs to the sts
+ * shared-cache operation) and the memory cache (sts_cache.h: at most
+ * mta_sts.cache_entries domains, least recently used dropped first, read back from
+ * the store when next seen); sts_close() frees it once the http client closed. A
+ * query belongs to the sts
  * until its callback ran or sts_cancel(); after sts_cancel() it never runs. */
 #ifndef SP_STS_H
 #define SP_STS_H
