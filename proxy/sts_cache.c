@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "log.h"
 
 struct sts_cache {
   struct lru map;
@@ -59,6 +60,8 @@ static bool evict_one(struct sts_cache *c) {
   for (struct lru_node *n = lru_oldest(&c->map); n; n = lru_newer(n)) {
     struct sts_entry *e = (struct sts_entry *)n;
     if (!pinned(e)) {
+      log_msg(LOG_DEBUG, NULL, "mta-sts: %s: dropped from memory (%zu domains held)",
+              e->domain, c->map.count);
       lru_remove(&c->map, n);
       entry_free(e);
       return true;

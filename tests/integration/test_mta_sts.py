@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestBase, main, message  # noqa: E402
+from harness import TestBase, main, message, proxy_config  # noqa: E402
 from harness.httpsserver import HttpsPolicyServer, policy_text  # noqa: E402
 from harness.proxy import deep_merge, proxy_binary  # noqa: E402
 
@@ -371,6 +371,25 @@ class Cache(StsCase):
         self.assertDelivered(self.send(RCPT), self.mx1, 'mta-sts/enforce')
         self.restart_proxy()
         self.assertDelivered(self.send(RCPT), self.mx1, 'mta-sts/enforce', n=2)
+        self.assertEqual(self.https.fetches(DOMAIN), 1)
+
+    @proxy_config({'mta_sts': {'cache_entries': 1}, 'log': {'level': 'debug'}})
+    def test_dropped_from_memory_still_enforced(self):
+        """mta_sts.cache_entries: 1. An enforce policy dropped from memory (another
+        domain looked up) is read back from the state_dir file on its next lookup:
+        with the policy server gone, the unlisted MX is still refused. A bounded
+        cache never reopens the trust-on-first-use window."""
+        self.publish('1', UNLISTED)
+        self.assertDeferred(self.send(RCPT), 'mx1.example.test')
+        self.assertEqual(self.https.fetches(DOMAIN), 1)
+        self.https.stop()
+        self.send('rcpt@two.test')  # its lookup takes the only place in memory
+        self.assertLog(r'mta-sts: example\.test: dropped from memory \(1 domains held\)')
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'not listed in the MTA-STS policy')
+        self.assertLog(r'mta-sts: two\.test: dropped from memory')
+        self.assertNoMail(self.mx1)
         self.assertEqual(self.https.fetches(DOMAIN), 1)
 
     def test_txt_servfail_cached_still_enforced(self):
