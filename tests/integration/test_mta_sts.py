@@ -422,6 +422,52 @@ class Cache(StsCase):
         self.assertNotCached()
 
 
+class CacheBound(StsCase):
+    """The memory cache holds at most mta_sts.cache_entries domains, whatever the mail
+    flow: a stream of distinct recipient domains without a policy (no _mta-sts TXT:
+    NXDOMAIN) leaves the proxy's resident memory flat."""
+
+    proxy_extra = {'mta_sts': {'cache_entries': 100}}
+    WARMUP = 300
+    DOMAINS = 2000
+    # 100 entries of ~110 bytes are nothing; the slack is for the allocator and the
+    # sessions. Without the bound each domain kept an 8.5 KB entry (2000: ~20 MB).
+    GROWTH_MAX_KB = 4096
+
+    def route_domains(self, start, n, batch=100):
+        """Routes N distinct domains d<i>.bound.test from START: MAIL, RCPT, RSET
+        pipelined, BATCH transactions per connection. Each domain's MX host has no
+        address, so every RCPT is refused without a connection, after the route
+        has its MTA-STS answer (an MX NXDOMAIN would end the route first)."""
+        for i in range(start, start + n):
+            self.dns.add('d%d.bound.test' % i, 'MX', (10, 'nowhere.bound.test'))
+        for b in range(start, start + n, batch):
+            c = self.client()
+            lines = []
+            for i in range(b, min(b + batch, start + n)):
+                lines += ['MAIL FROM:<s@client.test>', 'RCPT TO:<r@d%d.bound.test>' % i,
+                          'RSET']
+            replies = c.pipeline(lines, timeout=30)
+            for rcpt in replies[1::3]:
+                self.assertIn(rcpt[0] // 100, (4, 5), rcpt)
+            c.cmd('QUIT')
+            c.close()
+        last = start + n - 1
+        self.assertGreaterEqual(self.dns.queried('_mta-sts.d%d.bound.test' % last,
+                                                 'TXT'), 1)
+
+    def test_distinct_domains_memory_flat(self):
+        self.route_domains(0, self.WARMUP)
+        before = self.proxy.rss_kb()
+        self.route_domains(self.WARMUP, self.DOMAINS)
+        after = self.proxy.rss_kb()
+        sys.stderr.write('\n  proxy VmRSS after %d domains: %d kB, after %d more: %d kB '
+                         '(+%d kB)\n' % (self.WARMUP, before, self.DOMAINS, after,
+                                         after - before))
+        self.assertLess(after - before, self.GROWTH_MAX_KB)
+        self.assertTrue(self.proxy.running())
+
+
 class FetchFailures(StsCase):
     """Each policy host misbehaves; the policy (enforce, mx1 unlisted) must not be
     accepted: delivered as at may, the failure logged, nothing cached."""
