@@ -173,7 +173,8 @@ static void sts_store_policy(struct sts *s, struct sts_entry *e, const char *tex
   snprintf(sp.domain, sizeof sp.domain, "%s", e->domain);
   snprintf(sp.id, sizeof sp.id, "%s", e->cached->id);
   sp.text = (char *)text;
-  if (s->store && store_put_policy(s->store, &sp) < 0)
+  e->unpersisted = !s->store || store_put_policy(s->store, &sp) < 0;
+  if (e->unpersisted && s->store)
     log_msg(LOG_WARNING, NULL, "mta-sts: %s: cannot persist policy: %s", e->domain,
             store_errmsg(s->store));
   if (share && s->redis) {

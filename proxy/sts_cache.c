@@ -52,7 +52,7 @@ void sts__cache_free(struct sts_cache *c) {
 }
 
 static bool pinned(const struct sts_entry *e) {
-  return e->fetch || e->answers > 0;
+  return e->fetch || e->answers > 0 || e->unpersisted;
 }
 
 /* Drops the least recently used entry nobody holds; false when all are held. */

@@ -10,7 +10,8 @@
  *
  * Dropping an entry never reopens the trust-on-first-use window: a policy in force
  * was persisted to the store when it was fetched or adopted, and a domain not in
- * memory is read back from the store on its next lookup. What a drop forgets is
+ * memory is read back from the store on its next lookup (a policy the store could
+ * not take is kept in memory, pinned). What a drop forgets is
  * short-lived: the failure backoff (a fetch may be retried sooner) and the "not yet
  * published to Redis" mark (the next fetch publishes).
  *
@@ -39,6 +40,8 @@ struct sts_entry {
   struct sts_fetch *fetch;     /* in flight, or NULL; pins the entry */
   unsigned answers;            /* answers given from it, callbacks pending; pin */
   bool unshared;               /* fetched while Redis was down: publish when back */
+  bool unpersisted;            /* its policy is only here (the store write failed):
+                                  a pin, so dropping it never forgets the policy */
   char domain[];               /* NUL-terminated, as looked up */
 };
 

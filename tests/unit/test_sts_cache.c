@@ -144,6 +144,13 @@ static void test_pinned_kept(void) {
   z->fetch = NULL;
   sts__cache_get(c, NULL, "v.test"); /* back under the bound */
   ASSERT_EQ(sts__cache_count(c), 2);
+  /* A policy the store could not take stays in memory. */
+  struct sts_entry *u = sts__cache_get(c, NULL, "u.test");
+  u->unpersisted = true;
+  sts__cache_get(c, NULL, "t.test");
+  sts__cache_get(c, NULL, "s.test");
+  ASSERT(sts__cache_get(c, NULL, "u.test") == u);
+  ASSERT(u->unpersisted);
   sts__cache_free(c);
 }
 
