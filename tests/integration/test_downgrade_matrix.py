@@ -57,11 +57,15 @@ NOT_OFFERED = 'TLS is required, but was not offered by host'
 NOT_VERIFIED = 'Server certificate not verified'
 
 # ---- the rows ------------------------------------------------------------------------
-# name: row label; mx: MxServer options of both MX hosts (mx2: of mx2 only, 'good'
-# for a well-behaved mx2); cert: pki.issue keywords; tlsa: 'match' | 'mismatch';
-# fails: levels (of MANDATORY) where the cell must be refused; others deliver over
-# TLS (verdict Verified at authenticating levels). expect: {level: outcome pattern}
-# overrides; reason: text the 4xx must carry; rpt: TLS-RPT failure type.
+# name: row label; mx: MxServer options of both MX hosts (mx2='good': mx2 behaves and
+# has a good certificate); cert: pki.issue keywords; tlsa: 'match' | 'mismatch'
+# (3 1 1 records at the dane levels); fails: levels (of MANDATORY) where the cell must
+# be refused (default: all), the others deliver over TLS (Verified at authenticating
+# levels; at mx2 when it is good); expect: {level: outcome pattern (fnmatch)}
+# overrides; reason: text a required level's 4xx must carry; rpt: the TLS-RPT failure
+# type a refused cell must count. DNS rows also have dns (what the DNS does, see
+# cell_dns), v6 (the MX hosts are on [::1]), undialled (levels where no MX host is
+# usable, so none may be connected to) and undialled_mx1.
 ROWS = [
     dict(name='STARTTLS not advertised', mx=dict(offer_starttls=False),
          reason=NOT_OFFERED, rpt='starttls-not-supported',
@@ -152,6 +156,7 @@ DNS_ROWS = [
     dict(name='TLSA SERVFAIL', dns='tlsa-servfail', tlsa='match', undialled=DNS_LEVELS,
          rpt='tlsa-invalid'),
     dict(name='TLSA SERVFAIL mx1; mx2 match', dns='tlsa-servfail-mx1', tlsa='match',
+         undialled_mx1=DNS_LEVELS,
          expect={'dane': 'sent TLS Verified (mx2)',
                  'dane-only': 'sent TLS Verified (mx2)'}),
     dict(name='TLSA without AD, mismatch', dns='tlsa-insecure', tlsa='mismatch',
@@ -305,8 +310,16 @@ class DowngradeMatrix(TestBase):
     def start_mx(self, ip, cert, **kw):
         mx = MxServer(ip, self.mx_port, starttls=cert, name='mx.matrix.test',
                       idle_timeout=20, **kw)
-        self.addCleanup(mx.stop)
+        if not self.__dict__.get('_servers'):
+            self._servers = []
+            self.addCleanup(self.stop_servers)
+        self._servers.append(mx)
         return mx
+
+    def stop_servers(self):
+        """Stops every MX at once (one by one, each waits for its accept loop)."""
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda mx: mx.stop(), self._servers))
 
     def v6_server(self):
         """One good MX on [::1] for both hosts, or (None, None) without IPv6."""
@@ -511,8 +524,34 @@ class DowngradeMatrix(TestBase):
             c.problems.append('outcome %r, expected %r' % (c.outcome, c.expect))
         if c.expect == '4xx':
             self.judge_refusal(c, rcpt_text, line)
+        else:
+            self.judge_delivery(c, line)
+        self.judge_sessions(c)
+
+    def judge_delivery(self, c, line):
+        """A cell that must deliver: the delivery line says sent; with a good mx2 the
+        bad mx1 was tried first (unless the DNS made it unusable)."""
+        if c.outcome.startswith('sent') and (not line or line.group(5) != 'sent'):
+            c.problems.append('no "status=sent" delivery line')
+        if c.expect.endswith('(mx2)') and c.servers[0] is not c.servers[1]:
+            tried = bool(self.sessions(c, 0))
+            if tried == (c.level in c.row.get('undialled_mx1', ())):
+                c.problems.append('mx1 %s' % ('dialled, though unusable' if tried
+                                              else 'never tried first'))
+
+    def judge_sessions(self, c):
+        """SNI names the cell's MX host; at none, STARTTLS is never sent."""
+        for i in (0, 1):
+            for s in self.sessions(c, i):
+                if s.sni is not None and s.sni not in c.mx_names:
+                    c.problems.append('SNI %r at mx%d' % (s.sni, i + 1))
+                if c.level == 'none' and any(cmd.upper() == 'STARTTLS'
+                                             for cmd in s.commands):
+                    c.problems.append('STARTTLS sent at level none')
 
     def judge_refusal(self, c, rcpt_text, line):
+        """A cell that must be refused: only EHLO/HELO/STARTTLS/QUIT at any MX; both
+        hosts tried (unless unusable); 4xx naming them and the reason; deferred."""
         row = c.row
         for i in (0, 1):
             if c.servers[0] is c.servers[1] and i == 1:
@@ -521,6 +560,8 @@ class DowngradeMatrix(TestBase):
                 verbs = {cmd.split(' ', 1)[0].upper() for cmd in s.commands}
                 if verbs - SAFE_VERBS:
                     c.problems.append('mx%d got %s' % (i + 1, sorted(verbs - SAFE_VERBS)))
+        if c.outcome != '4xx':
+            return  # reported above; the reply and log checks below would only repeat it
         if c.level not in row.get('undialled', ()):
             if c.servers[0] is c.servers[1]:   # both hosts on one server ([::1])
                 if len(self.sessions(c, 0)) < 2:
@@ -567,7 +608,8 @@ class DowngradeMatrix(TestBase):
             for r in rows:
                 if r['result_type'] not in ('', 'success'):
                     by_domain.setdefault(r['domain'], set()).add(r['result_type'])
-            missing = [c for c in want if c.domain not in by_domain]
+            # a cell wrongly delivered may count nothing: wait only for the refused
+            missing = [c for c in want if c.domain not in by_domain and c.outcome == '4xx']
             if not missing or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
