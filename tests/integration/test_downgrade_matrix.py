@@ -65,7 +65,9 @@ NOT_VERIFIED = 'Server certificate not verified'
 # overrides; reason: text a required level's 4xx must carry; rpt: the TLS-RPT failure
 # type a refused cell must count. DNS rows also have dns (what the DNS does, see
 # cell_dns), v6 (the MX hosts are on [::1]), undialled (levels where no MX host is
-# usable, so none may be connected to) and undialled_mx1.
+# usable, so none may be connected to) and undialled_mx1. unseen: text the MTA must
+# never get in a reply; logged: a regex the proxy must log about the cell's mx1
+# (unless at none).
 ROWS = [
     dict(name='STARTTLS not advertised', mx=dict(offer_starttls=False),
          reason=NOT_OFFERED, rpt='starttls-not-supported',
@@ -82,9 +84,11 @@ ROWS = [
     dict(name='STARTTLS 502', mx=dict(starttls_reply=(502, '5.5.1 not implemented')),
          reason='502 5.5.1', rpt='starttls-not-supported',
          expect={'may': 'sent plain', 'none': 'sent plain'}),
+    # the 220 and the injection in one write: discarded, TLS goes on (as Postfix does)
     dict(name='220 + injected bytes', mx=dict(
-        pipeline_after_starttls=b'250-INJECTED\r\n250 OK\r\n'),
-         reason='TLS', rpt=None, expect={'may': 'sent plain', 'none': 'sent plain'}),
+        pipeline_after_starttls=b'250-INJECTED\r\n250 OK\r\n'), fails=(),
+         unseen='INJECTED', logged=r'discarded 22 bytes sent in plaintext after STARTTLS',
+         expect={'may': 'sent TLS *', 'none': 'sent plain'}),
     dict(name='bytes injected in handshake', mx=dict(
         tls_inject=b'250 2.0.0 Ok injected\r\n'),
          reason='TLS', rpt='validation-failure',
@@ -480,6 +484,15 @@ class DowngradeMatrix(TestBase):
                 elif tok in bytes(s.rx_tls):
                     marked.append((i, s, False))
         line = self.delivery_line(c)
+        replies = [out['mail']] + out['rcpt'] + [out['data'] or (0, [])]
+        logged = c.row.get('logged')
+        if logged and c.level != 'none' and not re.search(
+                re.escape(c.mx_names[0]) + r'\S*: ' + logged,
+                self.proxy.log_text()):
+            c.problems.append('not logged: %r' % logged)
+        unseen = c.row.get('unseen')
+        if unseen and any(unseen in ' '.join(r[1]) for r in replies):
+            c.problems.append('the MTA got the injected %r' % unseen)
         if out['data'] is not None and out['data'][0] == 250:
             deliv = [m for srv in c.servers for m in list(srv.messages)
                      if c.rcpt in m.rcpts]

@@ -391,12 +391,13 @@ class MxServer:
                 pass
             sess.closed = True
 
-    def _reply(self, c, sess, code, text):
+    def _reply(self, c, sess, code, text, trailer=b''):
+        """Sends one reply; TRAILER (bytes) goes out in the same write, after it."""
         lines = str(text).split('\n')
         wire = ''.join('%d%s%s\r\n' % (code, '-' if i < len(lines) - 1 else ' ', l)
                        for i, l in enumerate(lines))
         sess.replies.append((code, text))
-        wire = wire.encode()
+        wire = wire.encode() + trailer
         pieces = [wire]
         gap = self.cfg['split_replies']
         if gap and len(lines) > 1 and self._faulty(sess):
@@ -461,13 +462,14 @@ class MxServer:
                     self._reply(c, sess, 502, '5.5.1 STARTTLS not available')
                     continue
                 sess.plaintext_after_starttls = c.take_buffer()  # never used (CVE-2011-0411)
-                code = self._answer(c, sess, 'starttls_reply', text,
-                                    (220, '2.0.0 Ready to start TLS'), stage='starttls')
-                if code != 220:
-                    continue
+                self._stage(c, sess, 'starttls')
+                r = self._override(sess, 'starttls_reply', text) or (
+                    220, '2.0.0 Ready to start TLS')
                 inject = self.cfg['pipeline_after_starttls']
-                if inject and self._faulty(sess):
-                    c.send(inject)
+                inject = inject if inject and r[0] == 220 and self._faulty(sess) else b''
+                self._reply(c, sess, r[0], r[1], trailer=inject)  # one write, one segment
+                if r[0] != 220:
+                    continue
                 self._stage(c, sess, 'tls')
                 if self.cfg['tls_garbage'] and self._faulty(sess):
                     c.send(b'this is not a TLS record\r\n')
