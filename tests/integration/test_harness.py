@@ -357,6 +357,38 @@ class MxTest(Tmp):
         wait_until(lambda: mx.sessions[0].plaintext_after_starttls, 5)
         self.assertEqual(mx.sessions[0].plaintext_after_starttls, b'NOOP\r\n')
 
+    def test_raw_bytes_recorded_before_and_inside_tls(self):
+        """rx_plain holds every byte before TLS (smtplib writes "ehlo"),
+        rx_tls everything inside; ehlo_tls refuses EHLO inside TLS only."""
+        mx = self.mx(starttls=self.cert, ehlo_tls=(550, '5.7.0 not here'))
+        with self.smtp(local_hostname='plain.test') as s:
+            s.starttls(context=self.tls_ctx())
+            self.assertEqual(s.ehlo('inside.test')[0], 550)
+            self.assertEqual(s.helo('inside.test')[0], 250)
+            s.sendmail('marker@client.test', ['x@example.test'], message())
+        mx.wait_messages(1)
+        sess = mx.sessions[0]
+        self.assertIn(b'ehlo plain.test\r\nSTARTTLS\r\n', bytes(sess.rx_plain))
+        self.assertNotIn(b'marker', bytes(sess.rx_plain))
+        self.assertIn(b'mail FROM:<marker@client.test>', bytes(sess.rx_tls))
+        self.assertIn(message(), bytes(sess.rx_tls))
+
+    def test_injection_in_handshake_and_drop_after_it(self):
+        """tls_inject: plaintext after the ClientHello breaks the handshake;
+        reset_at='tls_done': the connection goes right after a good handshake."""
+        mx = self.mx(starttls=self.cert, tls_inject=b'250 injected\r\n')
+        with self.smtp() as s:
+            with self.assertRaises((ssl.SSLError, OSError)):
+                s.starttls(context=self.tls_ctx())
+        mx.configure(tls_inject=None, reset_at='tls_done')
+        with self.smtp() as s:
+            s.starttls(context=self.tls_ctx())
+            with self.assertRaises((smtplib.SMTPServerDisconnected, OSError)):
+                s.ehlo('x')
+        wait_until(lambda: mx.sessions[1].closed, 5)
+        self.assertTrue(mx.sessions[1].reset)
+        self.assertEqual(mx.sessions[1].tls_version, 'TLSv1.3')
+
     def test_lenient_end_shows_smuggling(self):
         mx = self.mx(lenient_data_end=True)
         c = self.client()

@@ -24,14 +24,19 @@ Options (constructor keywords, or later through configure()):
   tls_ciphers            TLS 1.2 cipher string for the server (e.g. 'AES128-GCM-SHA256':
                          a non-forward-secret RSA key exchange)
   tls_garbage            after "220 ready" send non-TLS bytes instead of a handshake
+  tls_inject             bytes sent in plaintext once the client's first handshake bytes
+                         (its ClientHello) have arrived, before the server's answer; the
+                         handshake is then attempted as usual (an injection after the
+                         handshake started)
   Reply overrides, each (code, text) | [per-occurrence entries, None = default] |
   callable(session, line) -> (code, text) or None; text may have '\\n' for more lines:
       greeting, ehlo, helo, mail, rcpt, data (the 354), data_end (final reply), rset,
-      noop, quit, starttls (the 220)
+      noop, quit, starttls (the 220), ehlo_tls (EHLO inside TLS only; default: as ehlo)
     A 421 reply closes the connection after it is sent; a non-220 greeting makes every
     later command but QUIT get 503.
   reset_at               'greeting' (RST at once), 'ehlo', 'starttls' (before the 220),
-                         'tls' (after the 220, instead of the handshake), 'mail', 'rcpt',
+                         'tls' (after the 220, instead of the handshake), 'tls_done'
+                         (right after a completed handshake), 'mail', 'rcpt',
                          'data' (mid-body: after the first body bytes),
                          'data_end' (the final dot is read, no reply), 'quit'
   delay_at               (stage, seconds) or a list of them; the stage's reply is late
@@ -52,6 +57,11 @@ Options (constructor keywords, or later through configure()):
                          per line plus one in the middle of the last line, so the client
                          gets a reply across several reads; True: 5 ms apart, a number:
                          that many seconds apart (a fault: see fault_connections)
+
+Every byte received is recorded per session (Session.rx_plain before TLS, rx_tls
+inside it), whatever the state, so a test can prove what never reached the MX.
+
+An ip with a colon (e.g. '::1') listens on IPv6.
 
 A message is delivered (appended to .messages) only when its final "." was read and
 the 250 is about to be sent; it is removed again if sending the 250 fails.
@@ -115,7 +125,8 @@ class Session:
     (the TLS session was resumed, not a full handshake), commands (lines
     received outside DATA), replies ((code, text) sent), plaintext_after_starttls
     (bytes the client pipelined after STARTTLS; discarded), messages, reset (True when
-    this server reset it), closed (the thread is done)."""
+    this server reset it), closed (the thread is done), t_accept (time.monotonic() at
+    accept), rx_plain and rx_tls (every byte received in plaintext, and inside TLS)."""
 
     def __init__(self, sid, peer):
         self.id = sid
@@ -136,6 +147,9 @@ class Session:
         self.mail_line = None
         self.rcpts = []
         self.rcpt_lines = []
+        self.t_accept = time.monotonic()
+        self.rx_plain = bytearray()
+        self.rx_tls = bytearray()
 
     def new_transaction(self):
         self.mail_from, self.mail_line, self.rcpts, self.rcpt_lines = None, None, [], []
@@ -155,7 +169,8 @@ class MxServer:
     _DEFAULTS = dict(
         starttls=None, offer_starttls=True, name='mx.example.test', caps=None,
         size=52428800, tls_min=None, tls_max=None, tls_ciphers=None, tls_garbage=False,
-        greeting=None, ehlo=None, helo=None, mail=None, rcpt=None, data=None,
+        tls_inject=None, greeting=None, ehlo=None, ehlo_tls=None, helo=None, mail=None,
+        rcpt=None, data=None,
         data_end=None, rset=None, noop=None, quit=None, starttls_reply=None,
         reset_at=None, delay_at=None, fault_fn=None, fault_connections=None,
         pipeline_after_starttls=None, discard_body=False, lenient_data_end=False,
@@ -175,7 +190,8 @@ class MxServer:
         self._socks = set()
         self._counts = {}
         self._qid = itertools.count(1)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ':' in ip else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind((ip, port))
@@ -353,7 +369,7 @@ class MxServer:
                 pass
 
     def _session(self, sock, sess):
-        c = _Conn(sock, self._stop, self.cfg['idle_timeout'])
+        c = _Conn(sock, self._stop, self.cfg['idle_timeout'], sess)
         try:
             self._run(c, sess)
         except _Reset:
@@ -375,12 +391,13 @@ class MxServer:
                 pass
             sess.closed = True
 
-    def _reply(self, c, sess, code, text):
+    def _reply(self, c, sess, code, text, trailer=b''):
+        """Sends one reply; TRAILER (bytes) goes out in the same write, after it."""
         lines = str(text).split('\n')
         wire = ''.join('%d%s%s\r\n' % (code, '-' if i < len(lines) - 1 else ' ', l)
                        for i, l in enumerate(lines))
         sess.replies.append((code, text))
-        wire = wire.encode()
+        wire = wire.encode() + trailer
         pieces = [wire]
         gap = self.cfg['split_replies']
         if gap and len(lines) > 1 and self._faulty(sess):
@@ -435,8 +452,9 @@ class MxServer:
                 sess.helo = arg
                 sess.new_transaction()
                 if verb == 'EHLO':
-                    self._answer(c, sess, 'ehlo', text,
-                                 (250, self._ehlo_lines(arg, tls_active)))
+                    key = 'ehlo_tls' if tls_active and self.cfg['ehlo_tls'] else 'ehlo'
+                    self._answer(c, sess, key, text,
+                                 (250, self._ehlo_lines(arg, tls_active)), stage='ehlo')
                 else:
                     self._answer(c, sess, 'helo', text, (250, name))
             elif verb == 'STARTTLS':
@@ -444,17 +462,21 @@ class MxServer:
                     self._reply(c, sess, 502, '5.5.1 STARTTLS not available')
                     continue
                 sess.plaintext_after_starttls = c.take_buffer()  # never used (CVE-2011-0411)
-                code = self._answer(c, sess, 'starttls_reply', text,
-                                    (220, '2.0.0 Ready to start TLS'), stage='starttls')
-                if code != 220:
-                    continue
+                self._stage(c, sess, 'starttls')
+                r = self._override(sess, 'starttls_reply', text) or (
+                    220, '2.0.0 Ready to start TLS')
                 inject = self.cfg['pipeline_after_starttls']
-                if inject and self._faulty(sess):
-                    c.send(inject)
+                inject = inject if inject and r[0] == 220 and self._faulty(sess) else b''
+                self._reply(c, sess, r[0], r[1], trailer=inject)  # one write, one segment
+                if r[0] != 220:
+                    continue
                 self._stage(c, sess, 'tls')
                 if self.cfg['tls_garbage'] and self._faulty(sess):
                     c.send(b'this is not a TLS record\r\n')
                     return
+                if self.cfg['tls_inject'] and self._faulty(sess):
+                    c.wait_readable()
+                    c.send(self.cfg['tls_inject'])
                 try:
                     c.start_tls(self._ctx, sess, self._register)
                 except (ssl.SSLError, OSError, ValueError) as e:
@@ -466,6 +488,7 @@ class MxServer:
                 sess.tls_resumed = c.sock.session_reused
                 sess.helo = None
                 sess.new_transaction()
+                self._stage(c, sess, 'tls_done')
             elif verb == 'MAIL':
                 m = _PATH.match(text)
                 if not m or m.group(1).upper() != 'MAIL FROM':
@@ -627,10 +650,11 @@ class MxServer:
 class _Conn:
     """Buffered line I/O over a plain or TLS socket."""
 
-    def __init__(self, sock, stop, timeout):
+    def __init__(self, sock, stop, timeout, sess=None):
         self.sock = sock
         self.stop = stop
         self.buf = b''
+        self.sess = sess
         sock.settimeout(timeout)
 
     def send(self, data):
@@ -643,7 +667,19 @@ class _Conn:
             data = self.sock.recv(262144)
         except socket.timeout:
             return None
+        if data and self.sess is not None:
+            if isinstance(self.sock, ssl.SSLSocket):
+                self.sess.rx_tls += data
+            else:
+                self.sess.rx_plain += data
         return data or None
+
+    def wait_readable(self):
+        """Waits until the peer sent something (not read here) or the timeout ends."""
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+        except (socket.timeout, OSError):
+            pass
 
     def readline(self):
         for _ in range(100000):
