@@ -597,8 +597,11 @@ static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *ab
   const char *reason = "";
   int rc = reply_parse(status, abuf, alen, &ans, &reason);
   if (q->kind == Q_RAW) {
-    /* NOERROR and NXDOMAIN are answers; other rcodes are failures of the lookup. */
-    if (rc == 0 && ans->rcode != DNS_R_NOERROR && ans->rcode != DNS_R_NXDOMAIN) {
+    /* NOERROR and NXDOMAIN are answers; other rcodes are failures of the lookup. A
+     * truncated answer (c-ares retries TC over TCP, so only a broken server gets here)
+     * is a failure too: read as an empty TLSA RRset it would switch DANE off. */
+    if (rc == 0 &&
+        ((ans->rcode != DNS_R_NOERROR && ans->rcode != DNS_R_NXDOMAIN) || ans->tc)) {
       free(ans);
       ans = NULL;
       rc = SP_E_DNS_TEMP;
