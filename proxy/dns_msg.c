@@ -135,15 +135,17 @@ struct walk {
   size_t len;
   struct dns_answer *ans; /* NULL while measuring */
   char *arena;            /* strings and TLSA data, after ans->rrs[] */
-  size_t used, cap;       /* arena bytes taken; cap only while filling */
-  size_t nrrs;
-  const char *last_owner;           /* the last stored owner (filling) */
+  size_t used, cap;       /* arena bytes taken, and (filling) its size */
+  size_t nrrs, max_rrs;   /* records kept, and (filling) the slots in ans->rrs */
+  const char *last_owner; /* the last stored owner (filling) */
   char last_text[DNS_NAME_MAX + 1]; /* and its text (both passes) */
 };
 
-/* n bytes of the arena: where to write them, or NULL while measuring. */
+/* n bytes of the arena: where to write them, or NULL while measuring. Should the
+ * passes ever disagree, nothing is written past the end and used != cap tells. */
 static char *arena_take(struct walk *w, size_t n) {
-  char *at = w->ans ? w->arena + w->used : NULL;
+  bool fits = w->used <= w->cap && n <= w->cap - w->used;
+  char *at = w->ans && fits ? w->arena + w->used : NULL;
   w->used += n;
   return at;
 }
@@ -256,7 +258,8 @@ static int rr_parse(struct walk *w, size_t *off, bool keep) {
   if (!keep || klass != CLASS_IN || !type_kept(type))
     return 0;
   /* Only a kept record has a slot: rrs[] was sized by the measuring walk. */
-  struct dns_rr scratch, *rr = w->ans ? &w->ans->rrs[w->nrrs] : &scratch;
+  struct dns_rr scratch,
+      *rr = w->ans && w->nrrs < w->max_rrs ? &w->ans->rrs[w->nrrs] : &scratch;
   rr->ttl = ttl;
   rr->type = type;
   rr->klass = klass;
@@ -330,7 +333,12 @@ int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out) {
     return SP_E_NOMEM;
   *ans = hdr;
   ans->size = head + w.used;
-  struct walk fill = {.msg = msg, .len = len, .ans = ans, .arena = (char *)ans + head};
+  struct walk fill = {.msg = msg,
+                      .len = len,
+                      .ans = ans,
+                      .arena = (char *)ans + head,
+                      .cap = w.used,
+                      .max_rrs = w.nrrs};
   rc = records_walk(&fill, off, an, rest);
   if (rc != 0 || fill.nrrs != w.nrrs || fill.used != w.used) { /* cannot happen */
     free(ans);
