@@ -175,6 +175,25 @@ static void test_tlsa_format(void) {
   ASSERT_STR_EQ(out, "255 255 255 01");
 }
 
+static void test_tlsa_dup(void) {
+  /* A full-certificate record of 4 KB next to a digest: the copy owns both. */
+  static uint8_t cert[4096];
+  memset(cert, 0x5a, sizeof(cert));
+  struct dane_tlsa recs[2] = {rec(3, 0, 0, 0), rec(2, 1, 1, 32)};
+  recs[0].data = cert;
+  recs[0].len = sizeof(cert);
+  struct dane_tlsa *copy = dane_tlsa_dup(recs, 2);
+  ASSERT(copy != NULL);
+  memset(cert, 0, sizeof(cert)); /* the original goes away */
+  ASSERT_EQ(copy[0].len, 4096);
+  ASSERT(copy[0].data != cert && copy[0].data[4095] == 0x5a);
+  ASSERT_EQ(copy[1].usage, 2);
+  ASSERT_MEM_EQ(copy[1].data, 32, pattern, 32);
+  ASSERT(dane_tlsa_usable(&copy[0]) && dane_tlsa_usable(&copy[1]));
+  free(copy);
+  ASSERT(dane_tlsa_dup(recs, 0) == NULL);
+}
+
 /* ---- decide.c: levels ---- */
 
 static void test_decide_level(void) {
@@ -670,6 +689,7 @@ int main(void) {
   RUN_TEST(test_tlsa_usable_rows);
   RUN_TEST(test_tlsa_usable_all);
   RUN_TEST(test_tlsa_format);
+  RUN_TEST(test_tlsa_dup);
   RUN_TEST(test_decide_level);
   RUN_TEST(test_levels_without_dane);
   RUN_TEST(test_fingerprint_without_pins);
