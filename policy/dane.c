@@ -1,6 +1,7 @@
 #include "policy/dane.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out) {
@@ -13,8 +14,28 @@ int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out) {
   out->selector = rdata[1];
   out->mtype = rdata[2];
   out->len = (uint16_t)(len - 3);
-  memcpy(out->data, rdata + 3, out->len);
+  out->data = rdata + 3;
   return 0;
+}
+
+struct dane_tlsa *dane_tlsa_dup(const struct dane_tlsa *records, size_t n) {
+  size_t head = n * sizeof *records, bytes = 0;
+  if (n == 0 || records == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    bytes += records[i].len;
+  struct dane_tlsa *copy = malloc(head + bytes);
+  if (copy == NULL)
+    return NULL;
+  uint8_t *data = (uint8_t *)copy + head;
+  for (size_t i = 0; i < n; i++) {
+    copy[i] = records[i];
+    copy[i].data = records[i].len ? data : NULL;
+    if (records[i].len)
+      memcpy(data, records[i].data, records[i].len);
+    data += records[i].len;
+  }
+  return copy;
 }
 
 bool dane_tlsa_usable(const struct dane_tlsa *r) {
@@ -49,7 +70,7 @@ void dane_tlsa_format(const struct dane_tlsa *r, char *out, size_t cap) {
   if (n < 0 || (size_t)n >= cap)
     return;
   size_t pos = (size_t)n;
-  size_t len = r->len <= DANE_DATA_MAX ? r->len : DANE_DATA_MAX;
+  size_t len = r->data ? r->len : 0;
   /* Whole bytes only, so a cut value never shows a misleading half nibble. */
   for (size_t i = 0; i < len && pos + 2 < cap; i++) {
     out[pos++] = hex[r->data[i] >> 4];

@@ -7,19 +7,27 @@
 #include <stdint.h>
 
 #define DANE_MAX_RECORDS 8
-#define DANE_DATA_MAX 2048
+#define DANE_DATA_MAX 65532 /* what a TLSA RDATA (at most 65535 bytes) can carry */
 
 enum dane_usage { DANE_PKIX_TA = 0, DANE_PKIX_EE = 1, DANE_TA = 2, DANE_EE = 3 };
 
+/* data is not owned by the record: it stays valid as long as whatever it was read
+ * from (the DNS answer, the RDATA given to dane_tlsa_parse, a dane_tlsa_dup block).
+ * A full certificate (matching type 0) is kilobytes, so it is never copied inline. */
 struct dane_tlsa {
   uint8_t usage, selector, mtype;
   uint16_t len;
-  uint8_t data[DANE_DATA_MAX];
+  const uint8_t *data; /* len bytes (may be NULL when len is 0) */
 };
 
-/* Parses TLSA RDATA (usage, selector, matching type, association data). Returns 0 or
- * -1 when shorter than 4 bytes or data longer than DANE_DATA_MAX. */
+/* Parses TLSA RDATA (usage, selector, matching type, association data); out->data
+ * points into rdata. Returns 0 or -1 when shorter than 4 bytes or data longer than
+ * DANE_DATA_MAX. */
 int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out);
+
+/* A copy of records[0..n) that owns its data: one allocation holding the array and
+ * every record's data, released with free(). NULL when n is 0 or out of memory. */
+struct dane_tlsa *dane_tlsa_dup(const struct dane_tlsa *records, size_t n);
 
 /* Usable for SMTP: usage DANE-TA(2) or DANE-EE(3), selector 0 or 1, matching type 0
  * (full, non-empty), 1 (SHA2-256, 32 bytes) or 2 (SHA2-512, 64 bytes). PKIX-TA(0) and

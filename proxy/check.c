@@ -492,13 +492,9 @@ static struct route *route_for_candidate(const struct route *r, size_t c) {
   if (!one || !h)
     goto fail;
   *h = *src;
-  h->records = NULL;
-  if (src->nrecords) {
-    h->records = malloc(src->nrecords * sizeof *h->records);
-    if (!h->records)
-      goto fail;
-    memcpy(h->records, src->records, src->nrecords * sizeof *h->records);
-  }
+  h->records = dane_tlsa_dup(src->records, src->nrecords);
+  if (src->nrecords && !h->records)
+    goto fail;
   h->req.host = h->name;
   h->req.records = h->records;
   one->hosts = h;
@@ -642,18 +638,12 @@ static void on_txt(void *arg, int status, const struct dns_answer *ans) {
   else if (ans->rcode == DNS_R_NXDOMAIN)
     ck->txt = TXT_ABSENT;
   else {
-    const char *owner = dns_answer_target(ans, ans->qname);
-    const char *recs[DNS_MAX_RRS];
-    size_t lens[DNS_MAX_RRS], n = 0;
-    for (size_t i = 0; i < ans->nrrs; i++) {
-      const struct dns_rr *rr = &ans->rrs[i];
-      if (rr->type == DNS_T_TXT && !strcmp(rr->owner, owner)) {
-        recs[n] = rr->u.txt.text;
-        lens[n++] = rr->u.txt.len;
-      }
-    }
-    int rc = sts_txt_parse(recs, lens, n, ck->txt_id);
-    ck->txt = rc == STS_TXT_OK     ? TXT_FOUND
+    struct dns_texts t;
+    bool got = dns_answer_texts(ans, &t) == 0;
+    int rc = got ? sts_txt_parse(t.texts, t.lens, t.n, ck->txt_id) : 0;
+    dns_texts_free(&t);
+    ck->txt = !got                 ? TXT_FAILED
+              : rc == STS_TXT_OK   ? TXT_FOUND
               : rc == STS_TXT_NONE ? TXT_ABSENT
                                    : TXT_INVALID;
   }

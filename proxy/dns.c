@@ -375,19 +375,10 @@ static int reply_parse(int status, const unsigned char *abuf, int alen,
     *reason = ares_reason(status);
     return SP_E_DNS_TEMP;
   }
-  struct dns_answer *ans = malloc(sizeof *ans);
-  if (!ans) {
-    *reason = "out of memory";
-    return SP_E_NOMEM;
-  }
-  int rc = dns_msg_parse(abuf, (size_t)alen, ans);
-  if (rc != 0) {
-    free(ans);
-    *reason = "malformed answer";
-    return rc;
-  }
-  *out = ans;
-  return 0;
+  int rc = dns_msg_parse(abuf, (size_t)alen, out);
+  if (rc != 0)
+    *reason = rc == SP_E_NOMEM ? "out of memory" : "malformed answer";
+  return rc;
 }
 
 /* ---- MX ----------------------------------------------------------------------- */
@@ -421,6 +412,9 @@ static void mx_order(struct dns *dns, struct mx_cand *c, size_t n) {
   }
 }
 
+static int mx_hosts(struct dns_query *q, const struct dns_answer *ans,
+                    struct mx_cand *cand, const char **reason);
+
 /* Fills res->hosts from the MX answer; returns 0 or a status with *reason. */
 static int mx_collect(struct dns_query *q, const struct dns_answer *ans,
                       const char **reason) {
@@ -434,8 +428,22 @@ static int mx_collect(struct dns_query *q, const struct dns_answer *ans,
     return SP_E_DNS_TEMP;
   }
   res->mx_secure = ans->ad;
+  /* One slot per record, and one for the implicit MX. */
+  struct mx_cand *cand = malloc((ans->nrrs + 1) * sizeof *cand);
+  if (!cand) {
+    *reason = "out of memory";
+    return SP_E_DNS_TEMP;
+  }
+  int rc = mx_hosts(q, ans, cand, reason);
+  free(cand);
+  return rc;
+}
+
+/* The MX hosts of the answer, ordered, into q->res (cand: scratch of nrrs + 1). */
+static int mx_hosts(struct dns_query *q, const struct dns_answer *ans,
+                    struct mx_cand *cand, const char **reason) {
+  struct dns_mx_result *res = q->res;
   const char *target = dns_answer_target(ans, q->name);
-  struct mx_cand cand[DNS_MAX_RRS];
   size_t n = 0, nnull = 0;
   for (size_t i = 0; i < ans->nrrs; i++) {
     const struct dns_rr *rr = &ans->rrs[i];
@@ -589,8 +597,11 @@ static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *ab
   const char *reason = "";
   int rc = reply_parse(status, abuf, alen, &ans, &reason);
   if (q->kind == Q_RAW) {
-    /* NOERROR and NXDOMAIN are answers; other rcodes are failures of the lookup. */
-    if (rc == 0 && ans->rcode != DNS_R_NOERROR && ans->rcode != DNS_R_NXDOMAIN) {
+    /* NOERROR and NXDOMAIN are answers; other rcodes are failures of the lookup. A
+     * truncated answer (c-ares retries TC over TCP, so only a broken server gets here)
+     * is a failure too: read as an empty TLSA RRset it would switch DANE off. */
+    if (rc == 0 &&
+        ((ans->rcode != DNS_R_NOERROR && ans->rcode != DNS_R_NXDOMAIN) || ans->tc)) {
       free(ans);
       ans = NULL;
       rc = SP_E_DNS_TEMP;

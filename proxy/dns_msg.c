@@ -7,13 +7,15 @@
  * fit DNS_NAME_MAX characters is treated as malformed. dns_msg_build_query() accepts
  * only plain names (no escapes), so an escaped name can never be queried.
  *
- * rcode_valid is set as soon as the header was read as a response, even when the
- * rest of the message turns out malformed. */
+ * The parsed answer is one allocation sized by a first, measuring walk over the
+ * message, so memory follows what the message carries (a few hundred bytes for a
+ * usual answer) instead of fixed worst-case arrays. */
 #include "dns_msg.h"
 
 #include <arpa/inet.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
@@ -30,6 +32,8 @@
 #define MAX_POINTERS 32
 #define MAX_WIRE_NAME 255
 #define MAX_CNAME_STEPS 8
+#define MIN_RR_LEN 11 /* a root or pointer-free 1-byte owner, then 10 fixed bytes */
+#define MIN_QUESTION_LEN 5 /* root name, QTYPE, QCLASS */
 
 static uint16_t get16(const uint8_t *p) {
   return (uint16_t)((p[0] << 8) | p[1]);
@@ -122,79 +126,127 @@ static bool type_kept(uint16_t type) {
          type == DNS_T_MX || type == DNS_T_TXT || type == DNS_T_TLSA;
 }
 
+/* The record walk runs twice over the same message: first to measure (ans NULL: how
+ * many records are kept and how many bytes their strings need), then to fill the
+ * allocation sized from that. Both passes take the same decisions, so the second
+ * never needs more than the first measured. */
+struct walk {
+  const uint8_t *msg;
+  size_t len;
+  struct dns_answer *ans; /* NULL while measuring */
+  char *arena;            /* strings and TLSA data, after ans->rrs[] */
+  size_t used, cap;       /* arena bytes taken, and (filling) its size */
+  size_t nrrs, max_rrs;   /* records kept, and (filling) the slots in ans->rrs */
+  const char *last_owner; /* the last stored owner (filling) */
+  char last_text[DNS_NAME_MAX + 1]; /* and its text (both passes) */
+};
+
+/* n bytes of the arena: where to write them, or NULL while measuring. Should the
+ * passes ever disagree, nothing is written past the end and used != cap tells. */
+static char *arena_take(struct walk *w, size_t n) {
+  bool fits = w->used <= w->cap && n <= w->cap - w->used;
+  char *at = w->ans && fits ? w->arena + w->used : NULL;
+  w->used += n;
+  return at;
+}
+
+static const char *arena_string(struct walk *w, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *at = arena_take(w, n);
+  if (at)
+    memcpy(at, s, n);
+  return at;
+}
+
+/* Consecutive records usually share their owner: store its text once. */
+static const char *owner_store(struct walk *w, const char *owner) {
+  if (w->nrrs > 0 && strcmp(owner, w->last_text) == 0)
+    return w->last_owner;
+  snprintf(w->last_text, sizeof w->last_text, "%s", owner);
+  w->last_owner = arena_string(w, owner);
+  return w->last_owner;
+}
+
 /* TXT: one or more <length, bytes> character-strings filling the rdata exactly. */
-static int txt_parse(const uint8_t *msg, size_t pos, size_t end, struct dns_rr *rr) {
+static int txt_parse(struct walk *w, size_t pos, size_t end, struct dns_rr *rr) {
   size_t total = 0;
-  int over = 0;
-  while (pos < end) {
-    size_t n = msg[pos++];
-    if (n > end - pos)
+  for (size_t p = pos; p < end; p += w->msg[p] + 1u) {
+    if (w->msg[p] > end - p - 1)
       return SP_E_DNS_FORMAT;
-    if (total + n > DNS_RDATA_MAX)
-      over = SP_E_OVERFLOW;
-    else
-      memcpy(rr->u.txt.text + total, msg + pos, n);
-    total += n;
-    pos += n;
+    total += w->msg[p];
   }
-  if (over)
-    return over;
-  rr->u.txt.len = (uint16_t)total;
-  rr->u.txt.text[total] = '\0';
+  char *text = arena_take(w, total + 1);
+  rr->u.txt.len = (uint16_t)total; /* < rdlength <= 65535 */
+  rr->u.txt.text = text;
+  if (!text)
+    return 0;
+  for (size_t p = pos, o = 0; p < end; p += w->msg[p] + 1u) {
+    memcpy(text + o, w->msg + p + 1, w->msg[p]);
+    o += w->msg[p];
+  }
+  text[total] = '\0';
   return 0;
 }
 
-static int rdata_parse(const uint8_t *msg, size_t len, size_t pos, size_t end,
-                       struct dns_rr *rr) {
-  size_t rdlen = end - pos, p = pos;
+static int tlsa_parse(struct walk *w, size_t pos, size_t end, struct dns_rr *rr) {
+  if (end - pos < 3)
+    return SP_E_DNS_FORMAT;
+  size_t dlen = end - pos - 3;
+  rr->u.tlsa.usage = w->msg[pos];
+  rr->u.tlsa.selector = w->msg[pos + 1];
+  rr->u.tlsa.mtype = w->msg[pos + 2];
+  rr->u.tlsa.dlen = (uint16_t)dlen;
+  uint8_t *data = dlen ? (uint8_t *)arena_take(w, dlen) : NULL;
+  if (data)
+    memcpy(data, w->msg + pos + 3, dlen);
+  rr->u.tlsa.data = data;
+  return 0;
+}
+
+/* A host name inside rdata, which it must end exactly at end. */
+static int rdata_name(struct walk *w, size_t pos, size_t end, const char **out) {
+  char name[DNS_NAME_MAX + 1];
+  if (name_read(w->msg, w->len, end, &pos, name) != 0 || pos != end)
+    return SP_E_DNS_FORMAT;
+  *out = arena_string(w, name);
+  return 0;
+}
+
+static int rdata_parse(struct walk *w, size_t pos, size_t end, struct dns_rr *rr) {
+  size_t rdlen = end - pos;
   switch (rr->type) {
   case DNS_T_A:
     if (rdlen != 4)
       return SP_E_DNS_FORMAT;
-    memcpy(rr->u.a, msg + pos, 4);
+    memcpy(rr->u.a, w->msg + pos, 4);
     return 0;
   case DNS_T_AAAA:
     if (rdlen != 16)
       return SP_E_DNS_FORMAT;
-    memcpy(rr->u.aaaa, msg + pos, 16);
+    memcpy(rr->u.aaaa, w->msg + pos, 16);
     return 0;
   case DNS_T_CNAME:
-    if (name_read(msg, len, end, &p, rr->u.cname) != 0 || p != end)
-      return SP_E_DNS_FORMAT;
-    return 0;
+    return rdata_name(w, pos, end, &rr->u.cname);
   case DNS_T_MX:
     if (rdlen < 3)
       return SP_E_DNS_FORMAT;
-    rr->u.mx.pref = get16(msg + pos);
-    p += 2;
-    if (name_read(msg, len, end, &p, rr->u.mx.host) != 0 || p != end)
-      return SP_E_DNS_FORMAT;
-    return 0;
+    rr->u.mx.pref = get16(w->msg + pos);
+    return rdata_name(w, pos + 2, end, &rr->u.mx.host);
   case DNS_T_TXT:
-    return txt_parse(msg, pos, end, rr);
+    return txt_parse(w, pos, end, rr);
   case DNS_T_TLSA:
-    if (rdlen < 3)
-      return SP_E_DNS_FORMAT;
-    if (rdlen - 3 > DNS_RDATA_MAX)
-      return SP_E_OVERFLOW;
-    rr->u.tlsa.usage = msg[pos];
-    rr->u.tlsa.selector = msg[pos + 1];
-    rr->u.tlsa.mtype = msg[pos + 2];
-    rr->u.tlsa.dlen = (uint16_t)(rdlen - 3);
-    memcpy(rr->u.tlsa.data, msg + pos + 3, rdlen - 3);
-    return 0;
+    return tlsa_parse(w, pos, end, rr);
   }
   return SP_E_DNS_FORMAT;
 }
 
-/* One resource record at *off. When out is non-NULL (answer section) records of kept
- * types in class IN are stored. Returns 0, SP_E_DNS_FORMAT, or SP_E_OVERFLOW after
- * having walked the record (so the caller can still check the rest of the message). */
-static int rr_parse(const uint8_t *msg, size_t len, size_t *off,
-                    struct dns_answer *out) {
+/* One resource record at *off. In the answer section (keep) records of kept types in
+ * class IN are stored (or, while measuring, counted). */
+static int rr_parse(struct walk *w, size_t *off, bool keep) {
+  const uint8_t *msg = w->msg;
+  size_t len = w->len, pos = *off;
   char owner[DNS_NAME_MAX + 1];
-  size_t pos = *off;
-  if (name_read(msg, len, len, &pos, out ? owner : NULL) != 0 || len - pos < 10)
+  if (name_read(msg, len, len, &pos, keep ? owner : NULL) != 0 || len - pos < 10)
     return SP_E_DNS_FORMAT;
   uint16_t type = get16(msg + pos), klass = get16(msg + pos + 2);
   uint32_t ttl = get32(msg + pos + 4);
@@ -203,23 +255,28 @@ static int rr_parse(const uint8_t *msg, size_t len, size_t *off,
   if (rdlen > len - pos)
     return SP_E_DNS_FORMAT;
   *off = pos + rdlen;
-  if (!out || klass != CLASS_IN || !type_kept(type))
+  if (!keep || klass != CLASS_IN || !type_kept(type))
     return 0;
-  if (out->nrrs >= DNS_MAX_RRS) {
-    struct dns_rr *scratch = &out->rrs[DNS_MAX_RRS - 1]; /* overwritten, then dropped */
-    scratch->type = type;
-    int rc = rdata_parse(msg, len, pos, pos + rdlen, scratch);
-    return rc == SP_E_DNS_FORMAT ? rc : SP_E_OVERFLOW;
-  }
-  struct dns_rr *rr = &out->rrs[out->nrrs];
+  /* Only a kept record has a slot: rrs[] was sized by the measuring walk. */
+  struct dns_rr scratch,
+      *rr = w->ans && w->nrrs < w->max_rrs ? &w->ans->rrs[w->nrrs] : &scratch;
+  rr->ttl = ttl;
   rr->type = type;
   rr->klass = klass;
-  rr->ttl = ttl;
-  int rc = rdata_parse(msg, len, pos, pos + rdlen, rr);
+  rr->owner = owner_store(w, owner);
+  int rc = rdata_parse(w, pos, pos + rdlen, rr);
   if (rc != 0)
     return rc;
-  memcpy(rr->owner, owner, strlen(owner) + 1);
-  out->nrrs++;
+  w->nrrs++;
+  return 0;
+}
+
+static int records_walk(struct walk *w, size_t off, unsigned an, unsigned rest) {
+  for (unsigned i = 0; i < an + rest; i++) {
+    int rc = rr_parse(w, &off, i < an);
+    if (rc != 0)
+      return rc;
+  }
   return 0;
 }
 
@@ -233,43 +290,63 @@ static int header_parse(const uint8_t *msg, size_t len, struct dns_answer *out) 
   out->ad = (flags & FLAG_AD) != 0;
   out->tc = (flags & FLAG_TC) != 0;
   out->rcode = (uint8_t)(flags & 0xf);
-  out->rcode_valid = true;
   return 0;
 }
 
-int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer *out) {
+/* The header and question into hdr; *off just past the question. Counts are checked
+ * against what is left of the message first, so a lying header is refused before
+ * anything is sized from it. */
+static int question_parse(const uint8_t *msg, size_t len, struct dns_answer *hdr,
+                          size_t *off) {
+  if (header_parse(msg, len, hdr) != 0)
+    return SP_E_DNS_FORMAT;
+  unsigned qd = get16(msg + 4);
+  size_t rrs = (size_t)get16(msg + 6) + get16(msg + 8) + get16(msg + 10);
+  if (qd > 1 || rrs * MIN_RR_LEN + qd * MIN_QUESTION_LEN > len - HDR_LEN)
+    return SP_E_DNS_FORMAT;
+  *off = HDR_LEN;
+  if (qd == 1) {
+    if (name_read(msg, len, len, off, hdr->qname) != 0 || len - *off < 4)
+      return SP_E_DNS_FORMAT;
+    hdr->qtype = get16(msg + *off);
+    *off += 4;
+  }
+  return 0;
+}
+
+int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out) {
   if (!out)
     return SP_E_INVAL;
-  out->id = 0;
-  out->ad = out->tc = out->rcode_valid = false;
-  out->rcode = 0;
-  out->qname[0] = '\0';
-  out->qtype = 0;
-  out->nrrs = 0;
-  if (!msg || header_parse(msg, len, out) != 0)
+  *out = NULL;
+  struct dns_answer hdr = {0};
+  size_t off;
+  if (!msg || question_parse(msg, len, &hdr, &off) != 0)
     return SP_E_DNS_FORMAT;
-  unsigned qd = get16(msg + 4), an = get16(msg + 6);
-  unsigned rest = (unsigned)get16(msg + 8) + get16(msg + 10);
-  if (qd > 1)
-    return SP_E_DNS_FORMAT;
-  size_t off = HDR_LEN;
-  if (qd == 1) {
-    if (name_read(msg, len, len, &off, out->qname) != 0 || len - off < 4)
-      return SP_E_DNS_FORMAT;
-    out->qtype = get16(msg + off);
-    off += 4;
+  unsigned an = get16(msg + 6), rest = (unsigned)get16(msg + 8) + get16(msg + 10);
+  struct walk w = {.msg = msg, .len = len};
+  int rc = records_walk(&w, off, an, rest);
+  if (rc != 0)
+    return rc;
+  size_t head = sizeof hdr + w.nrrs * sizeof(struct dns_rr);
+  struct dns_answer *ans = malloc(head + w.used);
+  if (!ans)
+    return SP_E_NOMEM;
+  *ans = hdr;
+  ans->size = head + w.used;
+  struct walk fill = {.msg = msg,
+                      .len = len,
+                      .ans = ans,
+                      .arena = (char *)ans + head,
+                      .cap = w.used,
+                      .max_rrs = w.nrrs};
+  rc = records_walk(&fill, off, an, rest);
+  if (rc != 0 || fill.nrrs != w.nrrs || fill.used != w.used) { /* cannot happen */
+    free(ans);
+    return rc != 0 ? rc : SP_E_DNS_FORMAT;
   }
-  int over = 0;
-  for (unsigned i = 0; i < an + rest; i++) {
-    int rc = rr_parse(msg, len, &off, i < an ? out : NULL);
-    if (rc == SP_E_OVERFLOW)
-      over = rc;
-    else if (rc != 0)
-      return rc;
-  }
-  if (over)
-    out->nrrs = 0;
-  return over;
+  ans->nrrs = fill.nrrs;
+  *out = ans;
+  return 0;
 }
 
 /* Checks the name for dns_msg_build_query and returns its length without a trailing
@@ -362,7 +439,7 @@ const char *dns_answer_target(const struct dns_answer *ans, const char *qname) {
     return qname;
   for (int step = 0; step < MAX_CNAME_STEPS; step++) {
     const char *next = NULL;
-    for (size_t i = 0; i < ans->nrrs && i < DNS_MAX_RRS; i++) {
+    for (size_t i = 0; i < ans->nrrs; i++) {
       const struct dns_rr *rr = &ans->rrs[i];
       if (rr->type == DNS_T_CNAME && name_eq(rr->owner, cur)) {
         next = rr->u.cname;
@@ -376,17 +453,37 @@ const char *dns_answer_target(const struct dns_answer *ans, const char *qname) {
   return cur;
 }
 
-size_t dns_answer_texts(const struct dns_answer *ans, const char **texts, size_t *lens,
-                        size_t cap) {
+static bool is_text_of(const struct dns_rr *rr, const char *owner) {
+  return rr->type == DNS_T_TXT && strcmp(rr->owner, owner) == 0;
+}
+
+int dns_answer_texts(const struct dns_answer *ans, struct dns_texts *out) {
   const char *owner = dns_answer_target(ans, ans->qname);
   size_t n = 0;
-  for (size_t i = 0; i < ans->nrrs && n < cap; i++) {
-    if (ans->rrs[i].type != DNS_T_TXT || strcmp(ans->rrs[i].owner, owner) != 0)
-      continue;
-    texts[n] = ans->rrs[i].u.txt.text;
-    lens[n++] = ans->rrs[i].u.txt.len;
+  *out = (struct dns_texts){0};
+  for (size_t i = 0; i < ans->nrrs; i++)
+    n += is_text_of(&ans->rrs[i], owner);
+  if (n == 0)
+    return 0;
+  out->texts = malloc(n * sizeof *out->texts);
+  out->lens = malloc(n * sizeof *out->lens);
+  if (!out->texts || !out->lens) {
+    dns_texts_free(out);
+    return SP_E_NOMEM;
   }
-  return n;
+  for (size_t i = 0; i < ans->nrrs; i++) {
+    if (!is_text_of(&ans->rrs[i], owner))
+      continue;
+    out->texts[out->n] = ans->rrs[i].u.txt.text;
+    out->lens[out->n++] = ans->rrs[i].u.txt.len;
+  }
+  return 0;
+}
+
+void dns_texts_free(struct dns_texts *t) {
+  free(t->texts);
+  free(t->lens);
+  *t = (struct dns_texts){0};
 }
 
 bool dns_answer_first_addr(const struct dns_answer *ans, char *out, size_t cap) {

@@ -26,43 +26,46 @@ enum dns_rcode {
   DNS_R_REFUSED = 5
 };
 
-#define DNS_NAME_MAX 255   /* presentation form without trailing dot fits in 254 */
-#define DNS_MAX_RRS 64     /* answer records kept; more → SP_E_OVERFLOW */
-#define DNS_RDATA_MAX 2048 /* TXT/TLSA rdata kept; longer → SP_E_OVERFLOW */
+#define DNS_NAME_MAX 255 /* presentation form without trailing dot fits in 254 */
 
+/* One answer record. Every pointer points into the struct dns_answer that holds the
+ * record and stays valid as long as it does. */
 struct dns_rr {
-  char owner[DNS_NAME_MAX + 1]; /* lower-case presentation form, no trailing dot */
+  const char *owner; /* lower-case presentation form, no trailing dot */
   uint16_t type, klass;
   uint32_t ttl;
   union {
     uint8_t a[4];
     uint8_t aaaa[16];
-    char cname[DNS_NAME_MAX + 1]; /* lower-case, no trailing dot ("" is the root) */
+    const char *cname; /* lower-case, no trailing dot ("" is the root) */
     struct {
       uint16_t pref;
-      char host[DNS_NAME_MAX + 1];
+      const char *host;
     } mx; /* host "" = null MX */
     struct {
       uint8_t usage, selector, mtype;
       uint16_t dlen;
-      uint8_t data[DNS_RDATA_MAX];
+      const uint8_t *data; /* dlen bytes (NULL when 0) */
     } tlsa;
     struct {
       uint16_t len;
-      char text[DNS_RDATA_MAX + 1];
-    } txt; /* strings concatenated */
+      const char *text; /* len bytes and a NUL */
+    } txt;              /* strings concatenated */
   } u;
 };
 
+/* A parsed response: one allocation, sized from the message (its records, then the
+ * names, texts and TLSA data they point to), released with free(). */
 struct dns_answer {
   uint16_t id;
-  bool ad, tc, rcode_valid;
+  bool ad, tc;
   uint8_t rcode;                /* enum dns_rcode */
   char qname[DNS_NAME_MAX + 1]; /* question, lower-case, no trailing dot */
   uint16_t qtype;
+  size_t size; /* bytes allocated for this answer, all included */
   size_t nrrs; /* answer-section records of known types (A, AAAA,
                   CNAME, MX, TXT, TLSA) in IN class; others skipped */
-  struct dns_rr rrs[DNS_MAX_RRS];
+  struct dns_rr rrs[];
 };
 
 /* Builds a query for name/type with RD and AD set and an EDNS0 OPT record with the DO
@@ -71,19 +74,31 @@ struct dns_answer {
 int dns_msg_build_query(uint16_t id, const char *name, uint16_t type, uint8_t *out,
                         size_t cap);
 
-/* Parses a response. Returns 0 or SP_E_DNS_FORMAT (anything malformed or truncated,
- * not a response, more than one question) or SP_E_OVERFLOW. The answer section only
+/* Parses a response into *out (malloc'd, the caller frees it; NULL on error).
+ * Returns 0, SP_E_DNS_FORMAT (anything malformed or truncated, not a response, more
+ * than one question, section counts that the message is too short to hold) or
+ * SP_E_NOMEM. Any number of records and any RDATA length the message holds is
+ * accepted: the allocation is bounded by what the message carries (at most one
+ * record per 11 message bytes, each name at most 255 bytes). The answer section only
  * is kept; authority and additional sections are walked for well-formedness. */
-int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer *out);
+int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out);
 
 /* Follows the CNAME chain from qname within the answer (at most 8 steps) and returns
  * the final owner name to match records against: a pointer into ans (or to qname). */
 const char *dns_answer_target(const struct dns_answer *ans, const char *qname);
 
 /* The TXT records of the answer's target (each record's strings joined), in answer
- * order: pointers into ans. Returns how many were stored (at most cap). */
-size_t dns_answer_texts(const struct dns_answer *ans, const char **texts, size_t *lens,
-                        size_t cap);
+ * order: texts[i] and lens[i] point into ans (which must outlive them). */
+struct dns_texts {
+  size_t n;
+  const char **texts; /* owned array (NULL when n == 0) */
+  size_t *lens;       /* owned array (NULL when n == 0) */
+};
+
+/* Fills out with every TXT record of the target. Returns 0 or SP_E_NOMEM (out is then
+ * empty). Release with dns_texts_free(). */
+int dns_answer_texts(const struct dns_answer *ans, struct dns_texts *out);
+void dns_texts_free(struct dns_texts *t);
 
 /* The first A or AAAA address of the answer's target, as "192.0.2.1" or
  * "[2001:db8::1]" (the form libcurl's CURLOPT_RESOLVE takes). Returns false when the

@@ -239,22 +239,21 @@ static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
     n += ans->rrs[i].type == DNS_T_TLSA && strcmp(ans->rrs[i].owner, owner) == 0;
   if (n > DANE_MAX_RECORDS)
     n = DANE_MAX_RECORDS;
-  rh->records = n ? calloc(n, sizeof *rh->records) : NULL;
+  struct dane_tlsa found[DANE_MAX_RECORDS];
+  for (size_t i = 0, k = 0; i < ans->nrrs && k < n; i++) {
+    const struct dns_rr *rr = &ans->rrs[i];
+    if (rr->type != DNS_T_TLSA || strcmp(rr->owner, owner) != 0)
+      continue;
+    found[k++] = (struct dane_tlsa){rr->u.tlsa.usage, rr->u.tlsa.selector,
+                                    rr->u.tlsa.mtype, rr->u.tlsa.dlen, rr->u.tlsa.data};
+  }
+  /* The answer goes away after this callback: the route keeps its own copy. */
+  rh->records = dane_tlsa_dup(found, n);
   if (n && !rh->records) {
     rh->req.tlsa = DECIDE_TLSA_FAILED;
     return;
   }
-  for (size_t i = 0; i < ans->nrrs && rh->nrecords < n; i++) {
-    const struct dns_rr *rr = &ans->rrs[i];
-    if (rr->type != DNS_T_TLSA || strcmp(rr->owner, owner) != 0)
-      continue;
-    struct dane_tlsa *t = &rh->records[rh->nrecords++];
-    t->usage = rr->u.tlsa.usage;
-    t->selector = rr->u.tlsa.selector;
-    t->mtype = rr->u.tlsa.mtype;
-    t->len = rr->u.tlsa.dlen <= DANE_DATA_MAX ? rr->u.tlsa.dlen : DANE_DATA_MAX;
-    memcpy(t->data, rr->u.tlsa.data, t->len);
-  }
+  rh->nrecords = n;
   rh->req.tlsa = rh->nrecords ? DECIDE_TLSA_FOUND : DECIDE_TLSA_NONE;
 }
 

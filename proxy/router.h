@@ -26,7 +26,8 @@ struct route_host {
    * name; DANE-TA name checks accept both names (§3.2.2). */
   char cname[256];
   bool tlsa_at_cname;
-  struct dane_tlsa *records; /* owned: the secure TLSA RRset, when one was found */
+  struct dane_tlsa *records; /* owned (dane_tlsa_dup: data included): the secure
+                                TLSA RRset, when one was found */
   size_t nrecords;
   /* The table entry's pins: they point into the runtime's config, which outlives
    * every route (routes live in sessions and upstreams, which hold the runtime). */

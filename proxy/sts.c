@@ -435,11 +435,12 @@ static enum sts_txt_state txt_state(int status, const struct dns_answer *ans,
     return STS_DNS_TEMPFAIL;
   if (ans->rcode == DNS_R_NXDOMAIN)
     return STS_DNS_ABSENT;
-  const char *texts[DNS_MAX_RRS];
-  size_t lens[DNS_MAX_RRS];
-  size_t n = dns_answer_texts(ans, texts, lens, DNS_MAX_RRS);
-  return sts_txt_parse(texts, lens, n, id) == STS_TXT_OK ? STS_DNS_FOUND
-                                                         : STS_DNS_ABSENT;
+  struct dns_texts t;
+  if (dns_answer_texts(ans, &t) != 0)
+    return STS_DNS_TEMPFAIL;
+  int rc = sts_txt_parse(t.texts, t.lens, t.n, id);
+  dns_texts_free(&t);
+  return rc == STS_TXT_OK ? STS_DNS_FOUND : STS_DNS_ABSENT;
 }
 
 static void on_txt(void *arg, int status, const struct dns_answer *ans) {

@@ -91,11 +91,14 @@ static int txt_outcome(struct tlsrpt__run *r, int status, const struct dns_answe
     snprintf(why, cap, "no TLS-RPT record (NXDOMAIN)");
     return 0;
   }
-  const char *texts[DNS_MAX_RRS];
-  size_t lens[DNS_MAX_RRS];
-  size_t n = dns_answer_texts(ans, texts, lens, DNS_MAX_RRS);
+  struct dns_texts t;
+  if (dns_answer_texts(ans, &t) != 0) {
+    snprintf(why, cap, "%s", sp_strerror(SP_E_NOMEM));
+    return -1;
+  }
   char err[200] = "";
-  int rc = tlsrpt_txt_parse(texts, lens, n, &r->rec, err, sizeof err);
+  int rc = tlsrpt_txt_parse(t.texts, t.lens, t.n, &r->rec, err, sizeof err);
+  dns_texts_free(&t);
   if (rc == TLSRPT_TXT_OK)
     return 1;
   snprintf(why, cap, "%s", rc == TLSRPT_TXT_NONE ? "no TLS-RPT record" : err);

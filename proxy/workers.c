@@ -97,7 +97,7 @@ static void forward_tls(const struct observe_tls *t) {
     total += strs[i] ? strlen(strs[i]) + 1 : 0;
   struct forwarded *f = calloc(1, sizeof *f);
   char *p = f ? malloc(total + 1) : NULL;
-  struct dane_tlsa *tlsa = t->ntlsa && p ? malloc(t->ntlsa * sizeof *tlsa) : NULL;
+  struct dane_tlsa *tlsa = p ? dane_tlsa_dup(t->tlsa, t->ntlsa) : NULL;
   if (!f || !p || (t->ntlsa && !tlsa)) {
     free(f);
     free(p);
@@ -118,8 +118,6 @@ static void forward_tls(const struct observe_tls *t) {
     f->sts = *t->sts;
     f->o.sts = &f->sts;
   }
-  if (tlsa)
-    memcpy(tlsa, t->tlsa, t->ntlsa * sizeof *tlsa);
   f->tlsa = tlsa;
   f->o.tlsa = tlsa;
   uv_mutex_lock(&ws->lock);

@@ -227,6 +227,66 @@ class DaneTA(DaneCase):
         self.assertNoMail(self.mx1)
 
 
+class DaneFullCertificate(DaneCase):
+    """TLSA records carrying a whole certificate (matching type 0): kilobytes of RDATA,
+    more than the resolver's 1232-byte EDNS payload, so the UDP answer comes back
+    truncated (TC) and the proxy must ask again over TCP. Until a record of over
+    2,048 bytes was refused by the DNS parser, the host was unusable (451)."""
+
+    UDP_PAYLOAD = 1232  # what the proxy's queries announce
+
+    def big_cert(self, name):
+        """An RSA certificate with enough names to weigh over 2 KB in DER."""
+        alt = ['alt-%02d.%s' % (i, name) for i in range(80)]
+        cert_key = self.pki.issue(name, key='rsa', alt_names=alt)
+        self.assertGreater(len(self.pki.cert_der(cert_key[0])), 2048)
+        return cert_key
+
+    def assertCameOverTcp(self, host):
+        """The TLSA query was answered truncated over UDP, then asked over TCP."""
+        name = self.tlsa_name(host).lower()
+        protos = [q['proto'] for q in self.dns.query_log
+                  if q['name'] == name and q['type'] == 'TLSA']
+        self.assertIn('udp', protos)
+        self.assertIn('tcp', protos)
+
+    def test_ee_300_full_certificate_over_tcp(self):
+        """3 0 0 with mx1's whole certificate (over 2 KB): delivered, Verified, the
+        matched record logged."""
+        self.mx1.configure(starttls=self.big_cert('mx1.example.test'))
+        rec = self.pki.tlsa(self.cert(self.mx1), 3, 0, 0)
+        self.publish('mx1.example.test', rec)
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 0 0 ' + hexdata(rec)[:32])
+        self.assertCameOverTcp('mx1.example.test')
+
+    def test_ee_300_wrong_full_certificate_451(self):
+        """3 0 0 with another host's whole certificate (also over 2 KB): 4.7.5, the MX
+        gets no message."""
+        self.mx1.configure(starttls=self.big_cert('mx1.example.test'))
+        other = self.big_cert('other.example.test')[0]
+        self.publish('mx1.example.test', self.pki.tlsa(other, 3, 0, 0))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertNoMail(self.mx1)
+        self.assertCameOverTcp('mx1.example.test')
+        # Refused by the DANE check in the handshake, not for want of a TLSA answer.
+        self.assertLog(r'mx1\.example\.test\[127\.0\.0\.2\]:%d: Server certificate not '
+                       r'verified \(dane\): .*no matching DANE TLSA records' % self.mx_port)
+        self.assertNotIn('matched TLSA', self.proxy.log_text())
+
+    def test_ta_200_full_ca_certificate_over_tcp(self):
+        """2 0 0 with a whole RSA-4096 CA certificate that the MX does not send (only
+        its leaf): the record itself is the trust anchor; delivered, Verified."""
+        ta = TestPKI(os.path.join(self.tmpdir, 'bigta'), ca_name='Big DANE TA CA',
+                     ca_key_type='rsa4096')
+        self.assertGreater(len(ta.cert_der(ta.ca_file)), self.UDP_PAYLOAD)
+        self.mx1.configure(starttls=ta.issue('mx1.example.test'))
+        rec = ta.tlsa(ta.ca_file, 2, 0, 0)
+        self.publish('mx1.example.test', rec)
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='2 0 0 ' + hexdata(rec)[:32])
+        self.assertCameOverTcp('mx1.example.test')
+
+
 class DaneFallbacks(DaneCase):
 
     def test_insecure_zone_falls_back_to_may(self):

@@ -14,7 +14,7 @@
 /* ---- message builder (both the pure tests and the fake server use it) ---------- */
 
 struct mb {
-  uint8_t b[4096];
+  uint8_t b[65535]; /* the largest DNS message (over TCP) */
   size_t n;
 };
 
@@ -165,7 +165,16 @@ static void mb_response(struct mb *m, unsigned id, unsigned flags, const char *q
   mb_opt(m);
 }
 
-static struct dns_answer ans; /* ~150 KB: not on the stack */
+static struct dns_answer *ans; /* the last parse's answer */
+
+/* Parses into ans (freeing the previous one). */
+static int parse(const uint8_t *p, size_t n) {
+  free(ans);
+  ans = NULL;
+  int rc = dns_msg_parse(p, n, &ans);
+  ASSERT((rc == 0) == (ans != NULL));
+  return rc;
+}
 
 /* ---- seeds: valid responses, also written as the fuzz corpus -------------------- */
 
@@ -232,23 +241,15 @@ static void seed_compressed(struct mb *m) {
   mb_raw(m, "\x0a\x00\x00\x01", 4);
 }
 
-static void (*const seeds[])(struct mb *) = {seed_mx,       seed_addr,      seed_cname,
-                                             seed_txt,      seed_tlsa,      seed_nullmx,
-                                             seed_nxdomain, seed_compressed};
-#define NSEEDS (sizeof seeds / sizeof seeds[0])
+static void seed_many_a(struct mb *m);
+static void seed_big_txt(struct mb *m);
+static void seed_big_tlsa(struct mb *m);
 
-static int write_corpus(const char *dir) {
-  for (size_t i = 0; i < NSEEDS; i++) {
-    struct mb m;
-    char path[4096];
-    seeds[i](&m);
-    snprintf(path, sizeof path, "%s/seed%zu", dir, i);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(m.b, 1, m.n, f) != m.n || fclose(f) != 0)
-      return 1;
-  }
-  return 0;
-}
+static void (*const seeds[])(struct mb *) = {
+    seed_mx,     seed_addr,    seed_cname,    seed_txt,
+    seed_tlsa,   seed_nullmx,  seed_nxdomain, seed_compressed,
+    seed_many_a, seed_big_txt, seed_big_tlsa};
+#define NSEEDS (sizeof seeds / sizeof seeds[0])
 
 /* ---- pure tests ----------------------------------------------------------------- */
 
@@ -290,87 +291,87 @@ static void test_build_query(void) {
 static void test_parse_mx(void) {
   struct mb m;
   seed_mx(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.id, 0x1234);
-  ASSERT(ans.ad && !ans.tc && ans.rcode_valid);
-  ASSERT_EQ(ans.rcode, DNS_R_NOERROR);
-  ASSERT_STR_EQ(ans.qname, "example.org");
-  ASSERT_EQ(ans.qtype, DNS_T_MX);
-  ASSERT_EQ(ans.nrrs, 2);
-  ASSERT_EQ(ans.rrs[0].u.mx.pref, 20);
-  ASSERT_STR_EQ(ans.rrs[0].u.mx.host, "mx2.example.org");
-  ASSERT_STR_EQ(ans.rrs[1].u.mx.host, "mx1.example.org"); /* lower-cased, no dot */
-  ASSERT_STR_EQ(ans.rrs[1].owner, "example.org");
-  ASSERT_EQ(ans.rrs[1].ttl, 300);
-  ASSERT_EQ(ans.rrs[1].klass, 1);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->id, 0x1234);
+  ASSERT(ans->ad && !ans->tc);
+  ASSERT_EQ(ans->rcode, DNS_R_NOERROR);
+  ASSERT_STR_EQ(ans->qname, "example.org");
+  ASSERT_EQ(ans->qtype, DNS_T_MX);
+  ASSERT_EQ(ans->nrrs, 2);
+  ASSERT_EQ(ans->rrs[0].u.mx.pref, 20);
+  ASSERT_STR_EQ(ans->rrs[0].u.mx.host, "mx2.example.org");
+  ASSERT_STR_EQ(ans->rrs[1].u.mx.host, "mx1.example.org"); /* lower-cased, no dot */
+  ASSERT_STR_EQ(ans->rrs[1].owner, "example.org");
+  ASSERT_EQ(ans->rrs[1].ttl, 300);
+  ASSERT_EQ(ans->rrs[1].klass, 1);
   seed_compressed(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.nrrs, 2);
-  ASSERT_STR_EQ(ans.rrs[0].owner, "example.org");
-  ASSERT_STR_EQ(ans.rrs[0].u.mx.host, "mx.example.org");
-  ASSERT_STR_EQ(ans.rrs[1].owner, "mx.example.org");
-  ASSERT_EQ(ans.rrs[1].u.a[0], 10);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 2);
+  ASSERT_STR_EQ(ans->rrs[0].owner, "example.org");
+  ASSERT_STR_EQ(ans->rrs[0].u.mx.host, "mx.example.org");
+  ASSERT_STR_EQ(ans->rrs[1].owner, "mx.example.org");
+  ASSERT_EQ(ans->rrs[1].u.a[0], 10);
 }
 
 static void test_parse_addr_cname(void) {
   struct mb m;
   seed_addr(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.nrrs, 2);
-  ASSERT_MEM_EQ(ans.rrs[0].u.a, 4, "\xc0\x00\x02\x01", 4);
-  ASSERT_EQ(ans.rrs[1].type, DNS_T_AAAA);
-  ASSERT_MEM_EQ(ans.rrs[1].u.aaaa, 16, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01",
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 2);
+  ASSERT_MEM_EQ(ans->rrs[0].u.a, 4, "\xc0\x00\x02\x01", 4);
+  ASSERT_EQ(ans->rrs[1].type, DNS_T_AAAA);
+  ASSERT_MEM_EQ(ans->rrs[1].u.aaaa, 16, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01",
                 16);
-  ASSERT(!ans.ad);
+  ASSERT(!ans->ad);
   seed_cname(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.nrrs, 3);
-  ASSERT_STR_EQ(dns_answer_target(&ans, "www.example.org"), "b.example.com");
-  ASSERT_STR_EQ(dns_answer_target(&ans, "WWW.Example.org."), "b.example.com");
-  ASSERT_STR_EQ(dns_answer_target(&ans, "a.example.net"), "b.example.com");
-  ASSERT_STR_EQ(dns_answer_target(&ans, "other.example"), "other.example");
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 3);
+  ASSERT_STR_EQ(dns_answer_target(ans, "www.example.org"), "b.example.com");
+  ASSERT_STR_EQ(dns_answer_target(ans, "WWW.Example.org."), "b.example.com");
+  ASSERT_STR_EQ(dns_answer_target(ans, "a.example.net"), "b.example.com");
+  ASSERT_STR_EQ(dns_answer_target(ans, "other.example"), "other.example");
   /* A CNAME loop stops after 8 steps instead of spinning. */
   static const struct rec loop[] = {{DNS_T_CNAME, "a.test", 0, "b.test"},
                                     {DNS_T_CNAME, "b.test", 0, "a.test"},
                                     {0, NULL, 0, NULL}};
   mb_response(&m, 1, F_RESP, "a.test", DNS_T_A, loop);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_STR_EQ(dns_answer_target(&ans, "a.test"), "a.test");
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_STR_EQ(dns_answer_target(ans, "a.test"), "a.test");
 }
 
 static void test_parse_txt_tlsa_nullmx(void) {
   struct mb m;
   seed_txt(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.nrrs, 1);
-  ASSERT_EQ(ans.rrs[0].u.txt.len, 16);
-  ASSERT_STR_EQ(ans.rrs[0].u.txt.text, "v=STSv1; id=2024");
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 1);
+  ASSERT_EQ(ans->rrs[0].u.txt.len, 16);
+  ASSERT_STR_EQ(ans->rrs[0].u.txt.text, "v=STSv1; id=2024");
   seed_tlsa(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.nrrs, 1);
-  ASSERT_STR_EQ(ans.qname, "_25._tcp.mx1.example.org");
-  ASSERT_EQ(ans.rrs[0].u.tlsa.usage, 3);
-  ASSERT_EQ(ans.rrs[0].u.tlsa.selector, 1);
-  ASSERT_EQ(ans.rrs[0].u.tlsa.mtype, 1);
-  ASSERT_EQ(ans.rrs[0].u.tlsa.dlen, 32);
-  ASSERT_EQ(ans.rrs[0].u.tlsa.data[1], 0x23);
-  ASSERT(ans.ad);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 1);
+  ASSERT_STR_EQ(ans->qname, "_25._tcp.mx1.example.org");
+  ASSERT_EQ(ans->rrs[0].u.tlsa.usage, 3);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.selector, 1);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.mtype, 1);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.dlen, 32);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.data[1], 0x23);
+  ASSERT(ans->ad);
   seed_nullmx(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.nrrs, 1);
-  ASSERT_EQ(ans.rrs[0].u.mx.pref, 0);
-  ASSERT_STR_EQ(ans.rrs[0].u.mx.host, "");
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 1);
+  ASSERT_EQ(ans->rrs[0].u.mx.pref, 0);
+  ASSERT_STR_EQ(ans->rrs[0].u.mx.host, "");
 }
 
 static void test_parse_flags(void) {
   struct mb m;
   seed_nxdomain(&m);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.rcode, DNS_R_NXDOMAIN);
-  ASSERT_EQ(ans.nrrs, 0);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->rcode, DNS_R_NXDOMAIN);
+  ASSERT_EQ(ans->nrrs, 0);
   mb_response(&m, 1, F_RESP | F_TC, "big.example", DNS_T_TXT, NULL);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT(ans.tc && !ans.ad);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(ans->tc && !ans->ad);
   /* Records of other types and classes are walked and skipped. */
   mb_hdr(&m, 1, F_RESP, 1, 2, 0, 0);
   mb_question(&m, "x.test", DNS_T_A);
@@ -383,9 +384,9 @@ static void test_parse_flags(void) {
   size_t s = mb_rr(&m, "x.test", DNS_T_A);
   mb_raw(&m, "\1\2\3\4", 4);
   mb_rr_end(&m, s);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_EQ(ans.nrrs, 1);
-  ASSERT_EQ(ans.rrs[0].type, DNS_T_A);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 1);
+  ASSERT_EQ(ans->rrs[0].type, DNS_T_A);
   /* A label with a dot, a space and upper case: escaped, lower-cased. */
   mb_hdr(&m, 1, F_RESP, 1, 0, 0, 0);
   mb_u8(&m, 5);
@@ -393,12 +394,12 @@ static void test_parse_flags(void) {
   mb_u8(&m, 0);
   mb_u16(&m, 1);
   mb_u16(&m, 1);
-  ASSERT_EQ(dns_msg_parse(m.b, m.n, &ans), 0);
-  ASSERT_STR_EQ(ans.qname, "a\\046b\\032c");
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_STR_EQ(ans->qname, "a\\046b\\032c");
 }
 
 static int parse_bytes(const uint8_t *p, size_t n) {
-  return dns_msg_parse(p, n, &ans);
+  return parse(p, n);
 }
 
 static void test_parse_malformed(void) {
@@ -517,33 +518,192 @@ static void test_parse_rdata_lies(void) {
   ASSERT_EQ(parse_bytes(m.b, m.n), SP_E_DNS_FORMAT);
 }
 
-static void test_parse_overflow(void) {
-  struct mb m;
-  mb_hdr(&m, 1, F_RESP, 1, DNS_MAX_RRS + 1, 0, 0);
-  mb_question(&m, "a.test", DNS_T_A);
-  for (int i = 0; i <= DNS_MAX_RRS; i++) {
-    mb_u16(&m, 0xc00c);
-    mb_u16(&m, DNS_T_A);
-    mb_u16(&m, 1);
-    mb_u32(&m, 1);
-    mb_u16(&m, 4);
-    mb_u32(&m, (uint32_t)i);
+/* Big answers: none of them fits the old fixed arrays (64 records, 2,048 bytes). */
+#define MANY_A 200
+#define BIG_TXT_STRINGS 41 /* of 250 bytes: 10,250 bytes of text */
+#define BIG_TLSA_DATA 4096
+
+/* An A record whose owner points back at the question (offset 12). */
+static void mb_a_compressed(struct mb *m, uint32_t addr) {
+  mb_u16(m, 0xc00c);
+  mb_u16(m, DNS_T_A);
+  mb_u16(m, 1);
+  mb_u32(m, 1);
+  mb_u16(m, 4);
+  mb_u32(m, addr);
+}
+
+static void seed_many_a(struct mb *m) {
+  mb_hdr(m, 14, F_RESP, 1, MANY_A, 0, 0);
+  mb_question(m, "many.example", DNS_T_A);
+  for (uint32_t i = 0; i < MANY_A; i++)
+    mb_a_compressed(m, 0x0a000000u + i);
+}
+
+static void seed_big_txt(struct mb *m) {
+  mb_hdr(m, 15, F_RESP, 1, 1, 0, 0);
+  mb_question(m, "_mta-sts.big.example", DNS_T_TXT);
+  size_t s = mb_rr(m, "_mta-sts.big.example", DNS_T_TXT);
+  for (int i = 0; i < BIG_TXT_STRINGS; i++) {
+    mb_u8(m, 250);
+    for (int k = 0; k < 250; k++)
+      mb_u8(m, (unsigned)('a' + (i + k) % 26));
   }
-  ASSERT_EQ(parse_bytes(m.b, m.n), SP_E_OVERFLOW);
-  m.b[7] = DNS_MAX_RRS;
-  ASSERT_EQ(parse_bytes(m.b, m.n), 0);
-  ASSERT_EQ(ans.nrrs, DNS_MAX_RRS);
-  /* A truncated message with too many records is malformed first of all. */
-  m.b[7] = DNS_MAX_RRS + 1;
-  ASSERT_EQ(parse_bytes(m.b, m.n - 1), SP_E_DNS_FORMAT);
-  mb_hdr(&m, 1, F_RESP, 1, 1, 0, 0);
-  mb_question(&m, "a.test", DNS_T_TLSA);
-  size_t s = mb_rr(&m, "a.test", DNS_T_TLSA);
-  mb_raw(&m, "\3\1\1", 3);
-  for (int i = 0; i <= DNS_RDATA_MAX; i++)
-    mb_u8(&m, 0xab);
-  mb_rr_end(&m, s);
-  ASSERT_EQ(parse_bytes(m.b, m.n), SP_E_OVERFLOW);
+  mb_rr_end(m, s);
+}
+
+static void seed_big_tlsa(struct mb *m) {
+  mb_hdr(m, 16, F_RESP | F_AD, 1, 1, 0, 1);
+  mb_question(m, "_25._tcp.big.example", DNS_T_TLSA);
+  size_t s = mb_rr(m, "_25._tcp.big.example", DNS_T_TLSA);
+  mb_raw(m, "\3\0\0", 3);
+  for (int i = 0; i < BIG_TLSA_DATA; i++)
+    mb_u8(m, (unsigned)i & 0xff);
+  mb_rr_end(m, s);
+  mb_opt(m);
+}
+
+static void test_parse_many_records(void) {
+  struct mb m;
+  seed_many_a(&m);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, MANY_A);
+  for (size_t i = 0; i < MANY_A; i++) {
+    ASSERT_EQ(ans->rrs[i].type, DNS_T_A);
+    ASSERT_STR_EQ(ans->rrs[i].owner, "many.example");
+    ASSERT_EQ(ans->rrs[i].u.a[3], i & 0xff);
+  }
+  /* One owner string for all of them: the answer is about the size of the message
+   * plus one small struct per record. */
+  ASSERT(ans->size <= sizeof *ans + MANY_A * sizeof(struct dns_rr) + 16);
+  char ip[64];
+  ASSERT(dns_answer_first_addr(ans, ip, sizeof ip));
+  ASSERT_STR_EQ(ip, "10.0.0.0");
+}
+
+static void test_parse_big_rdata(void) {
+  struct mb m;
+  seed_big_txt(&m);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 1);
+  ASSERT_EQ(ans->rrs[0].u.txt.len, BIG_TXT_STRINGS * 250);
+  ASSERT_EQ(strlen(ans->rrs[0].u.txt.text), BIG_TXT_STRINGS * 250);
+  ASSERT_EQ(ans->rrs[0].u.txt.text[250], 'b'); /* the second string joined on */
+  struct dns_texts t;
+  ASSERT_EQ(dns_answer_texts(ans, &t), 0);
+  ASSERT_EQ(t.n, 1);
+  ASSERT_EQ(t.lens[0], BIG_TXT_STRINGS * 250);
+  dns_texts_free(&t);
+  ASSERT(t.texts == NULL && t.n == 0);
+
+  seed_big_tlsa(&m);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT_EQ(ans->nrrs, 1);
+  ASSERT(ans->ad);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.usage, 3);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.mtype, 0);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.dlen, BIG_TLSA_DATA);
+  ASSERT_EQ(ans->rrs[0].u.tlsa.data[BIG_TLSA_DATA - 1], (BIG_TLSA_DATA - 1) & 0xff);
+  ASSERT(ans->size < sizeof *ans + sizeof(struct dns_rr) + BIG_TLSA_DATA + 64);
+}
+
+/* Malformed big answers, each copied into an exact-size buffer so ASan would see an
+ * over-read. */
+static int parse_exact(const struct mb *m) {
+  uint8_t *copy = malloc(m->n);
+  memcpy(copy, m->b, m->n);
+  int rc = parse(copy, m->n);
+  free(copy);
+  return rc;
+}
+
+/* More records counted than the message holds, by one and by 65,335. */
+static void bad_counts(struct mb *m) {
+  seed_many_a(m);
+  m->b[6] = (MANY_A + 1) >> 8;
+  m->b[7] = (MANY_A + 1) & 0xff;
+}
+static void bad_counts_huge(struct mb *m) {
+  seed_many_a(m);
+  m->b[6] = m->b[7] = 0xff;
+}
+/* A TLSA rdlength running past the end of the message. */
+static void bad_rdata_past_end(struct mb *m) {
+  seed_big_tlsa(m);
+  m->n -= 11 + 100; /* drop the OPT record and the last 100 data bytes */
+  m->b[11] = 0;     /* ARCOUNT */
+}
+/* Two names pointing at each other (a compression loop). */
+static void bad_pointer_loop(struct mb *m) {
+  mb_hdr(m, 1, F_RESP, 1, 2, 0, 0);
+  mb_question(m, "a.test", DNS_T_A);
+  size_t first = m->n;
+  mb_u16(m, 0xc000 | (unsigned)(first + 16)); /* -> the second owner */
+  mb_u16(m, DNS_T_A);
+  mb_u16(m, 1);
+  mb_u32(m, 1);
+  mb_u16(m, 4);
+  mb_u32(m, 1);
+  mb_u16(m, 0xc000 | (unsigned)first); /* -> the first owner */
+  mb_u16(m, DNS_T_A);
+  mb_u16(m, 1);
+  mb_u32(m, 1);
+  mb_u16(m, 4);
+  mb_u32(m, 2);
+}
+/* A pointer past the end of the message. */
+static void bad_pointer_past_end(struct mb *m) {
+  mb_hdr(m, 1, F_RESP, 1, 1, 0, 0);
+  mb_question(m, "a.test", DNS_T_A);
+  mb_u16(m, 0xc000 | 0x3fff);
+  mb_u16(m, DNS_T_A);
+  mb_u16(m, 1);
+  mb_u32(m, 1);
+  mb_u16(m, 4);
+  mb_u32(m, 1);
+}
+
+static void (*const bad_seeds[])(struct mb *) = {bad_counts, bad_counts_huge,
+                                                 bad_rdata_past_end, bad_pointer_loop,
+                                                 bad_pointer_past_end};
+#define NBAD (sizeof bad_seeds / sizeof bad_seeds[0])
+
+static void test_parse_big_malformed(void) {
+  for (size_t i = 0; i < NBAD; i++) {
+    struct mb m;
+    bad_seeds[i](&m);
+    ASSERT_EQ(parse_exact(&m), SP_E_DNS_FORMAT);
+    ASSERT(ans == NULL);
+  }
+  /* The same TXT record, its last string claiming one byte more than is left. */
+  struct mb m;
+  seed_big_txt(&m);
+  m.b[m.n - 251] = 251;
+  ASSERT_EQ(parse_exact(&m), SP_E_DNS_FORMAT);
+}
+
+/* Writes one message as the fuzz seed dir/<prefix><i>. */
+static int write_seed(const char *dir, const char *prefix, size_t i,
+                      void (*build)(struct mb *)) {
+  static struct mb m;
+  char path[4096];
+  build(&m);
+  snprintf(path, sizeof path, "%s/%s%zu", dir, prefix, i);
+  FILE *f = fopen(path, "wb");
+  if (!f)
+    return 1;
+  size_t n = fwrite(m.b, 1, m.n, f);
+  return fclose(f) != 0 || n != m.n;
+}
+
+static int write_corpus(const char *dir) {
+  for (size_t i = 0; i < NSEEDS; i++)
+    if (write_seed(dir, "seed", i, seeds[i]) != 0)
+      return 1;
+  for (size_t i = 0; i < NBAD; i++)
+    if (write_seed(dir, "bad", i, bad_seeds[i]) != 0)
+      return 1;
+  return 0;
 }
 
 /* ---- fake DNS server --------------------------------------------------------------
@@ -1085,7 +1245,9 @@ int main(int argc, char **argv) {
   RUN_TEST(test_parse_flags);
   RUN_TEST(test_parse_malformed);
   RUN_TEST(test_parse_rdata_lies);
-  RUN_TEST(test_parse_overflow);
+  RUN_TEST(test_parse_many_records);
+  RUN_TEST(test_parse_big_rdata);
+  RUN_TEST(test_parse_big_malformed);
   run_loop_tests();
   return 0;
 }

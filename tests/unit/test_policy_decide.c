@@ -6,6 +6,9 @@
 
 #define NO_ENTRY (-1)
 
+/* The data of every rec(): 01 02 03 ... (records point into it, never write it). */
+static uint8_t pattern[DANE_DATA_MAX];
+
 static struct dane_tlsa rec(uint8_t usage, uint8_t selector, uint8_t mtype,
                             uint16_t len) {
   struct dane_tlsa r;
@@ -14,8 +17,10 @@ static struct dane_tlsa rec(uint8_t usage, uint8_t selector, uint8_t mtype,
   r.selector = selector;
   r.mtype = mtype;
   r.len = len;
-  for (uint16_t i = 0; i < len; i++)
-    r.data[i] = (uint8_t)(i + 1);
+  if (pattern[0] == 0)
+    for (size_t i = 0; i < sizeof(pattern); i++)
+      pattern[i] = (uint8_t)(i + 1);
+  r.data = pattern;
   return r;
 }
 
@@ -134,7 +139,10 @@ static void test_tlsa_usable_all(void) {
 static void test_tlsa_format(void) {
   char out[256];
   struct dane_tlsa r = rec(3, 1, 1, 32);
-  r.data[0] = 0xab, r.data[1] = 0x12, r.data[31] = 0xff;
+  uint8_t data[32];
+  memcpy(data, r.data, sizeof(data));
+  data[0] = 0xab, data[1] = 0x12, data[31] = 0xff;
+  r.data = data;
   dane_tlsa_format(&r, out, sizeof(out));
   ASSERT_STR_EQ(
       out, "3 1 1 ab12030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fff");
@@ -165,6 +173,25 @@ static void test_tlsa_format(void) {
   struct dane_tlsa odd = rec(255, 255, 255, 1);
   dane_tlsa_format(&odd, out, sizeof(out));
   ASSERT_STR_EQ(out, "255 255 255 01");
+}
+
+static void test_tlsa_dup(void) {
+  /* A full-certificate record of 4 KB next to a digest: the copy owns both. */
+  static uint8_t cert[4096];
+  memset(cert, 0x5a, sizeof(cert));
+  struct dane_tlsa recs[2] = {rec(3, 0, 0, 0), rec(2, 1, 1, 32)};
+  recs[0].data = cert;
+  recs[0].len = sizeof(cert);
+  struct dane_tlsa *copy = dane_tlsa_dup(recs, 2);
+  ASSERT(copy != NULL);
+  memset(cert, 0, sizeof(cert)); /* the original goes away */
+  ASSERT_EQ(copy[0].len, 4096);
+  ASSERT(copy[0].data != cert && copy[0].data[4095] == 0x5a);
+  ASSERT_EQ(copy[1].usage, 2);
+  ASSERT_MEM_EQ(copy[1].data, 32, pattern, 32);
+  ASSERT(dane_tlsa_usable(&copy[0]) && dane_tlsa_usable(&copy[1]));
+  free(copy);
+  ASSERT(dane_tlsa_dup(recs, 0) == NULL);
 }
 
 /* ---- decide.c: levels ---- */
@@ -662,6 +689,7 @@ int main(void) {
   RUN_TEST(test_tlsa_usable_rows);
   RUN_TEST(test_tlsa_usable_all);
   RUN_TEST(test_tlsa_format);
+  RUN_TEST(test_tlsa_dup);
   RUN_TEST(test_decide_level);
   RUN_TEST(test_levels_without_dane);
   RUN_TEST(test_fingerprint_without_pins);

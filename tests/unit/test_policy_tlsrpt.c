@@ -282,10 +282,15 @@ static void test_policy_strings(void) {
 
   struct dane_tlsa recs[2];
   memset(recs, 0, sizeof recs);
-  recs[0] = (struct dane_tlsa){.usage = 3, .selector = 1, .mtype = 1, .len = 4};
-  memcpy(recs[0].data, "\xde\xad\xbe\xef", 4);
-  recs[1] = (struct dane_tlsa){.usage = 2, .selector = 0, .mtype = 1, .len = 32};
-  memset(recs[1].data, 0xab, 32);
+  uint8_t ab[32];
+  memset(ab, 0xab, sizeof ab);
+  recs[0] = (struct dane_tlsa){.usage = 3,
+                               .selector = 1,
+                               .mtype = 1,
+                               .len = 4,
+                               .data = (const uint8_t *)"\xde\xad\xbe\xef"};
+  recs[1] =
+      (struct dane_tlsa){.usage = 2, .selector = 0, .mtype = 1, .len = 32, .data = ab};
   s = tlsrpt_tlsa_strings(recs, 2);
   ASSERT_STR_EQ(s, "3 1 1 deadbeef\n2 0 1 "
                    "abababababababababababababababababababababababababababababababab");

@@ -1,6 +1,6 @@
 """A throw-away test PKI made with the openssl CLI.
 
-    pki = TestPKI(tmpdir)
+    pki = TestPKI(tmpdir)                                  # EC P-256 CA (ca_key_type='rsa4096': a big one)
     cert, key = pki.issue('mx1.example.test')             # EC P-256, CA-signed
     cert, key = pki.issue('mx2.example.test', key='rsa')  # RSA 2048
     cert, key = pki.issue('mx3.example.test', expired=True)
@@ -67,7 +67,7 @@ class TestPKI:
 
     __test__ = False  # not a unittest class
 
-    def __init__(self, dir, ca_name='Test CA'):
+    def __init__(self, dir, ca_name='Test CA', ca_key_type='ec'):
         self.dir = os.path.join(dir, 'pki')
         os.makedirs(os.path.join(self.dir, 'newcerts'), exist_ok=True)
         with open(os.path.join(self.dir, 'index.txt'), 'w'):
@@ -79,7 +79,7 @@ class TestPKI:
             f.write(_CA_CONF.format(dir=self.dir))
         self.ca_key = os.path.join(self.dir, 'ca.key')
         self.ca_file = os.path.join(self.dir, 'ca.pem')
-        self._genkey('ec', self.ca_key)
+        self._genkey(ca_key_type, self.ca_key)
         _run(['req', '-config', self.conf, '-x509', '-new', '-key', self.ca_key,
               '-sha256', '-days', '3650', '-subj', '/CN=%s' % ca_name,
               '-addext', 'basicConstraints=critical,CA:TRUE',
@@ -92,18 +92,19 @@ class TestPKI:
         if kind == 'ec':
             _run(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256',
                   '-out', path])
-        elif kind == 'rsa':
-            _run(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048',
+        elif kind in ('rsa', 'rsa4096'):
+            bits = '4096' if kind == 'rsa4096' else '2048'
+            _run(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:' + bits,
                   '-out', path])
         else:
-            raise ValueError('key must be "ec" or "rsa", not %r' % (kind,))
+            raise ValueError('key must be "ec", "rsa" or "rsa4096", not %r' % (kind,))
         os.chmod(path, 0o600)
 
     def issue(self, name, key='ec', expired=False, self_signed=False, wrong_name=None,
               alt_names=()):
         """Issues a server certificate for NAME; returns (cert_path, key_path).
 
-        key: 'ec' (P-256) or 'rsa' (2048 bits). expired: validity ended yesterday.
+        key: 'ec' (P-256), 'rsa' (2048 bits) or 'rsa4096'. expired: validity ended yesterday.
         self_signed: not issued by the CA (its own issuer). wrong_name: the certificate
         names this host instead of NAME (CN and subjectAltName). alt_names: more
         subjectAltName dNSNames after the first."""
@@ -132,7 +133,7 @@ class TestPKI:
         with open(extfile, 'w') as f:
             f.write('subjectAltName=%s\nextendedKeyUsage=serverAuth\n'
                     'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature%s\n'
-                    % (san, ',keyEncipherment' if key == 'rsa' else ''))
+                    % (san, ',keyEncipherment' if key.startswith('rsa') else ''))
         args = ['ca', '-batch', '-config', self.conf, '-notext', '-rand_serial',
                 '-startdate', _utc(start), '-enddate', _utc(end),
                 '-extfile', extfile, '-in', csr, '-out', cert_path]
