@@ -286,8 +286,9 @@ enum tlsrpt_policy_type tlsrpt_policy_type_of(const char *policy, bool has_sts,
     return TLSRPT_POLICY_STS;
   if (policy && strncmp(policy, "mta-sts/", 8) == 0 && has_sts)
     return TLSRPT_POLICY_STS;
-  if (ev == TLSRPT_EV_TLSA_LOOKUP || ev == TLSRPT_EV_DNSSEC ||
-      ev == TLSRPT_EV_DANE_REQUIRED || ntlsa > 0 || (policy && !strcmp(policy, "dane")))
+  if (ev == TLSRPT_EV_TLSA_LOOKUP || ev == TLSRPT_EV_TLSA_UNUSABLE ||
+      ev == TLSRPT_EV_DNSSEC || ev == TLSRPT_EV_DANE_REQUIRED || ntlsa > 0 ||
+      (policy && !strcmp(policy, "dane")))
     return TLSRPT_POLICY_TLSA;
   return TLSRPT_POLICY_NONE;
 }
@@ -340,6 +341,11 @@ enum tlsrpt_result tlsrpt_classify(enum tlsrpt_policy_type t, enum tlsrpt_event 
   case TLSRPT_EV_CERTIFICATE:
     return classify_cert(t, cert);
   case TLSRPT_EV_TLSA_LOOKUP:
+    /* §4.3.2.1: a lookup that failed (SERVFAIL: bogus to a validating resolver, or
+     * a timeout) returned "no valid records"; tlsa-invalid is for records that came
+     * back secure and none of which was valid. */
+    return TLSRPT_DNSSEC_INVALID;
+  case TLSRPT_EV_TLSA_UNUSABLE:
     return TLSRPT_TLSA_INVALID;
   case TLSRPT_EV_DNSSEC:
     return TLSRPT_DNSSEC_INVALID;

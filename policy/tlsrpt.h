@@ -84,6 +84,7 @@ enum tlsrpt_event {
   TLSRPT_EV_STS_FETCH,     /* the MTA-STS policy could not be fetched */
   TLSRPT_EV_STS_INVALID,   /* the fetched MTA-STS policy did not parse */
   TLSRPT_EV_STS_WEBPKI,    /* the policy host's certificate did not validate */
+  TLSRPT_EV_TLSA_UNUSABLE, /* dane-only: a secure TLSA RRset with no usable record */
 };
 
 /* The certificate failure, from the caller's X509 verify error. */

@@ -377,7 +377,9 @@ static int reply_parse(int status, const unsigned char *abuf, int alen,
   }
   int rc = dns_msg_parse(abuf, (size_t)alen, out);
   if (rc != 0)
-    *reason = rc == SP_E_NOMEM ? "out of memory" : "malformed answer";
+    *reason = rc == SP_E_NOMEM      ? "out of memory"
+              : rc == SP_E_OVERFLOW ? "answer too large"
+                                    : "malformed answer";
   return rc;
 }
 

@@ -328,6 +328,10 @@ int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out) {
   if (rc != 0)
     return rc;
   size_t head = sizeof hdr + w.nrrs * sizeof(struct dns_rr);
+  /* Compressed names expand up to ~60 times (a 4-byte pointer to a 253-byte name):
+   * a crafted 64 KB answer would take megabytes. No real answer comes near this. */
+  if (head + w.used > DNS_ANSWER_MAX)
+    return SP_E_OVERFLOW;
   struct dns_answer *ans = malloc(head + w.used);
   if (!ans)
     return SP_E_NOMEM;

@@ -76,11 +76,14 @@ int dns_msg_build_query(uint16_t id, const char *name, uint16_t type, uint8_t *o
 
 /* Parses a response into *out (malloc'd, the caller frees it; NULL on error).
  * Returns 0, SP_E_DNS_FORMAT (anything malformed or truncated, not a response, more
- * than one question, section counts that the message is too short to hold) or
- * SP_E_NOMEM. Any number of records and any RDATA length the message holds is
- * accepted: the allocation is bounded by what the message carries (at most one
- * record per 11 message bytes, each name at most 255 bytes). The answer section only
- * is kept; authority and additional sections are walked for well-formedness. */
+ * than one question, section counts that the message is too short to hold),
+ * SP_E_OVERFLOW (the parsed answer would exceed DNS_ANSWER_MAX) or SP_E_NOMEM. Any
+ * number of records and any RDATA length the message holds is accepted: the
+ * allocation is bounded by what the message carries (at most one record per 11
+ * message bytes, each name at most 255 bytes) and by DNS_ANSWER_MAX. The answer
+ * section only is kept; authority and additional sections are walked for
+ * well-formedness. */
+#define DNS_ANSWER_MAX (512 * 1024)
 int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out);
 
 /* Follows the CNAME chain from qname within the answer (at most 8 steps) and returns

@@ -58,8 +58,11 @@ static enum tlsrpt_event event_of(const struct observe_tls *o) {
     return TLSRPT_EV_TLSA_LOOKUP;
   case OBSERVE_DNSSEC:
   default:
-    /* dane-only without (usable) secure TLSA records is "dane-required" (§4.3.2);
-     * answers that are not secure at all are "dnssec-invalid". */
+    /* dane-only: secure records none of which is usable are "tlsa-invalid", no
+     * secure TLSA records "dane-required" (§4.3.2); answers that are not secure at
+     * all are "dnssec-invalid". */
+    if (o->detail && strstr(o->detail, "no usable TLSA records"))
+      return TLSRPT_EV_TLSA_UNUSABLE;
     return o->detail && strstr(o->detail, "TLSA records") ? TLSRPT_EV_DANE_REQUIRED
                                                           : TLSRPT_EV_DNSSEC;
   }

@@ -581,6 +581,53 @@ static void test_parse_many_records(void) {
   ASSERT_STR_EQ(ip, "10.0.0.0");
 }
 
+/* Two long names, then CNAME records whose owner and target are 2-byte pointers to
+ * them, owners alternating (so no owner copy is shared): each 14-byte record expands
+ * to two 200-odd-byte names. The parsed answer would take megabytes: refused. */
+static void test_parse_expansion_bomb(void) {
+  static struct mb m;
+  char l1[240], l2[240];
+  memset(l1, 0, sizeof l1);
+  for (int i = 0; i < 3; i++)
+    memset(l1 + i * 60, 'a' + i, 59), l1[i * 60 + 59] = '.';
+  memcpy(l1 + 180, "one.test", 9);
+  memcpy(l2, l1, sizeof l2);
+  memcpy(l2 + 180, "two.test", 9);
+  unsigned nrec = 2 + 4000;
+  mb_hdr(&m, 1, 0x8180, 1, nrec, 0, 0);
+  mb_question(&m, "q.test", DNS_T_A);
+  size_t at1 = m.n;
+  size_t s = mb_rr(&m, l1, DNS_T_CNAME);
+  size_t at2 = m.n;
+  mb_name(&m, l2);
+  mb_rr_end(&m, s);
+  s = mb_rr(&m, l2, DNS_T_CNAME);
+  mb_u16(&m, 0xc000 | (unsigned)at1);
+  mb_rr_end(&m, s);
+  for (unsigned i = 0; i < nrec - 2; i++) {
+    mb_u16(&m, 0xc000 | (unsigned)(i % 2 ? at2 : at1));
+    mb_u16(&m, DNS_T_CNAME);
+    mb_u16(&m, 1);
+    mb_u32(&m, 300);
+    mb_u16(&m, 2);
+    mb_u16(&m, 0xc000 | (unsigned)(i % 2 ? at1 : at2));
+  }
+  ASSERT(m.n < 65535);
+  ASSERT_EQ(parse(m.b, m.n), SP_E_OVERFLOW);
+  ASSERT(ans == NULL);
+  /* The same shape with few records stays well under the bound and parses. */
+  uint8_t *small = malloc(m.n);
+  ASSERT(small != NULL);
+  memcpy(small, m.b, m.n);
+  small[6] = 0;
+  small[7] = 12;
+  size_t cut = m.n - (nrec - 12) * 14; /* keep the long names and 10 pointer records */
+  ASSERT_EQ(parse(small, cut), 0);
+  ASSERT_EQ(ans->nrrs, 12);
+  ASSERT(ans->size < DNS_ANSWER_MAX);
+  free(small);
+}
+
 static void test_parse_big_rdata(void) {
   struct mb m;
   seed_big_txt(&m);
@@ -1247,6 +1294,7 @@ int main(int argc, char **argv) {
   RUN_TEST(test_parse_rdata_lies);
   RUN_TEST(test_parse_many_records);
   RUN_TEST(test_parse_big_rdata);
+  RUN_TEST(test_parse_expansion_bomb);
   RUN_TEST(test_parse_big_malformed);
   run_loop_tests();
   return 0;
