@@ -117,7 +117,7 @@ void session__close(struct session *s, bool graceful);
 /* Message data moves in chunks of at most DATA_CHUNK client bytes; the scanner's
  * output (dot-unstuffing undone, bare line ends normalized) fits SESSION_DATA_OUT. */
 #define DATA_CHUNK (16 * 1024)
-#define SESSION_DATA_OUT (2 * DATA_CHUNK + 2)
+#define SESSION_DATA_OUT (2 * DATA_CHUNK + 4)
 
 /* Why a message is refused while its data is read (the reply its recipients get). */
 struct session_data_fault {
