@@ -89,7 +89,8 @@ struct session {
   char client_ip[64];
   char helo[256];
   bool esmtp;
-  bool skip_line; /* discarding the rest of an over-long line */
+  bool skip_line;      /* discarding the rest of an over-long line */
+  uint64_t skip_bytes; /* a refused BDAT chunk's bytes still to discard, unread */
   bool draining;
   bool processing; /* session__process is running (re-entrancy guard) */
   bool peer_eof;   /* the client half-closed: answer what is buffered, then close */

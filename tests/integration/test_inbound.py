@@ -329,6 +329,47 @@ class NormalizeExact(TestBase):
         self.assertNotIn('bare newline normalized', self.proxy.log_text())
 
 
+INJECTED = (b'MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n'
+            b'Subject: injected\r\n\r\nevil\r\n.\r\n')
+
+
+class Bdat(TestBase):
+    """BDAT without CHUNKING (not offered): 503, and the chunk's bytes are never read
+    as commands: skipped exactly when the size is readable, else the connection is
+    closed with 421."""
+
+    def assert_not_run(self):
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertEqual(self.mx1.messages, [])
+        self.assertNotIn('evil@x.test', self.proxy.log_text())
+
+    def test_chunk_skipped_not_run(self):
+        c = self.client()
+        c.send_raw(b'BDAT %d LAST\r\n' % len(INJECTED) + INJECTED)
+        self.assertReply(c.read_reply(), 503, '5.5.1')
+        # the next reply is NOOP's: none came for the chunk's "commands"
+        self.assertReply(c.cmd('NOOP'), 250, '2.0.0')
+        c.nothing_pending(0.2)
+        self.proxy.wait_log(r'[0-9A-F]{10}: BDAT without CHUNKING from 127\.0\.0\.1: '
+                            r'%d bytes discarded' % len(INJECTED))
+        self.assert_not_run()
+        # in step: a message sent the usual way goes through, alone
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message('ok'))
+        self.assertReply(out['data'], 250)
+        msgs = self.mx1.wait_messages(1)
+        self.assertEqual([m.rcpts for m in msgs], [['rcpt@example.test']])
+
+    def test_unreadable_or_oversized_size_closes(self):
+        for line in (b'BDAT 99999999999999999999 LAST', b'BDAT 12x LAST',
+                     b'BDAT 52428801 LAST'):
+            with self.subTest(line=line):
+                c = self.client()
+                c.send_raw(line + b'\r\n' + INJECTED)
+                self.assertReply(c.read_reply(), 421, '4.5.0')
+                self.assertTrue(c.expect_closed())
+        self.assert_not_run()
+
+
 class BigMessage(TestBase):
     """A 50 MB message streams through; the proxy never holds it whole."""
 
