@@ -564,6 +564,11 @@ static void session_on_drain(struct conn *c) {
 
 static void session_on_closed(struct conn *c) {
   struct session *s = session_from_conn(c);
+  if (c->close_timed_out)
+    log_msg(LOG_INFO, s->id,
+            "close timeout: %s did not read our last replies within %g s: "
+            "connection reset",
+            s->client_ip, (double)c->linger_ms / 1000);
   log_msg(LOG_INFO, s->id, "disconnect from %s", s->client_ip);
   on_handle_closed(s);
 }
@@ -622,6 +627,8 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
     free(s);
     return SP_E_IO;
   }
+  /* The MTA gets as long to read our last replies as to send a command. */
+  conn_set_close_deadline(&s->conn, rt->cfg->timeout_inbound_command);
   uv_timer_init(server->loop, &s->timer);
   s->timer.data = s;
   s->open_handles = 2;
