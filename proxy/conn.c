@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "error.h"
 
@@ -271,7 +272,14 @@ static int conn_init_stream(uv_loop_t *loop, struct conn *c,
   c->flush.data = c;
   uv_idle_init(loop, &c->deliver);
   c->deliver.data = c;
+  uv_timer_init(loop, &c->linger);
+  c->linger.data = c;
+  c->linger_ms = CONN_CLOSE_DEADLINE_MS;
   return 0;
+}
+
+void conn_set_close_deadline(struct conn *c, uint64_t ms) {
+  c->linger_ms = ms > 0 ? ms : CONN_CLOSE_DEADLINE_MS;
 }
 
 int conn_init(uv_loop_t *loop, struct conn *c, const struct conn_events *ev,
@@ -374,11 +382,35 @@ static void on_close(uv_handle_t *h) {
   c->ev->on_closed(c);
 }
 
+/* Closes the stream and the linger timer, once. With reset the peer gets an RST
+ * (SO_LINGER 0) and unsent bytes are dropped: no FIN that could pass for a clean end. */
+static void conn_close_stream(struct conn *c, bool reset) {
+  if (c->stream_closing)
+    return;
+  c->stream_closing = true;
+  uv_close((uv_handle_t *)&c->linger, on_close);
+  uv_os_fd_t fd;
+  if (reset && !c->is_pipe && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* Also runs, with UV_ECANCELED, when the linger timer closed the stream first. */
 static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
   struct conn *c = req->handle->data;
   free(req);
-  uv_close((uv_handle_t *)&c->tcp, on_close);
+  conn_close_stream(c, false);
+}
+
+/* A peer that does not read keeps the shutdown pending for ever, and the owner's
+ * memory with it: past the deadline the connection is reset. */
+static void on_linger(uv_timer_t *t) {
+  struct conn *c = t->data;
+  c->close_timed_out = true;
+  conn_close_stream(c, true);
 }
 
 void conn_close(struct conn *c, bool graceful) {
@@ -386,7 +418,7 @@ void conn_close(struct conn *c, bool graceful) {
     return;
   c->closing = true;
   conn_read_stop(c);
-  c->closes_pending = 3;
+  c->closes_pending = 4;
   uv_close((uv_handle_t *)&c->flush, on_close);
   uv_close((uv_handle_t *)&c->deliver, on_close);
   if (c->uv_reading) {
@@ -399,14 +431,15 @@ void conn_close(struct conn *c, bool graceful) {
       conn_flush_tls(c);
     }
     uv_shutdown_t *req = malloc(sizeof *req);
-    if (req && uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0)
+    if (req && uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
+      uv_timer_start(&c->linger, on_linger, c->linger_ms, 0);
       return;
+    }
     free(req);
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    conn_close_stream(c, false);
     return;
   }
-  if (c->is_pipe || uv_tcp_close_reset(&c->tcp, on_close) < 0)
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+  conn_close_stream(c, true);
 }
 
 const char *conn_error(const struct conn *c) {

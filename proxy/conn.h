@@ -2,14 +2,16 @@
  * sides: the session (the MTA's connection) and the upstream (the MX's).
  *
  * Ownership: the embedding object (session or upstream) owns the struct conn; the
- * conn owns its uv_tcp_t, uv_prepare_t and uv_idle_t, its struct tls, held input and
- * every pending write. conn_close() closes the three handles; on_closed runs once libuv is done with them, and
- * only then may the owner free the memory. No callback runs after conn_close() except on_closed. */
+ * conn owns its uv_tcp_t, uv_prepare_t, uv_idle_t and uv_timer_t, its struct tls, held
+ * input and every pending write. conn_close() closes the four handles; on_closed runs
+ * once libuv is done with them, and only then may the owner free the memory. No
+ * callback runs after conn_close() except on_closed. */
 #ifndef SP_CONN_H
 #define SP_CONN_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "tls.h"
@@ -53,7 +55,13 @@ struct conn {
   size_t write_pending; /* bytes not yet written: in_flight + ciphertext held back */
   size_t in_flight;     /* bytes handed to libuv and not yet written */
   uv_prepare_t flush;   /* armed while TLS records wait for the end of the loop turn */
-  int closes_pending;   /* handles (tcp, flush) whose close callback has not run */
+  int closes_pending;   /* handles (tcp, flush, deliver, linger) not closed yet */
+  uv_timer_t linger;    /* bounds a graceful close (conn_set_close_deadline) */
+  uint64_t linger_ms;
+  bool stream_closing; /* uv_close() called on the stream and the linger timer */
+  /* A graceful close ran out of time: the peer had not taken our last bytes and the
+   * connection was reset. Read by the owner in on_closed (for its log). */
+  bool close_timed_out;
   char error[256];
 };
 
@@ -83,9 +91,15 @@ int conn_write(struct conn *c, const char *data, size_t len);
 int conn_start_tls(struct conn *c, struct tls *t);
 
 /* Queues close_notify when TLS is on, then closes. Pending writes are flushed only when
- * graceful is true (uv_shutdown); otherwise the socket is reset (SO_LINGER 0 via
- * uv_tcp_close_reset) so the peer sees an abort, e.g. no final dot. */
+ * graceful is true (uv_shutdown); otherwise the socket is reset (SO_LINGER 0) so the
+ * peer sees an abort, e.g. no final dot. A graceful close waits for the peer to take
+ * the pending writes for at most the close deadline; then the socket is reset as well
+ * and close_timed_out is set: a peer that stops reading cannot keep it open. */
 void conn_close(struct conn *c, bool graceful);
+
+/* The close deadline in milliseconds (> 0); CONN_CLOSE_DEADLINE_MS unless set. */
+#define CONN_CLOSE_DEADLINE_MS 30000
+void conn_set_close_deadline(struct conn *c, uint64_t ms);
 
 const char *conn_error(const struct conn *c);
 

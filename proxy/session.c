@@ -332,12 +332,44 @@ static void cmd_rset(struct session *s) {
   session__reply(s, 250, "2.0.0", "Ok");
 }
 
+/* RFC 3030: a BDAT command is followed by exactly chunk-size octets of message, sent
+ * without waiting for a reply. We offer no CHUNKING, but those octets must never be read
+ * as commands (a message holding "MAIL FROM:..." would be run: command injection). A
+ * readable size within limits.message_size is skipped exactly, which keeps the session
+ * in step with the client; otherwise we cannot know where the chunk ends, so we close. */
+static void cmd_bdat(struct session *s, const struct smtp_command *cmd, int rc) {
+  uint64_t max = s->rt->cfg->max_message_size, size = 0;
+  bool readable = rc == 0;
+  for (size_t i = 0; readable && i < cmd->arg_len && cmd->arg[i] != ' '; i++) {
+    unsigned d = (unsigned)(cmd->arg[i] - '0');
+    readable = size <= (UINT64_MAX - d) / 10;
+    size = size * 10 + d;
+  }
+  if (!readable || (max && size > max)) {
+    log_msg(LOG_WARNING, s->id,
+            "BDAT without CHUNKING from %s: chunk size %s: connection closed",
+            s->client_ip, readable ? "over limits.message_size" : "unreadable");
+    session__reply(s, 421, "4.5.0", "%s Error: BDAT without CHUNKING, closing",
+                   s->rt->cfg->hostname);
+    session__close(s, true);
+    return;
+  }
+  log_msg(LOG_INFO, s->id, "BDAT without CHUNKING from %s: %llu bytes discarded",
+          s->client_ip, (unsigned long long)size);
+  s->skip_bytes = size;
+  session__reply(s, 503, "5.5.1", "Error: BDAT without CHUNKING: chunk discarded");
+}
+
 static void session_command(struct session *s, const char *line, size_t len) {
   struct smtp_command cmd;
   int rc = smtp_parse_command(line, len, &cmd);
   if (log_enabled(LOG_DEBUG))
     log_msg(LOG_DEBUG, s->id, "< %s: %.*s", s->client_ip, (int)(len > 200 ? 200 : len),
             line);
+  if (cmd.verb == SMTP_VERB_BDAT) {
+    cmd_bdat(s, &cmd, rc);
+    return;
+  }
   if (rc == SP_E_UNKNOWN_CMD) {
     session__reply(s, 500, "5.5.1", "Error: command not recognized");
     return;
@@ -380,7 +412,7 @@ static void session_command(struct session *s, const char *line, size_t len) {
     session__set_state(s, SESSION_QUIT);
     session__close(s, true);
     break;
-  default: /* EXPN, STARTTLS, AUTH, BDAT: not offered */
+  default: /* EXPN, STARTTLS, AUTH: not offered (BDAT: cmd_bdat) */
     session__reply(s, 502, "5.5.1", "Error: command not implemented");
     break;
   }
@@ -408,6 +440,12 @@ static bool session_lmtp_stalled(struct session *s, const char *line, size_t len
 
 /* Reads one command line from the buffer. Returns false when more input is needed. */
 static bool session_command_step(struct session *s) {
+  if (s->skip_bytes > 0) {
+    size_t n = s->in.len < s->skip_bytes ? s->in.len : (size_t)s->skip_bytes;
+    buf_consume(&s->in, n);
+    s->skip_bytes -= n;
+    return n > 0;
+  }
   if (s->skip_line) {
     const char *lf = memchr(s->in.data, '\n', s->in.len);
     if (!lf) {
@@ -526,6 +564,11 @@ static void session_on_drain(struct conn *c) {
 
 static void session_on_closed(struct conn *c) {
   struct session *s = session_from_conn(c);
+  if (c->close_timed_out)
+    log_msg(LOG_INFO, s->id,
+            "close timeout: %s did not read our last replies within %g s: "
+            "connection reset",
+            s->client_ip, (double)c->linger_ms / 1000);
   log_msg(LOG_INFO, s->id, "disconnect from %s", s->client_ip);
   on_handle_closed(s);
 }
@@ -584,6 +627,8 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
     free(s);
     return SP_E_IO;
   }
+  /* The MTA gets as long to read our last replies as to send a command. */
+  conn_set_close_deadline(&s->conn, rt->cfg->timeout_inbound_command);
   uv_timer_init(server->loop, &s->timer);
   s->timer.data = s;
   s->open_handles = 2;

@@ -89,7 +89,8 @@ struct session {
   char client_ip[64];
   char helo[256];
   bool esmtp;
-  bool skip_line; /* discarding the rest of an over-long line */
+  bool skip_line;      /* discarding the rest of an over-long line */
+  uint64_t skip_bytes; /* a refused BDAT chunk's bytes still to discard, unread */
   bool draining;
   bool processing; /* session__process is running (re-entrancy guard) */
   bool peer_eof;   /* the client half-closed: answer what is buffered, then close */
@@ -117,7 +118,7 @@ void session__close(struct session *s, bool graceful);
 /* Message data moves in chunks of at most DATA_CHUNK client bytes; the scanner's
  * output (dot-unstuffing undone, bare line ends normalized) fits SESSION_DATA_OUT. */
 #define DATA_CHUNK (16 * 1024)
-#define SESSION_DATA_OUT (2 * DATA_CHUNK + 2)
+#define SESSION_DATA_OUT (2 * DATA_CHUNK + 4)
 
 /* Why a message is refused while its data is read (the reply its recipients get). */
 struct session_data_fault {

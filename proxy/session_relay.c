@@ -473,6 +473,9 @@ size_t session__data_scan(struct session *s, char *out, size_t *out_len,
     *fault = &bare;
   } else if (max && s->scan.bytes > max) {
     *fault = &too_big;
+  } else if (s->scan.done && s->scan.bare_ends > 0) {
+    log_msg(LOG_INFO, s->id, "bare newline normalized: %llu line ends from %s",
+            (unsigned long long)s->scan.bare_ends, s->client_ip);
   }
   return used;
 }

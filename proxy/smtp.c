@@ -649,13 +649,27 @@ void smtp_ehlo_caps(const struct smtp_reply *ehlo, struct smtp_caps *caps) {
 /* ---- DATA scanner ------------------------------------------------------------------
  * States: BOL is the start of a line that follows a real CRLF (or the data's start),
  * where ".\r\n" ends the data; NBOL the start of a line after a bare CR/LF, where it
- * does not. CR, DOT and DOTCR hold back "\r", "." and ".\r" until the next byte tells
- * whether they are a line end, the terminator, or data. */
-enum { D_BOL, D_NBOL, D_MID, D_CR, D_DOT, D_DOTCR };
+ * does not. CR, DOT, DOTCR and NDOT hold back "\r", "." (at BOL), ".\r" and "." (at
+ * NBOL) until the next byte tells whether they are a line end, the terminator, or
+ * data, and whether a leading dot is the client's stuffing.
+ *
+ * Normalizing (the rule in smtp.h): the output is what a strict client would have
+ * sent for the lines the client meant, so the MX un-stuffs each line to the text
+ * received. A leading '.' is kept as the client's stuffing where the client could have
+ * put it there as stuffing, and gets a second '.' where it cannot be stuffing:
+ *  - stuffing never yields a lone ".", so a lone "." that is not the end (ended by a
+ *    bare CR/LF, or after one) is text: "..";
+ *  - after a bare CR/LF, ".." is the client's stuffing (a client ending lines with a
+ *    bare LF stuffs them like any other: "\n..\n" delivers "." exactly as
+ *    "\r\n..\r\n" does), and '.' followed by anything else is text the client did
+ *    not stuff, because for a strict reader it was not at a line start: "..x";
+ *  - after a real CRLF, ".x" is kept: the MX deletes the dot as RFC 5321 §4.5.2 says
+ *    any receiver of the client's bytes would. */
+enum { D_BOL, D_NBOL, D_MID, D_CR, D_DOT, D_DOTCR, D_NDOT };
 
-/* What one input byte releases (at most 4 bytes) and where it leads. */
+/* What one input byte releases (at most 5 bytes) and where it leads. */
 struct data_step {
-  char out[4];
+  char out[6];
   size_t n;
   int next;
   bool bare, end;
@@ -679,13 +693,40 @@ static void step_mid(struct data_step *st, char c) {
   }
 }
 
-/* A line after a bare CR/LF: a leading '.' is stuffed again, so the next hop cannot
- * read it as the end (SMTP smuggling, CVE-2023-51764). */
+/* A line after a bare CR/LF: a leading '.' waits for the next byte (NDOT), so the
+ * next hop can never read the line as the end (SMTP smuggling, CVE-2023-51764). */
 static void step_nbol(struct data_step *st, char c) {
-  if (c == '.') {
-    step_emit(st, "..", 2);
-    st->next = D_MID;
+  if (c == '.')
+    st->next = D_NDOT;
+  else
+    step_mid(st, c);
+}
+
+/* A lone "." line ended by a bare CR/LF (the client's idea of the end): its dot is
+ * text, so it is stuffed; the line end and the next byte follow as after any bare
+ * line end. */
+static void step_lone_dot(struct data_step *st) {
+  st->bare = true;
+  step_emit(st, "..\r\n", 4);
+}
+
+/* After "." at a line that follows a bare CR/LF. */
+static void step_ndot(struct data_step *st, char c) {
+  step_emit(st, "..", 2);
+  if (c == '.')
+    st->next = D_MID; /* ".." is the client's stuffing: kept as sent */
+  else
+    step_mid(st, c); /* a lone '.' (c is CR or LF) or '.' + text: stuffed */
+}
+
+static void step_dot(struct data_step *st, char c) {
+  if (c == '\r') {
+    st->next = D_DOTCR;
+  } else if (c == '\n') {
+    step_lone_dot(st);
+    st->next = D_NBOL;
   } else {
+    step_emit(st, ".", 1); /* the client's stuffing, or a '.' RFC 5321 has us drop */
     step_mid(st, c);
   }
 }
@@ -703,6 +744,9 @@ static void data_step(int state, char c, struct data_step *st) {
   case D_NBOL:
     step_nbol(st, c);
     return;
+  case D_NDOT:
+    step_ndot(st, c);
+    return;
   case D_CR:
     step_emit(st, "\r\n", 2);
     if (c == '\n') {
@@ -713,19 +757,7 @@ static void data_step(int state, char c, struct data_step *st) {
     step_nbol(st, c);
     return;
   case D_DOT:
-    if (c == '\r') {
-      st->next = D_DOTCR;
-    } else if (c == '\n') {
-      /* A lone "." ended by a bare LF: the client's idea of the end. It becomes an
-       * empty line (what unstuffing makes of it); keeping it would need ".." here and
-       * break the 2 * len + 2 output bound after a held ".\r". */
-      st->bare = true;
-      step_emit(st, "\r\n", 2);
-      st->next = D_NBOL;
-    } else {
-      step_emit(st, ".", 1);
-      step_mid(st, c);
-    }
+    step_dot(st, c);
     return;
   case D_DOTCR:
     if (c == '\n') {
@@ -733,8 +765,7 @@ static void data_step(int state, char c, struct data_step *st) {
       st->next = D_BOL;
       return;
     }
-    st->bare = true; /* ".\r" + other: as for ".\n" above */
-    step_emit(st, "\r\n", 2);
+    step_lone_dot(st); /* ".\r" + other: a lone "." ended by a bare CR */
     step_nbol(st, c);
     return;
   default:
@@ -747,6 +778,7 @@ void smtp_data_init(struct smtp_data_scanner *s, enum smtp_data_mode mode) {
   s->state = D_BOL;
   s->done = false;
   s->bare = false;
+  s->bare_ends = 0;
   s->bytes = 0;
 }
 
@@ -813,6 +845,7 @@ size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len,
     o += quiet ? 0 : st.n;
     s->state = st.next;
     s->bare = s->bare || st.bare;
+    s->bare_ends += st.bare;
     s->done = st.end;
     i++;
   }

@@ -170,28 +170,40 @@ void smtp_ehlo_caps(const struct smtp_reply *ehlo, struct smtp_caps *caps);
  *  - SMTP_DATA_REFUSE: bytes are forwarded unchanged; on the first bare CR/LF the
  *    scanner sets `bare` and from then on forwards nothing (output 0 bytes) but still
  *    finds the real end, so the caller can refuse the message once it is over.
- *  - SMTP_DATA_NORMALIZE: a bare CR or LF becomes CRLF in the output; if the line after
- *    it starts with '.', a '.' is added (dot-stuffing redone), so no line of the output
- *    is a lone "." before the real end. A line that is a lone "." ended by a bare CR or
- *    LF becomes an empty line. `bare` is still set (for the log).
+ *  - SMTP_DATA_NORMALIZE: each bare CR or LF becomes CRLF, and the output is what a
+ *    strict client would have sent for the lines so made, so that the MX, un-stuffing
+ *    each line, stores the text received. Every line keeps the client's bytes and
+ *    dot-stuffing, except that a leading '.' the client cannot have meant as stuffing
+ *    gets a second '.':
+ *      - a lone "." that is not the end (ended by a bare CR/LF, or following one):
+ *        "A\r\n.\nB" -> "A\r\n..\r\nB" (the MX stores "A", ".", "B");
+ *      - after a bare CR/LF, a '.' not followed by a second '.': "A\n.x" ->
+ *        "A\r\n..x" (the MX stores ".x"); a leading ".." there is the client's
+ *        stuffing and is kept: "A\n..\nB" -> "A\r\n..\r\nB", as for "A\r\n..\r\nB";
+ *      - after a real CRLF, ".x" is kept as sent (the MX drops the dot, as any
+ *        receiver of the client's bytes would, RFC 5321 §4.5.2).
+ *    The output is the same however the input is split across calls. `bare` is set
+ *    and `bare_ends` counts the line ends rewritten (for the log).
  */
 enum smtp_data_mode { SMTP_DATA_REFUSE, SMTP_DATA_NORMALIZE };
 
 struct smtp_data_scanner {
   enum smtp_data_mode mode;
-  int state;      /* private */
-  bool done;      /* the end has been consumed */
-  bool bare;      /* a bare CR or LF was seen */
-  uint64_t bytes; /* data bytes consumed so far, terminator excluded */
+  int state;          /* private */
+  bool done;          /* the end has been consumed */
+  bool bare;          /* a bare CR or LF was seen */
+  uint64_t bare_ends; /* bare CRs and LFs seen (each made CRLF when normalizing) */
+  uint64_t bytes;     /* data bytes consumed so far, terminator excluded */
 };
 
 void smtp_data_init(struct smtp_data_scanner *s, enum smtp_data_mode mode);
 
 /* Consumes in[0..len) until the end of data (which it includes) or the end of input.
- * Bytes to forward go to out (capacity out_cap; out_cap >= 2 * len + 2 is always
+ * Bytes to forward go to out (capacity out_cap; out_cap >= 2 * len + 4 is always
  * enough), *out_len their count. Returns the number of input bytes consumed: less than
  * len only when the end was found (s->done) — the rest belongs to the next command —
- * or when out_cap was below that bound (it stops rather than overflow). Up to two
+ * or when out_cap was below that bound (it stops rather than overflow; with out_cap >= 5
+ * it still consumes at least one byte, as one byte releases at most 5). Up to two
  * bytes (a CR, a '.' at a line start, or ".\r") are held back until the next byte
  * tells what they are, so a chunk's output may lag its input. */
 size_t smtp_data_scan(struct smtp_data_scanner *s, const char *in, size_t len,

@@ -28,4 +28,33 @@ static inline bool ref_bare(const char *in, size_t len) {
   return false;
 }
 
+/* The normalized form of data[0..len) (the terminator excluded), written as plainly as
+ * the rule reads (smtp.h): split into lines at CRLF, bare CR and bare LF; each line
+ * ends in CRLF; a leading '.' gets a second one when the line is a lone "." or follows
+ * a bare line end without a second '.'. out needs 2 * len + 2 bytes. Returns the
+ * output length. */
+static inline size_t ref_normalize(const char *in, size_t len, char *out) {
+  size_t o = 0, i = 0;
+  bool after_bare = false;
+  for (;;) {
+    size_t e = i;
+    while (e < len && in[e] != '\r' && in[e] != '\n')
+      e++;
+    size_t n = e - i;
+    bool lone = n == 1 && in[i] == '.';
+    bool stuffed = n >= 2 && in[i] == '.' && in[i + 1] == '.';
+    if (n > 0 && in[i] == '.' && (lone || (after_bare && !stuffed)))
+      out[o++] = '.';
+    memcpy(out + o, in + i, n);
+    o += n;
+    if (e == len)
+      return o;
+    size_t end_len = in[e] == '\r' && e + 1 < len && in[e + 1] == '\n' ? 2 : 1;
+    after_bare = end_len == 1;
+    out[o++] = '\r';
+    out[o++] = '\n';
+    i = e + end_len;
+  }
+}
+
 #endif

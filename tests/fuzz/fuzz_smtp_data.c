@@ -6,7 +6,9 @@
  *  - no output has a bare CR/LF or a line that is exactly ".";
  *  - REFUSE output is a prefix of the input; with bare == false it is the consumed
  *    input minus the ".\r\n" terminator (or minus the held-back "\r", ".", ".\r");
- *  - NORMALIZE of clean data equals REFUSE; each call's output fits 2 * len + 2. */
+ *  - NORMALIZE of clean data equals REFUSE; each call's output fits 2 * len + 4;
+ *  - NORMALIZE of the data followed by "\r\n.\r\n" equals the reference rule
+ *    (ref_normalize): the held-back bytes are then released too. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,7 +32,7 @@ static void check(bool ok) {
 }
 
 /* Scans in chunks of `step` bytes (0: split at `split`), each call with out_cap
- * 2 * chunk + 2, or `cap` when non-zero. r->out holds 2 * len + 2 bytes. */
+ * 2 * chunk + 4, or `cap` when non-zero. r->out holds 2 * len + 4 bytes. */
 static void scan(enum smtp_data_mode mode, const char *in, size_t len, size_t split,
                  size_t step, size_t cap, struct result *r, char *tmp) {
   struct smtp_data_scanner s;
@@ -41,12 +43,12 @@ static void scan(enum smtp_data_mode mode, const char *in, size_t len, size_t sp
     size_t chunk = step ? step : (pos < split ? split - pos : len - pos);
     if (chunk > len - pos)
       chunk = len - pos;
-    size_t out_cap = cap ? cap : 2 * chunk + 2, out_len = 0;
+    size_t out_cap = cap ? cap : 2 * chunk + 4, out_len = 0;
     size_t used = smtp_data_scan(&s, in + pos, chunk, tmp, out_cap, &out_len);
     check(used <= chunk && out_len <= out_cap);
     check(used == chunk || s.done || cap != 0);
     check(used > 0 || cap != 0);
-    check(r->out_len + out_len <= 2 * len + 2);
+    check(r->out_len + out_len <= 2 * len + 4);
     memcpy(r->out + r->out_len, tmp, out_len);
     r->out_len += out_len;
     pos += used;
@@ -88,12 +90,30 @@ static void check_refuse(const char *in, const struct result *r) {
         (n == 2 && held[0] == '.' && held[1] == '\r'));
 }
 
+/* The data, ended for sure: the scanner's output is then the rule's, all of it. */
+static void check_reference(const char *in, size_t len, struct result *r, char *tmp) {
+  static const char tail[] = "\r\n.\r\n";
+  size_t n = len + sizeof tail - 1;
+  char *ended = malloc(n), *want = malloc(2 * n + 2);
+  check(ended && want);
+  memcpy(ended, in, len);
+  memcpy(ended + len, tail, sizeof tail - 1);
+  size_t end = ref_end(ended, n);
+  check(end >= 3);
+  scan(SMTP_DATA_NORMALIZE, ended, n, n, 0, 0, r, tmp);
+  check(r->done && r->consumed == end);
+  size_t want_len = ref_normalize(ended, end - 3, want);
+  check(r->out_len == want_len && memcmp(r->out, want, want_len) == 0);
+  free(ended);
+  free(want);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0)
     return 0;
   const char *in = (const char *)data + 1;
   size_t len = size - 1, split = data[0] % (len + 1), end = ref_end(in, len);
-  size_t bufsize = 2 * len + 2;
+  size_t bufsize = 2 * (len + 5) + 4; /* check_reference adds "\r\n.\r\n" */
   char *tmp = malloc(bufsize);
   struct result whole[2], part;
   whole[0].out = malloc(bufsize);
@@ -116,12 +136,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       scan(mode, in, len, 0, 1, 0, &part, tmp);
       check_same(&part, w);
     }
-    scan(mode, in, len, 0, len, 4 + data[0] % 8, &part, tmp);
+    scan(mode, in, len, 0, len, 5 + data[0] % 8, &part, tmp);
     check_same(&part, w);
   }
   if (!whole[1].bare)
     check(whole[0].out_len == whole[1].out_len &&
           memcmp(whole[0].out, whole[1].out, whole[0].out_len) == 0);
+  check_reference(in, len, &part, tmp);
   free(tmp);
   free(whole[0].out);
   free(whole[1].out);

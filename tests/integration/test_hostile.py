@@ -17,7 +17,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Client, TestBase, is_asan_build, main, message,  # noqa: E402
-                     split_received, wait_until)
+                     proxy_config, split_received, wait_until)
 
 RCPT_FLOOD = 10000
 RCPT_LIMIT = 1000  # limits.recipients default
@@ -377,6 +377,65 @@ class Slowloris(TestBase):
             self.crowd.send_byte(b'x')
             self.crowd.pump(lambda: len(self.crowd.eof) == 20, 0.5)
         self.assertEqual(len(self.crowd.eof), 20, 'trickling clients were never closed')
+
+
+class NonReader(TestBase):
+    """A client that stops reading cannot keep a closing session (and its memory) for
+    ever: a graceful close gives up after timeouts.inbound_command, resets the
+    connection and says so in the log."""
+
+    # ~6.5 MB of EHLO replies: more than the proxy's socket send buffer can grow to
+    # (tcp_wmem's 4 MB) plus the proxy's own 256 kB cap on unsent replies.
+    EHLOS = 60000
+
+    @staticmethod
+    def send_all(sock, data):
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass  # reset by the proxy while blocked: expected
+
+    @proxy_config({'timeouts': {'inbound_command': 1}})
+    def test_close_deadline_for_a_client_that_does_not_read(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(('127.0.0.1', self.proxy.port))
+        greeting = b''
+        while not greeting.endswith(b'\r\n'):
+            greeting += sock.recv(1)
+        self.assertTrue(greeting.startswith(b'220 '), greeting)
+        # this session's id: its "connect from" is logged before the greeting is sent
+        sid = re.findall(r'([0-9A-F]{10}): connect from', self.proxy.log_text())[-1]
+        t0 = time.monotonic()
+        # Pipelined EHLOs and QUIT, never reading the replies: the proxy's write
+        # queue cannot drain, so its close after the 421 of its command timeout (it
+        # stops reading at its cap), or after QUIT should it get there, waits on us.
+        sender = threading.Thread(target=self.send_all, daemon=True,
+                                  args=(sock, b'EHLO c\r\n' * self.EHLOS + b'QUIT\r\n'))
+        sender.start()
+        self.proxy.wait_log(sid + r': disconnect from 127\.0\.0\.1', 30)
+        elapsed = time.monotonic() - t0
+        self.assertRegex(self.proxy.log_text(),
+                         sid + r': close timeout: 127\.0\.0\.1 did not read our last '
+                         r'replies within 1 s: connection reset')
+        # at most the command timeout (if QUIT was never read) plus the deadline
+        self.assertLess(elapsed, 2 + 5)
+        sender.join(10)
+        self.assertFalse(sender.is_alive())
+        # the connection is gone: reading ends in a reset or EOF, well short of
+        # every reply
+        got = 0
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except ConnectionResetError:
+            pass
+        self.assertLess(got, 100 * self.EHLOS)
 
 
 if __name__ == '__main__':

@@ -273,6 +273,103 @@ class Smuggling(TestBase):
                 c.close()
 
 
+class NormalizeExact(TestBase):
+    """bare_newline: normalize rewrites only line ends: the MX stores exactly the text
+    a strict client would have sent for the same lines (no dot dropped, none added
+    to a line the client stuffed), and the proxy logs the rewrite."""
+
+    BODY = (b'Subject: dots\r\n\r\n'
+            b'A\r\n.\nB\r\n'      # a lone "." ended by a bare LF
+            b'.\rC\n'                # a lone "." ended by a bare CR; a bare LF
+            b'..\nD\r\n'            # a client-stuffed ".." after a bare LF
+            b'..\r\nE\n'            # the same after a CRLF; a bare LF
+            b'.x\r\n')              # a '.' after a bare LF that is text
+    # On the wire to the MX, after the Received: header; and what the MX un-stuffs.
+    WIRE = (b'Subject: dots\r\n\r\nA\r\n..\r\nB\r\n..\r\nC\r\n..\r\nD\r\n..\r\n'
+            b'E\r\n..x\r\n')
+    TEXT = b'Subject: dots\r\n\r\nA\r\n.\r\nB\r\n.\r\nC\r\n.\r\nD\r\n.\r\nE\r\n.x\r\n'
+
+    def deliver(self, chunks):
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.cmd('DATA'), 354)
+        for chunk in chunks:  # one write each: the proxy may read them apart
+            c.send_raw(chunk)
+        self.assertReply(c.read_reply(), 250)
+        c.cmd('QUIT')
+        c.close()
+
+    @proxy_config({'inbound': {'bare_newline': 'normalize'}})
+    def test_exact_bytes_at_the_mx(self):
+        data = self.BODY + b'.\r\n'
+        # whole, then byte by byte (cuts between CR and LF, and between a line end
+        # and its dot)
+        self.deliver([data])
+        self.deliver([data[i:i + 1] for i in range(len(data))])
+        msgs = self.mx1.wait_messages(2)
+        for m in msgs:
+            _, rest = split_received(m.raw)
+            self.assertEqual(rest, self.WIRE)
+            _, text = split_received(m.data)
+            self.assertEqual(text, self.TEXT)
+        lines = self.proxy.wait_log(r'(?m)^.*[0-9A-F]{10}: bare newline normalized: '
+                                    r'5 line ends from 127\.0\.0\.1\n(.|\n)*'
+                                    r'[0-9A-F]{10}: bare newline normalized: 5 line ends')
+        self.assertTrue(lines)
+
+    def test_refuse_still_refuses(self):
+        """The default mode refuses the same data; nothing reaches the MX."""
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.data(self.BODY + b'.\r\n', stuff=False), 550, '5.6.11')
+        self.assertReply(c.cmd('NOOP'), 250)
+        self.assertEqual(self.mx1.messages, [])
+        self.assertNotIn('bare newline normalized', self.proxy.log_text())
+
+
+INJECTED = (b'MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n'
+            b'Subject: injected\r\n\r\nevil\r\n.\r\n')
+
+
+class Bdat(TestBase):
+    """BDAT without CHUNKING (not offered): 503, and the chunk's bytes are never read
+    as commands: skipped exactly when the size is readable, else the connection is
+    closed with 421."""
+
+    def assert_not_run(self):
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertEqual(self.mx1.messages, [])
+        self.assertNotIn('evil@x.test', self.proxy.log_text())
+
+    def test_chunk_skipped_not_run(self):
+        c = self.client()
+        c.send_raw(b'BDAT %d LAST\r\n' % len(INJECTED) + INJECTED)
+        self.assertReply(c.read_reply(), 503, '5.5.1')
+        # the next reply is NOOP's: none came for the chunk's "commands"
+        self.assertReply(c.cmd('NOOP'), 250, '2.0.0')
+        c.nothing_pending(0.2)
+        self.proxy.wait_log(r'[0-9A-F]{10}: BDAT without CHUNKING from 127\.0\.0\.1: '
+                            r'%d bytes discarded' % len(INJECTED))
+        self.assert_not_run()
+        # in step: a message sent the usual way goes through, alone
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message('ok'))
+        self.assertReply(out['data'], 250)
+        msgs = self.mx1.wait_messages(1)
+        self.assertEqual([m.rcpts for m in msgs], [['rcpt@example.test']])
+
+    def test_unreadable_or_oversized_size_closes(self):
+        for line in (b'BDAT 99999999999999999999 LAST', b'BDAT 12x LAST',
+                     b'BDAT 52428801 LAST'):
+            with self.subTest(line=line):
+                c = self.client()
+                c.send_raw(line + b'\r\n' + INJECTED)
+                self.assertReply(c.read_reply(), 421, '4.5.0')
+                self.assertTrue(c.expect_closed())
+        self.assert_not_run()
+
+
 class BigMessage(TestBase):
     """A 50 MB message streams through; the proxy never holds it whole."""
 

@@ -237,6 +237,23 @@ class LmtpWire(LmtpBase):
         self.assertEqual(self.mx550.messages, [])
         self.assertReply(c.cmd('NOOP'), 250)
 
+    def test_bdat_chunk_is_never_run_as_commands(self):
+        """BDAT without CHUNKING: 503, its chunk skipped exactly; the LMTP commands
+        inside it get no reply and reach no destination."""
+        chunk = (b'MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@example.test>\r\n'
+                 b'DATA\r\nSubject: injected\r\n\r\nevil\r\n.\r\n')
+        c = self.lmtp()
+        c.send_raw(b'BDAT %d LAST\r\n' % len(chunk) + chunk)
+        self.assertReply(c.read_reply(), 503, '5.5.1')
+        self.assertReply(c.cmd('NOOP'), 250, '2.0.0')
+        c.nothing_pending(0.2)
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertEqual(self.mx1.messages, [])
+        c.send_raw(b'BDAT 1x\r\n' + chunk)
+        self.assertReply(c.read_reply(), 421, '4.5.0')
+        self.assertTrue(c.expect_closed())
+        self.assertEqual(self.mx1.connections, 0)
+
     def test_many_pipelined_recipients_then_dot_quit_and_half_close(self):
         """30 recipients at 3 domains in one write (more than an MX connection's
         command window), then the body, the dot and QUIT in one write and a half-close,

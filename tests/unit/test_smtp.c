@@ -729,11 +729,11 @@ struct scan_result {
 };
 
 /* Scans in[0..len) in chunks: split at `split` when step is 0, else step bytes at a
- * time. Each call gets exactly the documented out_cap, 2 * len + 2. */
+ * time. Each call gets exactly the documented out_cap, 2 * len + 4. */
 static void scan(enum smtp_data_mode mode, const char *in, size_t len, size_t split,
                  size_t step, struct scan_result *r) {
   struct smtp_data_scanner s;
-  char tmp[2 * 1024 + 2];
+  char tmp[2 * 1024 + 4];
   smtp_data_init(&s, mode);
   memset(r, 0, sizeof *r);
   size_t pos = 0;
@@ -742,8 +742,8 @@ static void scan(enum smtp_data_mode mode, const char *in, size_t len, size_t sp
     if (chunk > len - pos)
       chunk = len - pos;
     size_t out_len = 9999;
-    size_t used = smtp_data_scan(&s, in + pos, chunk, tmp, 2 * chunk + 2, &out_len);
-    ASSERT(out_len <= 2 * chunk + 2);
+    size_t used = smtp_data_scan(&s, in + pos, chunk, tmp, 2 * chunk + 4, &out_len);
+    ASSERT(out_len <= 2 * chunk + 4);
     ASSERT(used <= chunk);
     ASSERT(used == chunk || s.done);
     ASSERT(r->out_len + out_len <= sizeof r->out);
@@ -823,8 +823,9 @@ static const struct data_case {
     C(R, "ok\r\n.\n", "ok\r\n", 6, false, true),
     C(R, "ok\r\n.\rx", "ok\r\n", 7, false, true),
     C(R, ".\n\r\n.\r\n", "", 7, true, true),
-    /* NORMALIZE: bare CR/LF become CRLF, dot-stuffing redone, lone "." lines emptied.
-     */
+    /* NORMALIZE: bare CR/LF become CRLF; a leading '.' the client cannot have meant
+     * as stuffing (a lone ".", or after a bare line end one not followed by a second
+     * '.') gets a second '.', so the MX stores the text received. */
     C(N, "abc\n.\r\n", "abc\r\n..\r\n", 7, false, true),
     C(N, "abc\n.\r\n.\r\n", "abc\r\n..\r\n", 10, true, true),
     C(N, "a\nb\r\n.\r\nQUIT\r\n", "a\r\nb\r\n", 8, true, true),
@@ -835,14 +836,30 @@ static const struct data_case {
     C(N, "\n.\n", "\r\n..\r\n", 3, false, true),
     C(N, "\r.\r", "\r\n..", 3, false, true), /* last CR held */
     C(N, "\r.\r\n", "\r\n..\r\n", 4, false, true),
-    C(N, "\r\n.\n", "\r\n\r\n", 4, false, true),
+    C(N, "\r\n.\n", "\r\n..\r\n", 4, false, true),
     C(N, "\n.\r\n", "\r\n..\r\n", 4, false, true),
-    C(N, ".\n", "\r\n", 2, false, true),
-    C(N, ".\rx", "\r\nx", 3, false, true),
-    C(N, ".\r.\r\n", "\r\n..\r\n", 5, false, true),
-    C(N, ".\n.\r\n", "\r\n..\r\n", 5, false, true),
-    C(N, ".\r\r\n.\r\n", "\r\n\r\n", 7, true, true),
-    C(N, "\n..x\r\n.\r\n", "\r\n...x\r\n", 9, true, true),
+    C(N, ".\n", "..\r\n", 2, false, true),
+    C(N, ".\rx", "..\r\nx", 3, false, true),
+    C(N, ".\r.\r\n", "..\r\n..\r\n", 5, false, true),
+    C(N, ".\n.\r\n", "..\r\n..\r\n", 5, false, true),
+    C(N, ".\r\r\n.\r\n", "..\r\n\r\n", 7, true, true),
+    C(N, "\n..x\r\n.\r\n", "\r\n..x\r\n", 9, true, true),
+    /* The security issue's cases: the dot of a lone "." ended by a bare LF or CR is
+     * kept (the MX stores "."), and a client-stuffed ".." after a bare line end is
+     * passed on as after a CRLF (the MX stores "."). */
+    C(N, "A\r\n.\nB\r\n.\r\n", "A\r\n..\r\nB\r\n", 11, true, true),
+    C(N, "A\r\n.\rB\r\n.\r\n", "A\r\n..\r\nB\r\n", 11, true, true),
+    C(N, "A\n..\nB\r\n.\r\n", "A\r\n..\r\nB\r\n", 11, true, true),
+    C(N, "A\r\n..\r\nB\r\n.\r\n", "A\r\n..\r\nB\r\n", 13, true, false),
+    C(N, "A\r..\rB\r\n.\r\n", "A\r\n..\r\nB\r\n", 11, true, true),
+    C(N, "A\n.x\r\n.\r\n", "A\r\n..x\r\n", 9, true, true),
+    C(N, "A\r\n.x\nB\r\n.\r\n", "A\r\n.x\r\nB\r\n", 12, true, true),
+    C(N, "A\n.\r\n.\r\n", "A\r\n..\r\n", 8, true, true),
+    C(N, "A\n...\nB\r\n.\r\n", "A\r\n...\r\nB\r\n", 12, true, true),
+    /* REFUSE still refuses them: nothing past the first bare byte, the end found. */
+    C(R, "A\r\n.\nB\r\n.\r\n", "A\r\n", 11, true, true),
+    C(R, "A\r\n.\rB\r\n.\r\n", "A\r\n", 11, true, true),
+    C(R, "A\n..\nB\r\n.\r\n", "A", 11, true, true),
     C(N, "\nx\n.y\n", "\r\nx\r\n..y\r\n", 6, false, true),
     C(N, "a\n\n\nb", "a\r\n\r\n\r\nb", 5, false, true),
     C(N, "\n\r\n.\r\n", "\r\n\r\n", 6, true, true),
@@ -856,6 +873,51 @@ static void test_data_cases(void) {
     const struct data_case *c = &data_cases[i];
     check_scan_all_splits(c->mode, c->in, c->in_len, c->out, c->out_len, c->consumed,
                           c->done, c->bare);
+  }
+}
+
+/* Scans in[0..len) cut at a and b (a <= b), three calls at most. */
+static void scan_cut2(const char *in, size_t len, size_t a, size_t b,
+                      struct scan_result *r) {
+  struct smtp_data_scanner s;
+  size_t cuts[] = {a, b, len};
+  char tmp[2 * 1024 + 4];
+  smtp_data_init(&s, SMTP_DATA_NORMALIZE);
+  memset(r, 0, sizeof *r);
+  for (size_t k = 0, pos = 0; k < 3 && !s.done; k++) {
+    size_t chunk = cuts[k] - pos, out_len;
+    size_t used = smtp_data_scan(&s, in + pos, chunk, tmp, 2 * chunk + 4, &out_len);
+    ASSERT(used == chunk || s.done);
+    memcpy(r->out + r->out_len, tmp, out_len);
+    r->out_len += out_len;
+    pos += used;
+    r->consumed = pos;
+  }
+  r->done = s.done;
+  r->bare = s.bare;
+}
+
+/* Split-everywhere property: for every NORMALIZE case that ends, every pair of cut
+ * points (between CR and LF, between a line break and the dot, around the
+ * terminator...) gives the same output, and that output is the rule's
+ * (ref_normalize). */
+static void test_data_normalize_cuts(void) {
+  char want[2 * 1024 + 2];
+  struct scan_result r;
+  for (size_t i = 0; i < sizeof data_cases / sizeof data_cases[0]; i++) {
+    const struct data_case *c = &data_cases[i];
+    if (c->mode != SMTP_DATA_NORMALIZE || !c->done)
+      continue;
+    size_t want_len = ref_normalize(c->in, c->consumed - 3, want);
+    ASSERT_MEM_EQ(c->out, c->out_len, want, want_len);
+    for (size_t a = 0; a <= c->in_len; a++)
+      for (size_t b = a; b <= c->in_len; b++) {
+        scan_cut2(c->in, c->in_len, a, b, &r);
+        if (r.out_len != want_len || memcmp(r.out, want, want_len) != 0 || !r.done ||
+            r.consumed != c->consumed)
+          TEST_FAIL_("input \"%.*s\" cut at %zu and %zu: out \"%.*s\"", (int)c->in_len,
+                     c->in, a, b, (int)r.out_len, r.out);
+      }
   }
 }
 
@@ -964,6 +1026,11 @@ static void test_data_exhaustive(void) {
           scan(SMTP_DATA_REFUSE, in, len, len, 0, &part);
           ASSERT_MEM_EQ(whole.out, whole.out_len, part.out, part.out_len);
         }
+        if (mode == SMTP_DATA_NORMALIZE && end) {
+          char want[2 * 8 + 2];
+          size_t want_len = ref_normalize(in, end - 3, want);
+          ASSERT_MEM_EQ(whole.out, whole.out_len, want, want_len);
+        }
         for (size_t split = 0; split <= len + 1; split++) {
           scan(mode, in, len, split, split == len + 1 ? 1 : 0, &part);
           ASSERT_MEM_EQ(part.out, part.out_len, whole.out, whole.out_len);
@@ -1021,6 +1088,7 @@ int main(void) {
   RUN_TEST(test_reply_build);
   RUN_TEST(test_ehlo_caps);
   RUN_TEST(test_data_cases);
+  RUN_TEST(test_data_normalize_cuts);
   RUN_TEST(test_data_after_end);
   RUN_TEST(test_data_small_out_cap);
   RUN_TEST(test_data_exhaustive);
