@@ -366,8 +366,11 @@ static void session_command(struct session *s, const char *line, size_t len) {
   if (log_enabled(LOG_DEBUG))
     log_msg(LOG_DEBUG, s->id, "< %s: %.*s", s->client_ip, (int)(len > 200 ? 200 : len),
             line);
-  if (cmd.verb == SMTP_VERB_BDAT) {
-    cmd_bdat(s, &cmd, rc);
+  /* Whatever else is wrong with it, a line that starts as BDAT is followed by message
+   * octets: it must never fall through to an error reply that keeps reading commands. */
+  if (cmd.verb == SMTP_VERB_BDAT || (len >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
+                                     (len == 4 || line[4] == ' ' || line[4] == '\t'))) {
+    cmd_bdat(s, &cmd, cmd.verb == SMTP_VERB_BDAT ? rc : SP_E_SYNTAX);
     return;
   }
   if (rc == SP_E_UNKNOWN_CMD) {

@@ -361,7 +361,8 @@ class Bdat(TestBase):
 
     def test_unreadable_or_oversized_size_closes(self):
         for line in (b'BDAT 99999999999999999999 LAST', b'BDAT 12x LAST',
-                     b'BDAT 52428801 LAST'):
+                     b'BDAT 52428801 LAST', b'BDAT 20 LAST\x01', b'bdat\t20',
+                     b'BDAT'):
             with self.subTest(line=line):
                 c = self.client()
                 c.send_raw(line + b'\r\n' + INJECTED)
