@@ -56,6 +56,7 @@ struct key_desc {
   /* LIST: parses an item written as a mapping (NULL: items are scalars only) */
   bool (*item_map)(struct loader *ld, const struct config__node *map, void *dst);
   const char *hint; /* ENUM: appended to the error; LIST: too few items */
+  const char *const *subkeys; /* NODE: the keys it accepts below it, NULL-ended */
 };
 
 /* The schema. A new key is one row here plus its field in struct config; a new kind
@@ -82,6 +83,7 @@ struct key_desc {
    .size = sizeof(*((struct config *)0)->f), .count_off = offsetof(struct config, nf),\
    .parse = fn, .item_map = mfn, .min = lo, .max = hi, .hint = h}
 #define K_NODE(n, fn)        {.name = n, .type = KEY_NODE, .node = fn}
+#define K_NODE_KEYS(n, fn, k) {.name = n, .type = KEY_NODE, .node = fn, .subkeys = k}
 #define K_END {.name = NULL}
 
 static const struct enum_name bare_names[] = {
@@ -208,7 +210,7 @@ static const struct key_desc top_keys[] = {
   K_STRING("user",      user,      NULL),
   K_SECTION("tlsrpt",   tlsrpt_keys),
   K_SECTION("metrics",  metrics_keys),
-  K_NODE("cache",       config__cache),
+  K_NODE_KEYS("cache",  config__cache, config__cache_keys),
   K_SECTION("lmtp",     lmtp_keys),
   K_VALUE("workers",    workers,   config__parse_workers),
   K_END};
@@ -554,6 +556,29 @@ static void apply(struct loader *ld, const struct key_desc *d,
       d->node(ld->errs, ld->path, n, ld->cfg);
     break;
   }
+}
+
+static void keys_walk(const struct key_desc *keys, const char *prefix,
+                      void (*fn)(const char *key, void *arg), void *arg) {
+  char name[256];
+  for (const struct key_desc *k = keys; k->name; k++) {
+    snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", k->name);
+    if (k->type == KEY_SECTION) {
+      keys_walk(k->keys, name, fn, arg);
+    } else if (k->subkeys) {
+      char sub[256];
+      for (const char *const *s = k->subkeys; *s; s++) {
+        snprintf(sub, sizeof sub, "%s.%s", name, *s);
+        fn(sub, arg);
+      }
+    } else {
+      fn(name, arg);
+    }
+  }
+}
+
+void config_keys(void (*fn)(const char *key, void *arg), void *arg) {
+  keys_walk(top_keys, "", fn, arg);
 }
 
 static const struct key_desc *find_key(const struct key_desc *keys, const char *name,

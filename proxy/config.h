@@ -194,6 +194,10 @@ int config_load_buffer(const char *name, const char *yaml, size_t len,
 bool config_client_allowed(const struct config *cfg, const struct sockaddr *addr);
 
 struct config *config_ref(struct config *cfg);
+/* Calls fn once with every key the configuration accepts, dotted ("outbound.tls.
+ * ca_file"), in schema order: the list the documentation must cover. */
+void config_keys(void (*fn)(const char *key, void *arg), void *arg);
+
 void config_unref(struct config *cfg); /* frees on the last reference; NULL is fine */
 
 #endif

@@ -231,6 +231,10 @@ static const struct config__node *get(const struct config__node *n, const char *
   return NULL;
 }
 
+const char *const config__cache_keys[] = {
+    "backend",       "redis.url", "redis.password", "redis.key_prefix", "redis.ca_file",
+    "redis.timeout", NULL};
+
 static void redis_section(struct cctx *c, const struct config__node *n,
                           struct config *cfg) {
   static const char *const names[] = {"url", "password", "key_prefix", "ca_file",

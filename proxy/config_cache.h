@@ -17,6 +17,9 @@ void config__cache_defaults(struct config *cfg);
 void config__cache(struct config__errs *errs, const char *key,
                    const struct config__node *n, struct config *cfg);
 
+/* The keys config__cache() accepts, dotted below "cache" (for config_keys()). */
+extern const char *const config__cache_keys[];
+
 /* Parses "redis://[[user]:password@]host[:port][/db]" or rediss:// into r (host,
  * port, tls, username, password, db; other fields untouched). Percent-escapes are
  * decoded in the user and password. Returns NULL or the reason (static or buf). */

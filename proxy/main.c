@@ -44,8 +44,14 @@ static void usage(FILE *out) {
           "       starttls-proxy [-c FILE] tlsrpt send   send pending TLS reports now\n"
           "       starttls-proxy [-c FILE] policy show|purge DOMAIN\n"
           "                                         the cached MTA-STS policy\n"
+          "       starttls-proxy --config-keys     list every configuration key\n"
           "       starttls-proxy --version | --help\n"
           "FILE defaults to /etc/starttls-proxy/proxy.yaml.\n");
+}
+
+static void print_key(const char *key, void *arg) {
+  (void)arg;
+  printf("%s\n", key);
 }
 
 static int load_config(const char *path, struct config **cfg) {
@@ -271,6 +277,9 @@ int main(int argc, char **argv) {
       return 0;
     } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--config-keys")) {
+      config_keys(print_key, NULL);
       return 0;
     } else if (!strcmp(a, "--check-config")) {
       return check_config(i + 1 < argc ? argv[i + 1] : config);
