@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev
 libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev openssl ca-certificates
 python3 python3-dnslib python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl postfix clang clang-format
-libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server"
+groff-base man-db libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
