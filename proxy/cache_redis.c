@@ -227,14 +227,6 @@ int cache_redis_policy_put(struct redis *r, const struct store_policy *p) {
   return redis_command(r, on_ignored, NULL, 8, argv, NULL) ? 0 : SP_E_IO;
 }
 
-int cache_redis_policy_delete(struct redis *r, const char *domain) {
-  char key[KEY_MAX];
-  if (!key_of(r, key, "sts:policy:%s", domain))
-    return SP_E_INVAL;
-  const char *argv[] = {"DEL", key};
-  return redis_command(r, on_ignored, NULL, 2, argv, NULL) ? 0 : SP_E_IO;
-}
-
 /* ---- locks ------------------------------------------------------------------------ */
 
 static void on_set_nx(void *arg, const redisReply *reply, const char *why) {

@@ -33,8 +33,6 @@ struct cache_op *cache_redis_policy_get(struct redis *r, const char *domain,
                                         cache_policy_cb cb, void *arg);
 /* Stores p (expiring at p->expires_at); fire and forget. */
 int cache_redis_policy_put(struct redis *r, const struct store_policy *p);
-/* Deletes the policy of domain; fire and forget. */
-int cache_redis_policy_delete(struct redis *r, const char *domain);
 
 /* SET sts:lease:<domain> <owner> NX PX ms: cb rc 1 when this proxy holds it. */
 struct cache_op *cache_redis_lease(struct redis *r, const char *domain,

@@ -12,16 +12,3 @@ const char *sp_strerror(int err) {
   }
   return "unknown error";
 }
-
-const char *sp_errname(int err) {
-  switch (err) {
-  case SP_OK:
-    return "OK";
-#define SP_ERROR_NAME(name, msg)                                                       \
-  case SP_E_##name:                                                                    \
-    return #name;
-    SP_ERROR_MAP(SP_ERROR_NAME)
-#undef SP_ERROR_NAME
-  }
-  return "UNKNOWN";
-}

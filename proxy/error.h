@@ -41,7 +41,5 @@ enum sp_error_value { SP_ERROR_MAP(SP_ERROR_VALUE) };
 
 /* "out of memory" for SP_E_NOMEM; "unknown error" outside the table. Static strings. */
 const char *sp_strerror(int err);
-/* "NOMEM" for SP_E_NOMEM. */
-const char *sp_errname(int err);
 
 #endif

@@ -1,4 +1,4 @@
-/* http against a real HTTPS server on 127.0.0.1 (tests/unit/https_fixture.py), with
+/* http against a real HTTPS server on 127.0.0.1 (tests/fixtures/https_fixture.py), with
  * a CA and server certificate made by the openssl CLI in a temporary directory. */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 
 #define OK_BODY "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"
 #define MAX_BYTES 65536
-#define FIXTURE SP_SOURCE_DIR "/tests/unit/https_fixture.py"
+#define FIXTURE SP_SOURCE_DIR "/tests/fixtures/https_fixture.py"
 
 static char dir[64];
 static char ca_file[128], other_ca[128];
