@@ -55,7 +55,7 @@ struct key_desc {
   config__node_fn node;          /* NODE */
   /* LIST: parses an item written as a mapping (NULL: items are scalars only) */
   bool (*item_map)(struct loader *ld, const struct config__node *map, void *dst);
-  const char *hint; /* ENUM: appended to the error; LIST: too few items */
+  const char *hint;           /* ENUM: appended to the error; LIST: too few items */
   const char *const *subkeys; /* NODE: the keys it accepts below it, NULL-ended */
 };
 
