@@ -6,6 +6,7 @@
  * tls_context_resume() belongs to the SSL (ex_data, freed with it). The cache is not
  * locked: an SSL_CTX with a cache is used from one loop thread. */
 #include "certs/context.h"
+#include "certs/trust.h"
 
 #include <openssl/err.h>
 #include <stdarg.h>
@@ -212,20 +213,14 @@ static bool set_suites(SSL_CTX *ctx, const char *ciphers, const char *suites, ch
 
 static bool set_trust(SSL_CTX *ctx, const char *file, const char *path, char *err,
                       size_t errlen) {
-  if (file && !*file)
-    file = NULL;
-  if (path && !*path)
-    path = NULL;
+  struct tls_trust t = {file && *file ? file : NULL, path && *path ? path : NULL};
   ERR_clear_error();
-  if (!file && !path) {
-    if (SSL_CTX_set_default_verify_paths(ctx) == 1)
-      return true;
-    set_err(err, errlen, "%s", "cannot load the default trust store");
-    return false;
-  }
-  if (SSL_CTX_load_verify_locations(ctx, file, path) == 1)
+  if (tls_trust_load(ctx, &t) == 1)
     return true;
-  set_err(err, errlen, "cannot load trust anchors from %s", file ? file : path);
+  if (!t.file && !t.path)
+    set_err(err, errlen, "%s", "cannot load the default trust store");
+  else
+    set_err(err, errlen, "cannot load trust anchors from %s", t.file ? t.file : t.path);
   return false;
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "certs/trust.h"
 #include "policy/table.h"
 
 enum config_log_format { CONFIG_LOG_POSTFIX, CONFIG_LOG_JSON };
@@ -192,6 +193,19 @@ int config_load_buffer(const char *name, const char *yaml, size_t len,
 /* Whether addr (AF_INET/AF_INET6 sockaddr; v4-mapped v6 counts as v4) is in
  * clients.allow. */
 bool config_client_allowed(const struct config *cfg, const struct sockaddr *addr);
+
+/* The TLS clients besides MX connections, each with its own ca_file key. */
+enum config_trust_client {
+  CONFIG_TRUST_MTA_STS, /* mta_sts.ca_file: policy fetches */
+  CONFIG_TRUST_TLSRPT,  /* tlsrpt.ca_file: https: report POSTs */
+  CONFIG_TRUST_REDIS,   /* cache.redis.ca_file: rediss: */
+};
+
+/* The trust anchors client c uses (one trust store, see certs/trust.h): its own
+ * ca_file when set; else outbound.tls.ca_file and ca_path when either is set; else
+ * {NULL, NULL}, the defaults ($SSL_CERT_FILE / $SSL_CERT_DIR, else the system store).
+ * The strings point into cfg. Pure. */
+struct tls_trust config_trust(const struct config *cfg, enum config_trust_client c);
 
 struct config *config_ref(struct config *cfg);
 /* Calls fn once with every key the configuration accepts, dotted ("outbound.tls.

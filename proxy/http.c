@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "certs/trust.h"
 #include "error.h"
 #include "policy/netaddr.h"
 
@@ -73,7 +74,8 @@ struct http {
   uv_loop_t *loop;
   CURLM *multi;     /* owned; cleaned up in http_close */
   uv_timer_t timer; /* owned; curl's one timeout */
-  char *ca_file;    /* owned; NULL = system store */
+  char *ca_file;    /* owned; CURLOPT_CAINFO, NULL = none */
+  char *ca_path;    /* owned; CURLOPT_CAPATH, NULL = none */
   struct http_sock *socks;
   struct fetch_list running; /* easy handle in the multi */
   struct fetch_list done;    /* finished, callback not yet run */
@@ -119,6 +121,7 @@ static void maybe_free(struct http *h) {
   void *arg = h->on_closed_arg;
   h->magic = 0;
   free(h->ca_file);
+  free(h->ca_path);
   free(h);
   if (cb)
     cb(arg);
@@ -485,10 +488,10 @@ static CURLcode fetch_setopts(struct http_fetch *f, const struct http_request *r
   SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-  if (f->h->ca_file) { /* these anchors only, not the system directory as well */
-    SETOPT(CURLOPT_CAINFO, f->h->ca_file);
-    SETOPT(CURLOPT_CAPATH, NULL);
-  }
+  /* Always both: NULL replaces libcurl's compiled-in bundle, so the anchors are
+   * exactly those picked (see certs/trust.h). */
+  SETOPT(CURLOPT_CAINFO, f->h->ca_file);
+  SETOPT(CURLOPT_CAPATH, f->h->ca_path);
   SETOPT(CURLOPT_PROXY, ""); /* no proxy from the environment */
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
   SETOPT(CURLOPT_TIMEOUT_MS, (long)req->total_timeout_ms);
@@ -533,7 +536,25 @@ static CURLcode fetch_setopts_post(struct http_fetch *f, const void *body, size_
 
 /* ---- public ---------------------------------------------------------------- */
 
-int http_new(uv_loop_t *loop, const char *ca_file, struct http **out) {
+/* libcurl does not read $SSL_CERT_FILE and, built with a CA bundle (Debian's is),
+ * never falls back to OpenSSL's default paths: the defaults are spelled out here. */
+static int http_set_trust(struct http *h, const struct tls_trust *trust) {
+  struct tls_trust t =
+      trust && (trust->file || trust->path) ? *trust : tls_trust_default();
+  if (t.file && !(h->ca_file = strdup(t.file)))
+    return SP_E_NOMEM;
+  if (t.path && !(h->ca_path = strdup(t.path)))
+    return SP_E_NOMEM;
+  return 0;
+}
+
+static void http_free_unstarted(struct http *h) {
+  free(h->ca_file);
+  free(h->ca_path);
+  free(h);
+}
+
+int http_new(uv_loop_t *loop, const struct tls_trust *trust, struct http **out) {
   *out = NULL;
   pthread_once(&curl_once, curl_init_once);
   if (curl_init_rc != CURLE_OK)
@@ -542,28 +563,23 @@ int http_new(uv_loop_t *loop, const char *ca_file, struct http **out) {
   if (!h)
     return SP_E_NOMEM;
   h->loop = loop;
-  if (ca_file && *ca_file && !(h->ca_file = strdup(ca_file)))
-    goto nomem;
-  if (!(h->multi = curl_multi_init()))
-    goto nomem;
+  if (http_set_trust(h, trust) < 0 || !(h->multi = curl_multi_init())) {
+    http_free_unstarted(h);
+    return SP_E_NOMEM;
+  }
   if (curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) ||
       curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) ||
       curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) ||
       curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) ||
       uv_timer_init(loop, &h->timer) != 0) {
     curl_multi_cleanup(h->multi);
-    free(h->ca_file);
-    free(h);
+    http_free_unstarted(h);
     return SP_E_IO;
   }
   h->timer.data = h;
   h->magic = HTTP_MAGIC;
   *out = h;
   return 0;
-nomem:
-  free(h->ca_file);
-  free(h);
-  return SP_E_NOMEM;
 }
 
 static struct http_fetch *fetch_start(struct http *h, const struct http_request *req,

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "certs/trust.h"
+
 struct http;
 struct http_fetch;
 
@@ -42,9 +44,11 @@ struct http_request {
 typedef void (*http_cb)(void *arg, int status, const char *body, size_t len,
                         const char *err);
 
-/* ca_file: trust anchors for PKIX validation (NULL or "" = system store). Redirects
- * are never followed; only HTTP 200 succeeds; TLS 1.2+, peer and host verified. */
-int http_new(uv_loop_t *loop, const char *ca_file, struct http **out);
+/* trust: the anchors for PKIX validation, copied (NULL or neither set = the defaults of
+ * certs/trust.h: $SSL_CERT_FILE/$SSL_CERT_DIR, else the system store, as OpenSSL
+ * finds them; never libcurl's own compiled-in bundle). Redirects are never followed;
+ * only HTTP 200 succeeds; TLS 1.2+, peer and host verified. */
+int http_new(uv_loop_t *loop, const struct tls_trust *trust, struct http **out);
 /* NULL (and no callback) when out of memory, on bad arguments or once closing. */
 struct http_fetch *http_get(struct http *h, const struct http_request *req, http_cb cb,
                             void *arg);

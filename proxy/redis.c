@@ -472,16 +472,14 @@ static void redis_connect_next(struct redis *r) {
 
 /* ---- the API ---------------------------------------------------------------------- */
 
-static SSL_CTX *redis_tls_ctx(const struct config_redis *cfg, char *err,
-                              size_t errlen) {
+static SSL_CTX *redis_tls_ctx(const struct tls_trust *trust, char *err, size_t errlen) {
   ERR_clear_error();
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx)
     goto fail;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-  if ((cfg->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL)
-                       : SSL_CTX_set_default_verify_paths(ctx)) != 1)
+  if (tls_trust_load(ctx, trust) != 1)
     goto fail;
   return ctx;
 fail:
@@ -494,8 +492,9 @@ fail:
   return NULL;
 }
 
-int redis_new(uv_loop_t *loop, const struct config_redis *cfg, struct redis **out,
-              char *err, size_t errlen) {
+int redis_new(uv_loop_t *loop, const struct config_redis *cfg,
+              const struct tls_trust *trust, struct redis **out, char *err,
+              size_t errlen) {
   struct redis *r = calloc(1, sizeof *r);
   if (!r) {
     snprintf(err, errlen, "out of memory");
@@ -504,7 +503,7 @@ int redis_new(uv_loop_t *loop, const struct config_redis *cfg, struct redis **ou
   r->loop = loop;
   r->cfg = cfg;
   r->state = REDIS_DOWN;
-  if (cfg->tls && !(r->ctx = redis_tls_ctx(cfg, err, errlen))) {
+  if (cfg->tls && !(r->ctx = redis_tls_ctx(trust, err, errlen))) {
     free(r);
     return SP_E_CONFIG;
   }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "certs/trust.h"
 #include "config.h"
 
 struct redis;
@@ -30,9 +31,11 @@ struct redis_cmd;
  * or NULL when the command failed without one (why says how). */
 typedef void (*redis_cb)(void *arg, const redisReply *reply, const char *why);
 
-/* Starts connecting at once. cfg must outlive the client. */
-int redis_new(uv_loop_t *loop, const struct config_redis *cfg, struct redis **out,
-              char *err, size_t errlen);
+/* Starts connecting at once. cfg must outlive the client. trust: the anchors for
+ * rediss: (see certs/trust.h), used during the call only; NULL = the defaults. */
+int redis_new(uv_loop_t *loop, const struct config_redis *cfg,
+              const struct tls_trust *trust, struct redis **out, char *err,
+              size_t errlen);
 void redis_close(struct redis *r, void (*on_closed)(void *arg), void *arg);
 
 /* Whether commands are accepted now (up, or connecting with room in the queue). */

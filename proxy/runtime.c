@@ -64,8 +64,9 @@ static int runtime_build(uv_loop_t *loop, struct config *cfg, struct runtime **o
     free(rt);
     return rc;
   }
+  struct tls_trust redis_trust = config_trust(cfg, CONFIG_TRUST_REDIS);
   if (cfg->cache_backend == CONFIG_CACHE_REDIS &&
-      (rc = redis_new(loop, &cfg->redis, &rt->redis, err, errlen)) < 0) {
+      (rc = redis_new(loop, &cfg->redis, &redis_trust, &rt->redis, err, errlen)) < 0) {
     dns_close(rt->dns, NULL, NULL);
     SSL_CTX_free(rt->client_ctx);
     free(rt);

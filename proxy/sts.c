@@ -557,7 +557,8 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
     free(s);
     return SP_E_NOMEM;
   }
-  if (http_new(loop, cfg->sts_ca_file, &s->http) < 0) {
+  struct tls_trust trust = config_trust(cfg, CONFIG_TRUST_MTA_STS);
+  if (http_new(loop, &trust, &s->http) < 0) {
     snprintf(err, errlen, "cannot start the HTTPS client");
     sts__cache_free(s->cache);
     store_close(s->store);

@@ -321,7 +321,8 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
     free(t);
     return SP_E_IO;
   }
-  if (http_new(loop, t->cfg->tlsrpt_ca_file, &t->http) < 0) {
+  struct tls_trust trust = config_trust(t->cfg, CONFIG_TRUST_TLSRPT);
+  if (http_new(loop, &trust, &t->http) < 0) {
     snprintf(err, errlen, "tlsrpt: cannot start the HTTPS client");
     store_close(t->store);
     free(t);

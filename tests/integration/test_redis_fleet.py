@@ -514,6 +514,14 @@ class Tls(FleetCase):
         self.assertEnforcedDelivery(self.send_via(a), a, 1)
         wait_until(lambda: self.redis.cmd('EXISTS', PREFIX + 'sts:policy:' + DOMAIN), 5)
 
+    def test_rediss_outbound_ca_file(self):
+        """No cache.redis.ca_file: outbound.tls.ca_file (the test CA) is trusted."""
+        self.publish_sts()
+        a = self.start_member('a', {'cache': {'redis': {'ca_file': None}}})
+        self.assertEqual(a.config['outbound']['tls']['ca_file'], self.pki.ca_file)
+        a.wait_log(r'cache: redis localhost:%d connected over TLS' % self.redis.port)
+        self.assertEnforcedDelivery(self.send_via(a), a, 1)
+
     def test_rediss_untrusted_refused(self):
         """A Redis whose certificate the configured CA did not sign is not used."""
         self.publish_sts()

@@ -177,6 +177,43 @@ static void test_allow_private_addresses(void) {
                 "t.yaml:3:28: tlsrpt.allow_private_addresses: must be yes or no\n");
 }
 
+/* One trust store: a client's own ca_file, else outbound.tls.ca_file/ca_path, else
+ * the defaults ({NULL, NULL}). */
+#define FILE_A SP_SOURCE_DIR "/proxy.yaml.example"
+#define FILE_B SP_SOURCE_DIR "/README.md"
+#define DIR_A SP_SOURCE_DIR "/certs"
+static void test_trust_order(void) {
+  static const enum config_trust_client clients[] = {
+      CONFIG_TRUST_MTA_STS, CONFIG_TRUST_TLSRPT, CONFIG_TRUST_REDIS};
+  struct config *cfg = load_ok("");
+  for (size_t i = 0; i < 3; i++) {
+    struct tls_trust t = config_trust(cfg, clients[i]);
+    ASSERT(t.file == NULL && t.path == NULL);
+  }
+  config_unref(cfg);
+  cfg = load_ok("outbound: {tls: {ca_file: " FILE_A ", ca_path: " DIR_A "}}\n");
+  for (size_t i = 0; i < 3; i++) {
+    struct tls_trust t = config_trust(cfg, clients[i]);
+    ASSERT_STR_EQ(t.file, FILE_A);
+    ASSERT_STR_EQ(t.path, DIR_A);
+  }
+  config_unref(cfg);
+  cfg = load_ok("outbound: {tls: {ca_path: " DIR_A "}}\n"
+                "mta_sts: {ca_file: " FILE_B "}\n"
+                "cache: {backend: redis, redis: {url: \"rediss://127.0.0.1\", "
+                "ca_file: " FILE_A "}}\n");
+  struct tls_trust t = config_trust(cfg, CONFIG_TRUST_MTA_STS);
+  ASSERT_STR_EQ(t.file, FILE_B);
+  ASSERT(t.path == NULL); /* the specific key alone, not with outbound's directory */
+  t = config_trust(cfg, CONFIG_TRUST_TLSRPT);
+  ASSERT(t.file == NULL);
+  ASSERT_STR_EQ(t.path, DIR_A);
+  t = config_trust(cfg, CONFIG_TRUST_REDIS);
+  ASSERT_STR_EQ(t.file, FILE_A);
+  ASSERT(t.path == NULL);
+  config_unref(cfg);
+}
+
 static void test_unknown_keys(void) {
   EXPECT_ERRORS("outbound:\n  tls:\n    foo: 1\n",
                 "t.yaml:3:5: outbound.tls.foo: unknown key\n");
@@ -737,6 +774,7 @@ int main(void) {
   RUN_TEST(test_defaults);
   RUN_TEST(test_all_keys_set);
   RUN_TEST(test_allow_private_addresses);
+  RUN_TEST(test_trust_order);
   RUN_TEST(test_unknown_keys);
   RUN_TEST(test_wrong_types);
   RUN_TEST(test_integers);

@@ -212,7 +212,8 @@ static void loop_begin(uv_loop_t *loop, struct ctx *c, const char *ca) {
   memset(c, 0, sizeof(*c));
   c->close_when_done = true;
   ASSERT_EQ(uv_loop_init(loop), 0);
-  ASSERT_EQ(http_new(loop, ca, &c->h), 0);
+  struct tls_trust trust = {ca, NULL};
+  ASSERT_EQ(http_new(loop, &trust, &c->h), 0);
 }
 
 /* Runs until every handle is closed: a leaked handle fails uv_loop_close. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "certs/context.h"
+#include "certs/trust.h"
 #include "certs/verify.h"
 #include "proxy/error.h"
 #include "proxy/tls.h"
@@ -385,9 +386,37 @@ static void test_sni_skipped_for_ip_literal(void) {
   SSL_CTX_free(sctx);
 }
 
+/* The defaults spelled out for libcurl: the environment over OpenSSL's compiled-in
+ * locations, a missing file dropped (libcurl would fail on it). */
+static void test_trust_default(void) {
+  char *file = getenv("SSL_CERT_FILE") ? strdup(getenv("SSL_CERT_FILE")) : NULL;
+  char *dir = getenv("SSL_CERT_DIR") ? strdup(getenv("SSL_CERT_DIR")) : NULL;
+  setenv("SSL_CERT_FILE", SP_SOURCE_DIR "/README.md", 1);
+  setenv("SSL_CERT_DIR", "/nonexistent/a:/nonexistent/b", 1);
+  struct tls_trust t = tls_trust_default();
+  ASSERT_STR_EQ(t.file, SP_SOURCE_DIR "/README.md");
+  ASSERT_STR_EQ(t.path, "/nonexistent/a:/nonexistent/b");
+  setenv("SSL_CERT_FILE", "/nonexistent/ca.pem", 1);
+  unsetenv("SSL_CERT_DIR");
+  t = tls_trust_default();
+  ASSERT(t.file == NULL);
+  ASSERT_STR_EQ(t.path, X509_get_default_cert_dir());
+  unsetenv("SSL_CERT_FILE");
+  t = tls_trust_default();
+  if (access(X509_get_default_cert_file(), R_OK) == 0)
+    ASSERT_STR_EQ(t.file, X509_get_default_cert_file());
+  if (file)
+    setenv("SSL_CERT_FILE", file, 1);
+  if (dir)
+    setenv("SSL_CERT_DIR", dir, 1);
+  free(file);
+  free(dir);
+}
+
 int main(void) {
   pki_make();
   RUN_TEST(test_client_ctx_refuses_weak_settings);
+  RUN_TEST(test_trust_default);
   RUN_TEST(test_tls13_default_ecdsa);
   RUN_TEST(test_tls13_rsa_summary);
   RUN_TEST(test_tls12_server_gets_ecdhe);
