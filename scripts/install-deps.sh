@@ -5,10 +5,13 @@ set -eu
 # libidn12 libgnutls-dane0 libwrap0 m4: what the Exim and Sendmail recipe tests need
 # besides the MTA packages themselves, which conflict with postfix and are only
 # extracted with dpkg-deb (libraries of exim4 and sendmail; m4 builds sendmail.cf).
+# libopendkim-dev signs mailed TLS reports; python3-dkim (python3-nacl for ed25519) is
+# the independent verifier of those signatures in the integration tests.
 PKGS="build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev
 libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev openssl ca-certificates
 python3 python3-dnslib python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl postfix clang clang-format
-libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server"
+libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server
+libopendkim-dev python3-dkim python3-nacl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
