@@ -476,6 +476,7 @@ class MailReports(TlsRptCase):
         # TXT strings are at most 255 bytes (RFC 1035 §3.3.14); a verifier joins them.
         self.dns.add('%s._domainkey.%s' % (DKIM_SELECTOR, DKIM_DOMAIN), 'TXT',
                      [record[i:i + 255] for i in range(0, len(record), 255)])
+        self.key_file = key
         self.proxy_extra = {'tlsrpt': {'dkim': {'domain': DKIM_DOMAIN,
                                                 'selector': DKIM_SELECTOR,
                                                 'key_file': key}}}
@@ -556,6 +557,22 @@ class MailReports(TlsRptCase):
         self.assertNotEqual(field, m.data)
         self.assertFalse(self.dkim_verify(field))
         self.assertFalse(self.dkim_verify(b'From: <attacker@evil.test>\r\n' + m.data))
+
+
+    def test_reload_reads_the_key_again(self):
+        """SIGHUP reads the key file again: one others may read is refused and the
+        running configuration kept; once fixed, the next reload takes it."""
+        signed = r'tlsrpt: reports by mail are DKIM-signed: d=proxy\.test'
+        self.assertLog(signed)
+        os.chmod(self.key_file, 0o644)
+        self.proxy.reload()
+        self.proxy.wait_log(r'tlsrpt\.dkim\.key_file: %s: mode 0644 lets other users read'
+                            % re.escape(self.key_file))
+        self.proxy.wait_log(r'reload of .* failed: keeping the running configuration')
+        os.chmod(self.key_file, 0o600)
+        self.proxy.reload()
+        wait_until(lambda: len(re.findall(signed, self.proxy.log_text())) == 2, 10,
+                   lambda: 'key not loaded again:\n%s' % self.proxy.log_text())
 
 
 class MailReportsEd25519(MailReports):
