@@ -14,7 +14,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev \
-      libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev \
+      libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev libopendkim-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt proxy.yaml.example ./
@@ -31,7 +31,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libssl3 libuv1 libc-ares2 libyaml-0-2 libcurl4 libsqlite3-0 zlib1g \
+      libssl3 libuv1 libc-ares2 libyaml-0-2 libcurl4 libsqlite3-0 zlib1g libopendkim11 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10025 --user-group --home-dir /var/lib/starttls-proxy \

@@ -15,6 +15,7 @@
 #include <openssl/prov_ssl.h>
 
 #include "config_cache.h"
+#include "config_dkim.h"
 #include "config_policy.h"
 #include "config_value.h"
 #include "config_yaml.h"
@@ -52,7 +53,7 @@ struct key_desc {
   const struct enum_name *names; /* ENUM: ends with a NULL name */
   config__check_fn check;        /* STRING: may be NULL */
   config__parse_fn parse;        /* VALUE, LIST items */
-  config__node_fn node;          /* NODE */
+  config__node_fn node;          /* NODE; SECTION: cross-key checks after its keys */
   /* LIST: parses an item written as a mapping (NULL: items are scalars only) */
   bool (*item_map)(struct loader *ld, const struct config__node *map, void *dst);
   const char *hint;           /* ENUM: appended to the error; LIST: too few items */
@@ -66,6 +67,8 @@ struct key_desc {
 #define FIELD_(f)                                                                      \
   .off = offsetof(struct config, f), .size = sizeof(((struct config *)0)->f)
 #define K_SECTION(n, k)      {.name = n, .type = KEY_SECTION, .keys = k}
+#define K_SECTION_THEN(n, k, fn)                                                       \
+  {.name = n, .type = KEY_SECTION, .keys = k, .node = fn}
 #define K_STRING(n, f, chk)  {.name = n, .type = KEY_STRING, FIELD_(f), .check = chk}
 #define K_UINT(n, f, lo, hi)                                                           \
   {.name = n, .type = KEY_UINT, FIELD_(f), .min = lo, .max = hi, .scale = 1}
@@ -175,6 +178,12 @@ static const struct key_desc mta_sts_keys[] = {
   K_UINT("cache_entries",   sts_cache_entries,   1, 1000000),
   K_END};
 
+static const struct key_desc tlsrpt_dkim_keys[] = {
+  K_STRING("domain",   tlsrpt_dkim_domain,   config__check_dns_name),
+  K_STRING("selector", tlsrpt_dkim_selector, config__check_dns_name),
+  K_NODE("key_file",   config__dkim_key_file),
+  K_END};
+
 static const struct key_desc tlsrpt_keys[] = {
   K_ENUM("enabled",        tlsrpt_enabled,      yesno_names, NULL),
   K_STRING("organization", tlsrpt_organization, NULL),
@@ -182,6 +191,7 @@ static const struct key_desc tlsrpt_keys[] = {
   K_SECONDS("interval",    tlsrpt_interval_ms,  31 * 86400),
   K_STRING("ca_file",      tlsrpt_ca_file,      config__check_file),
   K_ENUM("allow_private_addresses", tlsrpt_allow_private, yesno_names, NULL),
+  K_SECTION_THEN("dkim",   tlsrpt_dkim_keys,    config__dkim_section),
   K_END};
 
 static const struct key_desc metrics_keys[] = {
@@ -535,6 +545,8 @@ static void apply(struct loader *ld, const struct key_desc *d,
   switch (d->type) {
   case KEY_SECTION:
     walk_section(ld, d->keys, n);
+    if (d->node && !n->alias && !n->tagged) /* else reported by the walk */
+      d->node(ld->errs, ld->path, n, ld->cfg);
     break;
   case KEY_STRING:
     apply_string(ld, d, n, field);
@@ -718,6 +730,7 @@ static void config_free(struct config *cfg) {
   free(cfg->allow);
   free(cfg->dns_servers);
   table_free(&cfg->policy_table);
+  config__dkim_free(cfg);
   free(cfg);
 }
 

@@ -51,6 +51,12 @@ struct config_redis {
 
 /* What a listening socket speaks: SMTP (RFC 5321) or LMTP (RFC 2033). */
 enum config_protocol { CONFIG_PROTO_SMTP, CONFIG_PROTO_LMTP };
+/* tlsrpt.dkim: the signing algorithm, from the key's type. */
+enum config_dkim_alg {
+  CONFIG_DKIM_NONE,
+  CONFIG_DKIM_RSA_SHA256,
+  CONFIG_DKIM_ED25519_SHA256
+};
 
 struct config_addr {
   /* family AF_INET or AF_INET6 with the port set; AF_UNIX (sockaddr_un) only for a
@@ -168,6 +174,16 @@ struct config {
   /* allow_private_addresses: yes / no (default): as sts_allow_private, for https:
    * report endpoints (named by the destination's _smtp._tls record). */
   int tlsrpt_allow_private;
+  /* tlsrpt.dkim: the key that signs mailed reports (RFC 8460 §3: they MUST be
+   * DKIM-signed). All three keys or none; without them tlsrpt_dkim_key is NULL and
+   * reports to mailto: rua are not sent. The key file is read when the config loads
+   * (start and every reload), so a bad or unreadable key is a config error. */
+  char tlsrpt_dkim_domain[254];   /* d= */
+  char tlsrpt_dkim_selector[254]; /* s= */
+  char tlsrpt_dkim_key_file[1024];
+  char *tlsrpt_dkim_key; /* owned: the private key as PKCS#8 PEM, wiped when freed */
+  enum config_dkim_alg tlsrpt_dkim_alg;
+  unsigned tlsrpt_dkim_bits; /* the key's size, for the log */
 
   enum config_cache_backend cache_backend; /* cache.backend, default sqlite */
   struct config_redis redis;               /* cache.redis (backend redis) */
@@ -206,6 +222,9 @@ enum config_trust_client {
  * {NULL, NULL}, the defaults ($SSL_CERT_FILE / $SSL_CERT_DIR, else the system store).
  * The strings point into cfg. Pure. */
 struct tls_trust config_trust(const struct config *cfg, enum config_trust_client c);
+
+/* "rsa-sha256", "ed25519-sha256" (the a= tag), or "none". */
+const char *config_dkim_alg_name(enum config_dkim_alg alg);
 
 struct config *config_ref(struct config *cfg);
 /* Calls fn once with every key the configuration accepts, dotted ("outbound.tls.

@@ -24,7 +24,8 @@
   X(CANCELED, "canceled")                                                              \
   X(CONFIG, "configuration error")                                                     \
   X(CERTIFICATE, "certificate not verified")                                           \
-  X(ADDRESS, "address not allowed")
+  X(ADDRESS, "address not allowed")                                                    \
+  X(DKIM, "DKIM signing failed")
 
 enum sp_error {
   SP_OK = 0,

@@ -72,8 +72,15 @@ static int check_config(const char *path) {
   int rc = runtime_check_tls(cfg, err, sizeof err);
   if (rc < 0)
     fprintf(stderr, "%s: outbound.tls: %s\n", path, err);
+  else if ((rc = tlsrpt_check(cfg, err, sizeof err)) < 0)
+    fprintf(stderr, "%s: %s\n", path, err);
   else
     printf("configuration OK\n");
+  if (rc == 0 && cfg->tlsrpt_enabled && !cfg->tlsrpt_dkim_key)
+    fprintf(stderr,
+            "%s: warning: tlsrpt.dkim is not set: reports to mailto: rua will not be "
+            "sent (RFC 8460 section 3: they MUST be DKIM-signed)\n",
+            path);
   config_unref(cfg);
   return rc < 0 ? 1 : 0;
 }

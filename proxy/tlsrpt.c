@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dkimsig.h"
 #include "error.h"
 #include "http.h"
 #include "log.h"
@@ -415,11 +416,39 @@ static void schedule(struct tlsrpt *t) {
                  (uint64_t)(next - now_ms + TLSRPT_PERIOD_GRACE_MS), 0);
 }
 
+int tlsrpt_check(const struct config *cfg, char *err, size_t errlen) {
+  if (!cfg->tlsrpt_dkim_key || dkimsig_supported(cfg->tlsrpt_dkim_alg))
+    return 0;
+  snprintf(err, errlen,
+           "tlsrpt.dkim.key_file: %s: this libopendkim cannot sign with %s; use an RSA "
+           "key",
+           cfg->tlsrpt_dkim_key_file, config_dkim_alg_name(cfg->tlsrpt_dkim_alg));
+  return SP_E_CONFIG;
+}
+
+/* Said at every start and reload: a report by mail that is never sent is otherwise
+ * only noticed by its absence. */
+static void log_dkim(const struct config *cfg) {
+  if (cfg->tlsrpt_dkim_key)
+    log_msg(LOG_INFO, NULL,
+            "tlsrpt: reports by mail are DKIM-signed: d=%s s=%s a=%s (%u-bit key %s)",
+            cfg->tlsrpt_dkim_domain, cfg->tlsrpt_dkim_selector,
+            config_dkim_alg_name(cfg->tlsrpt_dkim_alg), cfg->tlsrpt_dkim_bits,
+            cfg->tlsrpt_dkim_key_file);
+  else
+    log_msg(LOG_WARNING, NULL,
+            "tlsrpt: no tlsrpt.dkim key: reports to mailto: rua will not be sent (RFC "
+            "8460 section 3: they MUST be DKIM-signed); https: rua are not affected");
+}
+
 int tlsrpt_start(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out, char *err,
                  size_t errlen) {
   *out = NULL;
   if (!rt->cfg->tlsrpt_enabled)
     return 0;
+  if (tlsrpt_check(rt->cfg, err, errlen) < 0)
+    return SP_E_CONFIG;
+  log_dkim(rt->cfg);
   struct tlsrpt *t;
   int rc = tlsrpt_new(loop, rt, &t, err, errlen);
   if (rc < 0)
@@ -499,7 +528,8 @@ int tlsrpt_send_now(const char *config_path) {
     config_unref(cfg);
     return 1;
   }
-  if (runtime_new(&loop, cfg, &rt, err, sizeof err) == 0 &&
+  if (tlsrpt_check(cfg, err, sizeof err) == 0 &&
+      runtime_new(&loop, cfg, &rt, err, sizeof err) == 0 &&
       tlsrpt_new(&loop, rt, &t, err, sizeof err) == 0) {
     t->result = &res;
     uv_timer_start(&t->period_timer, on_send_timer, 0, 0);

@@ -12,7 +12,12 @@
 struct tlsrpt;
 struct runtime;
 
-/* Starts the reporting timer (only when cfg->tlsrpt_enabled). */
+/* What the loaded config cannot do here: a tlsrpt.dkim key whose algorithm the linked
+ * libopendkim cannot sign with. 0, or SP_E_CONFIG with the reason in err. */
+int tlsrpt_check(const struct config *cfg, char *err, size_t errlen);
+
+/* Starts the reporting timer (only when cfg->tlsrpt_enabled), after tlsrpt_check;
+ * logs how mailed reports will be signed, or warns that they will not be sent. */
 int tlsrpt_start(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out, char *err,
                  size_t errlen);
 void tlsrpt_close(struct tlsrpt *t);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dkimsig.h"
 #include "dns.h"
 #include "error.h"
 #include "log.h"
@@ -278,16 +279,40 @@ static bool start_mail(struct tlsrpt__run *r, const struct tlsrpt_uri *u, char *
       .gz = r->gz,
       .gzlen = r->gzlen,
   };
-  size_t len = 0;
-  char *msg = tlsrpt__mail_compose(&m, &len);
+  size_t len = 0, slen = 0;
+  char *msg = tlsrpt__mail_compose(&m, &len), *signed_msg = NULL;
   if (!msg) {
     snprintf(err, errlen, "out of memory");
     return false;
   }
-  r->mail =
-      tlsrpt__mail_start(r->t, from, u->addr, msg, len, on_delivered, r, err, errlen);
+  const struct dkimsig_key key = {
+      .domain = cfg->tlsrpt_dkim_domain,
+      .selector = cfg->tlsrpt_dkim_selector,
+      .pem = cfg->tlsrpt_dkim_key,
+      .alg = cfg->tlsrpt_dkim_alg,
+  };
+  char why[256];
+  if (dkimsig_sign(&key, msg, len, &signed_msg, &slen, why, sizeof why) < 0)
+    snprintf(err, errlen, "cannot DKIM-sign it: %s", why);
+  else
+    r->mail = tlsrpt__mail_start(r->t, from, u->addr, signed_msg, slen, on_delivered, r,
+                                 err, errlen);
+  free(signed_msg);
   free(msg);
   return r->mail != NULL;
+}
+
+/* RFC 8460 §3: a report by mail MUST be DKIM-signed; without a key it is not sent
+ * (https: rua still are). Logged each time, so the admin sees what is missed. */
+static bool rua_skipped(struct tlsrpt__run *r) {
+  const struct tlsrpt_uri *u = &r->rec.rua[r->rua];
+  if (u->kind != TLSRPT_URI_MAILTO || r->t->cfg->tlsrpt_dkim_key)
+    return false;
+  log_msg(LOG_WARNING, NULL,
+          "tlsrpt: %s: report %s to %s skipped: no tlsrpt.dkim key to sign it "
+          "(RFC 8460 section 3: reports by mail MUST be DKIM-signed)",
+          rdomain(r), r->report_id, u->uri);
+  return true;
 }
 
 /* Starts the delivery to rua r->rua; false (err set) when it could not start. */
@@ -367,6 +392,8 @@ static void run_advance(struct tlsrpt__run *r) {
     case RUN_RUA:
       if (r->rua >= r->rec.nrua) {
         r->phase = RUN_REPORT_DONE;
+      } else if (rua_skipped(r)) {
+        r->rua++;
       } else if (start_rua(r, err, sizeof err)) {
         return;
       } else {

@@ -8,11 +8,13 @@ set -eu
 # python3-yaml reads the shipped Prometheus rules in test_monitoring.py; promtool is
 # extracted the same way from the prometheus package (so no Prometheus server is set
 # up), which is why that package is not listed here.
+# libopendkim-dev signs mailed TLS reports; python3-dkim (python3-nacl for ed25519) is
+# the independent verifier of those signatures in the integration tests.
 PKGS="build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev
 libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev openssl ca-certificates
 python3 python3-dnslib python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl postfix clang clang-format
 groff-base man-db libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server
-python3-yaml"
+python3-yaml libopendkim-dev python3-dkim python3-nacl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

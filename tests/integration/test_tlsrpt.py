@@ -9,17 +9,28 @@ GETs) and reports.example.test (report POSTs to /tlsrpt), with a CA-signed certi
 for both names; both names resolve through the test DNS. tlsrpt.ca_file and
 mta_sts.ca_file are the test CA. Reports are checked against RFC 8460 §4.4: every
 required field, RFC 3339 dates, counts that add up, registered result types.
+
+Mailed reports must be DKIM-signed (RFC 8460 §3): the signature on the message as the
+report's MX received it is checked by an independent verifier, dkimpy (Debian
+python3-dkim), which fetches the public key from the test DNS.
 """
 
+import base64
 import email
 import email.policy
 import gzip
 import json
 import os
 import re
+import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
+import tempfile
+
+import dkim
+import dns.resolver
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,6 +48,24 @@ RESULT_TYPES = {
     'certificate-not-trusted', 'validation-failure', 'tlsa-invalid', 'dnssec-invalid',
     'dane-required', 'sts-policy-fetch-error', 'sts-policy-invalid', 'sts-webpki-invalid'}
 DATETIME = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$')
+DKIM_DOMAIN = 'proxy.test'
+DKIM_SELECTOR = 'tlsrpt2026'
+
+
+def make_dkim_key(directory, kind, name='dkim.key', mode=0o600):
+    """Writes a private key of KIND ('rsa' or 'ed25519') with openssl; returns (path,
+    the TXT record publishing its public key, RFC 6376 §3.6.1 / RFC 8463 §4)."""
+    path = os.path.join(directory, name)
+    args = (['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'] if kind == 'rsa'
+            else ['-algorithm', 'ED25519'])
+    subprocess.run(['openssl', 'genpkey'] + args + ['-out', path], check=True,
+                   capture_output=True)
+    os.chmod(path, mode)
+    der = subprocess.run(['openssl', 'pkey', '-in', path, '-pubout', '-outform', 'DER'],
+                         check=True, capture_output=True).stdout
+    # RSA: the SubjectPublicKeyInfo; Ed25519: the raw 32-byte key, its last bytes.
+    p = base64.b64encode(der if kind == 'rsa' else der[-32:]).decode()
+    return path, 'v=DKIM1; k=%s; p=%s' % (kind, p)
 
 
 class TlsRptCase(TestBase):
@@ -434,21 +463,45 @@ class StsFetchFailureReports(TlsRptCase):
 
 class MailReports(TlsRptCase):
     """rua=mailto: the daemon (2 s periods) submits the report to its own listener,
-    which relays it to the MX of reports.test like any other message."""
+    which relays it to the MX of reports.test like any other message; it is signed
+    with the tlsrpt.dkim key of class attribute `key_type`."""
 
     interval = 2
+    key_type = 'rsa'
 
     def setup_fixtures(self):
         super().setup_fixtures()
         self.rua_mx = self.add_mx('mx', '127.0.0.4', domain='reports.test')
+        key, record = make_dkim_key(self.tmpdir, self.key_type)
+        # TXT strings are at most 255 bytes (RFC 1035 §3.3.14); a verifier joins them.
+        self.dns.add('%s._domainkey.%s' % (DKIM_SELECTOR, DKIM_DOMAIN), 'TXT',
+                     [record[i:i + 255] for i in range(0, len(record), 255)])
+        self.key_file = key
+        self.proxy_extra = {'tlsrpt': {'dkim': {'domain': DKIM_DOMAIN,
+                                                'selector': DKIM_SELECTOR,
+                                                'key_file': key}}}
 
-    def test_report_mailed_through_the_proxy(self):
+    def dkim_verify(self, data):
+        """dkimpy's verdict on DATA; it reads the key record from the test DNS."""
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = ['127.0.0.1']
+        res.port = self.dns.port
+
+        def dnsfunc(name, timeout=5):
+            name = name.decode() if isinstance(name, bytes) else name
+            ans = res.resolve(name.rstrip('.'), 'TXT', lifetime=timeout)
+            return b''.join(b''.join(r.strings) for r in ans)
+        return dkim.verify(data, dnsfunc=dnsfunc)
+
+    def mailed_report(self):
         self.publish_rua('mailto:tls-rpt@reports.test')
         out = self.send(RCPT, message('tlsrpt-mail'))
         self.assertReply(out['data'], 250)
         self.mx1.wait_messages(1)
-        msgs = self.rua_mx.wait_messages(1, timeout=20)
-        m = msgs[0]
+        return self.rua_mx.wait_messages(1, timeout=20)[0]
+
+    def test_report_mailed_through_the_proxy(self):
+        m = self.mailed_report()
         self.assertEqual(m.mail_from, CONTACT)
         self.assertEqual(m.rcpts, ['tls-rpt@reports.test'])
         self.assertEqual(m.tls_version, 'TLSv1.3')
@@ -476,6 +529,122 @@ class MailReports(TlsRptCase):
         self.assertEqual(pol['mx-host'], ['mx1.example.test'])
         self.assertLog(r'tlsrpt: example\.test: report .* sent to '
                        r'mailto:tls-rpt@reports\.test')
+
+    def test_report_is_dkim_signed(self):
+        """RFC 8460 §3: the report as received verifies, with the §5.3 fields signed
+        (and over-signed: one more added breaks it); any change breaks it."""
+        self.assertLog(r'tlsrpt: reports by mail are DKIM-signed: d=proxy\.test '
+                       r's=tlsrpt2026 a=%s-sha256' % self.key_type)
+        m = self.mailed_report()
+        msg = email.message_from_bytes(m.data, policy=email.policy.compat32)
+        sig = dkim.util.parse_tag_value(msg['DKIM-Signature'].encode())
+        self.assertEqual(sig[b'a'], b'%s-sha256' % self.key_type.encode())
+        self.assertEqual(sig[b'c'], b'relaxed/relaxed')
+        self.assertEqual(sig[b'd'], DKIM_DOMAIN.encode())
+        self.assertEqual(sig[b's'], DKIM_SELECTOR.encode())
+        signed = [h.strip().lower() for h in sig[b'h'].decode().split(':')]
+        for field in ('from', 'to', 'subject', 'date', 'message-id', 'content-type',
+                      'mime-version', 'tls-report-domain', 'tls-report-submitter'):
+            self.assertGreaterEqual(signed.count(field), 2, field)  # over-signed
+        self.assertTrue(self.dkim_verify(m.data), 'signature does not verify')
+        # Tampered copies: the report body, a signed field, an added From.
+        body = m.data.replace(b'This is an aggregate TLS report',
+                              b'This is an aggregate TLS rep0rt')
+        self.assertNotEqual(body, m.data)
+        self.assertFalse(self.dkim_verify(body))
+        field = m.data.replace(b'TLS-Report-Domain: example.test',
+                               b'TLS-Report-Domain: example.tesu')
+        self.assertNotEqual(field, m.data)
+        self.assertFalse(self.dkim_verify(field))
+        self.assertFalse(self.dkim_verify(b'From: <attacker@evil.test>\r\n' + m.data))
+
+
+    def test_reload_reads_the_key_again(self):
+        """SIGHUP reads the key file again: one others may read is refused and the
+        running configuration kept; once fixed, the next reload takes it."""
+        signed = r'tlsrpt: reports by mail are DKIM-signed: d=proxy\.test'
+        self.assertLog(signed)
+        os.chmod(self.key_file, 0o644)
+        self.proxy.reload()
+        self.proxy.wait_log(r'tlsrpt\.dkim\.key_file: %s: mode 0644 lets other users read'
+                            % re.escape(self.key_file))
+        self.proxy.wait_log(r'reload of .* failed: keeping the running configuration')
+        os.chmod(self.key_file, 0o600)
+        self.proxy.reload()
+        wait_until(lambda: len(re.findall(signed, self.proxy.log_text())) == 2, 10,
+                   lambda: 'key not loaded again:\n%s' % self.proxy.log_text())
+
+
+class MailReportsEd25519(MailReports):
+    """The same with an Ed25519 key: ed25519-sha256 (RFC 8463)."""
+
+    key_type = 'ed25519'
+
+
+class MailReportsWithoutKey(TlsRptCase):
+    """No tlsrpt.dkim: a mailto: rua is skipped (an unsigned report would break RFC 8460
+    §3), said at start and for each report; the https: rua of the same record works."""
+
+    interval = 2
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.rua_mx = self.add_mx('mx', '127.0.0.4', domain='reports.test')
+
+    def test_mailto_skipped_https_sent(self):
+        self.assertLog(r'tlsrpt: no tlsrpt\.dkim key: reports to mailto: rua will not be '
+                       r'sent')
+        self.publish_rua('mailto:tls-rpt@reports.test', self.rua_https())
+        out = self.send(RCPT, message('tlsrpt-nokey'))
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        wait_until(lambda: self.https.posts, 20, 'no report POSTed')
+        ok, bad, _ = self.totals(self.posted_reports())
+        self.assertEqual((ok, bad), (1, 0))
+        self.assertLog(r'tlsrpt: example\.test: report \S+ to mailto:tls-rpt@reports\.test '
+                       r'skipped: no tlsrpt\.dkim key to sign it')
+        self.assertLog(r'tlsrpt: example\.test: report \S+ sent to https://')
+        self.assertNoMail(self.rua_mx)
+
+
+class DkimKeyFile(TestBase):
+    """The key file is checked when the config loads: --check-config and the start
+    refuse it, naming file:line:col and why."""
+
+    start_proxy = False
+
+    def check_config(self, key, user=None):
+        from harness.proxy import Proxy
+        p = Proxy(os.path.dirname(key), self.dns.port, self.mx_port, self.pki.ca_file,
+                  start=False, extra={'tlsrpt': {'enabled': 'yes', 'dkim': {
+                      'domain': DKIM_DOMAIN, 'selector': DKIM_SELECTOR,
+                      'key_file': key}}})
+        os.chmod(p.config_path, 0o644)
+        cmd = [proxy_binary(), '--check-config', p.config_path]
+        if user:
+            cmd = ['setpriv', '--reuid=%d' % user, '--regid=%d' % user, '--clear-groups'] + cmd
+        return p, subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+    def test_key_checks(self):
+        d = tempfile.mkdtemp(prefix='sp-dkim-')
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)  # the unprivileged reader below gets to the files
+        good, _ = make_dkim_key(d, 'ed25519')
+        p, r = self.check_config(good)
+        self.assertEqual((r.returncode, r.stdout), (0, 'configuration OK\n'), r.stderr)
+        world, _ = make_dkim_key(d, 'rsa', name='world.key', mode=0o644)
+        p, r = self.check_config(world)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r'^%s:\d+:\d+: tlsrpt\.dkim\.key_file: %s: mode 0644 '
+                         r'lets other users read' % (re.escape(p.config_path),
+                                                     re.escape(world)))
+        with self.assertRaisesRegex(AssertionError, 'mode 0644'):
+            p.start()  # the daemon refuses to start too
+        if os.geteuid() == 0:  # a reader without the right to the key: say who reads
+            p, r = self.check_config(good, user=65534)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('tlsrpt.dkim.key_file: cannot read %s: Permission denied '
+                          '(reading as uid 65534, gid 65534)' % good, r.stderr)
 
 
 if __name__ == '__main__':
