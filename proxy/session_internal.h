@@ -52,6 +52,7 @@ struct session_txn {
   uint64_t started_ms;
   bool smtputf8;
   bool lost;               /* the upstream went away: only 4xx from here on */
+  bool queued;             /* its data is in: "removed" is logged when it ends */
   char policy[48];         /* the route's policy, for logs before an upstream exists */
   char mail_fail[1100];    /* upstream's reply to MAIL when it refused, as wire text */
   char discard_reply[600]; /* the reply owed after discarded data, as wire text */
@@ -141,6 +142,12 @@ void session__log_rcpt(struct session *s, const char *to, const struct smtp_repl
 void session__log_delivery(struct session *s, struct upstream *up, const char *policy,
                            const char *to, int code, const char *enh,
                            const char *reply);
+/* The transaction's first recipient was accepted: smtpd(8)'s "client=" line, by which
+ * log tools count a message received (Postfix opens its queue file then too). */
+void session__log_received(struct session *s);
+/* The message's data is all in (size bytes, nrcpt recipients): qmgr(8)'s line, which
+ * log tools need before the deliveries to count sizes and senders. */
+void session__log_queued(struct session *s, size_t nrcpt);
 /* "MAIL FROM:<x> params" keeping only the parameters up understands. */
 void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap);
 void session__received_header(struct session *s, const char *for_rcpt, char *out,
