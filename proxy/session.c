@@ -103,7 +103,7 @@ void session__close(struct session *s, bool graceful) {
 
 void session__txn_reset(struct session *s) {
   if (s->txn.queued)
-    log_as(LOG_PROG_QMGR, LOG_INFO, s->id, "removed");
+    log_as(LOG_PROG_QMGR, LOG_INFO, s->txn.qid, "removed");
   if (s->lmtp)
     session__lmtp_reset(s, false);
   for (size_t i = 0; i < s->txn.nrcpts; i++)
@@ -238,6 +238,10 @@ static void cmd_mail(struct session *s, const struct smtp_command *cmd) {
     return;
   }
   session__txn_reset(s);
+  if (++s->ntxn == 1)
+    snprintf(s->txn.qid, sizeof s->txn.qid, "%s", s->id);
+  else
+    snprintf(s->txn.qid, sizeof s->txn.qid, "%s%X", s->id, s->ntxn);
   snprintf(s->txn.from, sizeof s->txn.from, "%s", cmd->path);
   snprintf(s->txn.mail_params, sizeof s->txn.mail_params, "%s", params);
   s->txn.smtputf8 = smtp_command_param(cmd, "SMTPUTF8") != NULL;
@@ -264,7 +268,7 @@ static void session_reject_rcpt(struct session *s, const char *path, int code,
   vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
   log_as(
-      LOG_PROG_SMTPD, LOG_INFO, s->id,
+      LOG_PROG_SMTPD, LOG_INFO, s->txn.qid,
       "reject: RCPT from unknown[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
       s->client_ip, code, enh, text, s->txn.from, path, session_proto(s), s->helo);
   session__reply(s, code, enh, "%s", text);

@@ -42,6 +42,10 @@ enum session_expect { EXPECT_MAIL, EXPECT_RCPT, EXPECT_DATA, EXPECT_DOT, EXPECT_
 #define SESSION_MAX_EXPECT 8
 
 struct session_txn {
+  /* The transaction's lines stand where Postfix's queue id goes: the session id for
+   * the first transaction of a connection, with its number appended for later ones, so
+   * log tools keep messages apart and a grep for the session id finds them all. */
+  char qid[24];
   char from[SMTP_PATH_MAX + 1];
   char mail_params[600];        /* client's MAIL params, "KEY=VALUE ..." as parsed */
   char domain[256];             /* destination: first recipient's domain, lower-case */
@@ -89,6 +93,7 @@ struct session {
   char id[16];
   char client_ip[64];
   char helo[256];
+  unsigned ntxn; /* MAIL commands accepted: numbers the transactions' queue ids */
   bool esmtp;
   bool skip_line; /* discarding the rest of an over-long line */
   bool draining;

@@ -38,7 +38,7 @@ void session__log_delivery(struct session *s, struct upstream *up, const char *p
   else
     snprintf(dsn, sizeof dsn, "%d.0.0", code / 100);
   struct log_delivery d = {
-      .id = s->id,
+      .id = s->txn.qid[0] ? s->txn.qid : s->id,
       .from = s->txn.from,
       .to = to,
       .relay = up ? upstream_relay(up) : "none",
@@ -59,11 +59,11 @@ void session__log_delivery(struct session *s, struct upstream *up, const char *p
 }
 
 void session__log_received(struct session *s) {
-  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "client=unknown[%s]", s->client_ip);
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->txn.qid, "client=unknown[%s]", s->client_ip);
 }
 
 void session__log_queued(struct session *s, size_t nrcpt) {
-  log_as(LOG_PROG_QMGR, LOG_INFO, s->id,
+  log_as(LOG_PROG_QMGR, LOG_INFO, s->txn.qid,
          "from=<%s>, size=%llu, nrcpt=%zu (queue active)", s->txn.from,
          (unsigned long long)s->scan.bytes, nrcpt);
   s->txn.queued = true;
@@ -302,7 +302,7 @@ void session__received_header(struct session *s, const char *for_rcpt, char *out
            : s->txn.smtputf8 ? "UTF8SMTP"
            : s->esmtp        ? "ESMTP"
                              : "SMTP",
-           s->id, forpart, date);
+           s->txn.qid[0] ? s->txn.qid : s->id, forpart, date);
 }
 
 static void session_on_data_reply(struct session *s, const struct smtp_reply *r) {
