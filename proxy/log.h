@@ -17,7 +17,8 @@ void log_configure(enum config_log_format format, enum config_log_level level,
                    const char *hostname);
 bool log_enabled(enum log_level level);
 /* stderr (default), or syslog(3) with facility mail: each line then goes without our
- * date/host/program prefix, which syslog adds itself. */
+ * date/host/program prefix, which syslog adds itself, tagged with the line's program
+ * (enum log_prog). */
 void log_set_output(enum config_log_output output);
 
 /* The Postfix program a line is logged as ("starttls-proxy/smtpd[pid]"): pflogsumm
