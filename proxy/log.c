@@ -55,15 +55,24 @@ static size_t json_escape(char *out, size_t cap, size_t pos, const char *s) {
   return pos;
 }
 
+/* Postfix's program names under ours: pflogsumm --syslog-name=starttls-proxy wants
+ * "starttls-proxy/smtpd" and friends. Static: syslog keeps the pointer. */
+static const char *const prog_names[] = {
+    [LOG_PROG_MAIN] = "starttls-proxy",
+    [LOG_PROG_SMTPD] = "starttls-proxy/smtpd",
+    [LOG_PROG_QMGR] = "starttls-proxy/qmgr",
+    [LOG_PROG_SMTP] = "starttls-proxy/smtp",
+};
+
 /* Writes one finished line with a single write(2) so concurrent writers don't mix;
  * for syslog, without the first skip bytes (our own date/host/program prefix). */
-static void log_emit(char *line, size_t len, size_t cap, size_t skip,
-                     enum log_level lv) {
+static void log_emit(char *line, size_t len, size_t cap, size_t skip, enum log_level lv,
+                     enum log_prog prog) {
   if (len >= cap - 1)
     len = cap - 2;
   if (log_output == CONFIG_LOG_SYSLOG) {
     line[len] = '\0';
-    log__syslog((int)lv, line + (skip < len ? skip : len));
+    log__syslog((int)lv, prog_names[prog], line + (skip < len ? skip : len));
     return;
   }
   line[len++] = '\n';
@@ -71,13 +80,13 @@ static void log_emit(char *line, size_t len, size_t cap, size_t skip,
   (void)rc;
 }
 
-static size_t postfix_prefix(char *out, size_t cap) {
+static size_t postfix_prefix(char *out, size_t cap, enum log_prog prog) {
   time_t now = time(NULL);
   struct tm tm;
   localtime_r(&now, &tm);
   size_t n = strftime(out, cap, "%b %e %H:%M:%S ", &tm);
   pthread_mutex_lock(&hostname_lock);
-  n += (size_t)snprintf(out + n, cap - n, "%s starttls-proxy[%d]: ", log_hostname,
+  n += (size_t)snprintf(out + n, cap - n, "%s %s[%d]: ", log_hostname, prog_names[prog],
                         (int)getpid());
   pthread_mutex_unlock(&hostname_lock);
   return n;
@@ -94,14 +103,13 @@ static size_t json_prefix(char *out, size_t cap, enum log_level level) {
   return n;
 }
 
-void log_msg(enum log_level level, const char *id, const char *fmt, ...) {
-  if (!log_enabled(level))
-    return;
+static void log_vas(enum log_prog prog, enum log_level level, const char *id,
+                    const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void log_vas(enum log_prog prog, enum log_level level, const char *id,
+                    const char *fmt, va_list ap) {
   char text[2048];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(text, sizeof text, fmt, ap);
-  va_end(ap);
 
   char line[4096];
   size_t n, skip = 0;
@@ -116,14 +124,33 @@ void log_msg(enum log_level level, const char *id, const char *fmt, ...) {
     n = json_escape(line, sizeof line, n, text);
     n += (size_t)snprintf(line + n, sizeof line - n, "\"}");
   } else {
-    n = skip = postfix_prefix(line, sizeof line);
+    n = skip = postfix_prefix(line, sizeof line, prog);
     const char *tag = level == LOG_ERROR     ? "error: "
                       : level == LOG_WARNING ? "warning: "
                                              : "";
     n += (size_t)snprintf(line + n, sizeof line - n, "%s%s%s%s", tag, id ? id : "",
                           id ? ": " : "", text);
   }
-  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line, skip, level);
+  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line, skip, level, prog);
+}
+
+void log_msg(enum log_level level, const char *id, const char *fmt, ...) {
+  if (!log_enabled(level))
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  log_vas(LOG_PROG_MAIN, level, id, fmt, ap);
+  va_end(ap);
+}
+
+void log_as(enum log_prog prog, enum log_level level, const char *id, const char *fmt,
+            ...) {
+  if (!log_enabled(level))
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  log_vas(prog, level, id, fmt, ap);
+  va_end(ap);
 }
 
 static size_t json_field(char *line, size_t cap, size_t n, const char *key,
@@ -159,13 +186,16 @@ void log_delivery(const struct log_delivery *d) {
     n = json_field(line, sizeof line, n, "reply", d->reply);
     n += (size_t)snprintf(line + n, sizeof line - n, "}");
   } else {
-    n = skip = postfix_prefix(line, sizeof line);
+    /* pflogsumm parses to=, relay=, delay=, dsn= and status= in this order with
+     * nothing between them; our own facts follow the reply. */
+    n = skip = postfix_prefix(line, sizeof line, LOG_PROG_SMTP);
     n += (size_t)snprintf(line + n, sizeof line - n,
-                          "%s: to=<%s>, relay=%s, delay=%.2f, tls=%s%s%s, policy=%s, "
-                          "dsn=%s, status=%s (%s)",
-                          d->id, d->to, d->relay, d->delay, d->tls,
-                          d->verdict ? "/" : "", d->verdict ? d->verdict : "",
-                          d->policy ? d->policy : "none", d->dsn, d->status, d->reply);
+                          "%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s), "
+                          "tls=%s%s%s, policy=%s",
+                          d->id, d->to, d->relay, d->delay, d->dsn, d->status, d->reply,
+                          d->tls, d->verdict ? "/" : "", d->verdict ? d->verdict : "",
+                          d->policy ? d->policy : "none");
   }
-  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line, skip, LOG_INFO);
+  log_emit(line, n < sizeof line ? n : sizeof line - 1, sizeof line, skip, LOG_INFO,
+           LOG_PROG_SMTP);
 }

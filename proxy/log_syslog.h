@@ -4,7 +4,8 @@
 #define SP_LOG_SYSLOG_H
 
 void log__syslog_open(void);
-/* level: enum log_level's value (error, warning, info, debug). */
-void log__syslog(int level, const char *text);
+/* level: enum log_level's value (error, warning, info, debug). ident: the line's
+ * program name, a string that lives as long as the process (syslog keeps the pointer). */
+void log__syslog(int level, const char *ident, const char *text);
 
 #endif

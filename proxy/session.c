@@ -102,6 +102,8 @@ void session__close(struct session *s, bool graceful) {
 }
 
 void session__txn_reset(struct session *s) {
+  if (s->txn.queued)
+    log_as(LOG_PROG_QMGR, LOG_INFO, s->txn.qid, "removed");
   if (s->lmtp)
     session__lmtp_reset(s, false);
   for (size_t i = 0; i < s->txn.nrcpts; i++)
@@ -128,9 +130,8 @@ static bool session_waiting_upstream(const struct session *s) {
 
 static void on_timeout(uv_timer_t *t) {
   struct session *s = t->data;
-  log_msg(LOG_INFO, s->id, "timeout after %s from %s[%s]",
-          session_state_names[s->state], s->helo[0] ? s->helo : "unknown",
-          s->client_ip);
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "timeout after %s from %s[%s]",
+         session_state_names[s->state], s->helo[0] ? s->helo : "unknown", s->client_ip);
   session__reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->rt->cfg->hostname);
   session__close(s, true);
 }
@@ -237,6 +238,10 @@ static void cmd_mail(struct session *s, const struct smtp_command *cmd) {
     return;
   }
   session__txn_reset(s);
+  if (++s->ntxn == 1)
+    snprintf(s->txn.qid, sizeof s->txn.qid, "%s", s->id);
+  else
+    snprintf(s->txn.qid, sizeof s->txn.qid, "%s%X", s->id, s->ntxn);
   snprintf(s->txn.from, sizeof s->txn.from, "%s", cmd->path);
   snprintf(s->txn.mail_params, sizeof s->txn.mail_params, "%s", params);
   s->txn.smtputf8 = smtp_command_param(cmd, "SMTPUTF8") != NULL;
@@ -245,23 +250,48 @@ static void cmd_mail(struct session *s, const struct smtp_command *cmd) {
   session__reply(s, 250, "2.1.0", "Ok");
 }
 
+static const char *session_proto(const struct session *s) {
+  return s->lmtp ? "LMTP" : s->esmtp ? "ESMTP" : "SMTP";
+}
+
+/* Refuses a recipient ourselves: the reply, and smtpd(8)'s reject line with the
+ * envelope, which log tools count as a rejection. */
+static void session_reject_rcpt(struct session *s, const char *path, int code,
+                                const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void session_reject_rcpt(struct session *s, const char *path, int code,
+                                const char *enh, const char *fmt, ...) {
+  char text[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  log_as(
+      LOG_PROG_SMTPD, LOG_INFO, s->txn.qid,
+      "reject: RCPT from unknown[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+      s->client_ip, code, enh, text, s->txn.from, path, session_proto(s), s->helo);
+  session__reply(s, code, enh, "%s", text);
+}
+
 /* The destination of a recipient: lower-case, without a trailing dot. */
 static bool session_rcpt_domain(struct session *s, const char *path, char *out,
                                 size_t cap) {
   const char *d;
   size_t len;
   if (smtp_path_domain(path, &d, &len) < 0) {
-    session__reply(s, 550, "5.1.1",
-                   "<%s>: Recipient address rejected: no domain (this "
-                   "relay has no local mailboxes)",
-                   path);
+    session_reject_rcpt(s, path, 550, "5.1.1",
+                        "<%s>: Recipient address rejected: no domain (this "
+                        "relay has no local mailboxes)",
+                        path);
     return false;
   }
   if (len > 0 && d[len - 1] == '.')
     len--;
   if (len == 0 || len >= cap || d[0] == '[') {
-    session__reply(s, 550, "5.1.2", "<%s>: Recipient address rejected: %s", path,
-                   d[0] == '[' ? "address literals are not relayed" : "bad domain");
+    session_reject_rcpt(
+        s, path, 550, "5.1.2", "<%s>: Recipient address rejected: %s", path,
+        d[0] == '[' ? "address literals are not relayed" : "bad domain");
     return false;
   }
   for (size_t i = 0; i < len; i++)
@@ -286,19 +316,20 @@ static void cmd_rcpt(struct session *s, const struct smtp_command *cmd) {
     return;
   }
   if (s->txn.nrcpts >= s->rt->cfg->max_recipients) {
-    session__reply(s, 452, "4.5.3", "Error: too many recipients");
+    session_reject_rcpt(s, cmd->path, 452, "4.5.3", "Error: too many recipients");
     return;
   }
   if (s->txn.domain[0] && strcmp(domain, s->txn.domain) != 0) {
-    session__reply(s, 452, "4.5.3",
-                   "<%s>: one destination per transaction: send "
-                   "recipients at %s in a new transaction",
-                   cmd->path, domain);
+    session_reject_rcpt(s, cmd->path, 452, "4.5.3",
+                        "<%s>: one destination per transaction: send "
+                        "recipients at %s in a new transaction",
+                        cmd->path, domain);
     return;
   }
   if (s->txn.lost) {
-    session__reply(s, 451, "4.4.2", "<%s>: connection to %s lost, try again later",
-                   cmd->path, s->txn.domain);
+    session_reject_rcpt(s, cmd->path, 451, "4.4.2",
+                        "<%s>: connection to %s lost, try again later", cmd->path,
+                        s->txn.domain);
     return;
   }
   snprintf(s->txn.domain, sizeof s->txn.domain, "%s", domain);
@@ -519,9 +550,9 @@ void session__process(struct session *s) {
       s->state == SESSION_DATA &&
       (s->lmtp ? session__lmtp_data_busy(s) : s->up && upstream_body_busy(s->up));
   if (s->peer_eof && !session_blocked(s) && !data_waits && !session__lmtp_pending(s)) {
-    log_msg(LOG_INFO, s->id, "client %s[%s] closed its side in state %s",
-            s->helo[0] ? s->helo : "unknown", s->client_ip,
-            session_state_names[s->state]);
+    log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "client %s[%s] closed its side in state %s",
+           s->helo[0] ? s->helo : "unknown", s->client_ip,
+           session_state_names[s->state]);
     session__close(s, true);
     return;
   }
@@ -533,7 +564,8 @@ void session__process(struct session *s) {
 static void session_on_data(struct conn *c, const char *data, size_t len) {
   struct session *s = session_from_conn(c);
   if (buf_append(&s->in, data, len) < 0) {
-    log_msg(LOG_WARNING, s->id, "input buffer overflow from %s", s->client_ip);
+    log_as(LOG_PROG_SMTPD, LOG_WARNING, s->id, "input buffer overflow from unknown[%s]",
+           s->client_ip);
     session__close(s, false);
     return;
   }
@@ -553,10 +585,10 @@ static void session_on_error(struct conn *c, int err) {
     session__process(s);
     return;
   }
-  log_msg(LOG_INFO, s->id, "%s from %s[%s] in state %s: %s",
-          err == SP_E_EOF ? "lost connection" : "connection error",
-          s->helo[0] ? s->helo : "unknown", s->client_ip, session_state_names[s->state],
-          conn_error(c));
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "%s from %s[%s] in state %s: %s",
+         err == SP_E_EOF ? "lost connection" : "connection error",
+         s->helo[0] ? s->helo : "unknown", s->client_ip, session_state_names[s->state],
+         conn_error(c));
   session__close(s, false);
 }
 
@@ -568,11 +600,11 @@ static void session_on_drain(struct conn *c) {
 static void session_on_closed(struct conn *c) {
   struct session *s = session_from_conn(c);
   if (c->close_timed_out)
-    log_msg(LOG_INFO, s->id,
-            "close timeout: %s did not read our last replies within %g s: "
-            "connection reset",
-            s->client_ip, (double)c->linger_ms / 1000);
-  log_msg(LOG_INFO, s->id, "disconnect from %s", s->client_ip);
+    log_as(LOG_PROG_SMTPD, LOG_INFO, s->id,
+           "close timeout: unknown[%s] did not read our last replies within %g s: "
+           "connection reset",
+           s->client_ip, (double)c->linger_ms / 1000);
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "disconnect from unknown[%s]", s->client_ip);
   on_handle_closed(s);
 }
 
@@ -609,6 +641,26 @@ static void session_make_id(struct session *s) {
   }
   uint64_t v = ((uint64_t)(seed ^ (uint32_t)(uv_hrtime() >> 10)) << 20) ^ ++counter;
   snprintf(s->id, sizeof s->id, "%010llX", (unsigned long long)(v & 0xFFFFFFFFFFull));
+}
+
+/* Refuses a client at connect: the reply, then closing, and smtpd(8)'s reject line,
+ * which log tools count as a rejection (a warning line they would not). */
+static void session_reject_connect(struct session *s, int code, const char *enh,
+                                   const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void session_reject_connect(struct session *s, int code, const char *enh,
+                                   const char *fmt, ...) {
+  char text[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id,
+         "reject: CONNECT from unknown[%s]: %d %s %s; proto=SMTP", s->client_ip, code,
+         enh, text);
+  session__reply(s, code, enh, "%s", text);
+  session__close(s, true);
 }
 
 int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
@@ -653,19 +705,14 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
   if (rc < 0 || !s->l) {
     session__close(s, false);
   } else if (!allowed) {
-    log_msg(LOG_WARNING, s->id, "reject: connect from %s: not in clients.allow",
-            s->client_ip);
-    session__reply(s, 554, "5.7.1",
-                   "%s: client not allowed to relay through this proxy", s->client_ip);
-    session__close(s, true);
+    session_reject_connect(s, 554, "5.7.1",
+                           "%s: client not allowed to relay through this proxy",
+                           s->client_ip);
   } else if (over_limit) {
-    log_msg(LOG_WARNING, s->id, "reject: connect from %s: too many connections",
-            s->client_ip);
-    session__reply(s, 421, "4.7.0", "%s Error: too many connections, try again later",
-                   host);
-    session__close(s, true);
+    session_reject_connect(s, 421, "4.7.0",
+                           "%s Error: too many connections, try again later", host);
   } else {
-    log_msg(LOG_INFO, s->id, "connect from %s", s->client_ip);
+    log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "connect from unknown[%s]", s->client_ip);
     session__reply(s, 220, "", "%s %s starttls-proxy", host, lmtp ? "LMTP" : "ESMTP");
     session__process(s);
   }

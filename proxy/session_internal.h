@@ -42,6 +42,10 @@ enum session_expect { EXPECT_MAIL, EXPECT_RCPT, EXPECT_DATA, EXPECT_DOT, EXPECT_
 #define SESSION_MAX_EXPECT 8
 
 struct session_txn {
+  /* The transaction's lines stand where Postfix's queue id goes: the session id for
+   * the first transaction of a connection, with its number appended for later ones, so
+   * log tools keep messages apart and a grep for the session id finds them all. */
+  char qid[24];
   char from[SMTP_PATH_MAX + 1];
   char mail_params[600];        /* client's MAIL params, "KEY=VALUE ..." as parsed */
   char domain[256];             /* destination: first recipient's domain, lower-case */
@@ -52,6 +56,7 @@ struct session_txn {
   uint64_t started_ms;
   bool smtputf8;
   bool lost;               /* the upstream went away: only 4xx from here on */
+  bool queued;             /* its data is in: "removed" is logged when it ends */
   char policy[48];         /* the route's policy, for logs before an upstream exists */
   char mail_fail[1100];    /* upstream's reply to MAIL when it refused, as wire text */
   char discard_reply[600]; /* the reply owed after discarded data, as wire text */
@@ -88,6 +93,7 @@ struct session {
   char id[16];
   char client_ip[64];
   char helo[256];
+  unsigned ntxn; /* MAIL commands accepted: numbers the transactions' queue ids */
   bool esmtp;
   bool skip_line;      /* discarding the rest of an over-long line */
   uint64_t skip_bytes; /* a refused BDAT chunk's bytes still to discard, unread */
@@ -142,6 +148,12 @@ void session__log_rcpt(struct session *s, const char *to, const struct smtp_repl
 void session__log_delivery(struct session *s, struct upstream *up, const char *policy,
                            const char *to, int code, const char *enh,
                            const char *reply);
+/* The transaction's first recipient was accepted: smtpd(8)'s "client=" line, by which
+ * log tools count a message received (Postfix opens its queue file then too). */
+void session__log_received(struct session *s);
+/* The message's data is all in (size bytes, nrcpt recipients): qmgr(8)'s line, which
+ * log tools need before the deliveries to count sizes and senders. */
+void session__log_queued(struct session *s, size_t nrcpt);
 /* "MAIL FROM:<x> params" keeping only the parameters up understands. */
 void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap);
 void session__received_header(struct session *s, const char *for_rcpt, char *out,

@@ -62,7 +62,8 @@ static void lmtp_flush(struct session *s) {
     slot->reply.wire = NULL;
     session__leg_reply_free(&slot->reply);
     if (slot->accepted) {
-      lm->naccepted++;
+      if (++lm->naccepted == 1)
+        session__log_received(s);
       if (s->state == SESSION_MAIL)
         session__set_state(s, SESSION_RCPT);
     }
@@ -238,6 +239,7 @@ static void lmtp_finish(struct session *s) {
 }
 
 static void lmtp_data_end(struct session *s) {
+  session__log_queued(s, s->lm.naccepted);
   s->lm.nwait = 0;
   for (size_t i = 0; i < s->lm.nlegs; i++)
     if (session__leg_end(s->lm.legs[i]))

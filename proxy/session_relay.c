@@ -38,7 +38,7 @@ void session__log_delivery(struct session *s, struct upstream *up, const char *p
   else
     snprintf(dsn, sizeof dsn, "%d.0.0", code / 100);
   struct log_delivery d = {
-      .id = s->id,
+      .id = s->txn.qid[0] ? s->txn.qid : s->id,
       .from = s->txn.from,
       .to = to,
       .relay = up ? upstream_relay(up) : "none",
@@ -56,6 +56,17 @@ void session__log_delivery(struct session *s, struct upstream *up, const char *p
   };
   log_delivery(&d);
   observe_delivery(d.status, d.verdict, d.policy, d.delay);
+}
+
+void session__log_received(struct session *s) {
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->txn.qid, "client=unknown[%s]", s->client_ip);
+}
+
+void session__log_queued(struct session *s, size_t nrcpt) {
+  log_as(LOG_PROG_QMGR, LOG_INFO, s->txn.qid,
+         "from=<%s>, size=%llu, nrcpt=%zu (queue active)", s->txn.from,
+         (unsigned long long)s->scan.bytes, nrcpt);
+  s->txn.queued = true;
 }
 
 void session__log_rcpt(struct session *s, const char *to, const struct smtp_reply *r,
@@ -264,6 +275,8 @@ static void session_on_rcpt_reply(struct session *s, const struct smtp_reply *r)
         s->txn.rcpts[s->txn.nrcpts++] = copy;
       else
         free(copy);
+      if (s->txn.nrcpts == 1)
+        session__log_received(s);
     }
   }
   if (s->txn.nrcpts == 0 && !s->up_in_txn)
@@ -289,7 +302,7 @@ void session__received_header(struct session *s, const char *for_rcpt, char *out
            : s->txn.smtputf8 ? "UTF8SMTP"
            : s->esmtp        ? "ESMTP"
                              : "SMTP",
-           s->id, forpart, date);
+           s->txn.qid[0] ? s->txn.qid : s->id, forpart, date);
 }
 
 static void session_on_data_reply(struct session *s, const struct smtp_reply *r) {
@@ -427,6 +440,7 @@ void session__discard(struct session *s, int code, const char *enh, const char *
 }
 
 static void session_data_end(struct session *s) {
+  session__log_queued(s, s->txn.nrcpts);
   if (s->state == SESSION_DATA) {
     if (upstream_body_end(s->up) < 0) {
       on_up_lost(s, "cannot send end of data");
@@ -468,8 +482,8 @@ size_t session__data_scan(struct session *s, char *out, size_t *out_len,
   if (s->state != SESSION_DATA)
     return used;
   if (s->scan.bare && s->scan.mode == SMTP_DATA_REFUSE) {
-    log_msg(LOG_WARNING, s->id, "bare CR or LF in message data from %s: refused",
-            s->client_ip);
+    log_as(LOG_PROG_SMTPD, LOG_WARNING, s->id,
+           "bare CR or LF in message data from %s: refused", s->client_ip);
     *fault = &bare;
   } else if (max && s->scan.bytes > max) {
     *fault = &too_big;

@@ -74,8 +74,8 @@ struct upstream {
 
 static void up_set_state(struct upstream *up, enum up_state st) {
   if (up->state != st)
-    log_msg(LOG_DEBUG, up->id, "upstream %s: %s -> %s", up->relay,
-            up_state_names[up->state], up_state_names[st]);
+    log_as(LOG_PROG_SMTP, LOG_DEBUG, up->id, "upstream %s: %s -> %s", up->relay,
+           up_state_names[up->state], up_state_names[st]);
   up->state = st;
 }
 
@@ -112,7 +112,7 @@ static int up_write(struct upstream *up, const char *line) {
   int n = snprintf(wire, sizeof wire, "%s\r\n", line);
   if (n < 0 || (size_t)n >= sizeof wire)
     return SP_E_TOOLONG;
-  log_msg(LOG_DEBUG, up->id, "> %s: %s", up->relay, line);
+  log_as(LOG_PROG_SMTP, LOG_DEBUG, up->id, "> %s: %s", up->relay, line);
   return conn_write(up->conn, wire, (size_t)n);
 }
 
@@ -170,11 +170,12 @@ static void up_attempt_failed(struct upstream *up, const char *why, bool retry_p
   size_t n = strlen(up->reasons);
   snprintf(up->reasons + n, sizeof up->reasons - n, "%s%s: %s", n ? "; " : "",
            up->relay, why);
-  log_msg(LOG_INFO, up->id, "%s: %s", up->relay, why);
+  log_as(LOG_PROG_SMTP, LOG_INFO, up->id, "%s: %s", up->relay, why);
   up_drop_conn(up, false);
   uv_timer_stop(&up->timer);
   if (retry_plain && !up->plaintext_retry) {
-    log_msg(LOG_INFO, up->id, "%s: retrying without TLS (level may)", up->relay);
+    log_as(LOG_PROG_SMTP, LOG_INFO, up->id, "%s: retrying without TLS (level may)",
+           up->relay);
     up->plaintext_retry = true;
   } else {
     up->plaintext_retry = false;
@@ -185,7 +186,7 @@ static void up_attempt_failed(struct upstream *up, const char *why, bool retry_p
 
 /* A fault after the connection was ready: the owner hears of it once. */
 static void up_lost(struct upstream *up, const char *why) {
-  log_msg(LOG_INFO, up->id, "%s: connection lost: %s", up->relay, why);
+  log_as(LOG_PROG_SMTP, LOG_INFO, up->id, "%s: connection lost: %s", up->relay, why);
   up_drop_conn(up, false);
   uv_timer_stop(&up->timer);
   up_set_state(up, UP_FAILED);
@@ -377,16 +378,18 @@ static void up_on_handshake(struct conn *c, int err) {
   snprintf(up->tls_version, sizeof up->tls_version, "%s", SSL_get_version(ssl));
   char summary[512];
   tls_verify_summary(ssl, summary, sizeof summary);
-  log_msg(LOG_INFO, up->id, "%s TLS connection established to %s: %s%s", up->verdict,
-          up->relay, summary, SSL_session_reused(ssl) ? " (resumed)" : "");
+  log_as(LOG_PROG_SMTP, LOG_INFO, up->id, "%s TLS connection established to %s: %s%s",
+         up->verdict, up->relay, summary, SSL_session_reused(ssl) ? " (resumed)" : "");
   const struct decide_host *req = up_req(up);
   char match[128];
   tls_verify_dane_match(ssl, match, sizeof match);
   if (match[0] && req->auth == DECIDE_AUTH_FINGERPRINT)
-    log_msg(LOG_INFO, up->id, "%s: matched pinned %s SHA-256 fingerprint %s", up->relay,
-            match[2] == '0' ? "certificate" : "public key", match + 6);
+    log_as(LOG_PROG_SMTP, LOG_INFO, up->id,
+           "%s: matched pinned %s SHA-256 fingerprint %s", up->relay,
+           match[2] == '0' ? "certificate" : "public key", match + 6);
   else if (match[0])
-    log_msg(LOG_INFO, up->id, "%s: matched TLSA record %s", up->relay, match);
+    log_as(LOG_PROG_SMTP, LOG_INFO, up->id, "%s: matched TLSA record %s", up->relay,
+           match);
   if (req->auth != DECIDE_AUTH_NONE && verdict != TLS_VERDICT_VERIFIED) {
     tls_verify_failure(ssl, reason, sizeof reason);
     snprintf(why, sizeof why, "Server certificate not verified (%s): %s", req->policy,
@@ -461,8 +464,8 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
       up_attempt_failed(up, why, false);
     } else {
       /* At level may a refused STARTTLS means plaintext, as in Postfix. */
-      log_msg(LOG_INFO, up->id, "%s: STARTTLS refused (%s), continuing without TLS",
-              up->relay, why);
+      log_as(LOG_PROG_SMTP, LOG_INFO, up->id,
+             "%s: STARTTLS refused (%s), continuing without TLS", up->relay, why);
       up_ready(up);
     }
     break;
@@ -541,7 +544,8 @@ static void up_on_data(struct conn *c, const char *data, size_t len) {
     }
     rc = smtp_reply_feed_line(&up->rp, up->in.data, line_len, &up_reply);
     if (log_enabled(LOG_DEBUG))
-      log_msg(LOG_DEBUG, up->id, "< %s: %.*s", up->relay, (int)line_len, up->in.data);
+      log_as(LOG_PROG_SMTP, LOG_DEBUG, up->id, "< %s: %.*s", up->relay, (int)line_len,
+             up->in.data);
     buf_consume(&up->in, used);
     if (rc < 0) {
       up_fail(up, "malformed reply");
@@ -556,9 +560,9 @@ static void up_on_data(struct conn *c, const char *data, size_t len) {
     if (up->state == UP_HANDSHAKE && c == up->conn && up->in.len > 0) {
       /* Bytes after the server's STARTTLS reply were sent in plaintext before TLS
        * began: never read them as protocol (CVE-2011-0411 class). */
-      log_msg(LOG_WARNING, up->id,
-              "%s: discarded %zu bytes sent in plaintext after STARTTLS reply",
-              up->relay, up->in.len);
+      log_as(LOG_PROG_SMTP, LOG_WARNING, up->id,
+             "%s: discarded %zu bytes sent in plaintext after STARTTLS reply",
+             up->relay, up->in.len);
       up->in.len = 0;
     }
   }

@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages needed to build, run and test starttls-proxy, only
 # when some are missing. Runs apt-get as root (or through sudo).
 set -eu
+# pflogsumm: test_pflogsumm.py reads the proxy's log with the real one.
 # libidn12 libgnutls-dane0 libwrap0 m4: what the Exim and Sendmail recipe tests need
 # besides the MTA packages themselves, which conflict with postfix and are only
 # extracted with dpkg-deb (libraries of exim4 and sendmail; m4 builds sendmail.cf).
@@ -14,7 +15,7 @@ PKGS="build-essential cmake pkg-config libssl-dev libuv1-dev libc-ares-dev
 libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev openssl ca-certificates
 python3 python3-dnslib python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl postfix clang clang-format
 groff-base man-db libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server
-python3-yaml libopendkim-dev python3-dkim python3-nacl"
+python3-yaml libopendkim-dev python3-dkim python3-nacl pflogsumm"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -69,8 +69,8 @@ class DaneCase(TestBase):
         relay = r'%s\[%s\]:%d' % (re.escape(mx.cfg['name']), re.escape(mx.ip), self.mx_port)
         self.assertLog(r'%s TLS connection established to %s: TLSv1\.3 with cipher'
                        % (verdict, relay))
-        self.assertLog(r'to=<%s>, relay=%s, .*tls=TLSv1\.3/%s, policy=%s, .*status=sent \(250'
-                       % (re.escape(RCPT), relay, verdict, policy))
+        self.assertLog(r'(?m)to=<%s>, relay=%s, .*status=sent \(250.*\), tls=TLSv1\.3/%s, '
+                       r'policy=%s$' % (re.escape(RCPT), relay, verdict, policy))
         if tlsa:
             self.assertLog(r'matched TLSA record %s\b' % re.escape(tlsa))
         return m
@@ -98,8 +98,8 @@ class DaneEE(DaneCase):
         out = self.send('rcpt@two.test')
         self.assertReply(out['data'], 250)
         self.assertEqual(mx2.wait_messages(1)[0].tls_version, 'TLSv1.3')
-        self.assertLog(r'relay=mx2\.two\.test\[127\.0\.0\.3\]:%d, .*tls=TLSv1\.3/Verified, '
-                       r'policy=dane, .*status=sent' % self.mx_port)
+        self.assertLog(r'(?m)relay=mx2\.two\.test\[127\.0\.0\.3\]:%d, .*status=sent .*, '
+                       r'tls=TLSv1\.3/Verified, policy=dane$' % self.mx_port)
         self.assertLog(r'matched TLSA record 3 1 2\b')
 
     def test_ee_one_of_several_records_matches(self):
@@ -179,7 +179,7 @@ class DaneEE(DaneCase):
         out = self.send(RCPT)
         self.assertReply(out['data'], 250)
         self.mx1.wait_messages(1)
-        self.assertLog(r'to=<%s>, .*tls=TLSv1\.3/(Trusted|Untrusted), .*status=sent'
+        self.assertLog(r'to=<%s>, .*status=sent .*, tls=TLSv1\.3/(Trusted|Untrusted), '
                        % re.escape(RCPT))
         self.assertNotIn('matched TLSA', self.proxy.log_text())
 
@@ -301,8 +301,8 @@ class DaneFallbacks(DaneCase):
         self.assertEqual(self.mx1.wait_messages(1)[0].tls_version, 'TLSv1.3')
         self.assertLog(r'(Trusted|Untrusted) TLS connection established to '
                        r'mx1\.example\.test\[127\.0\.0\.2\]:%d' % self.mx_port)
-        self.assertLog(r'to=<%s>, .*tls=TLSv1\.3/(Trusted|Untrusted), policy=[^,]+, '
-                       r'.*status=sent \(250' % re.escape(RCPT))
+        self.assertLog(r'(?m)to=<%s>, .*status=sent \(250.*\), '
+                       r'tls=TLSv1\.3/(Trusted|Untrusted), policy=[^,]+$' % re.escape(RCPT))
         self.assertNotIn('matched TLSA', self.proxy.log_text())
         self.assertNotIn('/Verified', self.proxy.log_text())
 
@@ -522,8 +522,8 @@ class DaneUnusable(DaneCase):
         out = self.send(RCPT)
         self.assertReply(out['data'], 250)
         self.assertEqual(self.mx1.wait_messages(1)[0].tls_version, 'TLSv1.3')
-        self.assertLog(r'to=<%s>, .*tls=TLSv1\.3/(Trusted|Untrusted|Anonymous), '
-                       r'.*status=sent \(250' % re.escape(RCPT))
+        self.assertLog(r'to=<%s>, .*status=sent \(250.*\), '
+                       r'tls=TLSv1\.3/(Trusted|Untrusted|Anonymous), ' % re.escape(RCPT))
         self.assertNotIn('matched TLSA', self.proxy.log_text())
 
 

@@ -461,8 +461,9 @@ class DowngradeMatrix(TestBase):
         return [s for s in list(mx.sessions) if c.t0 <= s.t_accept <= c.t1]
 
     def delivery_line(self, c):
-        rx = re.compile(r'to=<%s>, relay=(\S*), delay=[\d.]+, tls=([^,]*), policy=([^,]*), '
-                        r'dsn=([^,]*), status=(\w+) \((.*)\)' % re.escape(c.rcpt))
+        rx = re.compile(r'to=<%s>, relay=(\S*), delay=[\d.]+, dsn=([^,]*), '
+                        r'status=(?P<status>\w+) \((.*)\), tls=(?P<tls>[^,]*), '
+                        r'policy=([^,]*)$' % re.escape(c.rcpt), re.M)
         deadline = time.monotonic() + 5
         while True:
             m = rx.search(self.proxy.log_text())
@@ -502,8 +503,8 @@ class DowngradeMatrix(TestBase):
                     c.servers[0] is not c.servers[1]:
                 where = ' (mx2)'
             verdict = ''
-            if line and '/' in line.group(2):
-                verdict = line.group(2).split('/', 1)[1]
+            if line and '/' in line.group('tls'):
+                verdict = line.group('tls').split('/', 1)[1]
             if deliv and deliv[0].tls_version:
                 c.outcome = 'sent TLS %s%s' % (verdict or '?', where)
             elif deliv:
@@ -545,7 +546,7 @@ class DowngradeMatrix(TestBase):
     def judge_delivery(self, c, line):
         """A cell that must deliver: the delivery line says sent; with a good mx2 the
         bad mx1 was tried first (unless the DNS made it unusable)."""
-        if c.outcome.startswith('sent') and (not line or line.group(5) != 'sent'):
+        if c.outcome.startswith('sent') and (not line or line.group('status') != 'sent'):
             c.problems.append('no "status=sent" delivery line')
         if c.expect.endswith('(mx2)') and c.servers[0] is not c.servers[1]:
             tried = bool(self.sessions(c, 0))
@@ -600,8 +601,8 @@ class DowngradeMatrix(TestBase):
             c.problems.append('4xx without reason %r: %r' % (reason, rcpt_text))
         if not line:
             c.problems.append('no delivery log line')
-        elif line.group(5) != 'deferred':
-            c.problems.append('log status=%s' % line.group(5))
+        elif line.group('status') != 'deferred':
+            c.problems.append('log status=%s' % line.group('status'))
 
     # ---- TLS-RPT ---------------------------------------------------------------------------
     def tlsrpt_rows(self):

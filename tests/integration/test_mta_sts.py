@@ -101,7 +101,7 @@ class StsCase(TestBase):
             self.assertLog(r'(%s) TLS connection established to %s: TLSv1\.3 with cipher'
                            % (verdict, self.relay(mx)))
         if policy:
-            self.assertLog(r'to=<%s>, relay=%s, .*policy=%s, .*status=sent \(250'
+            self.assertLog(r'(?m)to=<%s>, relay=%s, .*status=sent \(250.*, policy=%s$'
                            % (re.escape(rcpt), self.relay(mx), re.escape(policy)))
         return m
 
@@ -715,8 +715,8 @@ class Precedence(StsCase):
         out = self.send('rcpt@two.test')
         self.assertReply(out['data'], 250)
         self.assertEqual(mx2.wait_messages(1)[0].tls_version, 'TLSv1.3')
-        self.assertLog(r'to=<rcpt@two\.test>, relay=mx2\.two\.test.*policy=mta-sts/enforce,'
-                       r' .*status=sent')
+        self.assertLog(r'(?m)to=<rcpt@two\.test>, relay=mx2\.two\.test.*status=sent .*, '
+                       r'policy=mta-sts/enforce$')
         self.assertNoPolicy(self.send(RCPT))
         self.assertEqual(self.https.fetches('two.test'), 1)
         self.assertEqual(self.https.fetches(DOMAIN), 0)

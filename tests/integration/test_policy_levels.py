@@ -74,9 +74,9 @@ class Levels(TestBase):
         self.assertEqual(m.tls_version, 'TLSv1.3')
         self.assertLog(r'(%s) TLS connection established to %s: TLSv1\.3 with cipher'
                        % (verdict, self.relay(mx)))
-        self.assertLog(r'to=<%s>, relay=%s, .*tls=TLSv1\.3/(%s), policy=%s, '
-                       r'.*status=sent \(250' % (re.escape(rcpt), self.relay(mx), verdict,
-                                                 re.escape(policy)))
+        self.assertLog(r'(?m)to=<%s>, relay=%s, .*status=sent \(250.*\), '
+                       r'tls=TLSv1\.3/(%s), policy=%s$' % (re.escape(rcpt), self.relay(mx),
+                                                           verdict, re.escape(policy)))
         return m
 
     def assertPlain(self, out, mx, policy, rcpt=RCPT):
@@ -85,7 +85,7 @@ class Levels(TestBase):
         m = mx.wait_messages(1)[0]
         self.assertIsNone(m.tls_version)
         self.assertNotIn('STARTTLS', [c.upper() for c in mx.all_commands()])
-        self.assertLog(r'to=<%s>, relay=%s, .*policy=%s, .*status=sent \(250'
+        self.assertLog(r'(?m)to=<%s>, relay=%s, .*status=sent \(250.*, policy=%s$'
                        % (re.escape(rcpt), self.relay(mx), re.escape(policy)))
         return m
 

@@ -37,7 +37,7 @@ class PostfixRelay(TestBase):
         self.assertTrue(msg.data.startswith(b'Received: from sender.test'), msg.data[:200])
         self.assertIn(b'\r\n.leading dot\r\n', msg.data)
         self.proxy.wait_log(r'to=<bob@example\.test>, relay=mx1\.example\.test\[127\.0\.0\.2\]'
-                            r':\d+, .*tls=TLSv1\.3.*status=sent \(250')
+                            r':\d+, .*status=sent \(250.*, tls=TLSv1\.3/')
 
     def test_rejection_bounces_and_deferral_stays_queued(self):
         self.mx1.configure(rcpt=(550, '5.1.1 no such user'))

@@ -133,8 +133,8 @@ class FleetCase(TestBase):
         self.assertReply(out['rcpt'][0], 250)
         self.assertReply(out['data'], 250)
         self.mx1.wait_messages(n)
-        p.wait_log(r'to=<%s>, relay=mx1\.example\.test.*policy=mta-sts/enforce'
-                   r'.*status=sent' % RCPT)
+        p.wait_log(r'(?m)to=<%s>, relay=mx1\.example\.test.*status=sent .*, '
+                   r'policy=mta-sts/enforce$' % RCPT)
 
 
 class SharedPolicy(FleetCase):

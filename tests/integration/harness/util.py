@@ -260,8 +260,8 @@ class TestBase(unittest.TestCase):
         self.assertReply(out['rcpt'][0], 451, '4.7.5', *hosts)
         self.assertIsNone(out['data'])
         if policy:
-            self.assertLog(r'to=<%s>, .*policy=%s, dsn=4\.7\.5, status=deferred '
-                           r'\(451 4\.7\.5' % (re.escape(rcpt), re.escape(policy)))
+            self.assertLog(r'(?m)to=<%s>, .*dsn=4\.7\.5, status=deferred \(451 4\.7\.5.*\), '
+                           r'tls=[^,]*, policy=%s$' % (re.escape(rcpt), re.escape(policy)))
 
     def assertReason(self, out, host, reason):
         """REASON is given for HOST, in the RCPT reply or in a log line naming HOST."""
