@@ -9,7 +9,8 @@ SECONDS ?= 60
 FUZZ_TARGETS = smtp_command smtp_reply smtp_data dns_msg config policy_table \
   mtasts_txt mtasts_policy tlsrpt_txt metrics_request cache_codec
 
-.PHONY: all deps build build-asan run test test-release test-asan fuzz bench bench-lmtp install clean
+.PHONY: all deps build build-asan run test test-release test-asan test-container fuzz bench \
+  bench-lmtp install clean
 
 all: build
 
@@ -36,6 +37,13 @@ test-release: build
 test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j$(JOBS)
+
+# The Dockerfile's image built with podman (base made with debootstrap, cached in
+# /var/cache/starttls-proxy-test) and run: relay over STARTTLS, non-root, SIGTERM drain.
+# Needs root; installs podman, runc and debootstrap if missing. tests/container/run.sh.
+test-container:
+	@./scripts/install-container-deps.sh
+	./tests/container/run.sh
 
 # libFuzzer (clang): each target for SECONDS seconds on a copy of its seed corpus.
 fuzz: deps
