@@ -33,10 +33,12 @@ fail() {
 
 # ---- preconditions ------------------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || fail "run as root: debootstrap and rootful podman need it"
-for c in podman runc debootstrap flock python3; do
+for c in podman runc debootstrap flock; do
   command -v "$c" >/dev/null 2>&1 ||
     fail "$c not found: scripts/install-container-deps.sh installs what this test needs"
 done
+/usr/bin/python3 -c 'import dnslib' 2>/dev/null ||
+  fail "Debian's python3 with python3-dnslib not found: scripts/install-container-deps.sh"
 
 mkdir -p "$CACHE" "$RUNDIR"
 exec 9>"$CACHE/lock"

@@ -272,8 +272,16 @@ class TestBase(unittest.TestCase):
 
     # ---- teardown ------------------------------------------------------------------------
     def _failed(self):
+        # Python 3.11 reports a failure to the result at once and leaves
+        # outcome.success True until the cleanups have run: look in the result too.
         outcome = getattr(self, '_outcome', None)
-        return outcome is not None and not getattr(outcome, 'success', True)
+        if outcome is None:
+            return False
+        if not getattr(outcome, 'success', True):
+            return True
+        result = getattr(outcome, 'result', None)
+        return any(t is self for t, _ in getattr(result, 'failures', []) +
+                   getattr(result, 'errors', []))
 
     def _remove_tmpdir(self):
         if self._failed() and self.proxy is not None:
