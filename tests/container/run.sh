@@ -80,14 +80,17 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A run killed earlier may have left containers (the store is this test's only).
-stale=$($P ps -aq 2>/dev/null || true)
-[ -z "$stale" ] || { say "removing containers left by an earlier run"; $P rm -f -v -t 0 $stale >/dev/null; }
-
 if ! $P info >"$WORK/info.log" 2>&1; then
   cat "$WORK/info.log" >&2
-  fail "podman info failed with --runtime runc --cgroup-manager=cgroupfs and containers.conf default_ulimits = []"
+  fail "podman info failed with --runtime runc --cgroup-manager=cgroupfs and containers.conf default_ulimits = [] (a damaged cache: rm -rf $CACHE)"
 fi
+
+# A run killed earlier (SIGKILL) may have left containers and its image; the store is
+# this test's only and the lock is held, so all of them are stale.
+stale=$($P ps -aq)
+[ -z "$stale" ] || { say "removing containers left by an earlier run"; $P rm -f -v -t 0 $stale >/dev/null; }
+stale=$($P images -q localhost/starttls-proxy-test)
+[ -z "$stale" ] || { say "removing images left by an earlier run"; $P rmi -f $stale >/dev/null; }
 
 # ---- the base rootfs, from the mirror apt uses ------------------------------------------
 apt_uris() {
