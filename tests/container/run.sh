@@ -32,7 +32,13 @@ fail() {
 }
 
 # ---- preconditions ------------------------------------------------------------------
-[ "$(id -u)" -eq 0 ] || fail "run as root: debootstrap and rootful podman need it"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 ||
+    fail "run as root: debootstrap and rootful podman need it (no sudo found)"
+  exec sudo SP_CONTAINER_CACHE="$CACHE" SP_ROOTFS_MAX_DAYS="$MAX_DAYS" \
+    SP_DEBIAN_MIRROR="${SP_DEBIAN_MIRROR:-}" SP_DEBIAN_SECURITY="${SP_DEBIAN_SECURITY:-}" \
+    sh "$0" "$@"
+fi
 for c in podman runc debootstrap flock; do
   command -v "$c" >/dev/null 2>&1 ||
     fail "$c not found: scripts/install-container-deps.sh installs what this test needs"
