@@ -398,6 +398,45 @@ static void test_parse_flags(void) {
   ASSERT_STR_EQ(ans->qname, "a\\046b\\032c");
 }
 
+/* An SOA record with the given TTL and MINIMUM. */
+static void mb_soa(struct mb *m, const char *owner, uint32_t ttl, uint32_t minimum) {
+  mb_name(m, owner);
+  mb_u16(m, DNS_T_SOA);
+  mb_u16(m, 1);
+  mb_u32(m, ttl);
+  mb_u16(m, 0);
+  size_t s = m->n;
+  mb_name(m, "ns.example");
+  mb_name(m, "hostmaster.example");
+  for (int i = 0; i < 4; i++)
+    mb_u32(m, 1000); /* serial, refresh, retry, expire */
+  mb_u32(m, minimum);
+  mb_rr_end(m, s);
+}
+
+/* RFC 2308: the authority section's SOA gives min(TTL, MINIMUM); one in the
+ * additional section does not count. */
+static void test_parse_soa(void) {
+  struct mb m;
+  mb_hdr(&m, 1, F_RESP | DNS_R_NXDOMAIN, 1, 0, 1, 0);
+  mb_question(&m, "gone.example", DNS_T_MX);
+  mb_soa(&m, "example", 300, 60);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(ans->soa);
+  ASSERT_EQ(ans->neg_ttl, 60);
+  mb_hdr(&m, 1, F_RESP, 1, 0, 1, 0);
+  mb_question(&m, "gone.example", DNS_T_MX);
+  mb_soa(&m, "example", 30, 3600);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(ans->soa);
+  ASSERT_EQ(ans->neg_ttl, 30);
+  mb_hdr(&m, 1, F_RESP, 1, 0, 0, 1);
+  mb_question(&m, "gone.example", DNS_T_MX);
+  mb_soa(&m, "example", 30, 3600);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(!ans->soa);
+}
+
 static int parse_bytes(const uint8_t *p, size_t n) {
   return parse(p, n);
 }
@@ -1290,6 +1329,7 @@ int main(int argc, char **argv) {
   RUN_TEST(test_parse_addr_cname);
   RUN_TEST(test_parse_txt_tlsa_nullmx);
   RUN_TEST(test_parse_flags);
+  RUN_TEST(test_parse_soa);
   RUN_TEST(test_parse_malformed);
   RUN_TEST(test_parse_rdata_lies);
   RUN_TEST(test_parse_many_records);
