@@ -203,6 +203,10 @@ struct dns_cache_waiter *dns_cache_land(struct dns_cache *c, struct dns_cache_fl
   return waiters;
 }
 
+const struct dns_cache_limits *dns_cache_limits(const struct dns_cache *c) {
+  return &c->lim;
+}
+
 size_t dns_cache_count(const struct dns_cache *c) {
   return c->nanswers;
 }

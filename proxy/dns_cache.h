@@ -82,6 +82,8 @@ struct dns_cache_waiter *dns_cache_land(struct dns_cache *c, struct dns_cache_fl
                                         const uint8_t *msg, size_t len, uint32_t ttl,
                                         uint64_t now_ms);
 
+const struct dns_cache_limits *dns_cache_limits(const struct dns_cache *c);
+
 /* Answers kept and message bytes they hold (flights not counted). */
 size_t dns_cache_count(const struct dns_cache *c);
 size_t dns_cache_bytes(const struct dns_cache *c);

@@ -1016,7 +1016,8 @@ struct harness {
 
 static struct harness H;
 
-static void h_start(struct harness *h) {
+/* cache_size 0: no answer kept (identical concurrent lookups are still coalesced). */
+static void h_start_cache(struct harness *h, size_t cache_size) {
   memset(h, 0, sizeof *h);
   ASSERT_EQ(uv_loop_init(&h->loop), 0);
   fake_start(&h->loop, &h->fake, table, sizeof table / sizeof table[0]);
@@ -1026,7 +1027,14 @@ static void h_start(struct harness *h) {
   h->cfg.ndns_servers = 1;
   h->cfg.dns_timeout_ms = 200;
   h->cfg.dns_tries = 1;
+  h->cfg.dns_cache_size = cache_size;
+  h->cfg.dns_cache_max_ttl = 3600;
+  h->cfg.dns_cache_negative_ttl = 60;
   ASSERT_EQ(dns_new(&h->loop, &h->cfg, &h->dns), 0);
+}
+
+static void h_start(struct harness *h) {
+  h_start_cache(h, 0);
 }
 
 static void on_dns_closed(void *arg) {
@@ -1309,6 +1317,40 @@ static void test_close_in_flight(void) {
   ASSERT_EQ(H.res.status, SP_E_DNS_NXDOMAIN);
 }
 
+/* The first two lookups: the second one starts once both answers are in. */
+static void on_mx_then_again(void *arg, const struct dns_mx_result *res) {
+  struct harness *h = arg;
+  h->ncb++;
+  memcpy(&h->res, res, sizeof *res);
+  if (h->ncb == 2) {
+    h->raw_status = (int)h->fake.queries; /* what the wire saw for the first round */
+    resolve(h, "fam.test");
+  }
+}
+
+/* With the cache on: two concurrent lookups of a domain and a third cancelled one put
+ * each query on the wire once and both get the answer; a later lookup is answered
+ * from the cache with the same DNSSEC status per RRset, except the SERVFAIL, which is
+ * asked again. */
+static void test_cache(void) {
+  h_start_cache(&H, 100);
+  dns_resolve_mx(H.dns, "fam.test", on_mx_then_again, &H);
+  dns_cancel(dns_resolve_mx(H.dns, "fam.test", on_never, &H));
+  dns_resolve_mx(H.dns, "fam.test", on_mx_then_again, &H);
+  h_finish(&H);
+  ASSERT_EQ(H.ncb, 3);
+  ASSERT_EQ(H.raw_status, 9);    /* MX, and A and AAAA of four hosts */
+  ASSERT_EQ(H.fake.queries, 10); /* v4.fam.test AAAA (SERVFAIL) again */
+  const struct dns_mx_result *r = &H.res;
+  ASSERT_EQ(r->status, 0);
+  ASSERT(r->mx_secure);
+  ASSERT_EQ(r->nhosts, 4);
+  for (size_t i = 0; i < r->nhosts; i++) {
+    bool insecure = strcmp(r->hosts[i].name, "insecure.fam.test") == 0;
+    ASSERT_EQ(r->hosts[i].addr_secure, !insecure);
+  }
+}
+
 static void run_loop_tests(void) {
   RUN_TEST(test_mx_order);
   RUN_TEST(test_mx_address_families);
@@ -1319,6 +1361,7 @@ static void run_loop_tests(void) {
   RUN_TEST(test_raw);
   RUN_TEST(test_cancel);
   RUN_TEST(test_close_in_flight);
+  RUN_TEST(test_cache);
 }
 
 int main(int argc, char **argv) {
