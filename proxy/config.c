@@ -137,6 +137,9 @@ static const struct key_desc dns_keys[] = {
   K_SECONDS("timeout", dns_timeout_ms, 300),
   K_UINT("tries", dns_tries, 1, 10),
   K_ENUM("trust_ad", dns_trust_ad, trust_names, NULL),
+  K_UINT("cache_size", dns_cache_size, 0, 1000000),
+  K_UINT("cache_max_ttl", dns_cache_max_ttl, 0, 86400),
+  K_UINT("cache_negative_ttl", dns_cache_negative_ttl, 0, 86400),
   K_END};
 
 static const struct key_desc tls_keys[] = {
@@ -652,6 +655,9 @@ static void set_defaults(struct config *cfg) {
   cfg->bare_newline = CONFIG_BARE_REFUSE;
   cfg->dns_timeout_ms = 5000;
   cfg->dns_tries = 2;
+  cfg->dns_cache_size = 10000;
+  cfg->dns_cache_max_ttl = 3600;
+  cfg->dns_cache_negative_ttl = 60;
   cfg->outbound_port = 25;
   cfg->tls.min_protocol = TLS1_2_VERSION;
   snprintf(cfg->tls.groups, sizeof cfg->tls.groups, "%s",

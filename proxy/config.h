@@ -125,6 +125,12 @@ struct config {
   unsigned dns_timeout_ms;           /* dns.timeout (seconds in YAML), default 5 s */
   unsigned dns_tries;                /* dns.tries, default 2 */
   enum config_trust_ad dns_trust_ad; /* dns.trust_ad, default auto */
+  /* The resolver's answer cache: dns.cache_size answers per worker (0: none kept,
+   * default 10000), kept for their TTL but at most dns.cache_max_ttl seconds (default
+   * 3600); NXDOMAIN/NODATA without an SOA for dns.cache_negative_ttl (default 60). */
+  size_t dns_cache_size;
+  unsigned dns_cache_max_ttl;
+  unsigned dns_cache_negative_ttl;
 
   uint16_t outbound_port; /* default 25 */
   char helo_name[256];    /* default: hostname */

@@ -3,9 +3,12 @@
  * Ownership: struct dns owns the channel, the timer, the idle handle and one
  * struct dns_poll per c-ares socket; it is freed in the last close callback
  * (pending_closes). A struct dns_query is owned by the dns and freed by
- * query_maybe_free() once c-ares returned every send it made (pending == 0) and the
- * user no longer needs it (delivered or cancelled). c-ares holds a struct dns_sub
- * (embedded in its query) as the arg of each ares_send.
+ * query_maybe_free() once every lookup it made was answered (pending == 0) and the
+ * user no longer needs it (delivered or cancelled). Each lookup is a struct dns_sub
+ * (embedded in its query): answered from the cache, or waiting on a flight of the
+ * cache (dns_cache.h), whose one query on the wire c-ares holds as a struct
+ * dns_wire (owned by c-ares until its callback, which frees it). A cancelled
+ * query stays until its flights land, so the other waiters are never disturbed.
  *
  * User callbacks only ever run from the idle handle, never inside a c-ares frame:
  * ares_send may call back synchronously, and a user callback may call dns_close(),
@@ -24,7 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dns_cache.h"
 #include "error.h"
+#include "observe.h"
 
 #define container_of(p, type, field)                                                   \
   ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -33,6 +38,11 @@
 #define QUERY_MAGIC 0x646e7331u
 #define SUB_MAGIC 0x646e7332u
 #define POLL_MAGIC 0x646e7333u
+#define WIRE_MAGIC 0x646e7334u
+/* Message bytes the cache may hold per entry of dns.cache_size, on average: answers
+ * are small (an MX or A RRset, ~100-300 bytes), a full-certificate TLSA is a few KB,
+ * and a name an attacker mails to must not make an entry cost 64 KB. */
+#define CACHE_BYTES_PER_ENTRY 1024
 #define EDNS_PAYLOAD 1232
 
 struct dns_poll {
@@ -52,6 +62,7 @@ struct dns {
   struct dns_poll *polls;    /* owned; active sockets only */
   struct dns_query *queries; /* every query not yet freed */
   struct dns_query *done_head, *done_tail; /* finished, callback not yet run */
+  struct dns_cache *cache;                 /* owned */
   uint64_t rng; /* splitmix64 state, seeded once from getrandom() */
   bool closing;
   unsigned pending_closes;
@@ -59,11 +70,18 @@ struct dns {
   void *on_closed_arg;
 };
 
-struct dns_sub { /* the arg c-ares holds for one ares_send */
+struct dns_sub { /* one lookup of a query */
   uint32_t magic;
   struct dns_query *q;
   uint16_t type;
   unsigned host;
+  struct dns_cache_waiter wait; /* linked in a flight while it waits */
+};
+
+struct dns_wire { /* the arg c-ares holds for one ares_send */
+  uint32_t magic;
+  struct dns *dns;
+  struct dns_cache_flight *flight;
 };
 
 struct host_work { /* A and AAAA results of one MX host, merged at the end */
@@ -99,6 +117,10 @@ struct dns_query {
 
 static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *abuf,
                           int alen);
+static void sub_reply(struct dns_sub *sub, int status, const unsigned char *abuf,
+                      int alen, uint32_t age);
+static void waiters_reply(struct dns_cache_waiter *w, int status,
+                          const unsigned char *abuf, int alen);
 
 /* ---- random ------------------------------------------------------------------- */
 
@@ -107,6 +129,23 @@ static uint64_t rng_next(struct dns *dns) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
+}
+
+/* Names come from mail: the hash of the cache is keyed so that no sender can pick
+ * names that share a bucket. */
+static int cache_create(struct dns *dns, const struct config *cfg) {
+  uint8_t secret[LRU_KEY_BYTES];
+  for (size_t i = 0; i < sizeof secret; i += 8) {
+    uint64_t r = rng_next(dns);
+    memcpy(secret + i, &r, 8);
+  }
+  struct dns_cache_limits lim = {
+      .entries = cfg->dns_cache_size,
+      .bytes = cfg->dns_cache_size * CACHE_BYTES_PER_ENTRY,
+      .max_ttl = cfg->dns_cache_max_ttl,
+      .negative_ttl = cfg->dns_cache_negative_ttl,
+  };
+  return dns_cache_new(&lim, secret, &dns->cache);
 }
 
 static void rng_seed(struct dns *dns) {
@@ -320,8 +359,26 @@ static bool name_normalize(const char *name, char out[DNS_NAME_MAX + 1]) {
   return true;
 }
 
-/* Builds and sends one query; the reply reaches on_ares_reply with sub (which may
- * happen before ares_send returns). Returns 0 or the build error. */
+/* Puts the flight's query on the wire; its reply lands the flight in on_ares_reply
+ * (which may happen before ares_send returns). */
+static void wire_send(struct dns *dns, struct dns_cache_flight *f, const uint8_t *buf,
+                      int n) {
+  struct dns_wire *wr = malloc(sizeof *wr);
+  if (!wr) {
+    waiters_reply(dns_cache_land(dns->cache, f, NULL, 0, 0, 0), ARES_ENOMEM, NULL, 0);
+    return;
+  }
+  wr->magic = WIRE_MAGIC;
+  wr->dns = dns;
+  wr->flight = f;
+  observe_dns_query();
+  ares_send(dns->channel, buf, n, on_ares_reply, wr);
+  timer_update(dns);
+}
+
+/* Looks name/type up for sub: answered from the cache at once, by a query already in
+ * flight, or by a new one. The answer reaches sub_reply (maybe before this returns).
+ * Returns 0, or the build error for a name that cannot be queried. */
 static int query_send(struct dns_query *q, struct dns_sub *sub, const char *name,
                       uint16_t type) {
   struct dns *dns = q->dns;
@@ -333,8 +390,20 @@ static int query_send(struct dns_query *q, struct dns_sub *sub, const char *name
   sub->q = q;
   sub->type = type;
   q->pending++;
-  ares_send(dns->channel, buf, n, on_ares_reply, sub);
-  timer_update(dns);
+  struct dns_cache_hit hit;
+  struct dns_cache_flight *f = NULL;
+  int r =
+      dns_cache_lookup(dns->cache, name, type, uv_now(dns->loop), &sub->wait, &hit, &f);
+  if (r == DNS_CACHE_HIT) {
+    observe_dns_cache_hit(false);
+    sub_reply(sub, ARES_SUCCESS, hit.msg, (int)hit.len, hit.age);
+  } else if (r == DNS_CACHE_JOINED) {
+    observe_dns_cache_hit(true);
+  } else if (r == DNS_CACHE_SEND) {
+    wire_send(dns, f, buf, n);
+  } else {
+    sub_reply(sub, ARES_ENOMEM, NULL, 0, 0);
+  }
   return 0;
 }
 
@@ -581,10 +650,10 @@ static void addr_on_reply(struct dns_query *q, const struct dns_sub *sub, int rc
     addr_done(q);
 }
 
-static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *abuf,
-                          int alen) {
-  struct dns_sub *sub = arg;
-  (void)timeouts;
+/* One lookup's answer: abuf as received, or a c-ares failure status. age: seconds
+ * the answer spent in the cache. */
+static void sub_reply(struct dns_sub *sub, int status, const unsigned char *abuf,
+                      int alen, uint32_t age) {
   assert(sub && sub->magic == SUB_MAGIC);
   struct dns_query *q = sub->q;
   assert(q->magic == QUERY_MAGIC && q->pending > 0);
@@ -598,6 +667,8 @@ static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *ab
   struct dns_answer *ans;
   const char *reason = "";
   int rc = reply_parse(status, abuf, alen, &ans, &reason);
+  if (rc == 0 && age > 0)
+    dns_cache_age(ans, age);
   if (q->kind == Q_RAW) {
     /* NOERROR and NXDOMAIN are answers; other rcodes are failures of the lookup. A
      * truncated answer (c-ares retries TC over TCP, so only a broken server gets here)
@@ -626,6 +697,45 @@ static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *ab
     addr_on_reply(q, sub, rc, ans);
   }
   free(ans);
+}
+
+static void waiters_reply(struct dns_cache_waiter *w, int status,
+                          const unsigned char *abuf, int alen) {
+  while (w) {
+    struct dns_cache_waiter *next = w->next; /* w may be freed below */
+    sub_reply(container_of(w, struct dns_sub, wait), status, abuf, alen, 0);
+    w = next;
+  }
+}
+
+/* How long the cache may keep the reply (0: not at all). */
+static uint32_t reply_ttl(const struct dns *dns, int status, const unsigned char *abuf,
+                          int alen) {
+  struct dns_answer *ans;
+  const char *reason;
+  if (dns->closing || reply_parse(status, abuf, alen, &ans, &reason) != 0)
+    return 0;
+  uint32_t ttl = dns_cache_ttl(ans, dns_cache_limits(dns->cache));
+  free(ans);
+  return ttl;
+}
+
+/* The flight's query ended: the answer is kept when it may be, then every waiter
+ * gets it (all of them: one waiter cancelled leaves the others theirs). During
+ * dns_close (ARES_EDESTRUCTION) the waiters only free their cancelled queries. */
+static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *abuf,
+                          int alen) {
+  struct dns_wire *wr = arg;
+  (void)timeouts;
+  assert(wr && wr->magic == WIRE_MAGIC);
+  struct dns *dns = wr->dns;
+  struct dns_cache_flight *f = wr->flight;
+  wr->magic = 0;
+  free(wr);
+  uint32_t ttl = reply_ttl(dns, status, abuf, alen);
+  struct dns_cache_waiter *w = dns_cache_land(
+      dns->cache, f, abuf, alen > 0 ? (size_t)alen : 0, ttl, uv_now(dns->loop));
+  waiters_reply(w, status, abuf, alen);
 }
 
 /* ---- public ------------------------------------------------------------------- */
@@ -744,11 +854,12 @@ int dns_new(uv_loop_t *loop, const struct config *cfg, struct dns **out) {
     rc = st == ARES_ENOMEM ? SP_E_NOMEM : SP_E_CONFIG;
     goto out;
   }
-  if (cfg->ndns_servers > 0 && (rc = servers_set(dns, cfg)) != 0) {
+  rng_seed(dns);
+  if ((cfg->ndns_servers > 0 && (rc = servers_set(dns, cfg)) != 0) ||
+      (rc = cache_create(dns, cfg)) != 0) {
     ares_destroy(dns->channel);
     goto out;
   }
-  rng_seed(dns);
   uv_timer_init(loop, &dns->timer); /* cannot fail on a valid loop */
   uv_idle_init(loop, &dns->idle);
   dns->timer.data = dns;
@@ -776,6 +887,8 @@ void dns_close(struct dns *dns, void (*on_closed)(void *arg), void *arg) {
    * their cancelled query) and reports each socket closed through on_sock_state. */
   ares_destroy(dns->channel);
   dns->channel = NULL;
+  dns_cache_free(dns->cache); /* every flight landed in ares_destroy */
+  dns->cache = NULL;
   struct dns_query *q = dns->queries, *next;
   for (; q; q = next) {
     next = q->next;

@@ -139,6 +139,8 @@ struct walk {
   size_t nrrs, max_rrs;   /* records kept, and (filling) the slots in ans->rrs */
   const char *last_owner; /* the last stored owner (filling) */
   char last_text[DNS_NAME_MAX + 1]; /* and its text (both passes) */
+  bool soa;                         /* an authority-section SOA was seen */
+  uint32_t neg_ttl;                 /* its min(TTL, MINIMUM) */
 };
 
 /* n bytes of the arena: where to write them, or NULL while measuring. Should the
@@ -240,9 +242,20 @@ static int rdata_parse(struct walk *w, size_t pos, size_t end, struct dns_rr *rr
   return SP_E_DNS_FORMAT;
 }
 
+/* RFC 2308 §5: a negative answer may be cached for the smaller of the SOA record's
+ * TTL and its MINIMUM field (the last 32 bits of the RDATA). */
+static void soa_note(struct walk *w, uint32_t ttl, size_t pos, size_t rdlen) {
+  if (rdlen < 22 || w->soa) /* two one-byte names and five 32-bit fields at least */
+    return;
+  uint32_t minimum = get32(w->msg + pos + rdlen - 4);
+  w->soa = true;
+  w->neg_ttl = ttl < minimum ? ttl : minimum;
+}
+
 /* One resource record at *off. In the answer section (keep) records of kept types in
- * class IN are stored (or, while measuring, counted). */
-static int rr_parse(struct walk *w, size_t *off, bool keep) {
+ * class IN are stored (or, while measuring, counted); in the authority section
+ * (authority) the first SOA is noted. */
+static int rr_parse(struct walk *w, size_t *off, bool keep, bool authority) {
   const uint8_t *msg = w->msg;
   size_t len = w->len, pos = *off;
   char owner[DNS_NAME_MAX + 1];
@@ -255,6 +268,8 @@ static int rr_parse(struct walk *w, size_t *off, bool keep) {
   if (rdlen > len - pos)
     return SP_E_DNS_FORMAT;
   *off = pos + rdlen;
+  if (authority && klass == CLASS_IN && type == DNS_T_SOA)
+    soa_note(w, ttl, pos, rdlen);
   if (!keep || klass != CLASS_IN || !type_kept(type))
     return 0;
   /* Only a kept record has a slot: rrs[] was sized by the measuring walk. */
@@ -271,9 +286,10 @@ static int rr_parse(struct walk *w, size_t *off, bool keep) {
   return 0;
 }
 
-static int records_walk(struct walk *w, size_t off, unsigned an, unsigned rest) {
-  for (unsigned i = 0; i < an + rest; i++) {
-    int rc = rr_parse(w, &off, i < an);
+static int records_walk(struct walk *w, size_t off, unsigned an, unsigned ns,
+                        unsigned ar) {
+  for (unsigned i = 0; i < an + ns + ar; i++) {
+    int rc = rr_parse(w, &off, i < an, i >= an && i < an + ns);
     if (rc != 0)
       return rc;
   }
@@ -322,9 +338,9 @@ int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out) {
   size_t off;
   if (!msg || question_parse(msg, len, &hdr, &off) != 0)
     return SP_E_DNS_FORMAT;
-  unsigned an = get16(msg + 6), rest = (unsigned)get16(msg + 8) + get16(msg + 10);
+  unsigned an = get16(msg + 6), ns = get16(msg + 8), ar = get16(msg + 10);
   struct walk w = {.msg = msg, .len = len};
-  int rc = records_walk(&w, off, an, rest);
+  int rc = records_walk(&w, off, an, ns, ar);
   if (rc != 0)
     return rc;
   size_t head = sizeof hdr + w.nrrs * sizeof(struct dns_rr);
@@ -343,12 +359,14 @@ int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out) {
                       .arena = (char *)ans + head,
                       .cap = w.used,
                       .max_rrs = w.nrrs};
-  rc = records_walk(&fill, off, an, rest);
+  rc = records_walk(&fill, off, an, ns, ar);
   if (rc != 0 || fill.nrrs != w.nrrs || fill.used != w.used) { /* cannot happen */
     free(ans);
     return rc != 0 ? rc : SP_E_DNS_FORMAT;
   }
   ans->nrrs = fill.nrrs;
+  ans->soa = w.soa;
+  ans->neg_ttl = w.neg_ttl;
   *out = ans;
   return 0;
 }

@@ -12,6 +12,7 @@
 enum dns_type {
   DNS_T_A = 1,
   DNS_T_CNAME = 5,
+  DNS_T_SOA = 6,
   DNS_T_MX = 15,
   DNS_T_TXT = 16,
   DNS_T_AAAA = 28,
@@ -63,6 +64,11 @@ struct dns_answer {
   char qname[DNS_NAME_MAX + 1]; /* question, lower-case, no trailing dot */
   uint16_t qtype;
   size_t size; /* bytes allocated for this answer, all included */
+  /* An SOA record in the authority section (IN class, the first one): neg_ttl is
+   * the smaller of its TTL and its MINIMUM field, how long a negative answer may be
+   * cached (RFC 2308 §5). */
+  bool soa;
+  uint32_t neg_ttl;
   size_t nrrs; /* answer-section records of known types (A, AAAA,
                   CNAME, MX, TXT, TLSA) in IN class; others skipped */
   struct dns_rr rrs[];
@@ -82,7 +88,7 @@ int dns_msg_build_query(uint16_t id, const char *name, uint16_t type, uint8_t *o
  * allocation is bounded by what the message carries (at most one record per 11
  * message bytes, each name at most 255 bytes) and by DNS_ANSWER_MAX. The answer
  * section only is kept; authority and additional sections are walked for
- * well-formedness. */
+ * well-formedness, and the authority section's SOA noted (soa, neg_ttl). */
 #define DNS_ANSWER_MAX (512 * 1024)
 int dns_msg_parse(const uint8_t *msg, size_t len, struct dns_answer **out);
 

@@ -71,7 +71,9 @@ static struct {
   uint64_t tls[N_FAMILY][N_RESULT];
   uint64_t mx[2]; /* [reused] */
   uint64_t dns_failures;
-  uint64_t sts[2]; /* [ok] */
+  uint64_t dns_queries;
+  uint64_t dns_hits[2]; /* [inflight] */
+  uint64_t sts[2];      /* [ok] */
   struct histogram handshake, delivery;
 } M = {
     .handshake = {.bounds = handshake_bounds,
@@ -136,6 +138,12 @@ void metrics_handshake(double seconds) {
 }
 void metrics_dns_failure(void) {
   LOCKED(M.dns_failures++);
+}
+void metrics_dns_query(void) {
+  LOCKED(M.dns_queries++);
+}
+void metrics_dns_cache_hit(bool inflight) {
+  LOCKED(M.dns_hits[inflight]++);
 }
 void metrics_sts_fetch(bool ok) {
   LOCKED(M.sts[ok]++);
@@ -294,6 +302,13 @@ static char *metrics_render_locked(size_t *len) {
   put_head(&o, "dns_failures_total", "counter", "MX lookups that failed temporarily.");
   put(&o, "starttls_proxy_dns_failures_total %llu\n",
       (unsigned long long)M.dns_failures);
+  put_head(&o, "dns_queries_total", "counter",
+           "DNS queries sent to the resolver (MX, A, AAAA, TLSA, TXT).");
+  put(&o, "starttls_proxy_dns_queries_total %llu\n", (unsigned long long)M.dns_queries);
+  put_head(&o, "dns_cache_hits_total", "counter",
+           "DNS lookups answered without a query: from the cache, or by an identical "
+           "query already in flight.");
+  put_pair(&o, "dns_cache_hits_total", "inflight", "false", "true", M.dns_hits);
   put_head(&o, "sts_fetches_total", "counter", "MTA-STS policy fetches by result.");
   put_pair(&o, "sts_fetches_total", "result", "failed", "ok", M.sts);
   put_cache(&o);

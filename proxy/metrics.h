@@ -44,6 +44,8 @@ void metrics_delivery(const char *status, const char *verdict, const char *polic
 void metrics_mx_connection(bool reused);
 void metrics_handshake(double seconds);
 void metrics_dns_failure(void);
+void metrics_dns_query(void);
+void metrics_dns_cache_hit(bool inflight);
 void metrics_sts_fetch(bool ok);
 void metrics_session(bool opened);
 /* Shared cache (Redis) clients: dclients when one is created (+1) or closed (-1), dup

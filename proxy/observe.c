@@ -32,6 +32,12 @@ void observe_handshake(double seconds) {
 void observe_dns_failure(void) {
   metrics_dns_failure();
 }
+void observe_dns_query(void) {
+  metrics_dns_query();
+}
+void observe_dns_cache_hit(bool inflight) {
+  metrics_dns_cache_hit(inflight);
+}
 void observe_sts_fetch(bool ok) {
   metrics_sts_fetch(ok);
 }

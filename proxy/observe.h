@@ -61,6 +61,10 @@ void observe_mx_connection(bool reused);
 void observe_handshake(double seconds);
 /* A DNS lookup failed (timeout, SERVFAIL). */
 void observe_dns_failure(void);
+/* A DNS query went to the resolver; a lookup was answered by the cache (inflight:
+ * by joining an identical query already on the wire). */
+void observe_dns_query(void);
+void observe_dns_cache_hit(bool inflight);
 /* An MTA-STS policy fetch ended. */
 void observe_sts_fetch(bool ok);
 /* Inbound sessions opened / closed, transactions by outcome. */

@@ -373,8 +373,8 @@ class StsFetchFailureReports(TlsRptCase):
     the session as the failure to get the policy (RFC 8460 §4.3.2.2), once, under
     policy-type sts. Reports go out through `starttls-proxy tlsrpt send`."""
 
-    def publish_failing_sts(self, text=None, status=200):
-        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=1')
+    def publish_failing_sts(self, text=None, status=200, ttl=None):
+        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=1', ttl=ttl)
         self.https.set_policy(DOMAIN, policy_text(mode='enforce', mx=('mx1.example.test',))
                               if text is None else text, status=status)
 
@@ -434,26 +434,35 @@ class StsFetchFailureReports(TlsRptCase):
     @proxy_config({'outbound': {'connection_cache_time': 0}})  # two TLS sessions
     def test_cached_policy_survives_failed_refresh(self):
         """A valid cached policy (id=1) and a failed fetch of a new id (404): both
-        sessions are successes under the cached policy, no fetch error reported."""
+        sessions are successes under the cached policy, no fetch error reported. The
+        TXT has a 1 s TTL: messages go until the proxy's cached answer (id=1) expired
+        and it saw id=2; every session counts."""
         self.publish_rua(self.rua_https())
-        self.publish_failing_sts()  # id=1, served
+        self.publish_failing_sts(ttl=1)  # id=1, served
         out = self.send(RCPT, message('tlsrpt-sts-cached-1'))
         self.assertReply(out['data'], 250)
         self.dns.remove('_mta-sts.%s' % DOMAIN, 'TXT')
-        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=2')
+        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=2', ttl=1)
         self.https.set_policy(DOMAIN, None, status=404)
-        out = self.send(RCPT, message('tlsrpt-sts-cached-2'))
-        self.assertReply(out['data'], 250)
-        self.mx1.wait_messages(2)
+        sent = [1]
+
+        def refetched():
+            sent[0] += 1
+            out = self.send(RCPT, message('tlsrpt-sts-cached-%d' % sent[0]))
+            self.assertReply(out['data'], 250)
+            return self.https.fetches(DOMAIN) >= 2
+        wait_until(refetched, 15, 'id=2 never fetched', interval=0.2)
+        n = sent[0]
+        self.mx1.wait_messages(n)
         self.assertEqual(self.https.fetches(DOMAIN), 2)
         self.assertLog(r'mta-sts: example\.test: policy fetch failed: HTTP 404')
-        self.wait_stored(2)
+        self.wait_stored(n)
         r = self.cli_send()
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         reports = self.posted_reports()
         self.assertEqual(len(reports), 1)
         ok, bad, details = self.totals(reports)
-        self.assertEqual((ok, bad, details), (2, 0, []))
+        self.assertEqual((ok, bad, details), (n, 0, []))
         pol = reports[0]['policies'][0]['policy']
         self.assertEqual(pol['policy-type'], 'sts')
         self.assertEqual(pol['policy-string'], ['version: STSv1', 'mode: enforce',

@@ -34,6 +34,9 @@ static void check_defaults_except_lists(const struct config *cfg) {
   ASSERT(cfg->dns_servers == NULL);
   ASSERT_EQ(cfg->dns_timeout_ms, 5000);
   ASSERT_EQ(cfg->dns_tries, 2);
+  ASSERT_EQ(cfg->dns_cache_size, 10000);
+  ASSERT_EQ(cfg->dns_cache_max_ttl, 3600);
+  ASSERT_EQ(cfg->dns_cache_negative_ttl, 60);
   ASSERT_EQ(cfg->outbound_port, 25);
   ASSERT_EQ(cfg->tls.min_protocol, TLS1_2_VERSION);
   ASSERT_STR_EQ(cfg->tls.groups, "X25519:P-256:P-384:X448:P-521");
@@ -110,7 +113,7 @@ static void test_all_keys_set(void) {
               "  data_done: 86400\n"
               "inbound: {bare_newline: normalize}\n"
               "dns: {servers: ['192.0.2.1', '[2001:db8::1]:5353'], timeout: 1, "
-              "tries: 10}\n"
+              "tries: 10, cache_size: 0, cache_max_ttl: 86400, cache_negative_ttl: 5}\n"
               "outbound:\n"
               "  port: 65535\n"
               "  helo_name: Mx-1.example.ORG\n"
@@ -142,6 +145,9 @@ static void test_all_keys_set(void) {
   ASSERT_EQ(cfg->ndns_servers, 2);
   ASSERT_EQ(cfg->dns_timeout_ms, 1000);
   ASSERT_EQ(cfg->dns_tries, 10);
+  ASSERT_EQ(cfg->dns_cache_size, 0);
+  ASSERT_EQ(cfg->dns_cache_max_ttl, 86400);
+  ASSERT_EQ(cfg->dns_cache_negative_ttl, 5);
   ASSERT_EQ(cfg->outbound_port, 65535);
   ASSERT_EQ(cfg->tls.min_protocol, TLS1_3_VERSION);
   ASSERT_STR_EQ(cfg->tls.groups, "X25519:ffdhe3072");
@@ -289,6 +295,9 @@ static void test_integers(void) {
   EXPECT_ERRORS("dns: {timeout: 301, tries: 11}\n",
                 "t.yaml:1:16: dns.timeout: must be between 1 and 300 seconds\n"
                 "t.yaml:1:28: dns.tries: must be between 1 and 10\n");
+  EXPECT_ERRORS("dns: {cache_size: 1000001, cache_max_ttl: 86401}\n",
+                "t.yaml:1:19: dns.cache_size: must be between 0 and 1000000\n"
+                "t.yaml:1:43: dns.cache_max_ttl: must be between 0 and 86400\n");
 }
 
 /* mta_sts.cache_entries bounds the MTA-STS memory cache: a positive count, at most a

@@ -398,6 +398,45 @@ static void test_parse_flags(void) {
   ASSERT_STR_EQ(ans->qname, "a\\046b\\032c");
 }
 
+/* An SOA record with the given TTL and MINIMUM. */
+static void mb_soa(struct mb *m, const char *owner, uint32_t ttl, uint32_t minimum) {
+  mb_name(m, owner);
+  mb_u16(m, DNS_T_SOA);
+  mb_u16(m, 1);
+  mb_u32(m, ttl);
+  mb_u16(m, 0);
+  size_t s = m->n;
+  mb_name(m, "ns.example");
+  mb_name(m, "hostmaster.example");
+  for (int i = 0; i < 4; i++)
+    mb_u32(m, 1000); /* serial, refresh, retry, expire */
+  mb_u32(m, minimum);
+  mb_rr_end(m, s);
+}
+
+/* RFC 2308: the authority section's SOA gives min(TTL, MINIMUM); one in the
+ * additional section does not count. */
+static void test_parse_soa(void) {
+  struct mb m;
+  mb_hdr(&m, 1, F_RESP | DNS_R_NXDOMAIN, 1, 0, 1, 0);
+  mb_question(&m, "gone.example", DNS_T_MX);
+  mb_soa(&m, "example", 300, 60);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(ans->soa);
+  ASSERT_EQ(ans->neg_ttl, 60);
+  mb_hdr(&m, 1, F_RESP, 1, 0, 1, 0);
+  mb_question(&m, "gone.example", DNS_T_MX);
+  mb_soa(&m, "example", 30, 3600);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(ans->soa);
+  ASSERT_EQ(ans->neg_ttl, 30);
+  mb_hdr(&m, 1, F_RESP, 1, 0, 0, 1);
+  mb_question(&m, "gone.example", DNS_T_MX);
+  mb_soa(&m, "example", 30, 3600);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(!ans->soa);
+}
+
 static int parse_bytes(const uint8_t *p, size_t n) {
   return parse(p, n);
 }
@@ -977,7 +1016,8 @@ struct harness {
 
 static struct harness H;
 
-static void h_start(struct harness *h) {
+/* cache_size 0: no answer kept (identical concurrent lookups are still coalesced). */
+static void h_start_cache(struct harness *h, size_t cache_size) {
   memset(h, 0, sizeof *h);
   ASSERT_EQ(uv_loop_init(&h->loop), 0);
   fake_start(&h->loop, &h->fake, table, sizeof table / sizeof table[0]);
@@ -987,7 +1027,14 @@ static void h_start(struct harness *h) {
   h->cfg.ndns_servers = 1;
   h->cfg.dns_timeout_ms = 200;
   h->cfg.dns_tries = 1;
+  h->cfg.dns_cache_size = cache_size;
+  h->cfg.dns_cache_max_ttl = 3600;
+  h->cfg.dns_cache_negative_ttl = 60;
   ASSERT_EQ(dns_new(&h->loop, &h->cfg, &h->dns), 0);
+}
+
+static void h_start(struct harness *h) {
+  h_start_cache(h, 0);
 }
 
 static void on_dns_closed(void *arg) {
@@ -1270,6 +1317,40 @@ static void test_close_in_flight(void) {
   ASSERT_EQ(H.res.status, SP_E_DNS_NXDOMAIN);
 }
 
+/* The first two lookups: the second one starts once both answers are in. */
+static void on_mx_then_again(void *arg, const struct dns_mx_result *res) {
+  struct harness *h = arg;
+  h->ncb++;
+  memcpy(&h->res, res, sizeof *res);
+  if (h->ncb == 2) {
+    h->raw_status = (int)h->fake.queries; /* what the wire saw for the first round */
+    resolve(h, "fam.test");
+  }
+}
+
+/* With the cache on: two concurrent lookups of a domain and a third cancelled one put
+ * each query on the wire once and both get the answer; a later lookup is answered
+ * from the cache with the same DNSSEC status per RRset, except the SERVFAIL, which is
+ * asked again. */
+static void test_cache(void) {
+  h_start_cache(&H, 100);
+  dns_resolve_mx(H.dns, "fam.test", on_mx_then_again, &H);
+  dns_cancel(dns_resolve_mx(H.dns, "fam.test", on_never, &H));
+  dns_resolve_mx(H.dns, "fam.test", on_mx_then_again, &H);
+  h_finish(&H);
+  ASSERT_EQ(H.ncb, 3);
+  ASSERT_EQ(H.raw_status, 9);    /* MX, and A and AAAA of four hosts */
+  ASSERT_EQ(H.fake.queries, 10); /* v4.fam.test AAAA (SERVFAIL) again */
+  const struct dns_mx_result *r = &H.res;
+  ASSERT_EQ(r->status, 0);
+  ASSERT(r->mx_secure);
+  ASSERT_EQ(r->nhosts, 4);
+  for (size_t i = 0; i < r->nhosts; i++) {
+    bool insecure = strcmp(r->hosts[i].name, "insecure.fam.test") == 0;
+    ASSERT_EQ(r->hosts[i].addr_secure, !insecure);
+  }
+}
+
 static void run_loop_tests(void) {
   RUN_TEST(test_mx_order);
   RUN_TEST(test_mx_address_families);
@@ -1280,6 +1361,7 @@ static void run_loop_tests(void) {
   RUN_TEST(test_raw);
   RUN_TEST(test_cancel);
   RUN_TEST(test_close_in_flight);
+  RUN_TEST(test_cache);
 }
 
 int main(int argc, char **argv) {
@@ -1290,6 +1372,7 @@ int main(int argc, char **argv) {
   RUN_TEST(test_parse_addr_cname);
   RUN_TEST(test_parse_txt_tlsa_nullmx);
   RUN_TEST(test_parse_flags);
+  RUN_TEST(test_parse_soa);
   RUN_TEST(test_parse_malformed);
   RUN_TEST(test_parse_rdata_lies);
   RUN_TEST(test_parse_many_records);

@@ -10,6 +10,8 @@
     dns.servfail('broken.test')            # SERVFAIL for every type (or qtype='MX')
     dns.drop('slow.test')                  # never answer: the client times out
     dns.refuse('x.test'); dns.truncate('big.test')  # REFUSED; TC=1 over UDP
+    dns.hold('new.test'); dns.release('new.test')    # keep UDP answers back, then send
+    DnsServer(neg_ttl=2)                   # negative answers carry an SOA (RFC 2308)
     dns.ad = True                          # AD bit on answers (dns.set_ad(name, b) per name)
     dns.port; dns.queries                  # [(name, type), ...] in arrival order
     dns.stop()
@@ -28,8 +30,8 @@ import socket
 import struct
 import threading
 
-from dnslib import (AAAA, CNAME, EDNS0, MX, QTYPE, RCODE, RR, TLSA, TXT, A, DNSHeader,
-                    DNSRecord)
+from dnslib import (AAAA, CNAME, EDNS0, MX, QTYPE, RCODE, RR, SOA, TLSA, TXT, A,
+                    DNSHeader, DNSRecord)
 
 _OPT = 41
 
@@ -67,10 +69,12 @@ class DnsServer:
     Behaviours are looked up by (name, type) then (name, None):
     'servfail', 'drop', 'refuse', 'truncate' (UDP only; TCP answers normally)."""
 
-    def __init__(self, host='127.0.0.1', ad=False, ttl=300):
+    def __init__(self, host='127.0.0.1', ad=False, ttl=300, neg_ttl=None):
         self.host = host
         self.ad = ad
         self.ttl = ttl
+        self.neg_ttl = neg_ttl    # NXDOMAIN/NODATA: an authority SOA with this MINIMUM
+        self._held = []           # (request, peer) kept back by hold()
         self.queries = []         # (name, type) in arrival order
         self.query_log = []       # dicts: name, type, proto, do, rd, cd
         self._records = {}        # name -> [(type, rdata)]
@@ -149,6 +153,18 @@ class DnsServer:
         """Answer over UDP with TC=1 and no records (forces a TCP retry)."""
         self._set(name, qtype, 'truncate')
 
+    def hold(self, name, qtype=None):
+        """Keep UDP queries for NAME (of QTYPE) unanswered until release()."""
+        self._set(name, qtype, 'hold')
+
+    def release(self, name, qtype=None):
+        """Answers the queries hold() kept back, as the data stands now."""
+        self._set(name, qtype, None)
+        with self._lock:
+            held, self._held = self._held, []
+        for request, peer in held:
+            self._udp_reply(request, self._reply(request, 'udp'), peer)
+
     def clear(self, name, qtype=None):
         """Removes a behaviour set by servfail/drop/refuse/truncate."""
         self._set(name, qtype, None)
@@ -174,7 +190,7 @@ class DnsServer:
         suffix = '.' + name
         return any(k.endswith(suffix) for k in self._records)  # empty non-terminal
 
-    def answer(self, request, proto):
+    def answer(self, request, proto, peer=None):
         """Returns the reply DNSRecord for REQUEST, or None to stay silent."""
         q = request.q
         name, qtype = _norm(q.qname), QTYPE.get(q.qtype)
@@ -183,6 +199,18 @@ class DnsServer:
         self.queries.append((name, qtype))
         self.query_log.append({'name': name, 'type': qtype, 'proto': proto, 'do': do,
                                'rd': request.header.rd, 'cd': request.header.cd})
+        with self._lock:
+            beh = self._behaviour.get((name, qtype)) or self._behaviour.get((name, None))
+            if beh == 'hold' and proto == 'udp':
+                self._held.append((request, peer))
+                return None
+        return self._reply(request, proto)
+
+    def _reply(self, request, proto):
+        q = request.q
+        name, qtype = _norm(q.qname), QTYPE.get(q.qtype)
+        opt = [r for r in request.ar if r.rtype == _OPT]
+        do = bool(opt and (opt[0].ttl & 0x8000))
         with self._lock:
             beh = self._behaviour.get((name, qtype)) or self._behaviour.get((name, None))
             ad = self._ad_override.get(name, self.ad)
@@ -217,6 +245,10 @@ class DnsServer:
                 if not reply.rr and not self._exists(cur):
                     reply.header.rcode = RCODE.NXDOMAIN
                 break
+            if self.neg_ttl is not None and not any(rr.rtype == q.qtype for rr in reply.rr):
+                reply.add_auth(RR(cur.split('.', 1)[-1] + '.', QTYPE.SOA, ttl=self.neg_ttl,
+                                  rdata=SOA('ns.test.', 'hostmaster.test.',
+                                            (1, 3600, 600, 86400, self.neg_ttl))))
             reply.header.ad = 1 if ad else 0
             return reply
 
@@ -245,7 +277,9 @@ class DnsServer:
             request = DNSRecord.parse(data)
         except Exception:
             return
-        reply = self.answer(request, 'udp')
+        self._udp_reply(request, self.answer(request, 'udp', peer), peer)
+
+    def _udp_reply(self, request, reply, peer):
         if reply is None:
             return
         limit = 512
