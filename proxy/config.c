@@ -157,6 +157,8 @@ static const struct key_desc outbound_keys[] = {
   K_UINT("port",        outbound_port, 1, 65535),
   K_STRING("helo_name", helo_name,     config__check_dns_name),
   K_UINT("connection_cache_time", conn_cache_secs, 0, 3600),
+  K_UINT("connection_cache_size", conn_cache_size, 0, 1000000),
+  K_UINT("connection_cache_per_domain", conn_cache_per_domain, 0, 1000000),
   K_UINT("max_connections", outbound_max_connections, 1, 1000000),
   K_SECTION("tls",      tls_keys),
   K_END};
@@ -680,6 +682,8 @@ static void set_defaults(struct config *cfg) {
   cfg->sts_cache_entries = 10000;
   cfg->tlsrpt_interval_ms = 86400000;
   cfg->conn_cache_secs = 10;
+  cfg->conn_cache_size = 1024;
+  cfg->conn_cache_per_domain = 256;
   config__cache_defaults(cfg);
   cfg->lmtp_max_recipients = 100;
   cfg->lmtp_max_destinations = 20;

@@ -166,6 +166,10 @@ struct config {
   /* outbound.connection_cache_time: seconds an idle MX connection is kept for the next
    * transaction to the same domain (0 = never reuse across inbound connections). */
   unsigned conn_cache_secs;
+  /* outbound.connection_cache_size / connection_cache_per_domain: idle MX connections
+   * kept at most, in all and per destination domain, per loop (proxy/pool.h). */
+  unsigned conn_cache_size;
+  unsigned conn_cache_per_domain;
 
   /* user: after binding, the daemon runs as this user (and its primary group) when
    * started as root; "" = stay as started. */

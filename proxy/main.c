@@ -250,7 +250,8 @@ static int run(const char *path) {
     rc = listener_start_fds(&d.listener, d.loop, rt, fds, err, sizeof err);
   free(fds);
   d.listener.on_idle = on_idle; /* listener_start zeroes the listener */
-  d.listener.pool = pool_new(d.loop, (uint64_t)rt->cfg->conn_cache_secs * 1000);
+  struct pool_limits lim = pool_limits_of(rt->cfg);
+  d.listener.pool = pool_new(d.loop, &lim);
   /* Bound to the ports: root is not needed any more. */
   if (rc == 0 && (rc = privileges_drop(d.listener.rt->cfg, err, sizeof err)) < 0)
     rc = SP_E_CONFIG;

@@ -229,7 +229,8 @@ static void worker_main(void *arg) {
     free(w->fds); /* the listener's handles own the sockets now */
     w->fds = NULL;
     w->listener.on_idle = worker_on_idle;
-    w->listener.pool = pool_new(&w->loop, (uint64_t)rt->cfg->conn_cache_secs * 1000);
+    struct pool_limits lim = pool_limits_of(rt->cfg);
+    w->listener.pool = pool_new(&w->loop, &lim);
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
   } else {

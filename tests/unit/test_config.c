@@ -555,6 +555,27 @@ static void test_listen_addresses(void) {
       "t.yaml:16:5: listen[14]: address too long\n");
 }
 
+/* The MX connection cache's bounds: defaults, set values, 0 (= keep none) and the
+ * upper limit. */
+static void test_connection_cache_bounds(void) {
+  struct config *cfg = load_ok("");
+  ASSERT_EQ(cfg->conn_cache_secs, 10);
+  ASSERT_EQ(cfg->conn_cache_size, 1024);
+  ASSERT_EQ(cfg->conn_cache_per_domain, 256);
+  config_unref(cfg);
+  cfg = load_ok("outbound:\n"
+                "  connection_cache_time: 30\n"
+                "  connection_cache_size: 100\n"
+                "  connection_cache_per_domain: 0\n");
+  ASSERT_EQ(cfg->conn_cache_secs, 30);
+  ASSERT_EQ(cfg->conn_cache_size, 100);
+  ASSERT_EQ(cfg->conn_cache_per_domain, 0);
+  config_unref(cfg);
+  EXPECT_ERRORS("outbound: {connection_cache_size: 1000001}\n",
+                "t.yaml:1:35: outbound.connection_cache_size: must be between 0 and "
+                "1000000\n");
+}
+
 static void test_listen_entries(void) {
   struct config *cfg = load_ok("listen:\n"
                                "  - 127.0.0.1:25\n"
@@ -799,6 +820,7 @@ int main(void) {
   RUN_TEST(test_lists_empty);
   RUN_TEST(test_listen_addresses);
   RUN_TEST(test_listen_entries);
+  RUN_TEST(test_connection_cache_bounds);
   RUN_TEST(test_dns_servers);
   RUN_TEST(test_cidr_syntax);
   RUN_TEST(test_client_allowed);
