@@ -17,14 +17,22 @@
 #include <time.h>
 
 #define SESS_CACHE_MAX 1024
+/* TLS 1.3 tickets kept per peer key. Each is used once, and a server sends one or two
+ * per connection, so a stock lets a burst of new connections to one MX all resume
+ * (the connection cache opens several at once when a destination's concurrency
+ * grows); 32 tickets of about 1 KiB share the peer's certificate. */
+#define SESS_PER_PEER 32
 
 /* Forward secrecy only (ECDHE/DHE, authenticated), AEAD only. */
 #define DEFAULT_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 
+/* The sessions of one peer key, oldest first: one TLS 1.2 session (reusable), or up
+ * to SESS_PER_PEER TLS 1.3 tickets (each used once). */
 struct sess_entry {
-  char *key;         /* malloc'd; NULL when the slot is free */
-  SSL_SESSION *sess; /* one reference held by the cache */
-  uint64_t used;     /* LRU clock value of the last store or lookup */
+  char *key;                        /* malloc'd; NULL when the slot is free */
+  SSL_SESSION *sess[SESS_PER_PEER]; /* one reference each, held by the cache */
+  size_t n;
+  uint64_t used; /* LRU clock value of the last store or lookup */
 };
 
 struct sess_cache {
@@ -36,13 +44,30 @@ static CRYPTO_ONCE index_once = CRYPTO_ONCE_STATIC_INIT;
 static int ctx_cache_idx = -1; /* SSL_CTX ex_data: struct sess_cache * */
 static int ssl_key_idx = -1;   /* SSL ex_data: char * peer key */
 
+/* Frees the sessions from index i on. */
+static void entry_truncate(struct sess_entry *e, size_t i) {
+  while (e->n > i)
+    SSL_SESSION_free(e->sess[--e->n]);
+}
+
+/* Removes session i, keeping the others in order. */
+static void entry_remove(struct sess_entry *e, size_t i) {
+  SSL_SESSION_free(e->sess[i]);
+  memmove(&e->sess[i], &e->sess[i + 1], (e->n - i - 1) * sizeof e->sess[0]);
+  e->n--;
+}
+
+static void cache_drop(struct sess_entry *e) {
+  free(e->key);
+  entry_truncate(e, 0);
+  e->key = NULL;
+}
+
 static void sess_cache_free(struct sess_cache *c) {
   if (!c)
     return;
-  for (size_t i = 0; i < SESS_CACHE_MAX; i++) {
-    free(c->e[i].key);
-    SSL_SESSION_free(c->e[i].sess);
-  }
+  for (size_t i = 0; i < SESS_CACHE_MAX; i++)
+    cache_drop(&c->e[i]);
   free(c);
 }
 
@@ -84,37 +109,41 @@ static struct sess_entry *cache_victim(struct sess_cache *c) {
     if (c->e[i].used < old->used)
       old = &c->e[i];
   }
-  free(old->key);
-  SSL_SESSION_free(old->sess);
-  old->key = NULL;
-  old->sess = NULL;
+  cache_drop(old);
   return old;
 }
 
-static void cache_drop(struct sess_entry *e) {
-  free(e->key);
-  SSL_SESSION_free(e->sess);
-  e->key = NULL;
-  e->sess = NULL;
+static bool is_tls13(const SSL_SESSION *s) {
+  return SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION;
 }
 
-/* OpenSSL has taken a reference for us; returning 1 keeps it, 0 gives it back. */
+/* Adds sess (taking the reference) as the newest of e. A TLS 1.2 session replaces
+ * everything (it is reusable, and the newest is the one to offer); a TLS 1.3 ticket
+ * joins the stock, pushing out the oldest ticket when full. */
+static void entry_push(struct sess_entry *e, SSL_SESSION *sess) {
+  if (!is_tls13(sess) || (e->n > 0 && !is_tls13(e->sess[e->n - 1])))
+    entry_truncate(e, 0);
+  if (e->n == SESS_PER_PEER)
+    entry_remove(e, 0);
+  e->sess[e->n++] = sess;
+}
+
+/* OpenSSL has taken a reference for us; returning 1 keeps it, 0 gives it back. A
+ * TLS 1.3 server may send several tickets: this runs once for each. */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
   const char *key = SSL_get_ex_data(ssl, ssl_key_idx);
   struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_cache_idx);
   if (!key || !c || !SSL_SESSION_is_resumable(sess))
     return 0;
   struct sess_entry *e = cache_find(c, key);
-  if (e) {
-    SSL_SESSION_free(e->sess);
-  } else {
+  if (!e) {
     char *copy = strdup(key);
     if (!copy)
       return 0;
     e = cache_victim(c);
     e->key = copy;
   }
-  e->sess = sess;
+  entry_push(e, sess);
   e->used = ++c->clock;
   return 1;
 }
@@ -122,6 +151,27 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
 static bool session_fresh(const SSL_SESSION *s) {
   long born = SSL_SESSION_get_time(s), life = SSL_SESSION_get_timeout(s);
   return SSL_SESSION_is_resumable(s) && (long)time(NULL) < born + life;
+}
+
+/* Offers the newest fresh session of e, dropping expired ones on the way. */
+static void entry_offer(struct sess_cache *c, struct sess_entry *e, SSL *ssl) {
+  while (e->n > 0 && !session_fresh(e->sess[e->n - 1]))
+    entry_remove(e, e->n - 1);
+  if (e->n == 0) {
+    cache_drop(e);
+    return;
+  }
+  SSL_SESSION *s = e->sess[e->n - 1];
+  ERR_clear_error();
+  if (SSL_set_session(ssl, s) != 1)
+    return;
+  e->used = ++c->clock;
+  /* RFC 8446 section C.4: a TLS 1.3 ticket is used once, so a passive observer
+   * cannot link connections by it (the SSL holds its own reference now). */
+  if (is_tls13(s))
+    entry_remove(e, e->n - 1);
+  if (e->n == 0)
+    cache_drop(e);
 }
 
 void tls_context_resume(SSL *ssl, const char *key) {
@@ -139,20 +189,8 @@ void tls_context_resume(SSL *ssl, const char *key) {
   free(previous);
   struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_cache_idx);
   struct sess_entry *e = c ? cache_find(c, key) : NULL;
-  if (!e)
-    return;
-  if (!session_fresh(e->sess)) {
-    cache_drop(e);
-    return;
-  }
-  ERR_clear_error();
-  if (SSL_set_session(ssl, e->sess) != 1)
-    return;
-  e->used = ++c->clock;
-  /* RFC 8446 section C.4: a TLS 1.3 ticket is used once, so a passive observer
-   * cannot link connections by it; the new connection brings fresh tickets. */
-  if (SSL_SESSION_get_protocol_version(e->sess) >= TLS1_3_VERSION)
-    cache_drop(e);
+  if (e)
+    entry_offer(c, e, ssl);
 }
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,

@@ -35,8 +35,11 @@ SSL_CTX *tls_context_server_new(const char *cert_file, const char *key_file, cha
 /* Session cache for resumption, owned by the SSL_CTX (freed with it). Before the
  * handshake: tls_context_resume(ssl, key) sets a cached session for that peer key if
  * any; the context's new-session callback stores sessions under the key set by
- * tls_context_resume. key is e.g. "mx1.example.com[192.0.2.1]:25". At most 1024
- * peers are kept (oldest evicted). */
+ * tls_context_resume. key is e.g. "mx1.example.com[192.0.2.1]:25|dane|<hash>": a
+ * session is only offered under the exact key it was made under. Per key the cache
+ * holds the newest TLS 1.2 session (offered again and again) or a stock of up to 32
+ * TLS 1.3 tickets, each offered once, newest first; expired ones are dropped. At
+ * most 1024 peer keys are kept (least recently used evicted). */
 void tls_context_resume(SSL *ssl, const char *key);
 
 #endif

@@ -50,6 +50,62 @@ class FastPath(TestBase):
         self.assertEqual([s.tls_resumed for s in self.mx1.sessions], [False, True, True])
         self.assertEqual(self.proxy.log_text().count('(resumed)'), 2)
 
+    @proxy_config({'outbound': {'connection_cache_time': 60}})
+    def test_a_burst_of_new_connections_all_resume_with_tls13_tickets(self):
+        """Each TLS 1.3 ticket is used once, and an MX may send several per connection
+        (here four after a full handshake, one after a resumption): the proxy keeps
+        them all, per MX address, so four inbound sessions at once (four new MX
+        connections started together, before any of them brings new tickets) all
+        resume, each with a ticket of its own; and so does the next one, with a ticket
+        a resumed connection brought."""
+        self.mx1.configure(tls_tickets=4)
+        first = self.client()  # the full handshake: four tickets
+        self.assertEqual(first.cmd('MAIL FROM:<a@client.test>')[0], 250)
+        self.assertEqual(first.cmd('RCPT TO:<r@example.test>')[0], 250)
+        gate = threading.Barrier(4)
+        replies = []
+
+        def rcpt(c):
+            gate.wait(10)
+            replies.append(c.cmd('RCPT TO:<r@example.test>')[0])
+
+        burst = [self.client() for _ in range(4)]
+        for c in burst:
+            self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
+        threads = [threading.Thread(target=rcpt, args=(c,)) for c in burst]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(replies, [250] * 4)
+        last = self.client()
+        self.assertEqual(last.cmd('MAIL FROM:<a@client.test>')[0], 250)
+        self.assertEqual(last.cmd('RCPT TO:<r@example.test>')[0], 250)
+        self.assertEqual(self.mx1.connections, 6)
+        self.assertEqual([s.tls_version for s in self.mx1.sessions], ['TLSv1.3'] * 6)
+        self.assertEqual([s.tls_resumed for s in self.mx1.sessions],
+                         [False] + [True] * 5)
+        self.assertEqual(self.proxy.log_text().count('(resumed)'), 5)
+
+    @proxy_config({'outbound': {'connection_cache_time': 0},
+                   'policy': {'table': {'other.test': 'verify'}}})
+    def test_a_session_is_never_resumed_under_another_policy(self):
+        """example.test (level may) and other.test (verify) share the MX host. A
+        session made under may is not offered to the verify connection, which makes
+        its own full handshake and judges the certificate; each policy then resumes
+        its own sessions."""
+        self.dns.add('other.test', 'MX', (10, 'mx1.example.test'))
+        for rcpt in ['a@example.test', 'b@other.test', 'c@other.test', 'd@example.test']:
+            self.assertReply(self.send([rcpt])['data'], 250)
+        self.mx1.wait_messages(4)
+        self.assertEqual([s.tls_resumed for s in self.mx1.sessions],
+                         [False, False, True, True])
+        log = self.proxy.log_text()
+        self.assertRegex(log, r'Verified TLS connection established to '
+                              r'mx1\.example\.test\[127\.0\.0\.2\]:\d+: TLSv1\.3 [^\n]*'
+                              r'(?<!\(resumed\))\n')
+        self.assertIn('policy=table/verify', log)
+
     def test_a_reply_split_across_reads_is_read_whole(self):
         """On the first MX connection every multi-line reply (both EHLO replies, with
         STARTTLS in the first, and a three-line 550) trickles in line by line, TLS

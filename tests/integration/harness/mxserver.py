@@ -23,6 +23,8 @@ Options (constructor keywords, or later through configure()):
                          also drops OpenSSL's security level to 0 so it can be negotiated
   tls_ciphers            TLS 1.2 cipher string for the server (e.g. 'AES128-GCM-SHA256':
                          a non-forward-secret RSA key exchange)
+  tls_tickets            TLS 1.3 tickets sent after a full handshake (OpenSSL's default
+                         is 2; after a resumption OpenSSL sends one)
   tls_garbage            after "220 ready" send non-TLS bytes instead of a handshake
   tls_inject             bytes sent in plaintext once the client's first handshake bytes
                          (its ClientHello) have arrived, before the server's answer; the
@@ -174,7 +176,7 @@ class MxServer:
         data_end=None, rset=None, noop=None, quit=None, starttls_reply=None,
         reset_at=None, delay_at=None, fault_fn=None, fault_connections=None,
         pipeline_after_starttls=None, discard_body=False, lenient_data_end=False,
-        idle_timeout=60, split_replies=False,
+        idle_timeout=60, split_replies=False, tls_tickets=None,
     )
 
     def __init__(self, ip, port, **kw):
@@ -235,6 +237,8 @@ class MxServer:
                 ctx.maximum_version = tmax
         if self.cfg['tls_ciphers']:
             ctx.set_ciphers(self.cfg['tls_ciphers'])
+        if self.cfg['tls_tickets'] is not None:
+            ctx.num_tickets = self.cfg['tls_tickets']
 
         def on_sni(sslobj, server_name, _ctx):
             sess = getattr(sslobj, '_mx_session', None)
