@@ -176,13 +176,21 @@ class Sink:
         self.proc.wait(10)
 
 
+def extra_domain(cert, i):
+    """The i-th of the extra destination domains whose MX is cert's sink (the
+    many-destinations rows of bench/concurrency.py)."""
+    return 'd%d.%s' % (i, DOMAIN[cert])
+
+
 class Dns:
-    def __init__(self, tmp, port):
+    def __init__(self, tmp, port, extra_domains=0):
         self.stats_path = os.path.join(tmp, 'dns.stats')
         self.port = port
         zone = []
         for c, addr in SINK_ADDR.items():
             zone += ['%s=MX:%s' % (DOMAIN[c], MX_NAME[c]), '%s=A:%s' % (MX_NAME[c], addr)]
+            zone += ['%s=MX:%s' % (extra_domain(c, i), MX_NAME[c])
+                     for i in range(extra_domains)]
         self.proc = subprocess.Popen(
             ['/usr/bin/python3', os.path.join(HERE, 'dns.py'), str(port), self.stats_path]
             + zone, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -240,6 +248,7 @@ class Relay:
 
 class ProxyRelay(Relay):
     name = 'proxy'
+    workers = PROXY_WORKERS
 
     def start(self):
         cfg = os.path.join(self.dir, 'proxy.yaml')
@@ -267,7 +276,7 @@ log:
   level: warning
 workers: %s
 ''' % (self.port, max(IDLE, CONC) + 1000, self.dns_port, self.sink.port, self.ca_file,
-       state, PROXY_WORKERS))
+       state, self.workers))
         self.log = open(os.path.join(self.dir, 'proxy.log'), 'ab')
         self.proc = subprocess.Popen([PROXY_BIN, '-c', cfg], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
