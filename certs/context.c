@@ -29,8 +29,10 @@
 /* The sessions of one peer key, oldest first: one TLS 1.2 session (reusable), or up
  * to SESS_PER_PEER TLS 1.3 tickets (each used once). */
 struct sess_entry {
-  char *key;                        /* malloc'd; NULL when the slot is free */
-  SSL_SESSION *sess[SESS_PER_PEER]; /* one reference each, held by the cache */
+  char *key; /* malloc'd; NULL when the slot is free */
+  /* SESS_PER_PEER slots, malloc'd with the key (apart, so that the key scan stays
+   * small); one reference each, held by the cache */
+  SSL_SESSION **sess;
   size_t n;
   uint64_t used; /* LRU clock value of the last store or lookup */
 };
@@ -60,7 +62,9 @@ static void entry_remove(struct sess_entry *e, size_t i) {
 static void cache_drop(struct sess_entry *e) {
   free(e->key);
   entry_truncate(e, 0);
+  free(e->sess);
   e->key = NULL;
+  e->sess = NULL;
 }
 
 static void sess_cache_free(struct sess_cache *c) {
@@ -138,10 +142,15 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
   struct sess_entry *e = cache_find(c, key);
   if (!e) {
     char *copy = strdup(key);
-    if (!copy)
+    SSL_SESSION **slots = calloc(SESS_PER_PEER, sizeof *slots);
+    if (!copy || !slots) {
+      free(copy);
+      free(slots);
       return 0;
+    }
     e = cache_victim(c);
     e->key = copy;
+    e->sess = slots;
   }
   entry_push(e, sess);
   e->used = ++c->clock;
