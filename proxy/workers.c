@@ -72,8 +72,11 @@ static _Thread_local struct worker *current;
 unsigned workers_count(const struct config *cfg) {
   if (cfg->workers > 0)
     return cfg->workers;
+  /* One CPU is left to what relaying makes the kernel do (loopback and TCP work is
+   * half of the proxy's CPU time in the profiles) and to the MTA beside it: on 2 CPUs
+   * a second loop only competed with them and was slower (bench/README.md). */
   unsigned n = uv_available_parallelism();
-  return n > 256 ? 256 : n < 1 ? 1 : n;
+  return n > 257 ? 256 : n < 3 ? 1 : n - 1;
 }
 
 /* ---- TLS results: worker thread -> main loop ------------------------------------- */

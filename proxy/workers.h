@@ -1,4 +1,4 @@
-/* More than one event loop: `workers: N` (or auto, one per CPU) runs the main loop
+/* More than one event loop: `workers: N` (or auto, one per CPU but one) runs the main loop
  * and N-1 worker threads, each with its own loop, its own listening sockets on every
  * listen address (SO_REUSEPORT: the kernel spreads new connections over them), its
  * own runtime (configuration, outbound TLS context and session cache, resolver,
@@ -23,7 +23,8 @@
 
 struct workers;
 
-/* The number of loops cfg asks for (auto: the CPUs this process may use). */
+/* The number of loops cfg asks for (auto: one per CPU this process may use but one,
+ * and at least one: 1 on up to 2 CPUs). */
 unsigned workers_count(const struct config *cfg);
 
 /* Binds n sets of SO_REUSEPORT sockets for cfg's listen addresses, and starts n-1

@@ -180,6 +180,19 @@ class FastPath(TestBase):
         self.assertLess(self.mx1.connections, clients * per)
 
 
+    @proxy_config({'workers': 'auto'})
+    def test_workers_auto_leaves_one_cpu(self):
+        """workers: auto runs one loop per CPU the proxy may use but one, and at least
+        one: on up to 2 CPUs, exactly what workers: 1 runs."""
+        cpus = len(os.sched_getaffinity(self.proxy.pid))
+        loops = 1 if cpus < 3 else min(cpus - 1, 256)
+        self.assertReply(self.send(['r@example.test'])['data'], 250)
+        if loops > 1:
+            self.proxy.wait_log(r'%d event loops \(workers\)' % loops)
+        else:
+            self.assertNotIn('event loops', self.proxy.log_text())
+
+
 class Workers(TestBase):
     proxy_extra = {'workers': 2, 'outbound': {'connection_cache_time': 30}}
 
