@@ -225,6 +225,54 @@ static void test_resumption(void) {
   resume_with(TLS1_2_VERSION);
 }
 
+/* Opens n connections to the same peer key at once (each offered its session before
+ * any handshake runs), then completes them; returns how many resumed. */
+static int resume_burst(SSL_CTX *cctx, SSL_CTX *sctx, const char *key, int n) {
+  struct pair p[8];
+  char buf[64];
+  int resumed = 0;
+  for (int i = 0; i < n; i++) {
+    pair_new(&p[i], cctx, sctx, "mx.test");
+    const char *match[] = {"mx.test"};
+    ASSERT_EQ(tls_verify_prepare(tls_ssl(p[i].c), match, 1), 0);
+    tls_context_resume(tls_ssl(p[i].c), key);
+  }
+  for (int i = 0; i < n; i++) {
+    run_handshake(&p[i]);
+    expect_ok(&p[i]);
+    resumed += SSL_session_reused(tls_ssl(p[i].c));
+    ASSERT_EQ(tls_verify_verdict(tls_ssl(p[i].c)), TLS_VERDICT_VERIFIED);
+    ASSERT_EQ(drain(p[i].c, buf, sizeof buf), 0); /* takes the tickets in */
+    tls_shutdown(p[i].c);
+    pair_close(&p[i]);
+  }
+  return resumed;
+}
+
+/* TLS 1.3: every ticket a server sends is kept and each is offered once, so after a
+ * full handshake that brought four, four connections at once all resume, and a fifth
+ * at the same time finds none left. TLS 1.2: one session, offered to all. */
+static void test_ticket_stock(void) {
+  SSL_CTX *cctx = client_ctx(TLS1_2_VERSION, NULL), *sctx = server_ctx("ec");
+  ASSERT_EQ(SSL_CTX_set_num_tickets(sctx, 4), 1);
+  const char *key = "mx.test[192.0.2.1]:25|table/verify|0";
+  ASSERT_EQ(resume_burst(cctx, sctx, key, 1), 0);
+  ASSERT_EQ(resume_burst(cctx, sctx, key, 4), 4);
+  ASSERT_EQ(resume_burst(cctx, sctx, "mx.test[192.0.2.1]:25|default/may|0", 1), 0);
+  /* Each resumption brought one ticket: four in stock again, so five at once leave
+   * one without. */
+  ASSERT_EQ(resume_burst(cctx, sctx, key, 5), 4);
+  SSL_CTX_free(cctx);
+  SSL_CTX_free(sctx);
+
+  cctx = client_ctx(TLS1_2_VERSION, NULL), sctx = server_ctx("ec");
+  ASSERT_EQ(SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION), 1);
+  ASSERT_EQ(resume_burst(cctx, sctx, key, 1), 0);
+  ASSERT_EQ(resume_burst(cctx, sctx, key, 3), 3);
+  SSL_CTX_free(cctx);
+  SSL_CTX_free(sctx);
+}
+
 static void test_close_notify_is_eof(void) {
   SSL_CTX *cctx = client_ctx(TLS1_2_VERSION, NULL), *sctx = server_ctx("ec");
   struct pair p;
@@ -425,6 +473,7 @@ int main(void) {
   RUN_TEST(test_verdicts);
   RUN_TEST(test_roundtrip_1mib);
   RUN_TEST(test_resumption);
+  RUN_TEST(test_ticket_stock);
   RUN_TEST(test_close_notify_is_eof);
   RUN_TEST(test_truncation_is_error);
   RUN_TEST(test_idle_connection_holds_no_buffers);
