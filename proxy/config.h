@@ -96,7 +96,7 @@ struct config {
   size_t nallow;
 
   /* workers: event loops (threads), each with its own listening sockets; 0 = "auto"
-   * (one per CPU); default 1. */
+   * (one per CPU but one, at least one: workers_count); default 1. */
   unsigned workers;
 
   size_t max_connections;    /* limits.connections, default 1000, >= 1 */

@@ -34,7 +34,7 @@ const char *config__parse_dns_server(const char *s, void *dst, char *buf, size_t
  * are zeroed; a v4-mapped IPv6 network (::ffff:a.b.c.d/96+n) becomes a.b.c.d/n. */
 const char *config__parse_cidr(const char *s, void *dst, char *buf, size_t cap);
 
-/* dst is an unsigned: "auto" (0: one per CPU) or 1..256. */
+/* dst is an unsigned: "auto" (0: one per CPU but one, see workers_count) or 1..256. */
 const char *config__parse_workers(const char *s, void *dst, char *buf, size_t cap);
 
 const char *config__check_dns_name(const char *s, char *buf, size_t cap);
