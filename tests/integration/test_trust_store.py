@@ -150,7 +150,7 @@ class PolicyFetch(TrustCase):
         self.assertReply(out['data'], 250)
         self.mx1.wait_messages(1)
         self.assertLog(r'Verified TLS connection established to mx1\.example\.test')
-        self.assertLog(r'to=<rcpt@example\.test>, .*policy=mta-sts/enforce, .*status=sent')
+        self.assertLog(r'to=<rcpt@example\.test>, .*status=sent .*, policy=mta-sts/enforce')
 
     def test_system_store_refuses_test_ca(self):
         """No trust key and no environment: the system store, which lacks the test
