@@ -16,16 +16,5 @@ libyaml-dev libcurl4-openssl-dev libsqlite3-dev zlib1g-dev openssl ca-certificat
 python3 python3-dnslib python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl postfix clang clang-format
 groff-base man-db libclang-rt-14-dev libidn12 libgnutls-dane0 libwrap0 m4 libhiredis-dev redis-server
 python3-yaml libopendkim-dev python3-dkim python3-nacl pflogsumm"
-missing=""
-for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-[ -z "$missing" ] && exit 0
-echo "installing:$missing"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-# postfix is a test fixture (a real sending MTA run from a private directory): keep
-# the package from configuring a system mail service.
-echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+# shellcheck disable=SC2086 # one word per package
+exec "$(dirname "$0")/apt-install-missing.sh" $PKGS

@@ -9,11 +9,11 @@ routes its destination again."""
 import os
 import sys
 import threading
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import DnsServer, TestBase, free_port, main, message, proxy_config  # noqa: E402
+from harness.metrics import metrics_config, samples, scrape_text  # noqa: E402
 from harness.util import wait_until  # noqa: E402
 
 RCPT = 'rcpt@example.test'
@@ -36,20 +36,11 @@ class DnsCache(DnsCacheCase):
 
     def setUp(self):
         self.metrics_port = free_port()
-        self.proxy_extra = dict(self.proxy_extra,
-                                metrics={'listen': '127.0.0.1:%d' % self.metrics_port})
+        self.proxy_extra = dict(self.proxy_extra, **metrics_config(self.metrics_port))
         super().setUp()
 
     def metrics(self):
-        url = 'http://127.0.0.1:%d/metrics' % self.metrics_port
-        with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith('#'):
-                key, _, value = line.rpartition(' ')
-                out[key] = float(value)
-        return out
+        return samples(scrape_text(self.metrics_port))
 
     def test_ten_messages_one_lookup_each(self):
         """Ten transactions to one domain: MX, A and AAAA (NODATA) of its host and the

@@ -16,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestBase, free_port, main, wait_until  # noqa: E402
+from harness.metrics import samples, wait_metrics_ready  # noqa: E402
 
 
 def http(port, request, timeout=5):
@@ -41,16 +42,6 @@ def get(port, path):
     return http(port, ('GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' % path).encode())
 
 
-def samples(text):
-    """{'name{labels}': value} for every sample line."""
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith('#'):
-            key, _, value = line.rpartition(' ')
-            out[key] = float(value)
-    return out
-
-
 class Metrics(TestBase):
 
     def setUp(self):
@@ -62,9 +53,7 @@ class Metrics(TestBase):
             'policy': {'table': {'plain.test': 'encrypt'}},
         }
         super().setUp()
-        # The SMTP listener that the harness polls is up before the metrics listener.
-        wait_until(lambda: self.proxy.log_text().find(' ready') >= 0,
-                   msg='the proxy did not log ready')
+        wait_metrics_ready(self.proxy)
 
     def setup_fixtures(self):
         super().setup_fixtures()

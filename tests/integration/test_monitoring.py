@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestBase, free_port, main, wait_until  # noqa: E402
 from harness.exim import Unavailable, fetch_debs  # noqa: E402
+from harness.metrics import wait_metrics_ready  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(REPO, 'packaging', 'monitoring', 'starttls-proxy.rules.yml')
@@ -152,8 +153,7 @@ class LiveScrape(TestBase):
             'policy': {'table': {'plain.test': 'encrypt'}},
         }
         super().setUp()
-        wait_until(lambda: ' ready' in self.proxy.log_text(), 10,
-                   'the proxy did not log ready')
+        wait_metrics_ready(self.proxy)
 
     def setup_fixtures(self):
         super().setup_fixtures()
