@@ -707,9 +707,7 @@ int check_main(const char *config_path, const char *domain, bool json) {
     return CHECK_EXIT_ERROR;
   }
   /* Only warnings on stderr, unless the configuration asks for the whole dialogue. */
-  log_configure(cfg->log_format,
-                cfg->log_level == CONFIG_LOG_DEBUG ? CONFIG_LOG_DEBUG
-                                                   : CONFIG_LOG_WARNING,
+  log_configure(cfg->log_format, cfg->log_level == LOG_DEBUG ? LOG_DEBUG : LOG_WARNING,
                 cfg->hostname);
   signal(SIGPIPE, SIG_IGN);
   ck->json = json;

@@ -15,16 +15,9 @@
 #include <sys/socket.h>
 
 #include "certs/trust.h"
+#include "log.h"
 #include "policy/table.h"
 
-enum config_log_format { CONFIG_LOG_POSTFIX, CONFIG_LOG_JSON };
-enum config_log_output { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
-enum config_log_level {
-  CONFIG_LOG_ERROR,
-  CONFIG_LOG_WARNING,
-  CONFIG_LOG_INFO,
-  CONFIG_LOG_DEBUG
-};
 enum config_bare_newline { CONFIG_BARE_REFUSE, CONFIG_BARE_NORMALIZE };
 /* dns.trust_ad: whether the AD bit of answers counts as DNSSEC validation. auto:
  * only when every resolver is on loopback (a validating resolver on the same host;
@@ -145,9 +138,9 @@ struct config {
   struct table policy_table;
   char policy_table_file[1024]; /* "" = none */
 
-  enum config_log_format log_format; /* default postfix */
-  enum config_log_level log_level;   /* default info */
-  enum config_log_output log_output; /* log.output: stderr (default) or syslog */
+  enum log_format log_format; /* default postfix */
+  enum log_level log_level;   /* default info */
+  enum log_output log_output; /* log.output: stderr (default) or syslog */
 
   /* state_dir: where persistent state lives (policies.sqlite3); default
    * /var/lib/starttls-proxy; created at start-up when missing. */

@@ -282,13 +282,6 @@ int store_delete_policy(struct store *s, const char *domain) {
   return ret;
 }
 
-void store_policy_free(struct store_policy *p) {
-  if (!p)
-    return;
-  free(p->text);
-  p->text = NULL;
-}
-
 /* ---- TLS-RPT counters ------------------------------------------------------------ */
 
 static const char *nz(const char *s) {
@@ -417,12 +410,4 @@ int store_tlsrpt_load(struct store *s, int64_t end_before,
     *n = 0;
   }
   return ret;
-}
-
-void store_tlsrpt_rows_free(struct store_tlsrpt_row *rows, size_t n) {
-  for (size_t i = 0; rows && i < n; i++) {
-    free(rows[i].policy_strings);
-    free(rows[i].mx_hosts);
-  }
-  free(rows);
 }
