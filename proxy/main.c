@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "observe.h"
 #include "pool.h"
 #include "privileges.h"
 #include "runtime.h"
@@ -230,6 +231,7 @@ static int run(const char *path) {
     return 1;
   }
   config_unref(cfg);
+  observe_set_tls_sink(tlsrpt_record); /* before any worker thread starts */
   /* Signals first: a supervisor may signal as soon as the port accepts. */
   uv_signal_init(d.loop, &d.sig_term);
   uv_signal_init(d.loop, &d.sig_int);

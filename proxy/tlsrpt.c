@@ -8,9 +8,10 @@
  * With a shared cache (cache.backend redis) the counts go to Redis instead and one
  * proxy of the fleet reports each period (tlsrpt_shared.c).
  *
- * tlsrpt_record() has no context argument (observe.h calls it), so the reporter of
- * the running configuration is the module's one piece of global state: set in
- * tlsrpt_start, cleared in tlsrpt_close. Everything runs on the loop's thread. */
+ * tlsrpt_record() has no context argument (it is observe.h's TLS sink, registered by
+ * main), so the reporter of the running configuration is the module's one piece of
+ * global state: set in tlsrpt_start, cleared in tlsrpt_close. Everything runs on the
+ * loop's thread. */
 #include "tlsrpt.h"
 
 #include <errno.h>
