@@ -54,3 +54,9 @@ void observe_sts_fetch(bool ok) {
 void observe_session(bool opened) {
   metrics_session(opened);
 }
+void observe_cache_clients(int dclients, int dup) {
+  metrics_cache_clients(dclients, dup);
+}
+void observe_cache_error(void) {
+  metrics_cache_error();
+}

@@ -81,5 +81,10 @@ void observe_dns_cache_hit(bool inflight);
 void observe_sts_fetch(bool ok);
 /* Inbound sessions opened / closed, transactions by outcome. */
 void observe_session(bool opened);
+/* The shared cache's client (redis.c): dclients +1/-1 as a client is made or closed,
+ * dup +1/-1 as its connection comes up or goes down. */
+void observe_cache_clients(int dclients, int dup);
+/* A shared cache operation failed (no reply, an error reply, Redis down). */
+void observe_cache_error(void);
 
 #endif

@@ -54,7 +54,7 @@ void redis_cancel(struct redis_cmd *c);
 /* "<key_prefix><suffix>" into out; false when it does not fit. */
 bool redis_key(const struct redis *r, char *out, size_t cap, const char *suffix);
 
-/* Counts one failed cache operation (metrics) without a command. */
+/* Counts one failed cache operation (observe_cache_error) without a command. */
 void redis_count_error(void);
 
 #endif
