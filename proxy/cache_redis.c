@@ -11,6 +11,7 @@
 #include "cache_codec.h"
 #include "error.h"
 #include "log.h"
+#include "obj.h"
 
 #define OP_MAGIC 0x63616f70u /* "caop" */
 #define KEY_MAX 512
@@ -90,7 +91,7 @@ static void op_free(struct cache_op *op) {
 }
 
 void cache_op_cancel(struct cache_op *op) {
-  if (!op || op->magic != OP_MAGIC)
+  if (!OBJ_VALID(op, OP_MAGIC))
     return;
   op_free(op);
 }
@@ -115,8 +116,9 @@ static struct slot *op_send(struct cache_op *op, redis_cb on_reply, int argc,
 
 static struct cache_op *slot_answered(void *arg) {
   struct slot *s = arg;
-  if (!s || !s->op || s->op->magic != OP_MAGIC)
+  if (!s)
     abort();
+  CHECK_OBJ_NOTNULL(s->op, OP_MAGIC);
   s->cmd = NULL;
   s->op->pending--;
   return s->op;

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "error.h"
 #include "log.h"
+#include "obj.h"
 #include "observe.h"
 #include "tls.h"
 
@@ -73,8 +74,7 @@ struct redis {
 /* The client behind a callback's handle or conn: a wrong type is a bug, caught here. */
 static struct redis *redis_of(void *p) {
   struct redis *r = p;
-  if (!r || r->magic != REDIS_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(r, REDIS_MAGIC);
   return r;
 }
 
@@ -541,7 +541,7 @@ static void drop_all(struct cmd_list *l) {
 }
 
 void redis_close(struct redis *r, void (*on_closed)(void *arg), void *arg) {
-  if (!r || r->magic != REDIS_MAGIC || r->state == REDIS_CLOSED)
+  if (!OBJ_VALID(r, REDIS_MAGIC) || r->state == REDIS_CLOSED)
     return;
   redis_set_state(r, REDIS_CLOSED);
   observe_cache_clients(-1, 0);

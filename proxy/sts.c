@@ -13,6 +13,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "obj.h"
 #include "observe.h"
 #include "store.h"
 #include "sts_cache.h"
@@ -507,8 +508,7 @@ static void unlink_from(struct sts_query **list, struct sts_query *q) {
 void sts_cancel(struct sts_query *q) {
   if (!q)
     return;
-  if (q->magic != STS_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(q, STS_MAGIC);
   if (q->dq) {
     dns_cancel(q->dq);
   } else if (q->waiting_on) {

@@ -28,6 +28,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "obj.h"
 #include "policy/tlsrpt.h"
 #include "sts.h"
 #include "tlsrpt_internal.h"
@@ -232,8 +233,7 @@ static int flush(struct tlsrpt *t) {
 
 static void on_flush_timer(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   flush(t);
 }
 
@@ -343,7 +343,7 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
 }
 
 void tlsrpt_close(struct tlsrpt *t) {
-  if (!t || t->magic != TLSRPT_MAGIC || t->closing)
+  if (!OBJ_VALID(t, TLSRPT_MAGIC) || t->closing)
     return;
   if (tlsrpt_active == t)
     tlsrpt_active = NULL;
@@ -388,8 +388,7 @@ static void on_run_done(struct tlsrpt *t, unsigned sent, unsigned failed,
 
 static void on_period(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   flush(t);
   /* The loop's clock may run a little behind the wall clock: the period that this
    * timer was set to close is over, whatever time() says. */
@@ -482,8 +481,7 @@ static void on_send_done(struct tlsrpt *t, unsigned sent, unsigned failed,
 
 static void on_send_timer(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   if (t->redis) {
     /* The counts are in Redis: wait for the connection (bounded), then load them. */
     if (!t->cli_deadline)

@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "error.h"
 #include "log.h"
+#include "obj.h"
 #include "policy/tlsrpt.h"
 #include "smtp.h"
 #include "tlsrpt_internal.h"
@@ -212,8 +213,7 @@ __attribute__((format(printf, 2, 3))) static void mail_fail(struct tlsrpt__mail 
 
 static void on_mail_timer(uv_timer_t *h) {
   struct tlsrpt__mail *m = h->data;
-  if (!m || m->magic != MAIL_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (m->state == MAIL_QUIT) {
     mail_close(m, true);
     return;
@@ -264,8 +264,7 @@ static void mail_reply(struct tlsrpt__mail *m, const struct smtp_reply *r) {
 
 static void on_mail_data(struct conn *c, const char *data, size_t len) {
   struct tlsrpt__mail *m = c->owner;
-  if (!m || m->magic != MAIL_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   while (len > 0 && m->state != MAIL_CLOSED) {
     size_t take = sizeof m->in - m->inlen;
     take = take < len ? take : len;
@@ -400,7 +399,7 @@ struct tlsrpt__mail *tlsrpt__mail_start(struct tlsrpt *t, const char *from,
 }
 
 void tlsrpt__mail_cancel(struct tlsrpt__mail *m) {
-  if (!m || m->magic != MAIL_MAGIC)
+  if (!OBJ_VALID(m, MAIL_MAGIC))
     return;
   m->cb = NULL;
   mail_close(m, false);
