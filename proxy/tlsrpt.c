@@ -302,7 +302,8 @@ static int make_dir(const char *path) {
 /* A reporter for rt: its own store handle and HTTPS client, timers stopped. */
 static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
                       char *err, size_t errlen) {
-  char path[1100];
+  char path[1100], why[512];
+  struct tls_trust trust = config_trust(rt->cfg, CONFIG_TRUST_TLSRPT);
   struct tlsrpt *t = calloc(1, sizeof *t);
   if (!t) {
     snprintf(err, errlen, "out of memory");
@@ -310,25 +311,21 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
   }
   t->loop = loop;
   t->cfg = rt->cfg;
+  int rc = SP_E_IO;
   sts_store_path(t->cfg, path, sizeof path);
   if (make_dir(t->cfg->state_dir) < 0) {
     snprintf(err, errlen, "tlsrpt: state_dir %s: %s", t->cfg->state_dir,
              strerror(errno));
-    free(t);
-    return SP_E_IO;
+    goto fail_dir;
   }
-  char why[512];
   if (store_open(path, &t->store, why, sizeof why) < 0) {
     snprintf(err, errlen, "tlsrpt: %s", why);
-    free(t);
-    return SP_E_IO;
+    goto fail_store;
   }
-  struct tls_trust trust = config_trust(t->cfg, CONFIG_TRUST_TLSRPT);
   if (http_new(loop, &trust, &t->http) < 0) {
     snprintf(err, errlen, "tlsrpt: cannot start the HTTPS client");
-    store_close(t->store);
-    free(t);
-    return SP_E_NOMEM;
+    rc = SP_E_NOMEM;
+    goto fail_http;
   }
   uv_timer_init(loop, &t->period_timer);
   uv_timer_init(loop, &t->flush_timer);
@@ -340,6 +337,14 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
   t->magic = TLSRPT_MAGIC;
   *out = t;
   return 0;
+
+  /* Each label undoes what succeeded before the step it is named after. */
+fail_http:
+  store_close(t->store);
+fail_store:
+fail_dir:
+  free(t);
+  return rc;
 }
 
 void tlsrpt_close(struct tlsrpt *t) {
