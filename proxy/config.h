@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 
 #include "certs/trust.h"
-#include "log.h"
+#include "log_types.h"
 #include "policy/table.h"
 
 enum config_bare_newline { CONFIG_BARE_REFUSE, CONFIG_BARE_NORMALIZE };

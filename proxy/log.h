@@ -8,11 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* log.level, log.format and log.output in the configuration: config.h takes these
- * types from here, so that logging needs nothing of the configuration. */
-enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-enum log_format { LOG_FORMAT_POSTFIX, LOG_FORMAT_JSON };
-enum log_output { LOG_OUTPUT_STDERR, LOG_OUTPUT_SYSLOG };
+#include "log_types.h"
 
 /* Sets format, level and the host name used in Postfix-style line prefixes. */
 void log_configure(enum log_format format, enum log_level level, const char *hostname);
