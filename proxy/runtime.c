@@ -1,5 +1,6 @@
 #include "runtime.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,7 @@ fail_ctx:
 }
 
 struct runtime *runtime_ref(struct runtime *rt) {
+  assert(rt->refs > 0); /* a runtime being closed is not handed out again */
   rt->refs++;
   return rt;
 }
@@ -112,7 +114,10 @@ static void on_sts_closed(void *arg) {
 
 /* The policy cache goes first: its lookups use the resolver. */
 void runtime_unref(struct runtime *rt) {
-  if (!rt || --rt->refs > 0)
+  if (!rt)
+    return;
+  assert(rt->refs > 0);
+  if (--rt->refs > 0)
     return;
   if (rt->sts)
     sts_close(rt->sts, on_sts_closed, rt);

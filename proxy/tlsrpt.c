@@ -14,6 +14,7 @@
  * loop's thread. */
 #include "tlsrpt.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <openssl/x509_vfy.h>
 #include <signal.h>
@@ -279,6 +280,7 @@ void tlsrpt_record(const struct observe_tls *o) {
 /* ---- life cycle ------------------------------------------------------------------ */
 
 void tlsrpt__maybe_free(struct tlsrpt *t) {
+  assert(t->closing && t->pending_closes > 0); /* one call per close begun */
   if (--t->pending_closes > 0)
     return;
   struct runtime *rt = t->rt;
@@ -289,10 +291,14 @@ void tlsrpt__maybe_free(struct tlsrpt *t) {
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-  tlsrpt__maybe_free(h->data);
+  struct tlsrpt *t = h->data;
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
+  tlsrpt__maybe_free(t);
 }
 static void on_http_closed(void *arg) {
-  tlsrpt__maybe_free(arg);
+  struct tlsrpt *t = arg;
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
+  tlsrpt__maybe_free(t);
 }
 
 static int make_dir(const char *path) {
