@@ -603,7 +603,7 @@ static void check_cached_policy(struct check *ck) {
   if (!cfg->sts_enabled)
     return;
   char path[1100], err[256];
-  sts_store_path(cfg, path, sizeof path);
+  store_path(cfg->state_dir, path, sizeof path);
   struct store *st;
   if (store_open(path, &st, err, sizeof err) < 0)
     return;

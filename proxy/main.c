@@ -92,7 +92,7 @@ static int policy_command(const char *path, const char *verb, const char *domain
   if (load_config(path, &cfg) < 0)
     return 1;
   char file[1100], err[512];
-  sts_store_path(cfg, file, sizeof file);
+  store_path(cfg->state_dir, file, sizeof file);
   struct store *st;
   int rc = 1;
   if (store_open(file, &st, err, sizeof err) < 0) {

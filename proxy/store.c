@@ -155,6 +155,10 @@ static int open_db(struct store *s, const char *path) {
   return 0;
 }
 
+void store_path(const char *state_dir, char *out, size_t cap) {
+  snprintf(out, cap, "%s/policies.sqlite3", state_dir);
+}
+
 int store_open(const char *path, struct store **out, char *err, size_t errlen) {
   *out = NULL;
   if (errlen > 0)

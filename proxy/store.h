@@ -15,6 +15,9 @@
 
 struct store;
 
+/* The store file under a state directory: <state_dir>/policies.sqlite3. */
+void store_path(const char *state_dir, char *out, size_t cap);
+
 /* Opens (creating) path; the schema is created or checked. err gets the reason. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *s);

@@ -86,10 +86,6 @@ static int64_t now_s(void) {
   return (int64_t)time(NULL);
 }
 
-void sts_store_path(const struct config *cfg, char *out, size_t cap) {
-  snprintf(out, cap, "%s/policies.sqlite3", cfg->state_dir);
-}
-
 /* ---- cache ---------------------------------------------------------------------- */
 
 static bool cached_valid(const struct sts_entry *e) {
@@ -541,7 +537,7 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
   s->redis = redis;
   snprintf(s->owner, sizeof s->owner, "%s/%ld", cfg->hostname, (long)getpid());
   char path[1100];
-  sts_store_path(cfg, path, sizeof path);
+  store_path(cfg->state_dir, path, sizeof path);
   struct tls_trust trust = config_trust(cfg, CONFIG_TRUST_MTA_STS);
   int rc = SP_E_IO;
   if (make_dir(cfg->state_dir) < 0) {

@@ -31,7 +31,6 @@
 #include "log.h"
 #include "obj.h"
 #include "policy/tlsrpt.h"
-#include "sts.h"
 #include "tlsrpt_internal.h"
 
 #define TLSRPT_MEM_MAX 4096      /* distinct counters kept in memory */
@@ -318,7 +317,7 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
   t->loop = loop;
   t->cfg = rt->cfg;
   int rc = SP_E_IO;
-  sts_store_path(t->cfg, path, sizeof path);
+  store_path(t->cfg->state_dir, path, sizeof path);
   if (make_dir(t->cfg->state_dir) < 0) {
     snprintf(err, errlen, "tlsrpt: state_dir %s: %s", t->cfg->state_dir,
              strerror(errno));
