@@ -52,7 +52,7 @@ struct cmd_list {
 struct redis {
   uint32_t magic;
   uv_loop_t *loop;
-  const struct config_redis *cfg;
+  const struct redis_settings *cfg;
   enum redis_state state;
   SSL_CTX *ctx;         /* owned; NULL for redis: */
   struct conn conn;     /* owned; open while conn_open */
@@ -492,7 +492,7 @@ fail:
   return NULL;
 }
 
-int redis_new(uv_loop_t *loop, const struct config_redis *cfg,
+int redis_new(uv_loop_t *loop, const struct redis_settings *cfg,
               const struct tls_trust *trust, struct redis **out, char *err,
               size_t errlen) {
   struct redis *r = calloc(1, sizeof *r);
