@@ -442,6 +442,7 @@ static enum sts_txt_state txt_state(int status, const struct dns_answer *ans,
 
 static void on_txt(void *arg, int status, const struct dns_answer *ans) {
   struct sts_query *q = arg;
+  CHECK_OBJ_NOTNULL(q, STS_MAGIC);
   struct sts *s = q->s;
   q->dq = NULL;
   char id[STS_ID_MAX + 1] = "";

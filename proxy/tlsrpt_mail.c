@@ -169,7 +169,9 @@ static void mail_set_state(struct tlsrpt__mail *m, enum mail_state st) {
   m->state = st;
 }
 
+/* For both close callbacks, whose argument comes back untyped. */
 static void on_mail_closed_handle(struct tlsrpt__mail *m) {
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (--m->pending_closes > 0)
     return;
   m->magic = 0;
@@ -292,6 +294,7 @@ static void on_mail_data(struct conn *c, const char *data, size_t len) {
 
 static void on_mail_error(struct conn *c, int err) {
   struct tlsrpt__mail *m = c->owner;
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (m->state == MAIL_QUIT)
     mail_close(m, false);
   else
@@ -302,6 +305,7 @@ static void on_mail_error(struct conn *c, int err) {
 
 static void on_mail_connect(struct conn *c, int status) {
   struct tlsrpt__mail *m = c->owner;
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (status < 0) {
     mail_fail(m, "cannot connect to %s: %s", m->relay, conn_error(c));
     return;
