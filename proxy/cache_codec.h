@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/store.h"
+#include "proxy/store_rows.h"
 
 #define CACHE_CODEC_FIELD_MAX 65536 /* longest string in an encoded row */
 

@@ -3,6 +3,7 @@
  * counter load (SMEMBERS, then one HGETALL per period). */
 #include "cache_redis.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +12,16 @@
 #include "cache_codec.h"
 #include "error.h"
 #include "log.h"
+#include "obj.h"
 
-#define OP_MAGIC 0x63616f70u /* "caop" */
+#define OP_MAGIC 0x63616f70u   /* "caop" */
+#define SLOT_MAGIC 0x63616f73u /* "caos" */
 #define KEY_MAX 512
 
 enum op_kind { OP_POLICY, OP_DONE, OP_LOAD };
 
 struct slot {
+  uint32_t magic;
   struct slot *next;
   struct cache_op *op;
   struct redis_cmd *cmd; /* NULL once answered */
@@ -82,6 +86,7 @@ static void op_free(struct cache_op *op) {
     op->slots = s->next;
     if (s->cmd)
       redis_cancel(s->cmd);
+    s->magic = 0;
     free(s);
   }
   store_tlsrpt_rows_free(op->rows, op->nrows);
@@ -90,7 +95,7 @@ static void op_free(struct cache_op *op) {
 }
 
 void cache_op_cancel(struct cache_op *op) {
-  if (!op || op->magic != OP_MAGIC)
+  if (!OBJ_VALID(op, OP_MAGIC))
     return;
   op_free(op);
 }
@@ -101,6 +106,7 @@ static struct slot *op_send(struct cache_op *op, redis_cb on_reply, int argc,
   struct slot *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
+  s->magic = SLOT_MAGIC;
   s->op = op;
   s->cmd = redis_command(op->r, on_reply, s, argc, argv, argvlen);
   if (!s->cmd) {
@@ -115,8 +121,11 @@ static struct slot *op_send(struct cache_op *op, redis_cb on_reply, int argc,
 
 static struct cache_op *slot_answered(void *arg) {
   struct slot *s = arg;
-  if (!s || !s->op || s->op->magic != OP_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(s, SLOT_MAGIC);
+  CHECK_OBJ_NOTNULL(s->op, OP_MAGIC);
+  /* redis.c runs each command's callback once: an answered slot is never answered
+   * again, so the op still counts it. */
+  assert(s->cmd != NULL && s->op->pending > 0);
   s->cmd = NULL;
   s->op->pending--;
   return s->op;

@@ -603,7 +603,7 @@ static void check_cached_policy(struct check *ck) {
   if (!cfg->sts_enabled)
     return;
   char path[1100], err[256];
-  sts_store_path(cfg, path, sizeof path);
+  store_path(cfg->state_dir, path, sizeof path);
   struct store *st;
   if (store_open(path, &st, err, sizeof err) < 0)
     return;
@@ -707,9 +707,7 @@ int check_main(const char *config_path, const char *domain, bool json) {
     return CHECK_EXIT_ERROR;
   }
   /* Only warnings on stderr, unless the configuration asks for the whole dialogue. */
-  log_configure(cfg->log_format,
-                cfg->log_level == CONFIG_LOG_DEBUG ? CONFIG_LOG_DEBUG
-                                                   : CONFIG_LOG_WARNING,
+  log_configure(cfg->log_format, cfg->log_level == LOG_DEBUG ? LOG_DEBUG : LOG_WARNING,
                 cfg->hostname);
   signal(SIGPIPE, SIG_IGN);
   ck->json = json;

@@ -94,12 +94,12 @@ static const struct enum_name bare_names[] = {
 static const struct enum_name tls_names[] = {
   {"TLSv1.2", TLS1_2_VERSION}, {"TLSv1.3", TLS1_3_VERSION}, {NULL, 0}};
 static const struct enum_name output_names[] = {
-  {"stderr", CONFIG_LOG_STDERR}, {"syslog", CONFIG_LOG_SYSLOG}, {NULL, 0}};
+  {"stderr", LOG_OUTPUT_STDERR}, {"syslog", LOG_OUTPUT_SYSLOG}, {NULL, 0}};
 static const struct enum_name format_names[] = {
-  {"postfix", CONFIG_LOG_POSTFIX}, {"json", CONFIG_LOG_JSON}, {NULL, 0}};
+  {"postfix", LOG_FORMAT_POSTFIX}, {"json", LOG_FORMAT_JSON}, {NULL, 0}};
 static const struct enum_name level_names[] = {
-  {"error", CONFIG_LOG_ERROR}, {"warning", CONFIG_LOG_WARNING},
-  {"info", CONFIG_LOG_INFO}, {"debug", CONFIG_LOG_DEBUG}, {NULL, 0}};
+  {"error", LOG_ERROR}, {"warning", LOG_WARNING},
+  {"info", LOG_INFO}, {"debug", LOG_DEBUG}, {NULL, 0}};
 static const struct enum_name trust_names[] = {
   {"auto", CONFIG_TRUST_AD_AUTO}, {"yes", CONFIG_TRUST_AD_YES},
   {"no", CONFIG_TRUST_AD_NO}, {NULL, 0}};
@@ -670,8 +670,8 @@ static void set_defaults(struct config *cfg) {
   snprintf(
       cfg->tls.ciphersuites, sizeof cfg->tls.ciphersuites, "%s",
       "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256");
-  cfg->log_format = CONFIG_LOG_POSTFIX;
-  cfg->log_level = CONFIG_LOG_INFO;
+  cfg->log_format = LOG_FORMAT_POSTFIX;
+  cfg->log_level = LOG_INFO;
   cfg->dns_trust_ad = CONFIG_TRUST_AD_AUTO;
   cfg->default_level = TLS_LEVEL_MAY;
   table_init(&cfg->policy_table);

@@ -15,16 +15,10 @@
 #include <sys/socket.h>
 
 #include "certs/trust.h"
+#include "log_types.h"
 #include "policy/table.h"
+#include "redis_settings.h"
 
-enum config_log_format { CONFIG_LOG_POSTFIX, CONFIG_LOG_JSON };
-enum config_log_output { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
-enum config_log_level {
-  CONFIG_LOG_ERROR,
-  CONFIG_LOG_WARNING,
-  CONFIG_LOG_INFO,
-  CONFIG_LOG_DEBUG
-};
 enum config_bare_newline { CONFIG_BARE_REFUSE, CONFIG_BARE_NORMALIZE };
 /* dns.trust_ad: whether the AD bit of answers counts as DNSSEC validation. auto:
  * only when every resolver is on loopback (a validating resolver on the same host;
@@ -34,20 +28,6 @@ enum config_trust_ad { CONFIG_TRUST_AD_AUTO, CONFIG_TRUST_AD_YES, CONFIG_TRUST_A
  * state_dir file only; redis: a Redis server shared by a fleet of proxies (the sqlite
  * file stays as this host's own copy of the policies). */
 enum config_cache_backend { CONFIG_CACHE_SQLITE, CONFIG_CACHE_REDIS };
-
-/* cache.redis.*: url "redis://[[user]:password@]host[:port][/db]" or "rediss://..."
- * (TLS), split into its parts; password (key) overrides the url's. */
-struct config_redis {
-  char host[256];       /* a name or an IP literal (without brackets) */
-  uint16_t port;        /* default 6379 */
-  bool tls;             /* rediss: */
-  char username[128];   /* "" = AUTH with the password only */
-  char password[256];   /* "" = no AUTH */
-  unsigned db;          /* SELECT db when > 0 */
-  char key_prefix[128]; /* default "starttls-proxy:" */
-  char ca_file[1024];   /* trust anchors for rediss:; "" = the system's */
-  uint64_t timeout_ms;  /* connect and reply timeout, default 2 s */
-};
 
 /* What a listening socket speaks: SMTP (RFC 5321) or LMTP (RFC 2033). */
 enum config_protocol { CONFIG_PROTO_SMTP, CONFIG_PROTO_LMTP };
@@ -145,9 +125,9 @@ struct config {
   struct table policy_table;
   char policy_table_file[1024]; /* "" = none */
 
-  enum config_log_format log_format; /* default postfix */
-  enum config_log_level log_level;   /* default info */
-  enum config_log_output log_output; /* log.output: stderr (default) or syslog */
+  enum log_format log_format; /* default postfix */
+  enum log_level log_level;   /* default info */
+  enum log_output log_output; /* log.output: stderr (default) or syslog */
 
   /* state_dir: where persistent state lives (policies.sqlite3); default
    * /var/lib/starttls-proxy; created at start-up when missing. */
@@ -196,7 +176,7 @@ struct config {
   unsigned tlsrpt_dkim_bits; /* the key's size, for the log */
 
   enum config_cache_backend cache_backend; /* cache.backend, default sqlite */
-  struct config_redis redis;               /* cache.redis (backend redis) */
+  struct redis_settings redis;             /* cache.redis (backend redis) */
 
   /* metrics.listen: loopback HTTP listener for /metrics and /healthz; unset = off. */
   struct config_addr metrics_listen;

@@ -79,9 +79,9 @@ static bool host_ok(const char *h, bool bracketed) {
   return config__check_dns_name(h, buf, sizeof buf) == NULL;
 }
 
-const char *config_redis_url_parse(const char *s, struct config_redis *r, char *buf,
+const char *config_redis_url_parse(const char *s, struct redis_settings *r, char *buf,
                                    size_t cap) {
-  struct config_redis v = *r;
+  struct redis_settings v = *r;
   const char *p;
   if (!strncmp(s, "redis://", 8)) {
     v.tls = false;

@@ -23,7 +23,7 @@ extern const char *const config__cache_keys[];
 /* Parses "redis://[[user]:password@]host[:port][/db]" or rediss:// into r (host,
  * port, tls, username, password, db; other fields untouched). Percent-escapes are
  * decoded in the user and password. Returns NULL or the reason (static or buf). */
-const char *config_redis_url_parse(const char *s, struct config_redis *r, char *buf,
+const char *config_redis_url_parse(const char *s, struct redis_settings *r, char *buf,
                                    size_t cap);
 
 #endif

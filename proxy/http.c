@@ -26,6 +26,7 @@
 
 #include "certs/trust.h"
 #include "error.h"
+#include "obj.h"
 #include "policy/netaddr.h"
 
 #define HTTP_MAGIC 0x68747470u  /* "http" */
@@ -131,8 +132,7 @@ static void maybe_free(struct http *h) {
 
 static void on_sock_closed(uv_handle_t *handle) {
   struct http_sock *s = handle->data;
-  if (!s || s->magic != SOCK_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(s, SOCK_MAGIC);
   struct http *h = s->h;
   s->magic = 0;
   free(s);
@@ -160,8 +160,7 @@ static void process_done(struct http *h);
 
 static void on_poll(uv_poll_t *handle, int status, int events) {
   struct http_sock *s = handle->data;
-  if (!s || s->magic != SOCK_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(s, SOCK_MAGIC);
   struct http *h = s->h;
   int flags = 0, running = 0;
   if (status < 0)
@@ -176,8 +175,7 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
 
 static void on_timer(uv_timer_t *handle) {
   struct http *h = handle->data;
-  if (!h || h->magic != HTTP_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(h, HTTP_MAGIC);
   int running = 0;
   curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   process_done(h);
@@ -207,7 +205,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
   struct http *h = userp;
   struct http_sock *s = socketp;
   (void)easy;
-  if (!h || h->magic != HTTP_MAGIC || (s && s->magic != SOCK_MAGIC))
+  if (!OBJ_VALID(h, HTTP_MAGIC) || (s && !OBJ_VALID(s, SOCK_MAGIC)))
     return -1;
   if (what == CURL_POLL_REMOVE) {
     if (s) /* curl forgets its socketp after REMOVE */
@@ -237,7 +235,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
   struct http *h = userp;
   (void)multi;
-  if (!h || h->magic != HTTP_MAGIC)
+  if (!OBJ_VALID(h, HTTP_MAGIC))
     return -1;
   if (h->closing)
     return 0;
@@ -299,7 +297,7 @@ static int check_response(struct http_fetch *f) {
 static size_t on_curl_write(char *data, size_t size, size_t n, void *userp) {
   struct http_fetch *f = userp;
   size_t add = size * n;
-  if (!f || f->magic != FETCH_MAGIC)
+  if (!OBJ_VALID(f, FETCH_MAGIC))
     return 0;
   if (!f->checked) { /* refuse a 404 or a redirect before storing its body */
     f->checked = true;
@@ -420,7 +418,8 @@ static void process_done(struct http *h) {
     CURLcode rc = m->data.result; /* m dies with curl_multi_remove_handle */
     struct http_fetch *f = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
-    if (!f || f->magic != FETCH_MAGIC || f->easy != easy)
+    CHECK_OBJ_NOTNULL(f, FETCH_MAGIC);
+    if (f->easy != easy)
       abort();
     fetch_classify(f, rc);
     curl_multi_remove_handle(h->multi, easy);
@@ -456,7 +455,7 @@ static bool sockaddr_bytes(const struct curl_sockaddr *sa, const uint8_t **bytes
 static curl_socket_t on_curl_opensocket(void *clientp, curlsocktype purpose,
                                         struct curl_sockaddr *sa) {
   struct http_fetch *f = clientp;
-  if (!f || f->magic != FETCH_MAGIC || purpose != CURLSOCKTYPE_IPCXN)
+  if (!OBJ_VALID(f, FETCH_MAGIC) || purpose != CURLSOCKTYPE_IPCXN)
     return CURL_SOCKET_BAD;
   const uint8_t *bytes = NULL;
   size_t len = 0;
@@ -585,7 +584,7 @@ int http_new(uv_loop_t *loop, const struct tls_trust *trust, struct http **out) 
 static struct http_fetch *fetch_start(struct http *h, const struct http_request *req,
                                       const void *body, size_t len,
                                       const char *content_type, http_cb cb, void *arg) {
-  if (!h || h->magic != HTTP_MAGIC || h->closing || !req || !req->url || !cb)
+  if (!OBJ_VALID(h, HTTP_MAGIC) || h->closing || !req || !req->url || !cb)
     return NULL;
   struct http_fetch *f = calloc(1, sizeof(*f));
   if (!f)
@@ -627,7 +626,7 @@ struct http_fetch *http_post(struct http *h, const struct http_request *req,
 }
 
 void http_cancel(struct http_fetch *f) {
-  if (!f || f->magic != FETCH_MAGIC || f->delivering)
+  if (!OBJ_VALID(f, FETCH_MAGIC) || f->delivering)
     return;
   struct http *h = f->h;
   list_remove(f->easy ? &h->running : &h->done, f);
@@ -636,14 +635,13 @@ void http_cancel(struct http_fetch *f) {
 
 static void on_timer_closed(uv_handle_t *handle) {
   struct http *h = handle->data;
-  if (!h || h->magic != HTTP_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(h, HTTP_MAGIC);
   h->pending_closes--;
   maybe_free(h);
 }
 
 void http_close(struct http *h, void (*on_closed)(void *arg), void *arg) {
-  if (!h || h->magic != HTTP_MAGIC || h->closing)
+  if (!OBJ_VALID(h, HTTP_MAGIC) || h->closing)
     return;
   h->closing = true;
   h->on_closed = on_closed;

@@ -11,22 +11,21 @@
 
 /* Set by the main thread (start, SIGHUP), read by every worker's: atomics, and the
  * host name under its lock. */
-static _Atomic(enum config_log_format) log_format = CONFIG_LOG_POSTFIX;
+static _Atomic(enum log_format) log_format = LOG_FORMAT_POSTFIX;
 static _Atomic(enum log_level) log_level = LOG_INFO;
 static pthread_mutex_t hostname_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_hostname[256] = "localhost";
-static _Atomic(enum config_log_output) log_output = CONFIG_LOG_STDERR;
+static _Atomic(enum log_output) log_output = LOG_OUTPUT_STDERR;
 
-void log_set_output(enum config_log_output output) {
-  if (output == CONFIG_LOG_SYSLOG && log_output != CONFIG_LOG_SYSLOG)
+void log_set_output(enum log_output output) {
+  if (output == LOG_OUTPUT_SYSLOG && log_output != LOG_OUTPUT_SYSLOG)
     log__syslog_open();
   log_output = output;
 }
 
-void log_configure(enum config_log_format format, enum config_log_level level,
-                   const char *hostname) {
+void log_configure(enum log_format format, enum log_level level, const char *hostname) {
   log_format = format;
-  log_level = (enum log_level)level;
+  log_level = level;
   pthread_mutex_lock(&hostname_lock);
   snprintf(log_hostname, sizeof log_hostname, "%s", hostname);
   pthread_mutex_unlock(&hostname_lock);
@@ -70,7 +69,7 @@ static void log_emit(char *line, size_t len, size_t cap, size_t skip, enum log_l
                      enum log_prog prog) {
   if (len >= cap - 1)
     len = cap - 2;
-  if (log_output == CONFIG_LOG_SYSLOG) {
+  if (log_output == LOG_OUTPUT_SYSLOG) {
     line[len] = '\0';
     log__syslog((int)lv, prog_names[prog], line + (skip < len ? skip : len));
     return;
@@ -113,7 +112,7 @@ static void log_vas(enum log_prog prog, enum log_level level, const char *id,
 
   char line[4096];
   size_t n, skip = 0;
-  if (log_format == CONFIG_LOG_JSON) {
+  if (log_format == LOG_FORMAT_JSON) {
     n = json_prefix(line, sizeof line, level);
     if (id) {
       n += (size_t)snprintf(line + n, sizeof line - n, ",\"id\":\"");
@@ -170,7 +169,7 @@ void log_delivery(const struct log_delivery *d) {
     return;
   char line[4096];
   size_t n, skip = 0;
-  if (log_format == CONFIG_LOG_JSON) {
+  if (log_format == LOG_FORMAT_JSON) {
     n = json_prefix(line, sizeof line, LOG_INFO);
     n = json_field(line, sizeof line, n, "event", "delivery");
     n = json_field(line, sizeof line, n, "id", d->id);

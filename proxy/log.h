@@ -8,18 +8,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
-
-enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+#include "log_types.h"
 
 /* Sets format, level and the host name used in Postfix-style line prefixes. */
-void log_configure(enum config_log_format format, enum config_log_level level,
-                   const char *hostname);
+void log_configure(enum log_format format, enum log_level level, const char *hostname);
 bool log_enabled(enum log_level level);
 /* stderr (default), or syslog(3) with facility mail: each line then goes without our
  * date/host/program prefix, which syslog adds itself, tagged with the line's program
  * (enum log_prog). */
-void log_set_output(enum config_log_output output);
+void log_set_output(enum log_output output);
 
 /* The Postfix program a line is logged as ("starttls-proxy/smtpd[pid]"): pflogsumm
  * and its kin read a line by its program, so each goes under the one whose lines it

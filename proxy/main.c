@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "observe.h"
 #include "pool.h"
 #include "privileges.h"
 #include "runtime.h"
@@ -91,7 +92,7 @@ static int policy_command(const char *path, const char *verb, const char *domain
   if (load_config(path, &cfg) < 0)
     return 1;
   char file[1100], err[512];
-  sts_store_path(cfg, file, sizeof file);
+  store_path(cfg->state_dir, file, sizeof file);
   struct store *st;
   int rc = 1;
   if (store_open(file, &st, err, sizeof err) < 0) {
@@ -230,6 +231,7 @@ static int run(const char *path) {
     return 1;
   }
   config_unref(cfg);
+  observe_set_tls_sink(tlsrpt_record); /* before any worker thread starts */
   /* Signals first: a supervisor may signal as soon as the port accepts. */
   uv_signal_init(d.loop, &d.sig_term);
   uv_signal_init(d.loop, &d.sig_int);

@@ -1,13 +1,23 @@
 #include "observe.h"
 
 #include "metrics.h"
-#include "tlsrpt.h"
 
+/* Set before any worker thread starts and never after: read without a lock. */
+static observe_tls_sink *tls_sink;
 /* NULL on the main loop's thread: TLS reporting lives there. */
-static _Thread_local void (*tls_forward)(const struct observe_tls *t);
+static _Thread_local observe_tls_sink *tls_forward;
 
-void observe_set_tls_forward(void (*fn)(const struct observe_tls *t)) {
+void observe_set_tls_sink(observe_tls_sink *fn) {
+  tls_sink = fn;
+}
+
+void observe_set_tls_forward(observe_tls_sink *fn) {
   tls_forward = fn;
+}
+
+void observe_tls_forwarded(const struct observe_tls *t) {
+  if (tls_sink)
+    tls_sink(t);
 }
 
 void observe_tls_result(const struct observe_tls *t) {
@@ -15,7 +25,7 @@ void observe_tls_result(const struct observe_tls *t) {
   if (tls_forward)
     tls_forward(t);
   else
-    tlsrpt_record(t);
+    observe_tls_forwarded(t);
 }
 
 void observe_delivery(const char *status, const char *verdict, const char *policy,
@@ -43,4 +53,10 @@ void observe_sts_fetch(bool ok) {
 }
 void observe_session(bool opened) {
   metrics_session(opened);
+}
+void observe_cache_clients(int dclients, int dup) {
+  metrics_cache_clients(dclients, dup);
+}
+void observe_cache_error(void) {
+  metrics_cache_error();
 }

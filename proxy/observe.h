@@ -1,6 +1,6 @@
 /* What the proxy saw, fanned out to whoever counts it: metrics (metrics.c) and TLS
- * reporting (tlsrpt.c). The relay code calls these at fixed points and knows nothing
- * of the consumers; each call is cheap and never blocks, and may come from any
+ * reporting (tlsrpt.c, registered as the TLS sink). The relay code calls these at fixed
+ * points and knows nothing of the consumers; each call is cheap and never blocks, and may come from any
  * worker's thread (metrics.c locks its counters; TLS results are forwarded). */
 #ifndef SP_OBSERVE_H
 #define SP_OBSERVE_H
@@ -47,10 +47,22 @@ struct observe_tls {
   const char *sts_detail;               /* its reason ("HTTP 404"), or NULL */
 };
 
+/* Counts t in the metrics, then hands it to this thread's forwarder if one is set,
+ * else to the TLS sink. t and what it points to are only borrowed for the call. */
 void observe_tls_result(const struct observe_tls *t);
+
+/* Where TLS results are consumed (TLS reporting: tlsrpt_record). Set once at start-up
+ * by the daemon, before any worker thread starts; the sink runs on the main loop's
+ * thread only. None set (the default, and in `check`): results are only counted. The
+ * layers below never name the consumer. */
+typedef void observe_tls_sink(const struct observe_tls *t);
+void observe_set_tls_sink(observe_tls_sink *fn);
 /* For worker threads (workers.c): TLS results go to fn, which must hand a copy to the
- * main loop, where TLS reporting runs, instead of to tlsrpt_record(). Per thread. */
-void observe_set_tls_forward(void (*fn)(const struct observe_tls *t));
+ * main loop, instead of to the sink. Per thread. */
+void observe_set_tls_forward(observe_tls_sink *fn);
+/* The main loop's side of forwarding: t (already counted in its worker) goes to the
+ * sink alone. Main loop's thread only. */
+void observe_tls_forwarded(const struct observe_tls *t);
 
 /* A final outcome for one recipient ("sent", "deferred", "bounced"). */
 void observe_delivery(const char *status, const char *verdict, const char *policy,
@@ -69,5 +81,10 @@ void observe_dns_cache_hit(bool inflight);
 void observe_sts_fetch(bool ok);
 /* Inbound sessions opened / closed, transactions by outcome. */
 void observe_session(bool opened);
+/* The shared cache's client (redis.c): dclients +1/-1 as a client is made or closed,
+ * dup +1/-1 as its connection comes up or goes down. */
+void observe_cache_clients(int dclients, int dup);
+/* A shared cache operation failed (no reply, an error reply, Redis down). */
+void observe_cache_error(void);
 
 #endif

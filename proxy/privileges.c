@@ -13,7 +13,7 @@
 
 #include "error.h"
 #include "log.h"
-#include "sts.h"
+#include "store.h"
 
 /* The MTA-STS store is opened by root before the drop (runtime_new), so the state
  * directory and the sqlite files sqlite made there are root's; after the drop the
@@ -47,7 +47,7 @@ static int chown_state(const struct config *cfg, uid_t uid, gid_t gid, char *err
     goto out;
   }
   char path[1100];
-  sts_store_path(cfg, path, sizeof path);
+  store_path(cfg->state_dir, path, sizeof path);
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   for (size_t i = 0; i < sizeof state_suffixes / sizeof state_suffixes[0]; i++) {

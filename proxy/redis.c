@@ -14,7 +14,8 @@
 #include "conn.h"
 #include "error.h"
 #include "log.h"
-#include "metrics.h"
+#include "obj.h"
+#include "observe.h"
 #include "tls.h"
 
 #define REDIS_MAGIC 0x52454449u              /* "REDI" */
@@ -51,7 +52,7 @@ struct cmd_list {
 struct redis {
   uint32_t magic;
   uv_loop_t *loop;
-  const struct config_redis *cfg;
+  const struct redis_settings *cfg;
   enum redis_state state;
   SSL_CTX *ctx;         /* owned; NULL for redis: */
   struct conn conn;     /* owned; open while conn_open */
@@ -73,13 +74,12 @@ struct redis {
 /* The client behind a callback's handle or conn: a wrong type is a bug, caught here. */
 static struct redis *redis_of(void *p) {
   struct redis *r = p;
-  if (!r || r->magic != REDIS_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(r, REDIS_MAGIC);
   return r;
 }
 
 void redis_count_error(void) {
-  metrics_cache_error();
+  observe_cache_error();
 }
 
 static void list_push(struct cmd_list *l, struct redis_cmd *c) {
@@ -115,9 +115,9 @@ static void redis_set_state(struct redis *r, enum redis_state st) {
   log_msg(LOG_DEBUG, NULL, "cache: redis %s:%u: %s -> %s", r->cfg->host, r->cfg->port,
           state_names[r->state], state_names[st]);
   if (r->state == REDIS_UP)
-    metrics_cache_clients(0, -1);
+    observe_cache_clients(0, -1);
   if (st == REDIS_UP)
-    metrics_cache_clients(0, 1);
+    observe_cache_clients(0, 1);
   r->state = st;
 }
 
@@ -133,7 +133,7 @@ static void fail_all(struct redis *r, struct cmd_list *l, const char *why) {
   struct redis_cmd *c;
   while ((c = list_pop(&todo))) {
     if (c->cb && r->state != REDIS_CLOSED) {
-      metrics_cache_error();
+      observe_cache_error();
       c->cb(c->arg, NULL, why);
     }
     cmd_free(c);
@@ -492,7 +492,7 @@ fail:
   return NULL;
 }
 
-int redis_new(uv_loop_t *loop, const struct config_redis *cfg,
+int redis_new(uv_loop_t *loop, const struct redis_settings *cfg,
               const struct tls_trust *trust, struct redis **out, char *err,
               size_t errlen) {
   struct redis *r = calloc(1, sizeof *r);
@@ -510,7 +510,7 @@ int redis_new(uv_loop_t *loop, const struct config_redis *cfg,
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
   r->magic = REDIS_MAGIC;
-  metrics_cache_clients(1, 0);
+  observe_cache_clients(1, 0);
   redis_connect_next(r);
   *out = r;
   return 0;
@@ -541,10 +541,10 @@ static void drop_all(struct cmd_list *l) {
 }
 
 void redis_close(struct redis *r, void (*on_closed)(void *arg), void *arg) {
-  if (!r || r->magic != REDIS_MAGIC || r->state == REDIS_CLOSED)
+  if (!OBJ_VALID(r, REDIS_MAGIC) || r->state == REDIS_CLOSED)
     return;
   redis_set_state(r, REDIS_CLOSED);
-  metrics_cache_clients(-1, 0);
+  observe_cache_clients(-1, 0);
   r->on_closed = on_closed;
   r->on_closed_arg = arg;
   drop_all(&r->inflight);
@@ -576,14 +576,14 @@ bool redis_usable(const struct redis *r) {
 struct redis_cmd *redis_command(struct redis *r, redis_cb cb, void *arg, int argc,
                                 const char **argv, const size_t *argvlen) {
   if (!redis_usable(r)) {
-    metrics_cache_error();
+    observe_cache_error();
     return NULL;
   }
   struct redis_cmd *c = calloc(1, sizeof *c);
   int n = c ? redisFormatCommandArgv(&c->bytes, argc, argv, argvlen) : -1;
   if (n < 0) {
     free(c);
-    metrics_cache_error();
+    observe_cache_error();
     return NULL;
   }
   c->len = (size_t)n;

@@ -22,7 +22,7 @@
 #include <uv.h>
 
 #include "certs/trust.h"
-#include "config.h"
+#include "redis_settings.h"
 
 struct redis;
 struct redis_cmd;
@@ -31,9 +31,10 @@ struct redis_cmd;
  * or NULL when the command failed without one (why says how). */
 typedef void (*redis_cb)(void *arg, const redisReply *reply, const char *why);
 
-/* Starts connecting at once. cfg must outlive the client. trust: the anchors for
+/* Starts connecting at once. cfg (the configuration's cache.redis) must outlive the
+ * client. trust: the anchors for
  * rediss: (see certs/trust.h), used during the call only; NULL = the defaults. */
-int redis_new(uv_loop_t *loop, const struct config_redis *cfg,
+int redis_new(uv_loop_t *loop, const struct redis_settings *cfg,
               const struct tls_trust *trust, struct redis **out, char *err,
               size_t errlen);
 void redis_close(struct redis *r, void (*on_closed)(void *arg), void *arg);
@@ -54,7 +55,7 @@ void redis_cancel(struct redis_cmd *c);
 /* "<key_prefix><suffix>" into out; false when it does not fit. */
 bool redis_key(const struct redis *r, char *out, size_t cap, const char *suffix);
 
-/* Counts one failed cache operation (metrics) without a command. */
+/* Counts one failed cache operation (observe_cache_error) without a command. */
 void redis_count_error(void);
 
 #endif

@@ -1,5 +1,6 @@
 #include "runtime.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,45 +48,45 @@ int runtime_new(uv_loop_t *loop, struct config *cfg, struct runtime **out, char 
 
 static int runtime_build(uv_loop_t *loop, struct config *cfg, struct runtime **out,
                          char *err, size_t errlen) {
+  struct tls_trust redis_trust = config_trust(cfg, CONFIG_TRUST_REDIS);
   struct runtime *rt = calloc(1, sizeof *rt);
   if (!rt)
     return SP_E_NOMEM;
   rt->loop = loop;
   rt->refs = 1;
+  int rc = SP_E_CONFIG;
   rt->client_ctx = runtime_client_ctx(cfg, err, errlen);
-  if (!rt->client_ctx) {
-    free(rt);
-    return SP_E_CONFIG;
-  }
-  int rc = dns_new(loop, cfg, &rt->dns);
-  if (rc < 0) {
+  if (!rt->client_ctx)
+    goto fail_ctx;
+  if ((rc = dns_new(loop, cfg, &rt->dns)) < 0) {
     snprintf(err, errlen, "DNS resolver: %s", sp_strerror(rc));
-    SSL_CTX_free(rt->client_ctx);
-    free(rt);
-    return rc;
+    goto fail_dns;
   }
-  struct tls_trust redis_trust = config_trust(cfg, CONFIG_TRUST_REDIS);
   if (cfg->cache_backend == CONFIG_CACHE_REDIS &&
-      (rc = redis_new(loop, &cfg->redis, &redis_trust, &rt->redis, err, errlen)) < 0) {
-    dns_close(rt->dns, NULL, NULL);
-    SSL_CTX_free(rt->client_ctx);
-    free(rt);
-    return rc;
-  }
+      (rc = redis_new(loop, &cfg->redis, &redis_trust, &rt->redis, err, errlen)) < 0)
+    goto fail_redis;
   if (cfg->sts_enabled &&
-      (rc = sts_new(loop, cfg, rt->dns, rt->redis, &rt->sts, err, errlen)) < 0) {
-    redis_close(rt->redis, NULL, NULL);
-    dns_close(rt->dns, NULL, NULL);
-    SSL_CTX_free(rt->client_ctx);
-    free(rt);
-    return rc;
-  }
+      (rc = sts_new(loop, cfg, rt->dns, rt->redis, &rt->sts, err, errlen)) < 0)
+    goto fail_sts;
   rt->cfg = config_ref(cfg);
   *out = rt;
   return 0;
+
+  /* Each label undoes what succeeded before the step it is named after, in reverse.
+   * Nothing waits for the closes: no callback of theirs refers to rt. */
+fail_sts:
+  redis_close(rt->redis, NULL, NULL); /* NULL without a shared cache: a no-op */
+fail_redis:
+  dns_close(rt->dns, NULL, NULL);
+fail_dns:
+  SSL_CTX_free(rt->client_ctx);
+fail_ctx:
+  free(rt);
+  return rc;
 }
 
 struct runtime *runtime_ref(struct runtime *rt) {
+  assert(rt->refs > 0); /* a runtime being closed is not handed out again */
   rt->refs++;
   return rt;
 }
@@ -113,7 +114,10 @@ static void on_sts_closed(void *arg) {
 
 /* The policy cache goes first: its lookups use the resolver. */
 void runtime_unref(struct runtime *rt) {
-  if (!rt || --rt->refs > 0)
+  if (!rt)
+    return;
+  assert(rt->refs > 0);
+  if (--rt->refs > 0)
     return;
   if (rt->sts)
     sts_close(rt->sts, on_sts_closed, rt);

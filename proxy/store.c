@@ -155,6 +155,10 @@ static int open_db(struct store *s, const char *path) {
   return 0;
 }
 
+void store_path(const char *state_dir, char *out, size_t cap) {
+  snprintf(out, cap, "%s/policies.sqlite3", state_dir);
+}
+
 int store_open(const char *path, struct store **out, char *err, size_t errlen) {
   *out = NULL;
   if (errlen > 0)
@@ -280,13 +284,6 @@ int store_delete_policy(struct store *s, const char *domain) {
   sqlite3_reset(s->del);
   sqlite3_clear_bindings(s->del);
   return ret;
-}
-
-void store_policy_free(struct store_policy *p) {
-  if (!p)
-    return;
-  free(p->text);
-  p->text = NULL;
 }
 
 /* ---- TLS-RPT counters ------------------------------------------------------------ */
@@ -417,12 +414,4 @@ int store_tlsrpt_load(struct store *s, int64_t end_before,
     *n = 0;
   }
   return ret;
-}
-
-void store_tlsrpt_rows_free(struct store_tlsrpt_row *rows, size_t n) {
-  for (size_t i = 0; rows && i < n; i++) {
-    free(rows[i].policy_strings);
-    free(rows[i].mx_hosts);
-  }
-  free(rows);
 }

@@ -8,19 +8,15 @@
 #ifndef SP_STORE_H
 #define SP_STORE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#include "policy/mtasts.h"
+#include "proxy/store_rows.h"
 
 struct store;
 
-struct store_policy {
-  char domain[256];
-  char id[STS_ID_MAX + 1];
-  char *text; /* the policy file as fetched (malloc'd; store_policy_free) */
-  int64_t fetched_at;
-  int64_t expires_at;
-};
+/* The store file under a state directory: <state_dir>/policies.sqlite3. */
+void store_path(const char *state_dir, char *out, size_t cap);
 
 /* Opens (creating) path; the schema is created or checked. err gets the reason. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
@@ -31,22 +27,6 @@ int store_get_policy(struct store *s, const char *domain, struct store_policy *o
 int store_put_policy(struct store *s, const struct store_policy *p);
 /* Returns 1 when a row was removed, 0 when there was none. */
 int store_delete_policy(struct store *s, const char *domain);
-void store_policy_free(struct store_policy *p);
-
-/* One TLS-RPT counter: sessions of one period, policy domain, policy and outcome. All
- * fields but count form the key. */
-struct store_tlsrpt_row {
-  int64_t period_start, period_end; /* unix seconds, [start, end) */
-  char domain[256];                 /* policy domain */
-  char policy_type[16];             /* "sts", "tlsa", "no-policy-found" */
-  char *policy_strings;             /* "\n"-joined (may be ""); see below */
-  char *mx_hosts;                   /* "\n"-joined (may be "") */
-  char result_type[32];             /* RFC 8460 result type; "" = successful sessions */
-  char mx[256];                     /* receiving MX host ("" for successes) */
-  char ip[64];                      /* receiving IP ("" when unknown) */
-  char reason[256];                 /* failure-reason-code ("" = none) */
-  int64_t count;
-};
 
 /* Adds each row's count to its counter (creating it), all in one transaction. The
  * strings are only read. Returns 0 or a negative error (nothing added). */
@@ -59,7 +39,6 @@ int store_tlsrpt_load(struct store *s, int64_t end_before,
  * the load stays. Counters at zero are deleted. */
 int store_tlsrpt_subtract(struct store *s, const struct store_tlsrpt_row *rows,
                           size_t n);
-void store_tlsrpt_rows_free(struct store_tlsrpt_row *rows, size_t n);
 /* Why the last call on s failed ("writing policy: database is locked"). */
 const char *store_errmsg(const struct store *s);
 

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "obj.h"
 #include "observe.h"
 #include "store.h"
 #include "sts_cache.h"
@@ -83,10 +84,6 @@ struct sts {
 
 static int64_t now_s(void) {
   return (int64_t)time(NULL);
-}
-
-void sts_store_path(const struct config *cfg, char *out, size_t cap) {
-  snprintf(out, cap, "%s/policies.sqlite3", cfg->state_dir);
 }
 
 /* ---- cache ---------------------------------------------------------------------- */
@@ -445,6 +442,7 @@ static enum sts_txt_state txt_state(int status, const struct dns_answer *ans,
 
 static void on_txt(void *arg, int status, const struct dns_answer *ans) {
   struct sts_query *q = arg;
+  CHECK_OBJ_NOTNULL(q, STS_MAGIC);
   struct sts *s = q->s;
   q->dq = NULL;
   char id[STS_ID_MAX + 1] = "";
@@ -507,8 +505,7 @@ static void unlink_from(struct sts_query **list, struct sts_query *q) {
 void sts_cancel(struct sts_query *q) {
   if (!q)
     return;
-  if (q->magic != STS_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(q, STS_MAGIC);
   if (q->dq) {
     dns_cancel(q->dq);
   } else if (q->waiting_on) {
@@ -541,29 +538,23 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
   s->redis = redis;
   snprintf(s->owner, sizeof s->owner, "%s/%ld", cfg->hostname, (long)getpid());
   char path[1100];
-  sts_store_path(cfg, path, sizeof path);
+  store_path(cfg->state_dir, path, sizeof path);
+  struct tls_trust trust = config_trust(cfg, CONFIG_TRUST_MTA_STS);
+  int rc = SP_E_IO;
   if (make_dir(cfg->state_dir) < 0) {
     snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(errno));
-    free(s);
-    return SP_E_IO;
+    goto fail_dir;
   }
-  if (store_open(path, &s->store, err, errlen) < 0) {
-    free(s);
-    return SP_E_IO;
-  }
+  if (store_open(path, &s->store, err, errlen) < 0)
+    goto fail_store;
+  rc = SP_E_NOMEM;
   if (sts__cache_new(cfg->sts_cache_entries, &s->cache) < 0) {
     snprintf(err, errlen, "cannot allocate the MTA-STS cache");
-    store_close(s->store);
-    free(s);
-    return SP_E_NOMEM;
+    goto fail_cache;
   }
-  struct tls_trust trust = config_trust(cfg, CONFIG_TRUST_MTA_STS);
   if (http_new(loop, &trust, &s->http) < 0) {
     snprintf(err, errlen, "cannot start the HTTPS client");
-    sts__cache_free(s->cache);
-    store_close(s->store);
-    free(s);
-    return SP_E_NOMEM;
+    goto fail_http;
   }
   uv_idle_init(loop, &s->idle);
   s->idle.data = s;
@@ -571,6 +562,16 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
   s->poll_timer.data = s;
   *out = s;
   return 0;
+
+  /* Each label undoes what succeeded before the step it is named after. */
+fail_http:
+  sts__cache_free(s->cache);
+fail_cache:
+  store_close(s->store);
+fail_store:
+fail_dir:
+  free(s);
+  return rc;
 }
 
 static void sts_maybe_free(struct sts *s) {

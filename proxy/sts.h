@@ -48,7 +48,4 @@ void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg);
 struct sts_query *sts_lookup(struct sts *s, const char *domain, sts_cb cb, void *arg);
 void sts_cancel(struct sts_query *q);
 
-/* The store's path for a config: <state_dir>/policies.sqlite3. */
-void sts_store_path(const struct config *cfg, char *out, size_t cap);
-
 #endif

@@ -8,11 +8,13 @@
  * With a shared cache (cache.backend redis) the counts go to Redis instead and one
  * proxy of the fleet reports each period (tlsrpt_shared.c).
  *
- * tlsrpt_record() has no context argument (observe.h calls it), so the reporter of
- * the running configuration is the module's one piece of global state: set in
- * tlsrpt_start, cleared in tlsrpt_close. Everything runs on the loop's thread. */
+ * tlsrpt_record() has no context argument (it is observe.h's TLS sink, registered by
+ * main), so the reporter of the running configuration is the module's one piece of
+ * global state: set in tlsrpt_start, cleared in tlsrpt_close. Everything runs on the
+ * loop's thread. */
 #include "tlsrpt.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <openssl/x509_vfy.h>
 #include <signal.h>
@@ -27,8 +29,8 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "obj.h"
 #include "policy/tlsrpt.h"
-#include "sts.h"
 #include "tlsrpt_internal.h"
 
 #define TLSRPT_MEM_MAX 4096      /* distinct counters kept in memory */
@@ -231,8 +233,7 @@ static int flush(struct tlsrpt *t) {
 
 static void on_flush_timer(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   flush(t);
 }
 
@@ -278,6 +279,7 @@ void tlsrpt_record(const struct observe_tls *o) {
 /* ---- life cycle ------------------------------------------------------------------ */
 
 void tlsrpt__maybe_free(struct tlsrpt *t) {
+  assert(t->closing && t->pending_closes > 0); /* one call per close begun */
   if (--t->pending_closes > 0)
     return;
   struct runtime *rt = t->rt;
@@ -288,10 +290,14 @@ void tlsrpt__maybe_free(struct tlsrpt *t) {
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-  tlsrpt__maybe_free(h->data);
+  struct tlsrpt *t = h->data;
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
+  tlsrpt__maybe_free(t);
 }
 static void on_http_closed(void *arg) {
-  tlsrpt__maybe_free(arg);
+  struct tlsrpt *t = arg;
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
+  tlsrpt__maybe_free(t);
 }
 
 static int make_dir(const char *path) {
@@ -301,7 +307,8 @@ static int make_dir(const char *path) {
 /* A reporter for rt: its own store handle and HTTPS client, timers stopped. */
 static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
                       char *err, size_t errlen) {
-  char path[1100];
+  char path[1100], why[512];
+  struct tls_trust trust = config_trust(rt->cfg, CONFIG_TRUST_TLSRPT);
   struct tlsrpt *t = calloc(1, sizeof *t);
   if (!t) {
     snprintf(err, errlen, "out of memory");
@@ -309,25 +316,21 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
   }
   t->loop = loop;
   t->cfg = rt->cfg;
-  sts_store_path(t->cfg, path, sizeof path);
+  int rc = SP_E_IO;
+  store_path(t->cfg->state_dir, path, sizeof path);
   if (make_dir(t->cfg->state_dir) < 0) {
     snprintf(err, errlen, "tlsrpt: state_dir %s: %s", t->cfg->state_dir,
              strerror(errno));
-    free(t);
-    return SP_E_IO;
+    goto fail_dir;
   }
-  char why[512];
   if (store_open(path, &t->store, why, sizeof why) < 0) {
     snprintf(err, errlen, "tlsrpt: %s", why);
-    free(t);
-    return SP_E_IO;
+    goto fail_store;
   }
-  struct tls_trust trust = config_trust(t->cfg, CONFIG_TRUST_TLSRPT);
   if (http_new(loop, &trust, &t->http) < 0) {
     snprintf(err, errlen, "tlsrpt: cannot start the HTTPS client");
-    store_close(t->store);
-    free(t);
-    return SP_E_NOMEM;
+    rc = SP_E_NOMEM;
+    goto fail_http;
   }
   uv_timer_init(loop, &t->period_timer);
   uv_timer_init(loop, &t->flush_timer);
@@ -339,10 +342,18 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
   t->magic = TLSRPT_MAGIC;
   *out = t;
   return 0;
+
+  /* Each label undoes what succeeded before the step it is named after. */
+fail_http:
+  store_close(t->store);
+fail_store:
+fail_dir:
+  free(t);
+  return rc;
 }
 
 void tlsrpt_close(struct tlsrpt *t) {
-  if (!t || t->magic != TLSRPT_MAGIC || t->closing)
+  if (!OBJ_VALID(t, TLSRPT_MAGIC) || t->closing)
     return;
   if (tlsrpt_active == t)
     tlsrpt_active = NULL;
@@ -387,8 +398,7 @@ static void on_run_done(struct tlsrpt *t, unsigned sent, unsigned failed,
 
 static void on_period(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   flush(t);
   /* The loop's clock may run a little behind the wall clock: the period that this
    * timer was set to close is over, whatever time() says. */
@@ -481,8 +491,7 @@ static void on_send_done(struct tlsrpt *t, unsigned sent, unsigned failed,
 
 static void on_send_timer(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   if (t->redis) {
     /* The counts are in Redis: wait for the connection (bounded), then load them. */
     if (!t->cli_deadline)

@@ -22,7 +22,8 @@ int tlsrpt_start(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out, char 
                  size_t errlen);
 void tlsrpt_close(struct tlsrpt *t);
 
-/* Records one result (no-op when reporting is off). */
+/* Records one result (no-op when reporting is off). observe.h's TLS sink: main
+ * registers it at start-up. */
 void tlsrpt_record(const struct observe_tls *t);
 
 /* `starttls-proxy tlsrpt send`: builds and sends every pending report now, then

@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "error.h"
 #include "log.h"
+#include "obj.h"
 #include "policy/tlsrpt.h"
 #include "smtp.h"
 #include "tlsrpt_internal.h"
@@ -168,7 +169,9 @@ static void mail_set_state(struct tlsrpt__mail *m, enum mail_state st) {
   m->state = st;
 }
 
+/* For both close callbacks, whose argument comes back untyped. */
 static void on_mail_closed_handle(struct tlsrpt__mail *m) {
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (--m->pending_closes > 0)
     return;
   m->magic = 0;
@@ -212,8 +215,7 @@ __attribute__((format(printf, 2, 3))) static void mail_fail(struct tlsrpt__mail 
 
 static void on_mail_timer(uv_timer_t *h) {
   struct tlsrpt__mail *m = h->data;
-  if (!m || m->magic != MAIL_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (m->state == MAIL_QUIT) {
     mail_close(m, true);
     return;
@@ -264,8 +266,7 @@ static void mail_reply(struct tlsrpt__mail *m, const struct smtp_reply *r) {
 
 static void on_mail_data(struct conn *c, const char *data, size_t len) {
   struct tlsrpt__mail *m = c->owner;
-  if (!m || m->magic != MAIL_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   while (len > 0 && m->state != MAIL_CLOSED) {
     size_t take = sizeof m->in - m->inlen;
     take = take < len ? take : len;
@@ -293,6 +294,7 @@ static void on_mail_data(struct conn *c, const char *data, size_t len) {
 
 static void on_mail_error(struct conn *c, int err) {
   struct tlsrpt__mail *m = c->owner;
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (m->state == MAIL_QUIT)
     mail_close(m, false);
   else
@@ -303,6 +305,7 @@ static void on_mail_error(struct conn *c, int err) {
 
 static void on_mail_connect(struct conn *c, int status) {
   struct tlsrpt__mail *m = c->owner;
+  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
   if (status < 0) {
     mail_fail(m, "cannot connect to %s: %s", m->relay, conn_error(c));
     return;
@@ -400,7 +403,7 @@ struct tlsrpt__mail *tlsrpt__mail_start(struct tlsrpt *t, const char *from,
 }
 
 void tlsrpt__mail_cancel(struct tlsrpt__mail *m) {
-  if (!m || m->magic != MAIL_MAGIC)
+  if (!OBJ_VALID(m, MAIL_MAGIC))
     return;
   m->cb = NULL;
   mail_close(m, false);

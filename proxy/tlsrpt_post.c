@@ -15,6 +15,7 @@
 #include "dns.h"
 #include "error.h"
 #include "http.h"
+#include "obj.h"
 #include "policy/tlsrpt.h"
 #include "tlsrpt_internal.h"
 
@@ -86,8 +87,7 @@ static void on_posted(void *arg, int status, const char *body, size_t len,
                       const char *err) {
   struct tlsrpt__post *p = arg;
   (void)body, (void)len;
-  if (!p || p->magic != POST_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(p, POST_MAGIC);
   p->hf = NULL;
   char why[POST_WHY_MAX];
   if (status == SP_E_ADDRESS) /* tell the admin which switch decides */
@@ -117,8 +117,7 @@ static void post_resolve(struct tlsrpt__post *p, uint16_t qtype);
 
 static void on_host(void *arg, int status, const struct dns_answer *ans) {
   struct tlsrpt__post *p = arg;
-  if (!p || p->magic != POST_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(p, POST_MAGIC);
   p->dq = NULL;
   char ip[INET6_ADDRSTRLEN + 2];
   if (status == 0 && ans && dns_answer_first_addr(ans, ip, sizeof ip)) {
@@ -203,7 +202,7 @@ struct tlsrpt__post *tlsrpt__post_start(struct tlsrpt *t, const char *url,
 }
 
 void tlsrpt__post_cancel(struct tlsrpt__post *p) {
-  if (!p || p->magic != POST_MAGIC)
+  if (!OBJ_VALID(p, POST_MAGIC))
     return;
   if (p->dq)
     dns_cancel(p->dq);

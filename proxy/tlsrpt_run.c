@@ -14,6 +14,7 @@
 #include "dns.h"
 #include "error.h"
 #include "log.h"
+#include "obj.h"
 #include "policy/tlsrpt.h"
 #include "tlsrpt_internal.h"
 
@@ -110,8 +111,7 @@ static int txt_outcome(struct tlsrpt__run *r, int status, const struct dns_answe
 
 static void on_txt(void *arg, int status, const struct dns_answer *ans) {
   struct tlsrpt__run *r = arg;
-  if (!r || r->magic != RUN_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(r, RUN_MAGIC);
   r->dq = NULL;
   char why[256];
   int found = txt_outcome(r, status, ans, why, sizeof why);
@@ -237,8 +237,7 @@ static bool start_report(struct tlsrpt__run *r) {
 
 static void on_delivered(void *arg, bool ok, const char *why) {
   struct tlsrpt__run *r = arg;
-  if (!r || r->magic != RUN_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(r, RUN_MAGIC);
   const struct tlsrpt_uri *u = &r->rec.rua[r->rua];
   r->post = NULL;
   r->mail = NULL;
@@ -451,7 +450,7 @@ int tlsrpt__run_start_rows(struct tlsrpt *t, struct store_tlsrpt_row *rows, size
 }
 
 void tlsrpt__run_cancel(struct tlsrpt__run *r) {
-  if (!r || r->magic != RUN_MAGIC)
+  if (!OBJ_VALID(r, RUN_MAGIC))
     return;
   r->t->run = NULL;
   run_free(r);

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "obj.h"
 #include "tlsrpt.h"
 #include "tlsrpt_internal.h"
 
@@ -71,8 +72,7 @@ static void save_local(struct tlsrpt *t, struct tlsrpt__count *l) {
 
 static void on_added(void *arg, int rc) {
   struct tlsrpt *t = arg;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   struct tlsrpt__count *l = t->inflight;
   t->add_op = NULL;
   t->inflight = NULL;
@@ -158,8 +158,7 @@ void tlsrpt__shared_adopt_local(struct tlsrpt *t) {
 
 static void on_loaded(void *arg, int rc, struct store_tlsrpt_row *rows, size_t n) {
   struct tlsrpt *t = arg;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   t->load_op = NULL;
   tlsrpt__run_cb cb = tlsrpt__end_cb(t);
   if (rc < 0 || t->run) {
@@ -187,8 +186,7 @@ static void on_loaded(void *arg, int rc, struct store_tlsrpt_row *rows, size_t n
 /* The lock holder's grace is over: the fleet's counts of the period are in Redis. */
 static void on_grace(uv_timer_t *h) {
   struct tlsrpt *t = h->data;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   if (t->run || t->load_op)
     return;
   if (tlsrpt__shared_load(t, t->lock_end) < 0)
@@ -198,8 +196,7 @@ static void on_grace(uv_timer_t *h) {
 
 static void on_lock(void *arg, int rc) {
   struct tlsrpt *t = arg;
-  if (!t || t->magic != TLSRPT_MAGIC)
-    abort();
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
   t->lock_op = NULL;
   if (rc == 1) {
     log_msg(LOG_INFO, NULL,

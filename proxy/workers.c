@@ -21,7 +21,6 @@
 #include "pool.h"
 #include "runtime.h"
 #include "sts.h"
-#include "tlsrpt.h"
 
 enum { CMD_RELOAD = 1, CMD_DRAIN = 2, CMD_ABORT = 4 };
 
@@ -151,7 +150,7 @@ static void on_main_async(uv_async_t *a) {
   }
   for (f = rev; f;) {
     struct forwarded *next = f->next;
-    tlsrpt_record(&f->o);
+    observe_tls_forwarded(&f->o);
     forwarded_free(f);
     f = next;
   }

@@ -74,14 +74,14 @@ static void test_section_errors(void) {
   expect_errors("cache: [redis]\n", "t.yaml:1:8: cache: expected a mapping\n");
 }
 
-static const char *url(const char *s, struct config_redis *r) {
+static const char *url(const char *s, struct redis_settings *r) {
   static char buf[256];
   memset(r, 0, sizeof *r);
   return config_redis_url_parse(s, r, buf, sizeof buf);
 }
 
 static void test_urls(void) {
-  struct config_redis r;
+  struct redis_settings r;
   ASSERT(url("redis://127.0.0.1", &r) == NULL);
   ASSERT_STR_EQ(r.host, "127.0.0.1");
   ASSERT_EQ(r.port, 6379);

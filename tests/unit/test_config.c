@@ -48,8 +48,8 @@ static void check_defaults_except_lists(const struct config *cfg) {
       "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256");
   ASSERT_STR_EQ(cfg->tls.ca_file, "");
   ASSERT_STR_EQ(cfg->tls.ca_path, "");
-  ASSERT_EQ(cfg->log_format, CONFIG_LOG_POSTFIX);
-  ASSERT_EQ(cfg->log_level, CONFIG_LOG_INFO);
+  ASSERT_EQ(cfg->log_format, LOG_FORMAT_POSTFIX);
+  ASSERT_EQ(cfg->log_level, LOG_INFO);
 }
 
 static void check_default_lists(const struct config *cfg) {
@@ -156,8 +156,8 @@ static void test_all_keys_set(void) {
   ASSERT_STR_EQ(cfg->tls.ciphersuites, "TLS_AES_128_GCM_SHA256");
   ASSERT_STR_EQ(cfg->tls.ca_file, SP_SOURCE_DIR "/proxy.yaml.example");
   ASSERT_STR_EQ(cfg->tls.ca_path, SP_SOURCE_DIR);
-  ASSERT_EQ(cfg->log_format, CONFIG_LOG_JSON);
-  ASSERT_EQ(cfg->log_level, CONFIG_LOG_DEBUG);
+  ASSERT_EQ(cfg->log_format, LOG_FORMAT_JSON);
+  ASSERT_EQ(cfg->log_level, LOG_DEBUG);
   config_unref(cfg);
 }
 
