@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/cache_codec.h"
-#include "proxy/error.h"
+#include "proxy/core/error.h"
+#include "proxy/wire/cache_codec.h"
 
 static void same_row(const struct store_tlsrpt_row *a,
                      const struct store_tlsrpt_row *b) {

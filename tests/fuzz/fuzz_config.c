@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/config.h"
-#include "proxy/error.h"
+#include "proxy/config/config.h"
+#include "proxy/core/error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/dns_msg.h"
-#include "proxy/error.h"
+#include "proxy/core/error.h"
+#include "proxy/wire/dns_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/smtp.h"
+#include "proxy/wire/smtp.h"
 #include "tests/smtp_data_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/error.h"
-#include "proxy/smtp.h"
+#include "proxy/core/error.h"
+#include "proxy/wire/smtp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

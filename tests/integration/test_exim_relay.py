@@ -88,7 +88,7 @@ class EximRelay(TestBase):
                  delivered['time'] - bob['time'], len(carol)), file=sys.stderr)
 
     def test_quit_pipelined_and_half_closed(self):
-        """Known bug (proxy/session.c): Exim pipelines QUIT after the final dot of the
+        """Known bug (proxy/inbound/session.c): Exim pipelines QUIT after the final dot of the
         last message on a connection and then half-closes (shutdown SHUT_WR). The
         proxy treats that EOF, while it still awaits the MX's reply to the dot, as a
         lost connection and resets the MX connection: Exim defers, and an MX that had

@@ -1,8 +1,8 @@
 /* Unit tests of the bounded buffer: consuming advances the start without moving the
  * rest, appends move the held bytes to the front only when they need the room, the
  * limit holds, and an empty large buffer is released. */
-#include "proxy/buf.h"
-#include "proxy/error.h"
+#include "proxy/core/buf.h"
+#include "proxy/core/error.h"
 #include "tests/unit/test.h"
 
 static void test_consume_moves_nothing(void) {

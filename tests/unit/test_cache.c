@@ -3,10 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/cache_codec.h"
-#include "proxy/config.h"
-#include "proxy/config_cache.h"
-#include "proxy/error.h"
+#include "proxy/config/config.h"
+#include "proxy/config/config_cache.h"
+#include "proxy/core/error.h"
+#include "proxy/wire/cache_codec.h"
 #include "tests/unit/test.h"
 #include "tests/unit/test_config_load.h"
 

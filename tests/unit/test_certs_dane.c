@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "certs/context.h"
+#include "certs/tls.h"
 #include "certs/verify.h"
 #include "policy/dane.h"
-#include "proxy/tls.h"
 #include "tests/unit/test_pki.h"
 
 /* The record for the first certificate in <name>.crt. */

@@ -6,8 +6,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "proxy/config.h"
-#include "proxy/error.h"
+#include "proxy/config/config.h"
+#include "proxy/core/error.h"
 #include "tests/unit/test.h"
 #include "tests/unit/test_config_load.h"
 

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/config.h"
-#include "proxy/error.h"
+#include "proxy/config/config.h"
+#include "proxy/core/error.h"
 #include "tests/unit/test.h"
 
 static inline struct config *test_load_config(const char *yaml) {

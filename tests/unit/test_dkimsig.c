@@ -6,8 +6,8 @@
 #include <openssl/pem.h>
 #include <stdlib.h>
 
-#include "proxy/dkimsig.h"
-#include "proxy/error.h"
+#include "proxy/core/error.h"
+#include "proxy/tlsrpt/dkimsig.h"
 #include "tests/unit/test.h"
 
 static const char MSG[] = "From: <tlsrpt@example.com>\r\n"

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/dns_cache.h"
-#include "proxy/error.h"
+#include "proxy/core/error.h"
+#include "proxy/net/dns_cache.h"
 #include "tests/unit/test.h"
 
 static const uint8_t SECRET[LRU_KEY_BYTES] = {1, 2,  3,  4,  5,  6,  7,  8,

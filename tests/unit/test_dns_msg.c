@@ -6,9 +6,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/dns.h"
-#include "proxy/dns_msg.h"
-#include "proxy/error.h"
+#include "proxy/core/error.h"
+#include "proxy/net/dns.h"
+#include "proxy/wire/dns_msg.h"
 #include "tests/unit/test.h"
 
 /* ---- message builder (both the pure tests and the fake server use it) ---------- */

@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "proxy/error.h"
-#include "proxy/http.h"
+#include "proxy/core/error.h"
+#include "proxy/net/http.h"
 #include "tests/unit/test.h"
 
 #define OK_BODY "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"

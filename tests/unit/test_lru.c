@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/lru.h"
+#include "proxy/core/lru.h"
 #include "tests/unit/test.h"
 
 static const uint8_t SECRET[LRU_KEY_BYTES] = {0, 1, 2,  3,  4,  5,  6,  7,

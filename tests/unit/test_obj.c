@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proxy/obj.h"
+#include "proxy/core/obj.h"
 #include "tests/unit/test.h"
 
 #define THING_MAGIC 0x7468696eu /* "thin" */

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "certs/context.h"
-#include "proxy/tls.h"
+#include "certs/tls.h"
 #include "tests/unit/test.h"
 
 #define ASSERT_CONTAINS(hay, needle)                                                   \

@@ -7,8 +7,8 @@
 
 #include "policy/level.h"
 #include "policy/table.h"
-#include "proxy/config.h"
-#include "proxy/error.h"
+#include "proxy/config/config.h"
+#include "proxy/core/error.h"
 #include "tests/unit/test.h"
 #include "tests/unit/test_config_load.h"
 

@@ -3,8 +3,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/error.h"
-#include "proxy/smtp.h"
+#include "proxy/core/error.h"
+#include "proxy/wire/smtp.h"
 #include "tests/smtp_data_ref.h"
 #include "tests/unit/test.h"
 

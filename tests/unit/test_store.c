@@ -3,8 +3,8 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
-#include "proxy/error.h"
-#include "proxy/store.h"
+#include "proxy/core/error.h"
+#include "proxy/mtasts/store.h"
 #include "tests/unit/test.h"
 
 static char dir[64];

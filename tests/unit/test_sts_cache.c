@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proxy/sts_cache.h"
+#include "proxy/mtasts/sts_cache.h"
 #include "tests/unit/test.h"
 
 #if defined(__SANITIZE_ADDRESS__)

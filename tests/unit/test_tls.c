@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include "certs/context.h"
+#include "certs/tls.h"
 #include "certs/trust.h"
 #include "certs/verify.h"
-#include "proxy/error.h"
-#include "proxy/tls.h"
+#include "proxy/core/error.h"
 #include "tests/unit/test_pki.h"
 
 /* name: SNI and the reference name (NULL: none); key: session cache key or NULL. */

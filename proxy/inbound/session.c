@@ -1,0 +1,737 @@
+#include "proxy/inbound/session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "proxy/core/error.h"
+#include "proxy/core/log.h"
+#include "proxy/daemon/observe.h"
+#include "proxy/inbound/session_internal.h"
+#include "proxy/outbound/pool.h"
+
+#define SESSION_MAGIC 0x53455353u     /* "SESS" */
+#define SESSION_IN_HIGH (64 * 1024)   /* stop reading above this much unprocessed */
+#define SESSION_IN_MAX (192 * 1024)   /* high water plus one read of slack */
+#define SESSION_OUT_HIGH (256 * 1024) /* the MTA does not read our replies */
+
+static const char *const session_state_names[] = {
+#define SESSION_STATE_NAME(name, ...) #name,
+    SESSION_STATE_MAP(SESSION_STATE_NAME)
+#undef SESSION_STATE_NAME
+};
+
+void session__set_state(struct session *s, enum session_state st) {
+  if (s->state != st)
+    log_msg(LOG_DEBUG, s->id, "session: %s -> %s", session_state_names[s->state],
+            session_state_names[st]);
+  s->state = st;
+}
+
+static struct session *session_from_conn(struct conn *c) {
+  struct session *s = c->owner;
+  if (!s || s->magic != SESSION_MAGIC)
+    abort();
+  return s;
+}
+
+void session__write(struct session *s, const char *wire, size_t len) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  if (conn_write(&s->conn, wire, len) < 0)
+    session__close(s, false);
+}
+
+void session__reply(struct session *s, int code, const char *enh, const char *fmt,
+                    ...) {
+  char text[1024], wire[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  int n = smtp_reply_build(wire, sizeof wire, code, enh, text);
+  if (n < 0)
+    n = smtp_reply_build(wire, sizeof wire, code, enh, "(reply text too long)");
+  /* LMTP: behind RCPT replies still owed, in command order. */
+  if (n > 0 && !session__lmtp_queue_reply(s, wire, (size_t)n))
+    session__write(s, wire, (size_t)n);
+}
+
+static void session_maybe_free(struct session *s) {
+  if (s->open_handles > 0)
+    return;
+  observe_session(false);
+  session__txn_reset(s);
+  buf_free(&s->in);
+  listener_session_gone(s->l, s);
+  runtime_unref(s->rt);
+  s->magic = 0;
+  free(s);
+}
+
+static void on_handle_closed(struct session *s) {
+  s->open_handles--;
+  session_maybe_free(s);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  on_handle_closed(h->data);
+}
+
+void session__close(struct session *s, bool graceful) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  session__set_state(s, SESSION_CLOSED);
+  if (s->lmtp)
+    session__lmtp_reset(s, true); /* open MX transactions are reset: no final dot */
+  router_cancel(s->rq);
+  s->rq = NULL;
+  /* A transaction still open upstream is reset there: no final dot was sent. An idle
+   * connection goes to the pool for the next transaction to that domain. */
+  if (s->up && !s->up_in_txn && s->nexpect == 0 && s->l && s->l->pool)
+    pool_put(s->l->pool, s->up);
+  else
+    upstream_close(s->up, !s->up_in_txn);
+  s->up = NULL;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+  conn_close(&s->conn, graceful);
+}
+
+void session__txn_reset(struct session *s) {
+  if (s->txn.queued)
+    log_as(LOG_PROG_QMGR, LOG_INFO, s->txn.qid, "removed");
+  if (s->lmtp)
+    session__lmtp_reset(s, false);
+  for (size_t i = 0; i < s->txn.nrcpts; i++)
+    free(s->txn.rcpts[i]);
+  free(s->txn.rcpts);
+  memset(&s->txn, 0, sizeof s->txn);
+}
+
+/* ---- timers and flow control ---------------------------------------------------- */
+
+static bool session_waiting_upstream(const struct session *s) {
+  if (session__lmtp_pending(s))
+    return true;
+  switch (s->state) {
+  case SESSION_RCPT_ROUTE:
+  case SESSION_RCPT_WAIT:
+  case SESSION_DATA_WAIT:
+  case SESSION_DATA_DONE:
+    return true;
+  default:
+    return false;
+  }
+}
+
+static void on_timeout(uv_timer_t *t) {
+  struct session *s = t->data;
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "timeout after %s from %s[%s]",
+         session_state_names[s->state], s->helo[0] ? s->helo : "unknown", s->client_ip);
+  session__reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->rt->cfg->hostname);
+  session__close(s, true);
+}
+
+/* The MTA's clock runs only while we wait for the MTA, and only progress (a whole
+ * command, or message data moving) restarts it: bytes trickled into an unfinished
+ * line do not (slowloris; Postfix's smtpd_per_record_deadline). */
+static void session_arm_timer(struct session *s, bool progressed) {
+  if (s->state == SESSION_CLOSED || s->state == SESSION_QUIT)
+    return;
+  if (session_waiting_upstream(s)) {
+    uv_timer_stop(&s->timer);
+    return;
+  }
+  if (!progressed && uv_is_active((uv_handle_t *)&s->timer))
+    return;
+  const struct config *cfg = s->rt->cfg;
+  bool data = s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD;
+  uv_timer_start(&s->timer, on_timeout,
+                 data ? cfg->timeout_inbound_data : cfg->timeout_inbound_command, 0);
+}
+
+static void session_update_reading(struct session *s) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  bool want = !s->peer_eof && s->state != SESSION_QUIT && s->in.len < SESSION_IN_HIGH &&
+              s->conn.write_pending < SESSION_OUT_HIGH;
+  if (want)
+    conn_read_start(&s->conn);
+  else
+    conn_read_stop(&s->conn);
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+static void cmd_hello(struct session *s, const struct smtp_command *cmd) {
+  /* RFC 2033 §4.1: an LMTP server answers LHLO only, and never HELO or EHLO. */
+  if ((cmd->verb == SMTP_VERB_LHLO) != s->lmtp) {
+    session__reply(s, 500, "5.5.1", "Error: command not recognized%s",
+                   s->lmtp ? " (this is an LMTP server: use LHLO)" : "");
+    return;
+  }
+  if (s->state != SESSION_GREETING && s->state != SESSION_IDLE)
+    session__rset_upstream(s);
+  session__txn_reset(s);
+  snprintf(s->helo, sizeof s->helo, "%.*s", (int)cmd->arg_len, cmd->arg);
+  s->esmtp = cmd->verb != SMTP_VERB_HELO;
+  session__set_state(s, SESSION_IDLE);
+  const struct config *cfg = s->rt->cfg;
+  if (!s->esmtp) {
+    session__reply(s, 250, "", "%s", cfg->hostname);
+    return;
+  }
+  char size[40] = "SIZE";
+  if (cfg->max_message_size)
+    snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)cfg->max_message_size);
+  session__reply(s, 250, "",
+                 "%s\nPIPELINING\n%s\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\nDSN",
+                 cfg->hostname, size);
+}
+
+/* Keeps the ESMTP parameters we pass on; anything else was never advertised. */
+static bool session_params(struct session *s, const struct smtp_command *cmd,
+                           const char *const *allowed, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < cmd->nparams; i++) {
+    const struct smtp_param *p = &cmd->params[i];
+    bool ok = false;
+    for (const char *const *a = allowed; *a; a++)
+      ok = ok || strcasecmp(p->key, *a) == 0;
+    if (!ok || !s->esmtp) {
+      session__reply(s, 555, "5.5.4", "Unsupported option: %s", p->key);
+      return false;
+    }
+    n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s", n ? " " : "", p->key,
+                          p->has_value ? "=" : "", p->value);
+    if (n >= cap) {
+      session__reply(s, 501, "5.5.4", "Too many parameters");
+      return false;
+    }
+  }
+  return true;
+}
+
+static void cmd_mail(struct session *s, const struct smtp_command *cmd) {
+  if (s->state == SESSION_GREETING) {
+    session__reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+    return;
+  }
+  if (s->state != SESSION_IDLE) {
+    session__reply(s, 503, "5.5.1", "Error: nested MAIL command");
+    return;
+  }
+  static const char *const allowed[] = {"SIZE", "BODY",  "SMTPUTF8",
+                                        "RET",  "ENVID", NULL};
+  char params[sizeof s->txn.mail_params];
+  if (!session_params(s, cmd, allowed, params, sizeof params))
+    return;
+  const struct smtp_param *size = smtp_command_param(cmd, "SIZE");
+  uint64_t max = s->rt->cfg->max_message_size;
+  if (size && max && strtoull(size->value, NULL, 10) > max) {
+    session__reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
+    return;
+  }
+  session__txn_reset(s);
+  if (++s->ntxn == 1)
+    snprintf(s->txn.qid, sizeof s->txn.qid, "%s", s->id);
+  else
+    snprintf(s->txn.qid, sizeof s->txn.qid, "%s%X", s->id, s->ntxn);
+  snprintf(s->txn.from, sizeof s->txn.from, "%s", cmd->path);
+  snprintf(s->txn.mail_params, sizeof s->txn.mail_params, "%s", params);
+  s->txn.smtputf8 = smtp_command_param(cmd, "SMTPUTF8") != NULL;
+  s->txn.started_ms = uv_now(s->conn.tcp.loop);
+  session__set_state(s, SESSION_MAIL);
+  session__reply(s, 250, "2.1.0", "Ok");
+}
+
+static const char *session_proto(const struct session *s) {
+  return s->lmtp ? "LMTP" : s->esmtp ? "ESMTP" : "SMTP";
+}
+
+/* Refuses a recipient ourselves: the reply, and smtpd(8)'s reject line with the
+ * envelope, which log tools count as a rejection. */
+static void session_reject_rcpt(struct session *s, const char *path, int code,
+                                const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void session_reject_rcpt(struct session *s, const char *path, int code,
+                                const char *enh, const char *fmt, ...) {
+  char text[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  log_as(
+      LOG_PROG_SMTPD, LOG_INFO, s->txn.qid,
+      "reject: RCPT from unknown[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+      s->client_ip, code, enh, text, s->txn.from, path, session_proto(s), s->helo);
+  session__reply(s, code, enh, "%s", text);
+}
+
+/* The destination of a recipient: lower-case, without a trailing dot. */
+static bool session_rcpt_domain(struct session *s, const char *path, char *out,
+                                size_t cap) {
+  const char *d;
+  size_t len;
+  if (smtp_path_domain(path, &d, &len) < 0) {
+    session_reject_rcpt(s, path, 550, "5.1.1",
+                        "<%s>: Recipient address rejected: no domain (this "
+                        "relay has no local mailboxes)",
+                        path);
+    return false;
+  }
+  if (len > 0 && d[len - 1] == '.')
+    len--;
+  if (len == 0 || len >= cap || d[0] == '[') {
+    session_reject_rcpt(
+        s, path, 550, "5.1.2", "<%s>: Recipient address rejected: %s", path,
+        d[0] == '[' ? "address literals are not relayed" : "bad domain");
+    return false;
+  }
+  for (size_t i = 0; i < len; i++)
+    out[i] = (char)((d[i] >= 'A' && d[i] <= 'Z') ? d[i] + 32 : d[i]);
+  out[len] = '\0';
+  return true;
+}
+
+static void cmd_rcpt(struct session *s, const struct smtp_command *cmd) {
+  if (s->state != SESSION_MAIL && s->state != SESSION_RCPT) {
+    session__reply(s, 503, "5.5.1", "Error: need MAIL command");
+    return;
+  }
+  static const char *const allowed[] = {"NOTIFY", "ORCPT", NULL};
+  char params[sizeof s->txn.rcpt_params];
+  char domain[256];
+  if (!session_params(s, cmd, allowed, params, sizeof params) ||
+      !session_rcpt_domain(s, cmd->path, domain, sizeof domain))
+    return;
+  if (s->lmtp) {
+    session__lmtp_rcpt(s, cmd->path, params, domain);
+    return;
+  }
+  if (s->txn.nrcpts >= s->rt->cfg->max_recipients) {
+    session_reject_rcpt(s, cmd->path, 452, "4.5.3", "Error: too many recipients");
+    return;
+  }
+  if (s->txn.domain[0] && strcmp(domain, s->txn.domain) != 0) {
+    session_reject_rcpt(s, cmd->path, 452, "4.5.3",
+                        "<%s>: one destination per transaction: send "
+                        "recipients at %s in a new transaction",
+                        cmd->path, domain);
+    return;
+  }
+  if (s->txn.lost) {
+    session_reject_rcpt(s, cmd->path, 451, "4.4.2",
+                        "<%s>: connection to %s lost, try again later", cmd->path,
+                        s->txn.domain);
+    return;
+  }
+  snprintf(s->txn.domain, sizeof s->txn.domain, "%s", domain);
+  snprintf(s->txn.rcpt, sizeof s->txn.rcpt, "%s", cmd->path);
+  snprintf(s->txn.rcpt_params, sizeof s->txn.rcpt_params, "%s", params);
+  session__rcpt(s);
+}
+
+static void cmd_data(struct session *s, const struct smtp_command *cmd) {
+  if (cmd->arg_len > 0) {
+    session__reply(s, 501, "5.5.4", "Syntax: DATA");
+  } else if (s->state == SESSION_MAIL) {
+    session__reply(s, 554, "5.5.1", "Error: no valid recipients");
+  } else if (s->state != SESSION_RCPT) {
+    session__reply(s, 503, "5.5.1", "Error: need RCPT command");
+  } else if (s->lmtp) {
+    session__lmtp_data(s);
+  } else if (s->txn.lost || !s->up) {
+    session__reply(s, 451, "4.4.2", "connection to %s lost, try again later",
+                   s->txn.domain);
+  } else {
+    session__data(s);
+  }
+}
+
+static void cmd_rset(struct session *s) {
+  session__rset_upstream(s);
+  session__txn_reset(s);
+  if (s->state != SESSION_GREETING)
+    session__set_state(s, SESSION_IDLE);
+  session__reply(s, 250, "2.0.0", "Ok");
+}
+
+/* RFC 3030: a BDAT command is followed by exactly chunk-size octets of message, sent
+ * without waiting for a reply. We offer no CHUNKING, but those octets must never be read
+ * as commands (a message holding "MAIL FROM:..." would be run: command injection). A
+ * readable size within limits.message_size is skipped exactly, which keeps the session
+ * in step with the client; otherwise we cannot know where the chunk ends, so we close. */
+static void cmd_bdat(struct session *s, const struct smtp_command *cmd, int rc) {
+  uint64_t max = s->rt->cfg->max_message_size, size = 0;
+  bool readable = rc == 0;
+  for (size_t i = 0; readable && i < cmd->arg_len && cmd->arg[i] != ' '; i++) {
+    unsigned d = (unsigned)(cmd->arg[i] - '0');
+    readable = size <= (UINT64_MAX - d) / 10;
+    size = size * 10 + d;
+  }
+  if (!readable || (max && size > max)) {
+    log_msg(LOG_WARNING, s->id,
+            "BDAT without CHUNKING from %s: chunk size %s: connection closed",
+            s->client_ip, readable ? "over limits.message_size" : "unreadable");
+    session__reply(s, 421, "4.5.0", "%s Error: BDAT without CHUNKING, closing",
+                   s->rt->cfg->hostname);
+    session__close(s, true);
+    return;
+  }
+  log_msg(LOG_INFO, s->id, "BDAT without CHUNKING from %s: %llu bytes discarded",
+          s->client_ip, (unsigned long long)size);
+  s->skip_bytes = size;
+  session__reply(s, 503, "5.5.1", "Error: BDAT without CHUNKING: chunk discarded");
+}
+
+static void session_command(struct session *s, const char *line, size_t len) {
+  struct smtp_command cmd;
+  int rc = smtp_parse_command(line, len, &cmd);
+  if (log_enabled(LOG_DEBUG))
+    log_msg(LOG_DEBUG, s->id, "< %s: %.*s", s->client_ip, (int)(len > 200 ? 200 : len),
+            line);
+  /* Whatever else is wrong with it, a line that starts as BDAT is followed by message
+   * octets: it must never fall through to an error reply that keeps reading commands. */
+  if (cmd.verb == SMTP_VERB_BDAT || (len >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
+                                     (len == 4 || line[4] == ' ' || line[4] == '\t'))) {
+    cmd_bdat(s, &cmd, cmd.verb == SMTP_VERB_BDAT ? rc : SP_E_SYNTAX);
+    return;
+  }
+  if (rc == SP_E_UNKNOWN_CMD) {
+    session__reply(s, 500, "5.5.1", "Error: command not recognized");
+    return;
+  }
+  if (rc < 0) {
+    session__reply(s, 501, "5.5.4", "Syntax error in parameters or arguments");
+    return;
+  }
+  switch (cmd.verb) {
+  case SMTP_VERB_HELO:
+  case SMTP_VERB_EHLO:
+  case SMTP_VERB_LHLO:
+    cmd_hello(s, &cmd);
+    break;
+  case SMTP_VERB_MAIL:
+    cmd_mail(s, &cmd);
+    break;
+  case SMTP_VERB_RCPT:
+    cmd_rcpt(s, &cmd);
+    break;
+  case SMTP_VERB_DATA:
+    cmd_data(s, &cmd);
+    break;
+  case SMTP_VERB_RSET:
+    cmd_rset(s);
+    break;
+  case SMTP_VERB_NOOP:
+    session__reply(s, 250, "2.0.0", "Ok");
+    break;
+  case SMTP_VERB_VRFY:
+    session__reply(s, 252, "2.5.2",
+                   "Cannot VRFY user, but will accept message and "
+                   "attempt delivery");
+    break;
+  case SMTP_VERB_HELP:
+    session__reply(s, 214, "2.0.0", "starttls-proxy: see RFC 5321");
+    break;
+  case SMTP_VERB_QUIT:
+    session__reply(s, 221, "2.0.0", "Bye");
+    session__set_state(s, SESSION_QUIT);
+    session__close(s, true);
+    break;
+  default: /* EXPN, STARTTLS, AUTH: not offered (BDAT: cmd_bdat) */
+    session__reply(s, 502, "5.5.1", "Error: command not implemented");
+    break;
+  }
+}
+
+/* ---- input ------------------------------------------------------------------------
+ */
+
+static bool session_blocked(const struct session *s) {
+  bool waiting = session_waiting_upstream(s) && !session__lmtp_pending(s);
+  return s->state == SESSION_CLOSED || s->state == SESSION_QUIT || waiting ||
+         s->conn.write_pending >= SESSION_OUT_HIGH;
+}
+
+/* LMTP: while RCPT replies are owed, only further RCPTs are taken (they are routed
+ * and connected in parallel); any other command waits, so its reply comes in order
+ * and DATA sees every recipient's outcome. */
+static bool session_lmtp_stalled(struct session *s, const char *line, size_t len) {
+  if (!session__lmtp_pending(s))
+    return false;
+  struct smtp_command cmd;
+  return smtp_parse_command(line, len, &cmd) < 0 || cmd.verb != SMTP_VERB_RCPT ||
+         s->lm.nslots >= s->rt->cfg->lmtp_max_recipients;
+}
+
+/* Reads one command line from the buffer. Returns false when more input is needed. */
+static bool session_command_step(struct session *s) {
+  if (s->skip_bytes > 0) {
+    size_t n = s->in.len < s->skip_bytes ? s->in.len : (size_t)s->skip_bytes;
+    buf_consume(&s->in, n);
+    s->skip_bytes -= n;
+    return n > 0;
+  }
+  if (s->skip_line) {
+    const char *lf = memchr(s->in.data, '\n', s->in.len);
+    if (!lf) {
+      s->in.len = 0;
+      return false;
+    }
+    buf_consume(&s->in, (size_t)(lf - s->in.data) + 1);
+    s->skip_line = false;
+    return true;
+  }
+  size_t line_len, used;
+  int rc =
+      smtp_find_line(s->in.data, s->in.len, SMTP_COMMAND_LINE_MAX, &line_len, &used);
+  if (rc == 0)
+    return false;
+  if (rc < 0) {
+    if (session__lmtp_pending(s))
+      return false;
+    session__reply(s, 500, "5.5.2", "Error: line too long");
+    s->skip_line = true;
+    return true;
+  }
+  if (session_lmtp_stalled(s, s->in.data, line_len))
+    return false;
+  session_command(s, s->in.data, line_len);
+  buf_consume(&s->in, used);
+  return true;
+}
+
+/* Between transactions a draining session says goodbye. */
+static bool session_drain_now(struct session *s) {
+  if (!s->draining || s->txn.nrcpts > 0 || s->lm.nslots > 0 ||
+      (s->state != SESSION_GREETING && s->state != SESSION_IDLE &&
+       s->state != SESSION_MAIL))
+    return false;
+  session__reply(s, 421, "4.3.2", "%s Service shutting down, try again later",
+                 s->rt->cfg->hostname);
+  session__close(s, true);
+  return true;
+}
+
+void session__process(struct session *s) {
+  /* Handlers may call back in here (a reply produced synchronously); the running loop
+   * goes on with the new state, and the line being handled is consumed only after its
+   * handler returned. */
+  if (s->processing)
+    return;
+  s->processing = true;
+  enum session_state entered = s->state;
+  bool any = false;
+  while (!session_blocked(s) && !session_drain_now(s)) {
+    bool progressed;
+    if ((s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD) && s->lmtp)
+      progressed = session__lmtp_data_step(s);
+    else if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
+      progressed = session__data_step(s);
+    else
+      progressed = s->in.len > 0 && session_command_step(s);
+    if (!progressed)
+      break;
+    any = true;
+  }
+  s->processing = false;
+  /* The client half-closed and all it sent that can be answered is: done. An
+   * unfinished message (still in DATA) is dropped here, and the MX connection reset
+   * without the final dot. */
+  bool data_waits =
+      s->state == SESSION_DATA &&
+      (s->lmtp ? session__lmtp_data_busy(s) : s->up && upstream_body_busy(s->up));
+  if (s->peer_eof && !session_blocked(s) && !data_waits && !session__lmtp_pending(s)) {
+    log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "client %s[%s] closed its side in state %s",
+           s->helo[0] ? s->helo : "unknown", s->client_ip,
+           session_state_names[s->state]);
+    session__close(s, true);
+    return;
+  }
+  buf_shrink_if_empty(&s->in);
+  session_arm_timer(s, any || s->state != entered);
+  session_update_reading(s);
+}
+
+static void session_on_data(struct conn *c, const char *data, size_t len) {
+  struct session *s = session_from_conn(c);
+  if (buf_append(&s->in, data, len) < 0) {
+    log_as(LOG_PROG_SMTPD, LOG_WARNING, s->id, "input buffer overflow from unknown[%s]",
+           s->client_ip);
+    session__close(s, false);
+    return;
+  }
+  session__process(s);
+}
+
+static void session_on_error(struct conn *c, int err) {
+  struct session *s = session_from_conn(c);
+  /* A half-close after pipelined commands (Exim sends ".", QUIT, then shuts down its
+   * side): the replies we owe still go out; the session ends once nothing is left. */
+  if (err == SP_E_EOF && !s->peer_eof &&
+      (s->in.len > 0 || session_waiting_upstream(s))) {
+    s->peer_eof = true;
+    conn_read_stop(&s->conn);
+    log_msg(LOG_DEBUG, s->id, "client half-closed in state %s: answering what it sent",
+            session_state_names[s->state]);
+    session__process(s);
+    return;
+  }
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "%s from %s[%s] in state %s: %s",
+         err == SP_E_EOF ? "lost connection" : "connection error",
+         s->helo[0] ? s->helo : "unknown", s->client_ip, session_state_names[s->state],
+         conn_error(c));
+  session__close(s, false);
+}
+
+static void session_on_drain(struct conn *c) {
+  struct session *s = session_from_conn(c);
+  session__process(s);
+}
+
+static void session_on_closed(struct conn *c) {
+  struct session *s = session_from_conn(c);
+  if (c->close_timed_out)
+    log_as(LOG_PROG_SMTPD, LOG_INFO, s->id,
+           "close timeout: unknown[%s] did not read our last replies within %g s: "
+           "connection reset",
+           s->client_ip, (double)c->linger_ms / 1000);
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "disconnect from unknown[%s]", s->client_ip);
+  on_handle_closed(s);
+}
+
+static void session_on_handshake(struct conn *c, int err) {
+  (void)c;
+  (void)err;
+}
+
+static void session_on_connect(struct conn *c, int status) {
+  (void)c;
+  (void)status;
+}
+
+static const struct conn_events session_conn_events = {
+    .on_data = session_on_data,
+    .on_error = session_on_error,
+    .on_drain = session_on_drain,
+    .on_handshake = session_on_handshake,
+    .on_connect = session_on_connect,
+    .on_closed = session_on_closed,
+};
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static void session_make_id(struct session *s) {
+  /* Atomic: every worker's loop (workers.c) makes ids. */
+  static _Atomic uint32_t counter;
+  static _Atomic uint32_t seed;
+  if (!seed) {
+    uint32_t r;
+    if (getrandom(&r, sizeof r, 0) != sizeof r)
+      r = (uint32_t)uv_hrtime();
+    seed = r;
+  }
+  uint64_t v = ((uint64_t)(seed ^ (uint32_t)(uv_hrtime() >> 10)) << 20) ^ ++counter;
+  snprintf(s->id, sizeof s->id, "%010llX", (unsigned long long)(v & 0xFFFFFFFFFFull));
+}
+
+/* Refuses a client at connect: the reply, then closing, and smtpd(8)'s reject line,
+ * which log tools count as a rejection (a warning line they would not). */
+static void session_reject_connect(struct session *s, int code, const char *enh,
+                                   const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void session_reject_connect(struct session *s, int code, const char *enh,
+                                   const char *fmt, ...) {
+  char text[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  log_as(LOG_PROG_SMTPD, LOG_INFO, s->id,
+         "reject: CONNECT from unknown[%s]: %d %s %s; proto=SMTP", s->client_ip, code,
+         enh, text);
+  session__reply(s, code, enh, "%s", text);
+  session__close(s, true);
+}
+
+int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
+                  bool unix_socket, bool lmtp, bool over_limit) {
+  struct session *s = calloc(1, sizeof *s);
+  if (!s)
+    return SP_E_NOMEM;
+  s->magic = SESSION_MAGIC;
+  s->l = l;
+  s->rt = runtime_ref(rt);
+  s->lmtp = lmtp;
+  session_make_id(s);
+  buf_init(&s->in, SESSION_IN_MAX);
+  int init = unix_socket
+                 ? conn_init_pipe(server->loop, &s->conn, &session_conn_events, s)
+                 : conn_init(server->loop, &s->conn, &session_conn_events, s);
+  if (init < 0) {
+    runtime_unref(rt);
+    free(s);
+    return SP_E_IO;
+  }
+  /* The MTA gets as long to read our last replies as to send a command. */
+  conn_set_close_deadline(&s->conn, rt->cfg->timeout_inbound_command);
+  uv_timer_init(server->loop, &s->timer);
+  s->timer.data = s;
+  s->open_handles = 2;
+  observe_session(true);
+  if (listener_session_add(l, s) < 0) {
+    s->l = NULL;
+  }
+  int rc = conn_accept(server, &s->conn);
+  conn_peer_ip(&s->conn, s->client_ip, sizeof s->client_ip);
+  struct sockaddr_storage peer;
+  int plen = sizeof peer;
+  /* A unix socket's clients are whoever its file mode lets in. */
+  bool allowed =
+      rc == 0 &&
+      (unix_socket ||
+       (uv_tcp_getpeername(&s->conn.tcp, (struct sockaddr *)&peer, &plen) == 0 &&
+        config_client_allowed(rt->cfg, (struct sockaddr *)&peer)));
+  const char *host = rt->cfg->hostname;
+  if (rc < 0 || !s->l) {
+    session__close(s, false);
+  } else if (!allowed) {
+    session_reject_connect(s, 554, "5.7.1",
+                           "%s: client not allowed to relay through this proxy",
+                           s->client_ip);
+  } else if (over_limit) {
+    session_reject_connect(s, 421, "4.7.0",
+                           "%s Error: too many connections, try again later", host);
+  } else {
+    log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "connect from unknown[%s]", s->client_ip);
+    session__reply(s, 220, "", "%s %s starttls-proxy", host, lmtp ? "LMTP" : "ESMTP");
+    session__process(s);
+  }
+  return 0;
+}
+
+void session_drain(struct session *s) {
+  s->draining = true;
+  if (!session_blocked(s))
+    session__process(s);
+}
+
+void session_abort(struct session *s) {
+  if (s->state == SESSION_CLOSED)
+    return;
+  if (s->lmtp)
+    session__lmtp_reset(s, true); /* MX transactions reset; no RCPT reply owed now */
+  session__reply(s, 421, "4.3.2", "%s Service shutting down, transaction aborted",
+                 s->rt->cfg->hostname);
+  s->up_in_txn = true; /* reset the MX side: no final dot */
+  session__close(s, true);
+}

@@ -1,0 +1,182 @@
+/* Internals shared by the session's files (session.c: connection and commands;
+ * session_relay.c: the upstream side of an SMTP transaction and message data;
+ * session_lmtp.c: an LMTP transaction fanned out to several destinations, each a leg
+ * of session_leg.c). */
+#ifndef SP_SESSION_INTERNAL_H
+#define SP_SESSION_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/core/buf.h"
+#include "proxy/inbound/listener.h"
+#include "proxy/inbound/session.h"
+#include "proxy/net/conn.h"
+#include "proxy/outbound/router.h"
+#include "proxy/outbound/session_leg.h"
+#include "proxy/outbound/upstream.h"
+#include "proxy/wire/smtp.h"
+
+#define SESSION_STATE_MAP(X)                                                           \
+  X(GREETING)     /* connected, no HELO/EHLO yet */                                    \
+  X(IDLE)         /* no transaction */                                                 \
+  X(MAIL)         /* MAIL accepted, no recipient yet */                                \
+  X(RCPT_ROUTE)   /* first RCPT: resolving and connecting upstream */                  \
+  X(RCPT_WAIT)    /* RCPT sent upstream, waiting for its reply */                      \
+  X(RCPT)         /* at least one recipient accepted */                                \
+  X(DATA_WAIT)    /* DATA sent upstream, waiting for 354 */                            \
+  X(DATA)         /* streaming message data upstream */                                \
+  X(DATA_DISCARD) /* reading data to its end without passing it on */                  \
+  X(DATA_DONE)    /* final dot sent, waiting for the MX's verdict */                   \
+  X(QUIT)         /* last reply queued, closing when written */                        \
+  X(CLOSED)
+
+enum session_state {
+#define SESSION_STATE_ENUM(name, ...) SESSION_##name,
+  SESSION_STATE_MAP(SESSION_STATE_ENUM)
+#undef SESSION_STATE_ENUM
+};
+
+/* What each reply the upstream owes us is for, oldest first. */
+enum session_expect { EXPECT_MAIL, EXPECT_RCPT, EXPECT_DATA, EXPECT_DOT, EXPECT_RSET };
+#define SESSION_MAX_EXPECT 8
+
+struct session_txn {
+  /* The transaction's lines stand where Postfix's queue id goes: the session id for
+   * the first transaction of a connection, with its number appended for later ones, so
+   * log tools keep messages apart and a grep for the session id finds them all. */
+  char qid[24];
+  char from[SMTP_PATH_MAX + 1];
+  char mail_params[600];        /* client's MAIL params, "KEY=VALUE ..." as parsed */
+  char domain[256];             /* destination: first recipient's domain, lower-case */
+  char rcpt[SMTP_PATH_MAX + 1]; /* recipient being asked upstream */
+  char rcpt_params[600];
+  char **rcpts; /* accepted recipients, owned */
+  size_t nrcpts;
+  uint64_t started_ms;
+  bool smtputf8;
+  bool lost;               /* the upstream went away: only 4xx from here on */
+  bool queued;             /* its data is in: "removed" is logged when it ends */
+  char policy[48];         /* the route's policy, for logs before an upstream exists */
+  char mail_fail[1100];    /* upstream's reply to MAIL when it refused, as wire text */
+  char discard_reply[600]; /* the reply owed after discarded data, as wire text */
+};
+
+/* One RCPT of an LMTP transaction, in command order. Its reply is written to the MTA
+ * once every earlier slot's was (pipelined replies stay in order). */
+struct lmtp_slot {
+  char *addr;   /* owned; NULL for a reply that is not a recipient's (a refusal) */
+  char *params; /* owned: the client's RCPT parameters */
+  struct session_leg *leg; /* borrowed from the transaction; NULL when refused here */
+  bool resolved, accepted;
+  struct leg_reply reply; /* the RCPT reply, until written */
+};
+
+struct session_lmtp {
+  struct lmtp_slot *slots; /* owned */
+  size_t nslots, cap_slots;
+  size_t flushed; /* slots whose reply was written */
+  size_t naccepted;
+  struct session_leg **legs; /* owned */
+  size_t nlegs;
+  size_t nwait; /* legs whose DATA or final reply is awaited */
+};
+
+struct session {
+  uint32_t magic;
+  struct listener *l;
+  struct runtime *rt; /* referenced */
+  struct conn conn;
+  uv_timer_t timer;
+  unsigned open_handles;
+  enum session_state state;
+  char id[16];
+  char client_ip[64];
+  char helo[256];
+  unsigned ntxn; /* MAIL commands accepted: numbers the transactions' queue ids */
+  bool esmtp;
+  bool skip_line;      /* discarding the rest of an over-long line */
+  uint64_t skip_bytes; /* a refused BDAT chunk's bytes still to discard, unread */
+  bool draining;
+  bool processing; /* session__process is running (re-entrancy guard) */
+  bool peer_eof;   /* the client half-closed: answer what is buffered, then close */
+  struct buf in;   /* unprocessed client bytes */
+  struct session_txn txn;
+  struct upstream *up;     /* owned until upstream_close() */
+  bool up_in_txn;          /* the upstream has an open MAIL transaction */
+  struct router_query *rq; /* owned until it calls back or router_cancel() */
+  enum session_expect expect[SESSION_MAX_EXPECT];
+  size_t expect_head, nexpect;
+  struct smtp_data_scanner scan;
+  bool lmtp; /* accepted on an LMTP listener (RFC 2033) */
+  struct session_lmtp lm;
+};
+
+/* session.c */
+void session__set_state(struct session *s, enum session_state st);
+void session__reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void session__write(struct session *s, const char *wire, size_t len);
+void session__process(struct session *s);
+void session__txn_reset(struct session *s);
+void session__close(struct session *s, bool graceful);
+
+/* Message data moves in chunks of at most DATA_CHUNK client bytes; the scanner's
+ * output (dot-unstuffing undone, bare line ends normalized) fits SESSION_DATA_OUT. */
+#define DATA_CHUNK (16 * 1024)
+#define SESSION_DATA_OUT (2 * DATA_CHUNK + 4)
+
+/* Why a message is refused while its data is read (the reply its recipients get). */
+struct session_data_fault {
+  int code;
+  const char *enh;
+  const char *text;
+};
+
+/* session_relay.c */
+size_t session__data_scan(struct session *s, char *out, size_t *out_len,
+                          const struct session_data_fault **fault);
+void session__rcpt(struct session *s);
+void session__data(struct session *s);
+void session__rset_upstream(struct session *s);
+bool session__data_step(struct session *s);
+void session__discard(struct session *s, int code, const char *enh, const char *text);
+void session__log_rcpt(struct session *s, const char *to, const struct smtp_reply *r,
+                       const char *text);
+/* The delivery log line of one recipient through up (NULL: none), with policy as the
+ * fallback when there is no upstream. */
+void session__log_delivery(struct session *s, struct upstream *up, const char *policy,
+                           const char *to, int code, const char *enh,
+                           const char *reply);
+/* The transaction's first recipient was accepted: smtpd(8)'s "client=" line, by which
+ * log tools count a message received (Postfix opens its queue file then too). */
+void session__log_received(struct session *s);
+/* The message's data is all in (size bytes, nrcpt recipients): qmgr(8)'s line, which
+ * log tools need before the deliveries to count sizes and senders. */
+void session__log_queued(struct session *s, size_t nrcpt);
+/* "MAIL FROM:<x> params" keeping only the parameters up understands. */
+void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap);
+void session__received_header(struct session *s, const char *for_rcpt, char *out,
+                              size_t cap);
+
+/* session_lmtp.c */
+void session__lmtp_rcpt(struct session *s, const char *path, const char *params,
+                        const char *domain);
+void session__lmtp_data(struct session *s);
+bool session__lmtp_data_step(struct session *s);
+/* RCPT replies are owed: only further RCPTs are read meanwhile. */
+bool session__lmtp_pending(const struct session *s);
+/* Queues a reply behind the owed RCPT replies; false when none is owed. */
+bool session__lmtp_queue_reply(struct session *s, const char *wire, size_t len);
+bool session__lmtp_data_busy(const struct session *s);
+/* Ends the transaction: every leg released (abort: MX transactions reset). */
+void session__lmtp_reset(struct session *s, bool abort);
+/* From legs. */
+void session__lmtp_rcpt_done(struct session *s, size_t idx, const struct leg_reply *r,
+                             bool accepted);
+void session__lmtp_leg_settled(struct session *s, struct session_leg *g);
+/* The last call of every leg callback: writes what became due, moves the transaction
+ * on and runs the session (which may free the leg). */
+void session__lmtp_kick(struct session *s);
+
+#endif

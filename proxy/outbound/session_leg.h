@@ -1,0 +1,95 @@
+/* One destination of an LMTP transaction (a "leg"): its domain, its router query, its
+ * MX connection, the recipients sent there and their replies, and its DATA outcome.
+ * Internal to the session module (session_lmtp.c drives legs; session_leg.c is the
+ * leg's own state machine against upstream.c).
+ *
+ * Ownership: the session's LMTP transaction owns its legs (session__leg_release frees
+ * one). A leg owns its router query until it calls back or is cancelled, and its
+ * upstream until it is released: then the upstream goes to the connection pool when
+ * it is idle between transactions, and is closed otherwise (reset, without the final
+ * dot, when a message was being sent).
+ *
+ * Every result is reported to session_lmtp.c, never written to the MTA here:
+ * session__lmtp_rcpt_done() once per recipient, session__lmtp_leg_settled() once the
+ * leg's DATA or final-dot outcome is known. */
+#ifndef SP_SESSION_LEG_H
+#define SP_SESSION_LEG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proxy/outbound/router.h"
+#include "proxy/outbound/upstream.h"
+#include "proxy/wire/smtp.h"
+
+struct session;
+
+#define LEG_STATE_MAP(X)                                                               \
+  X(ROUTE)     /* resolving the domain, or connecting to its MX */                     \
+  X(READY)     /* MAIL and RCPTs flowing */                                            \
+  X(DATA_WAIT) /* DATA sent, waiting for 354 */                                        \
+  X(DATA)      /* streaming message data */                                            \
+  X(DOT_WAIT)  /* final dot sent, waiting for the MX's verdict */                      \
+  X(DONE)      /* final outcome known (reply or fault) */                              \
+  X(FAILED)    /* no MX connection: every recipient gets the failure */
+
+enum leg_state {
+#define LEG_STATE_ENUM(name, ...) LEG_##name,
+  LEG_STATE_MAP(LEG_STATE_ENUM)
+#undef LEG_STATE_ENUM
+};
+
+/* A reply kept as wire text (owned) with what the log needs. */
+struct leg_reply {
+  int code; /* 0: none yet */
+  char enh[16];
+  char *wire; /* "NNN ...\r\n" lines, NUL-terminated; owned */
+};
+
+struct session_leg {
+  uint32_t magic;
+  struct session *s; /* the owner */
+  enum leg_state state;
+  char domain[256];
+  char policy[48];         /* the route's policy, for logs before an upstream exists */
+  struct router_query *rq; /* owned until it calls back or router_cancel() */
+  struct upstream *up;     /* owned until released */
+  bool counted;            /* counted in the listener's lmtp_upstreams */
+  bool mail_sent, mail_pending, mail_failed;
+  bool in_txn; /* the MX has an open MAIL transaction */
+  /* Recipients of this leg, as indices into the session's recipient slots, in RCPT
+   * order: [0, nanswered) have their reply, [nanswered, nsent) are in flight,
+   * [nsent, ntodo) wait to be sent. */
+  size_t *todo;
+  size_t ntodo, cap_todo, nsent, nanswered;
+  size_t naccepted;
+  struct leg_reply fail;  /* why every (further) recipient fails, when FAILED */
+  struct leg_reply final; /* the outcome for accepted recipients after DATA */
+};
+
+struct session_leg *session__leg_new(struct session *s, const char *domain);
+/* Adds recipient slot idx (its reply comes through session__lmtp_rcpt_done). */
+int session__leg_add(struct session_leg *g, size_t idx);
+/* Sends DATA when the leg has accepted recipients and a live MX transaction. Returns
+ * true when a reply is awaited (session__lmtp_leg_settled follows). */
+bool session__leg_data(struct session_leg *g);
+/* Starts the body with the trace header: false when the leg faulted (it is DONE). */
+bool session__leg_body(struct session_leg *g, const char *data, size_t len);
+bool session__leg_busy(const struct session_leg *g);
+/* Sends the final dot; true when the verdict is awaited. */
+bool session__leg_end(struct session_leg *g);
+/* Fails the leg (the MX connection is reset: no final dot) with code/enh/text. */
+void session__leg_abort(struct session_leg *g, int code, const char *enh,
+                        const char *text);
+/* The reply the leg's accepted recipients get at the end. */
+const struct leg_reply *session__leg_outcome(const struct session_leg *g);
+/* Frees the leg; its upstream goes to the pool when idle, else is closed. */
+void session__leg_release(struct session_leg *g, bool abort);
+
+void session__leg_reply_set(struct leg_reply *lr, const struct smtp_reply *r);
+void session__leg_reply_text(struct leg_reply *lr, int code, const char *enh,
+                             const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void session__leg_reply_free(struct leg_reply *lr);
+
+#endif
