@@ -16,8 +16,8 @@
 
 #include "certs/trust.h"
 #include "policy/table.h"
+#include "proxy/config/redis_settings.h"
 #include "proxy/core/log_types.h"
-#include "proxy/net/redis_settings.h"
 
 enum config_bare_newline { CONFIG_BARE_REFUSE, CONFIG_BARE_NORMALIZE };
 /* dns.trust_ad: whether the AD bit of answers counts as DNSSEC validation. auto:

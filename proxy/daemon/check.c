@@ -17,11 +17,11 @@
 #include "proxy/config/config.h"
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/daemon/runtime.h"
 #include "proxy/mtasts/store.h"
 #include "proxy/mtasts/sts.h"
 #include "proxy/net/dns.h"
 #include "proxy/outbound/router.h"
+#include "proxy/outbound/runtime.h"
 #include "proxy/outbound/upstream.h"
 
 #define CHECK_EXIT_OK 0

@@ -9,16 +9,16 @@
 #include "proxy/config/config.h"
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
+#include "proxy/core/observe.h"
 #include "proxy/daemon/check.h"
 #include "proxy/daemon/metrics.h"
-#include "proxy/daemon/observe.h"
 #include "proxy/daemon/privileges.h"
-#include "proxy/daemon/runtime.h"
 #include "proxy/daemon/workers.h"
 #include "proxy/inbound/listener.h"
 #include "proxy/mtasts/store.h"
 #include "proxy/mtasts/sts.h"
 #include "proxy/outbound/pool.h"
+#include "proxy/outbound/runtime.h"
 #include "proxy/tlsrpt/tlsrpt.h"
 
 #define DRAIN_DEADLINE_MS 30000 /* SIGTERM: how long open transactions may finish */
@@ -231,7 +231,9 @@ static int run(const char *path) {
     return 1;
   }
   config_unref(cfg);
-  observe_set_tls_sink(tlsrpt_record); /* before any worker thread starts */
+  /* Before any worker thread starts: observe reads both without a lock. */
+  observe_set_counters(&metrics_counters);
+  observe_set_tls_sink(tlsrpt_record);
   /* Signals first: a supervisor may signal as soon as the port accepts. */
   uv_signal_init(d.loop, &d.sig_term);
   uv_signal_init(d.loop, &d.sig_int);

@@ -641,3 +641,17 @@ void metrics_close(struct metrics *m) {
     mconn_close(c);
   uv_close((uv_handle_t *)&m->server, on_server_closed);
 }
+
+const struct observe_counters metrics_counters = {
+    .tls_result = metrics_tls_result,
+    .delivery = metrics_delivery,
+    .mx_connection = metrics_mx_connection,
+    .handshake = metrics_handshake,
+    .dns_failure = metrics_dns_failure,
+    .dns_query = metrics_dns_query,
+    .dns_cache_hit = metrics_dns_cache_hit,
+    .sts_fetch = metrics_sts_fetch,
+    .session = metrics_session,
+    .cache_clients = metrics_cache_clients,
+    .cache_error = metrics_cache_error,
+};

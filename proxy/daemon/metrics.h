@@ -7,7 +7,7 @@
 #include <uv.h>
 
 #include "proxy/config/config.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 
 struct metrics;
 
@@ -38,6 +38,9 @@ int metrics_parse_request(const char *buf, size_t len, enum metrics_target *targ
 char *metrics_render(size_t *len);
 
 /* Counter updates (see observe.h). */
+/* The counters below, as observe's consumer: main.c registers them at start-up. */
+extern const struct observe_counters metrics_counters;
+
 void metrics_tls_result(const struct observe_tls *t);
 void metrics_delivery(const char *status, const char *verdict, const char *policy,
                       double seconds);

@@ -16,11 +16,11 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/daemon/observe.h"
-#include "proxy/daemon/runtime.h"
+#include "proxy/core/observe.h"
 #include "proxy/inbound/listener.h"
 #include "proxy/mtasts/sts.h"
 #include "proxy/outbound/pool.h"
+#include "proxy/outbound/runtime.h"
 
 enum { CMD_RELOAD = 1, CMD_DRAIN = 2, CMD_ABORT = 4 };
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "proxy/daemon/runtime.h"
+#include "proxy/outbound/runtime.h"
 
 struct session;
 

@@ -9,7 +9,7 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
 #include "proxy/outbound/pool.h"
 

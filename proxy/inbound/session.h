@@ -9,7 +9,7 @@
 
 #include <uv.h>
 
-#include "proxy/daemon/runtime.h"
+#include "proxy/outbound/runtime.h"
 
 struct session;
 struct listener;

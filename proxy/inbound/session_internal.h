@@ -11,9 +11,9 @@
 #include "proxy/core/buf.h"
 #include "proxy/inbound/listener.h"
 #include "proxy/inbound/session.h"
+#include "proxy/inbound/session_leg.h"
 #include "proxy/net/conn.h"
 #include "proxy/outbound/router.h"
-#include "proxy/outbound/session_leg.h"
 #include "proxy/outbound/upstream.h"
 #include "proxy/wire/smtp.h"
 

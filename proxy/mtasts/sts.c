@@ -12,7 +12,7 @@
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
 #include "proxy/core/obj.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 #include "proxy/mtasts/cache_redis.h"
 #include "proxy/mtasts/store.h"
 #include "proxy/mtasts/sts_cache.h"

@@ -15,7 +15,7 @@
 
 #include "policy/mtasts.h"
 #include "proxy/config/config.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 #include "proxy/net/dns.h"
 #include "proxy/net/redis.h"
 

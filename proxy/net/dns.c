@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "proxy/core/error.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 #include "proxy/net/dns_cache.h"
 
 #define container_of(p, type, field)                                                   \

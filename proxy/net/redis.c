@@ -15,7 +15,7 @@
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
 #include "proxy/core/obj.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 #include "proxy/net/conn.h"
 
 #define REDIS_MAGIC 0x52454449u              /* "REDI" */

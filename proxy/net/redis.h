@@ -22,7 +22,7 @@
 #include <uv.h>
 
 #include "certs/trust.h"
-#include "proxy/net/redis_settings.h"
+#include "proxy/config/redis_settings.h"
 
 struct redis;
 struct redis_cmd;

@@ -7,7 +7,7 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 
 struct tlsa_lookup {
   struct router_query *q;

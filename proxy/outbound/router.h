@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 
 #include "policy/decide.h"
-#include "proxy/daemon/runtime.h"
 #include "proxy/mtasts/sts.h"
+#include "proxy/outbound/runtime.h"
 
 #define ROUTE_MAX_CANDIDATES 16
 

@@ -11,7 +11,7 @@
 #include "proxy/core/buf.h"
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 #include "proxy/net/conn.h"
 
 #define UP_MAGIC 0x55505354u  /* "UPST": checked at every callback entry */

@@ -18,8 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "proxy/daemon/runtime.h"
 #include "proxy/outbound/router.h"
+#include "proxy/outbound/runtime.h"
 #include "proxy/wire/smtp.h"
 
 struct upstream;

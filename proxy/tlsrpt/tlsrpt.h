@@ -7,7 +7,7 @@
 #include <uv.h>
 
 #include "proxy/config/config.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 
 struct tlsrpt;
 struct runtime;

@@ -17,9 +17,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "proxy/daemon/runtime.h"
 #include "proxy/mtasts/cache_redis.h"
 #include "proxy/mtasts/store.h"
+#include "proxy/outbound/runtime.h"
 
 #define TLSRPT_MAGIC 0x74727074u /* "trpt" */
 #define TLSRPT_FLUSH_MS 1000     /* memory counters to the store, at most this late */

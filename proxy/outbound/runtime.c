@@ -1,4 +1,4 @@
-#include "proxy/daemon/runtime.h"
+#include "proxy/outbound/runtime.h"
 
 #include <assert.h>
 #include <pthread.h>

@@ -1,7 +1,9 @@
-/* What the proxy saw, fanned out to whoever counts it: metrics (metrics.c) and TLS
- * reporting (tlsrpt.c, registered as the TLS sink). The relay code calls these at fixed
- * points and knows nothing of the consumers; each call is cheap and never blocks, and may come from any
- * worker's thread (metrics.c locks its counters; TLS results are forwarded). */
+/* What the proxy saw, fanned out to whoever counts it: the counters (metrics.c) and
+ * TLS reporting (tlsrpt.c), each registered at start-up, before any worker thread
+ * starts. The relay code calls these at fixed points and knows nothing of the
+ * consumers: nothing here includes a layer above. Each call is cheap and never blocks,
+ * and may come from any worker's thread (metrics.c locks its counters; TLS results
+ * are forwarded). Without a registered consumer a call does nothing. */
 #ifndef SP_OBSERVE_H
 #define SP_OBSERVE_H
 
@@ -65,6 +67,24 @@ void observe_set_tls_forward(observe_tls_sink *fn);
 void observe_tls_forwarded(const struct observe_tls *t);
 
 /* A final outcome for one recipient ("sent", "deferred", "bounced"). */
+/* The counters' consumer (metrics.c): one function per fact below, any may be NULL. */
+struct observe_counters {
+  void (*tls_result)(const struct observe_tls *t);
+  void (*delivery)(const char *status, const char *verdict, const char *policy,
+                   double seconds);
+  void (*mx_connection)(bool reused);
+  void (*handshake)(double seconds);
+  void (*dns_failure)(void);
+  void (*dns_query)(void);
+  void (*dns_cache_hit)(bool inflight);
+  void (*sts_fetch)(bool ok);
+  void (*session)(bool opened);
+  void (*cache_clients)(int dclients, int dup);
+  void (*cache_error)(void);
+};
+/* Registers c (static storage); set once before any worker thread starts. */
+void observe_set_counters(const struct observe_counters *c);
+
 void observe_delivery(const char *status, const char *verdict, const char *policy,
                       double seconds);
 /* An MX connection was opened (reused = false) or reused (true). */

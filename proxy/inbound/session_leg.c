@@ -1,6 +1,6 @@
 /* One destination of an LMTP transaction: routing its domain, MAIL and the RCPTs of
  * its recipients through its own MX connection, its DATA and final dot. */
-#include "proxy/outbound/session_leg.h"
+#include "proxy/inbound/session_leg.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/daemon/observe.h"
+#include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
 #include "proxy/outbound/pool.h"
 

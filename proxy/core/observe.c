@@ -1,9 +1,8 @@
-#include "proxy/daemon/observe.h"
-
-#include "proxy/daemon/metrics.h"
+#include "proxy/core/observe.h"
 
 /* Set before any worker thread starts and never after: read without a lock. */
 static observe_tls_sink *tls_sink;
+static const struct observe_counters *counters;
 /* NULL on the main loop's thread: TLS reporting lives there. */
 static _Thread_local observe_tls_sink *tls_forward;
 
@@ -20,8 +19,19 @@ void observe_tls_forwarded(const struct observe_tls *t) {
     tls_sink(t);
 }
 
+void observe_set_counters(const struct observe_counters *c) {
+  counters = c;
+}
+
+/* Calls the registered counter f, if any, with the arguments that follow. */
+#define COUNT(f, ...)                                                                  \
+  do {                                                                                 \
+    if (counters && counters->f)                                                       \
+      counters->f(__VA_ARGS__);                                                        \
+  } while (0)
+
 void observe_tls_result(const struct observe_tls *t) {
-  metrics_tls_result(t);
+  COUNT(tls_result, t);
   if (tls_forward)
     tls_forward(t);
   else
@@ -30,33 +40,36 @@ void observe_tls_result(const struct observe_tls *t) {
 
 void observe_delivery(const char *status, const char *verdict, const char *policy,
                       double seconds) {
-  metrics_delivery(status, verdict, policy, seconds);
+  COUNT(delivery, status, verdict, policy, seconds);
 }
 
 void observe_mx_connection(bool reused) {
-  metrics_mx_connection(reused);
+  COUNT(mx_connection, reused);
 }
 void observe_handshake(double seconds) {
-  metrics_handshake(seconds);
+  COUNT(handshake, seconds);
 }
 void observe_dns_failure(void) {
-  metrics_dns_failure();
+  if (counters && counters->dns_failure)
+    counters->dns_failure();
 }
 void observe_dns_query(void) {
-  metrics_dns_query();
+  if (counters && counters->dns_query)
+    counters->dns_query();
 }
 void observe_dns_cache_hit(bool inflight) {
-  metrics_dns_cache_hit(inflight);
+  COUNT(dns_cache_hit, inflight);
 }
 void observe_sts_fetch(bool ok) {
-  metrics_sts_fetch(ok);
+  COUNT(sts_fetch, ok);
 }
 void observe_session(bool opened) {
-  metrics_session(opened);
+  COUNT(session, opened);
 }
 void observe_cache_clients(int dclients, int dup) {
-  metrics_cache_clients(dclients, dup);
+  COUNT(cache_clients, dclients, dup);
 }
 void observe_cache_error(void) {
-  metrics_cache_error();
+  if (counters && counters->cache_error)
+    counters->cache_error();
 }
