@@ -216,6 +216,9 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
 }
 
 static int run(const char *path) {
+  /* Before the runtime (its Redis client counts itself) and any worker thread:
+   * observe reads the counters without a lock. */
+  observe_set_counters(&metrics_counters);
   struct config *cfg;
   if (load_config(path, &cfg) < 0)
     return 1;
@@ -231,9 +234,7 @@ static int run(const char *path) {
     return 1;
   }
   config_unref(cfg);
-  /* Before any worker thread starts: observe reads both without a lock. */
-  observe_set_counters(&metrics_counters);
-  observe_set_tls_sink(tlsrpt_record);
+  observe_set_tls_sink(tlsrpt_record); /* before any worker thread starts */
   /* Signals first: a supervisor may signal as soon as the port accepts. */
   uv_signal_init(d.loop, &d.sig_term);
   uv_signal_init(d.loop, &d.sig_int);
