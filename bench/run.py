@@ -13,6 +13,8 @@ Environment (defaults in brackets):
   PROXY_WORKERS [1] (the proxy's `workers`)
   MODES [one,persistent]  SIZES [10240,1048576]  CERTS [ecdsa,rsa]
   RELAYS [proxy,stunnel,postfix]  RESULTS [bench/results.md]
+  BASELINE_BIN [unset] another build of the proxy, run as relay "baseline" in the same
+  rounds (add it to RELAYS): the summary then gives proxy/baseline ratios
 """
 
 import asyncio
@@ -47,6 +49,7 @@ def env_list(name, default):
 
 
 PROXY_BIN = os.environ.get('PROXY_BIN', os.path.join(ROOT, 'build', 'starttls-proxy'))
+BASELINE_BIN = os.environ.get('BASELINE_BIN')
 SINK_BIN = os.environ.get('SINK_BIN', '/tmp/starttls-bench-bin/sink')
 ROUNDS = env_int('ROUNDS', 3)
 MESSAGES = env_int('MESSAGES', 10000)
@@ -249,6 +252,7 @@ class Relay:
 class ProxyRelay(Relay):
     name = 'proxy'
     workers = PROXY_WORKERS
+    binary = PROXY_BIN
 
     def start(self):
         cfg = os.path.join(self.dir, 'proxy.yaml')
@@ -278,7 +282,7 @@ workers: %s
 ''' % (self.port, max(IDLE, CONC) + 1000, self.dns_port, self.sink.port, self.ca_file,
        state, self.workers))
         self.log = open(os.path.join(self.dir, 'proxy.log'), 'ab')
-        self.proc = subprocess.Popen([PROXY_BIN, '-c', cfg], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([self.binary, '-c', cfg], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
                                      start_new_session=True)
         wait_port(self.port, self.proc, what='starttls-proxy')
@@ -335,7 +339,14 @@ class PostfixRelay(Relay):
         self.pf.stop()
 
 
-RELAY_CLASSES = {'proxy': ProxyRelay, 'stunnel': StunnelRelay, 'postfix': PostfixRelay}
+class BaselineRelay(ProxyRelay):
+    """Another build of the proxy (BASELINE_BIN), e.g. before a change, side by side."""
+    name = 'baseline'
+    binary = BASELINE_BIN
+
+
+RELAY_CLASSES = {'proxy': ProxyRelay, 'stunnel': StunnelRelay, 'postfix': PostfixRelay,
+                 'baseline': BaselineRelay}
 
 
 # ---------------------------------------------------------------- measurements
@@ -548,6 +559,27 @@ def report(R, meta):
                     f(mratio('msgs_per_s', *k, 'postfix')),
                     f(med('lat_p50', k + ('proxy',))), f(med('lat_p99', k + ('proxy',))),
                     f(med('lat_p50', k + ('stunnel',))), f(med('lat_p99', k + ('stunnel',)))))
+    if 'baseline' in relays:
+        out.append('')
+        out.append('Against the baseline build (%s), proxy/baseline in the same round, '
+                   'median (min–max):' % BASELINE_BIN)
+        out.append('')
+        out.append('| sink cert | inbound | size | msgs/s ratio | CPU/1k msgs ratio |')
+        out.append('|---|---|---|---|---|')
+        for cert in CERTS:
+            for mode in MODES:
+                for size in SIZES:
+                    cells = []
+                    for metric in ('msgs_per_s', 'cpu_per_1k'):
+                        a = R.get((metric, cert, mode, size, 'proxy'), {})
+                        b = R.get((metric, cert, mode, size, 'baseline'), {})
+                        rs = [a[r] / b[r] for r in a if r in b and b[r]]
+                        cells.append('%s (%s–%s)' % (f(statistics.median(rs)), f(min(rs)),
+                                                     f(max(rs))) if rs else 'n/a')
+                    out.append('| %s | %s | %s | %s | %s |' % (
+                        cert.upper() if cert == 'rsa' else 'ECDSA', mode, size_name(size),
+                        cells[0], cells[1]))
+        out.append('')
     mem = ['%s %s KiB (×%s)' % (c.upper() if c == 'rsa' else 'ECDSA',
                                 f(med('kib_per_conn', (c, 'idle', 0, 'proxy')), 0),
                                 f(mratio('kib_per_conn', c, 'idle', 0, 'proxy')))
@@ -684,6 +716,8 @@ def main():
     for p in (PROXY_BIN, SINK_BIN, SMTP_SOURCE, STUNNEL):
         if not os.access(p, os.X_OK):
             sys.exit('bench: %s is missing' % p)
+    if 'baseline' in RELAYS and not (BASELINE_BIN and os.access(BASELINE_BIN, os.X_OK)):
+        sys.exit('bench: RELAYS names baseline: set BASELINE_BIN to a proxy binary')
     started = time.strftime('%Y-%m-%d %H:%M')
     t_start = time.monotonic()
     tmp = tempfile.mkdtemp(prefix='starttls-bench-', dir=os.environ.get('BENCH_TMP', '/var/tmp'))
