@@ -460,11 +460,9 @@ static void check_conclude(struct check *ck) {
   size_t n = strlen(reasons);
   if (r->skipped[0])
     snprintf(reasons + n, sizeof reasons - n, "%s%s", n ? "; " : "", r->skipped);
-  const char *enh = policy ? "4.7.5" : "4.4.1";
-  snprintf(ck->result, sizeof ck->result, "not deliverable: 451 %s %s: %s: %s", enh,
-           ck->domain,
-           policy ? "no MX host passed the TLS policy" : "no MX host reachable",
-           reasons);
+  char text[sizeof ck->result];
+  const char *enh = route_no_mx(text, sizeof text, ck->domain, policy, reasons);
+  snprintf(ck->result, sizeof ck->result, "not deliverable: 451 %s %s", enh, text);
 }
 
 static void check_report(struct check *ck) {

@@ -11,7 +11,6 @@
 #include "proxy/core/log.h"
 #include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
-#include "proxy/outbound/pool.h"
 
 #define SESSION_MAGIC 0x53455353u     /* "SESS" */
 #define SESSION_IN_HIGH (64 * 1024)   /* stop reading above this much unprocessed */
@@ -91,10 +90,7 @@ void session__close(struct session *s, bool graceful) {
   s->rq = NULL;
   /* A transaction still open upstream is reset there: no final dot was sent. An idle
    * connection goes to the pool for the next transaction to that domain. */
-  if (s->up && !s->up_in_txn && s->nexpect == 0 && s->l && s->l->pool)
-    pool_put(s->l->pool, s->up);
-  else
-    upstream_close(s->up, !s->up_in_txn);
+  session__upstream_release(s, s->up, s->up_in_txn, s->up_in_txn);
   s->up = NULL;
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);

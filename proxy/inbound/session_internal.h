@@ -154,10 +154,27 @@ void session__log_received(struct session *s);
 /* The message's data is all in (size bytes, nrcpt recipients): qmgr(8)'s line, which
  * log tools need before the deliveries to count sizes and senders. */
 void session__log_queued(struct session *s, size_t nrcpt);
-/* "MAIL FROM:<x> params" keeping only the parameters up understands. */
-void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap);
 void session__received_header(struct session *s, const char *for_rcpt, char *out,
                               size_t cap);
+
+/* session_mx.c */
+/* "MAIL FROM:<x> params" keeping only the parameters up understands. */
+void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap);
+/* "RCPT TO:<addr> params", the params (the client's, as parsed) only when up offers
+ * DSN. */
+void session__rcpt_line(const struct upstream *up, const char *addr, const char *params,
+                        char *out, size_t cap);
+/* Lets go of up (NULL: nothing): parked in the connection pool when no MAIL
+ * transaction is open there (open_txn false), nothing is to be reset and the pool is
+ * on; closed otherwise, politely (QUIT) unless reset, which drops the connection so
+ * that the MX discards a message whose final dot never came. */
+void session__upstream_release(struct session *s, struct upstream *up, bool open_txn,
+                               bool reset);
+/* An idle connection to domain from an earlier transaction (no DNS, TCP or TLS
+ * handshake; its route and policy are seconds old), now owned by arg with events ev;
+ * NULL when the pool has none. */
+struct upstream *session__upstream_pooled(struct session *s, const char *domain,
+                                          const struct upstream_events *ev, void *arg);
 
 /* session_lmtp.c */
 void session__lmtp_rcpt(struct session *s, const char *path, const char *params,

@@ -9,9 +9,7 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
-#include "proxy/outbound/pool.h"
 
 #define LEG_MAGIC 0x4C454721u /* "LEG!" */
 /* RCPTs in flight at once: with MAIL it stays under the upstream's command queue. */
@@ -90,10 +88,6 @@ static const struct upstream_events leg_up_events = {
     .on_lost = on_leg_lost,
 };
 
-static struct pool *leg_pool(const struct session_leg *g) {
-  return g->s->l ? g->s->l->pool : NULL;
-}
-
 static void leg_count(struct session_leg *g, bool on) {
   struct listener *l = g->s->l;
   if (!l || g->counted == on)
@@ -111,11 +105,7 @@ static void leg_count(struct session_leg *g, bool on) {
 static void leg_drop_upstream(struct session_leg *g, bool reset) {
   if (!g->up)
     return;
-  struct pool *pool = leg_pool(g);
-  if (!reset && !g->in_txn && !g->mail_pending && upstream_idle(g->up) && pool)
-    pool_put(pool, g->up);
-  else
-    upstream_close(g->up, !reset);
+  session__upstream_release(g->s, g->up, g->in_txn || g->mail_pending, reset);
   g->up = NULL;
   g->in_txn = false;
   leg_count(g, false);
@@ -163,13 +153,8 @@ struct session_leg *session__leg_new(struct session *s, const char *domain) {
   g->s = s;
   snprintf(g->domain, sizeof g->domain, "%s", domain);
   leg_count(g, true); /* a connection slot from now on, routing included */
-  struct pool *pool = leg_pool(g);
-  struct upstream *pooled = pool ? pool_take(pool, domain, s->rt) : NULL;
-  if (pooled) {
-    upstream_set_owner(pooled, &leg_up_events, g, NULL, s->id);
-    g->up = pooled;
-    leg_count(g, true);
-    observe_mx_connection(true);
+  g->up = session__upstream_pooled(s, domain, &leg_up_events, g);
+  if (g->up) {
     leg_set_state(g, LEG_READY);
     return g;
   }
@@ -222,11 +207,9 @@ static void leg_pump(struct session_leg *g) {
     }
     g->mail_sent = g->mail_pending = true;
   }
-  bool dsn = upstream_caps(g->up)->flags & SMTP_CAP_DSN;
   while (g->nsent < g->ntodo && g->nsent - g->nanswered < LEG_WINDOW) {
     const struct lmtp_slot *slot = &s->lm.slots[g->todo[g->nsent]];
-    snprintf(line, sizeof line, "RCPT TO:<%s>%s%s", slot->addr,
-             dsn && slot->params[0] ? " " : "", dsn ? slot->params : "");
+    session__rcpt_line(g->up, slot->addr, slot->params, line, sizeof line);
     if (upstream_command(g->up, line) < 0) {
       leg_lost(g, "cannot queue RCPT");
       return;
@@ -263,11 +246,10 @@ static void on_leg_ready(void *arg) {
 
 static void on_leg_failed(void *arg, const char *reasons, bool policy) {
   struct session_leg *g = leg_from(arg);
-  const char *enh = policy ? "4.7.5" : "4.4.1";
+  char text[SMTP_REPLY_LINE_MAX - 16];
+  const char *enh = route_no_mx(text, sizeof text, g->domain, policy, reasons);
   snprintf(g->policy, sizeof g->policy, "%s", upstream_policy(g->up));
-  session__leg_reply_text(
-      &g->fail, 451, enh, "%s: %s: %.900s", g->domain,
-      policy ? "no MX host passed the TLS policy" : "no MX host reachable", reasons);
+  session__leg_reply_text(&g->fail, 451, enh, "%s", text);
   upstream_close(g->up, false);
   g->up = NULL;
   leg_count(g, false);

@@ -11,7 +11,6 @@
 #include "proxy/core/log.h"
 #include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
-#include "proxy/outbound/pool.h"
 
 /* ---- expected replies ------------------------------------------------------------ */
 
@@ -115,29 +114,6 @@ static const struct upstream_events session_up_events = {
     .on_lost = on_up_lost,
 };
 
-void session__mail_line(struct session *s, struct upstream *up, char *out, size_t cap) {
-  unsigned caps = upstream_caps(up)->flags;
-  size_t n = (size_t)snprintf(out, cap, "MAIL FROM:<%s>", s->txn.from);
-  char params[sizeof s->txn.mail_params];
-  snprintf(params, sizeof params, "%s", s->txn.mail_params);
-  for (char *save, *p = strtok_r(params, " ", &save); p;
-       p = strtok_r(NULL, " ", &save)) {
-    bool keep = (!strncasecmp(p, "SIZE=", 5) && (caps & SMTP_CAP_SIZE)) ||
-                (!strncasecmp(p, "BODY=", 5) && (caps & SMTP_CAP_8BITMIME)) ||
-                (!strcasecmp(p, "SMTPUTF8") && (caps & SMTP_CAP_SMTPUTF8)) ||
-                ((!strncasecmp(p, "RET=", 4) || !strncasecmp(p, "ENVID=", 6)) &&
-                 (caps & SMTP_CAP_DSN));
-    if (keep && n < cap)
-      n += (size_t)snprintf(out + n, cap - n, " %s", p);
-  }
-}
-
-static void session_rcpt_line(struct session *s, char *out, size_t cap) {
-  bool dsn = upstream_caps(s->up)->flags & SMTP_CAP_DSN;
-  snprintf(out, cap, "RCPT TO:<%s>%s%s", s->txn.rcpt,
-           dsn && s->txn.rcpt_params[0] ? " " : "", dsn ? s->txn.rcpt_params : "");
-}
-
 /* Sends MAIL (once per upstream transaction) and this RCPT. */
 static void session_send_rcpt(struct session *s) {
   if (s->txn.smtputf8 && !(upstream_caps(s->up)->flags & SMTP_CAP_SMTPUTF8)) {
@@ -155,7 +131,7 @@ static void session_send_rcpt(struct session *s) {
     expect_push(s, EXPECT_MAIL);
     s->up_in_txn = true; /* until its reply says otherwise */
   }
-  session_rcpt_line(s, line, sizeof line);
+  session__rcpt_line(s->up, s->txn.rcpt, s->txn.rcpt_params, line, sizeof line);
   if (rc == 0)
     rc = upstream_command(s->up, line);
   if (rc < 0) {
@@ -202,20 +178,12 @@ void session__rcpt(struct session *s) {
     session_send_rcpt(s);
     return;
   }
-  if (s->up && !s->up_in_txn && s->nexpect == 0 && s->l && s->l->pool) {
-    pool_put(s->l->pool, s->up);
-    s->up = NULL;
-  }
-  if (s->up)
-    session_drop_upstream(s, true);
-  struct upstream *pooled =
-      s->l && s->l->pool ? pool_take(s->l->pool, s->txn.domain, s->rt) : NULL;
-  if (pooled) {
-    /* An idle connection to this destination from an earlier transaction: no DNS,
-     * TCP or TLS handshake; its route and policy are seconds old. */
-    upstream_set_owner(pooled, &session_up_events, s, NULL, s->id);
-    s->up = pooled;
-    observe_mx_connection(true);
+  session__upstream_release(s, s->up, s->up_in_txn, false);
+  s->up = NULL;
+  s->up_in_txn = false;
+  s->nexpect = 0;
+  s->up = session__upstream_pooled(s, s->txn.domain, &session_up_events, s);
+  if (s->up) {
     session_send_rcpt(s);
     return;
   }
@@ -235,12 +203,11 @@ static void on_up_ready(void *arg) {
 
 static void on_up_failed(void *arg, const char *reasons, bool policy) {
   struct session *s = arg;
-  const char *enh = policy ? "4.7.5" : "4.4.1";
+  char text[SMTP_REPLY_LINE_MAX - 16];
   struct smtp_reply r = {.code = 451, .nlines = 1};
+  const char *enh = route_no_mx(text, sizeof text, s->txn.domain, policy, reasons);
   snprintf(r.enhanced, sizeof r.enhanced, "%s", enh);
-  snprintf(r.lines[0], sizeof r.lines[0], "%s %s: %s: %.900s", enh, s->txn.domain,
-           policy ? "no MX host passed the TLS policy" : "no MX host reachable",
-           reasons);
+  snprintf(r.lines[0], sizeof r.lines[0], "%s %s", enh, text);
   session_relay_reply(s, &r);
   snprintf(s->txn.policy, sizeof s->txn.policy, "%s", upstream_policy(s->up));
   session__log_rcpt(s, s->txn.rcpt, &r, NULL);
