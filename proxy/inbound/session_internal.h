@@ -1,7 +1,8 @@
-/* Internals shared by the session's files (session.c: connection and commands;
- * session_relay.c: the upstream side of an SMTP transaction and message data;
- * session_lmtp.c: an LMTP transaction fanned out to several destinations, each a leg
- * of session_leg.c). */
+/* Internals shared by the session's files (session.c: the MTA's connection, input,
+ * timers and life cycle; session_cmd.c: the command table; session_relay.c: the
+ * upstream side of an SMTP transaction and message data; session_lmtp.c: an LMTP
+ * transaction fanned out to several destinations, each a leg of session_leg.c;
+ * session_mx.c: what both do with an MX connection). */
 #ifndef SP_SESSION_INTERNAL_H
 #define SP_SESSION_INTERNAL_H
 
@@ -108,9 +109,44 @@ struct session {
   enum session_expect expect[SESSION_MAX_EXPECT];
   size_t expect_head, nexpect;
   struct smtp_data_scanner scan;
-  bool lmtp; /* accepted on an LMTP listener (RFC 2033) */
+  const struct session_proto *proto; /* SMTP, or LMTP (RFC 2033): by listener */
   struct session_lmtp lm;
 };
+
+/* What differs between SMTP and LMTP (RFC 2033) sessions: the protocol column of the
+ * command table (session_cmd.c), chosen by the listener a session was accepted on. */
+struct session_proto {
+  const char *name;       /* in the greeting, the logs and the trace header */
+  unsigned hello_verbs;   /* the greeting verbs it answers, as 1u << SMTP_VERB_x */
+  const char *hello_hint; /* added to the 500 for another greeting verb */
+  const char *with_utf8;  /* the trace header's protocol for SMTPUTF8, or NULL */
+  /* A RCPT that passed the checks (domain: its destination, lower-case): asks the
+   * destination; its reply comes through session__reply or the relayed one. */
+  void (*rcpt)(struct session *s, const char *path, const char *params,
+               const char *domain);
+  /* DATA with at least one recipient accepted. */
+  void (*data)(struct session *s);
+  /* Moves one chunk of message data; false when it cannot go on now. */
+  bool (*data_step)(struct session *s);
+  /* The MX side takes no more data now (backpressure). */
+  bool (*data_busy)(const struct session *s);
+};
+
+/* session_relay.c: one destination per transaction, one reply after DATA. */
+extern const struct session_proto session__smtp_proto;
+/* session_lmtp.c: any number of destinations, one reply per recipient. */
+extern const struct session_proto session__lmtp_proto;
+
+/* session_cmd.c */
+/* Runs one command line (without its line end) through the command table. */
+void session__command(struct session *s, const char *line, size_t len);
+/* "ESMTP", "SMTP" (after HELO) or "LMTP": smtpd(8)'s proto= in log lines. */
+const char *session__proto_name(const struct session *s);
+/* Refuses a recipient ourselves: the reply, and smtpd(8)'s reject line with the
+ * envelope, which log tools count as a rejection. */
+void session__reject_rcpt(struct session *s, const char *path, int code,
+                          const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* session.c */
 void session__set_state(struct session *s, enum session_state st);
@@ -136,10 +172,7 @@ struct session_data_fault {
 /* session_relay.c */
 size_t session__data_scan(struct session *s, char *out, size_t *out_len,
                           const struct session_data_fault **fault);
-void session__rcpt(struct session *s);
-void session__data(struct session *s);
 void session__rset_upstream(struct session *s);
-bool session__data_step(struct session *s);
 void session__discard(struct session *s, int code, const char *enh, const char *text);
 void session__log_rcpt(struct session *s, const char *to, const struct smtp_reply *r,
                        const char *text);
@@ -177,15 +210,10 @@ struct upstream *session__upstream_pooled(struct session *s, const char *domain,
                                           const struct upstream_events *ev, void *arg);
 
 /* session_lmtp.c */
-void session__lmtp_rcpt(struct session *s, const char *path, const char *params,
-                        const char *domain);
-void session__lmtp_data(struct session *s);
-bool session__lmtp_data_step(struct session *s);
 /* RCPT replies are owed: only further RCPTs are read meanwhile. */
 bool session__lmtp_pending(const struct session *s);
 /* Queues a reply behind the owed RCPT replies; false when none is owed. */
 bool session__lmtp_queue_reply(struct session *s, const char *wire, size_t len);
-bool session__lmtp_data_busy(const struct session *s);
 /* Ends the transaction: every leg released (abort: MX transactions reset). */
 void session__lmtp_reset(struct session *s, bool abort);
 /* From legs. */

@@ -16,7 +16,7 @@
 #include "proxy/inbound/session_internal.h"
 
 bool session__lmtp_pending(const struct session *s) {
-  return s->lmtp && s->lm.flushed < s->lm.nslots;
+  return s->lm.flushed < s->lm.nslots;
 }
 
 static int slot_add(struct session *s, const char *addr, const char *params,
@@ -105,8 +105,8 @@ void session__lmtp_rcpt_done(struct session *s, size_t idx, const struct leg_rep
     log_slot(s, slot, r);
 }
 
-void session__lmtp_rcpt(struct session *s, const char *path, const char *params,
-                        const char *domain) {
+static void lmtp_rcpt(struct session *s, const char *path, const char *params,
+                      const char *domain) {
   struct session_lmtp *lm = &s->lm;
   const struct config *cfg = s->rt->cfg;
   struct session_leg *g = NULL;
@@ -165,7 +165,7 @@ static bool lmtp_streaming(const struct session *s) {
   return false;
 }
 
-bool session__lmtp_data_busy(const struct session *s) {
+static bool lmtp_data_busy(const struct session *s) {
   for (size_t i = 0; i < s->lm.nlegs; i++)
     if (session__leg_busy(s->lm.legs[i]))
       return true;
@@ -203,7 +203,7 @@ static void lmtp_start_data(struct session *s) {
   session__set_state(s, lmtp_streaming(s) ? SESSION_DATA : SESSION_DATA_DISCARD);
 }
 
-void session__lmtp_data(struct session *s) {
+static void lmtp_data(struct session *s) {
   s->lm.nwait = 0;
   for (size_t i = 0; i < s->lm.nlegs; i++)
     if (session__leg_data(s->lm.legs[i]))
@@ -257,10 +257,10 @@ static void lmtp_abort_all(struct session *s, int code, const char *enh,
   session__set_state(s, SESSION_DATA_DISCARD);
 }
 
-bool session__lmtp_data_step(struct session *s) {
+static bool lmtp_data_step(struct session *s) {
   if (s->in.len == 0)
     return false;
-  if (s->state == SESSION_DATA && session__lmtp_data_busy(s))
+  if (s->state == SESSION_DATA && lmtp_data_busy(s))
     return false;
   char out[SESSION_DATA_OUT];
   size_t out_len;
@@ -317,3 +317,14 @@ void session__lmtp_reset(struct session *s, bool abort) {
   free(lm->slots);
   memset(lm, 0, sizeof *lm);
 }
+
+const struct session_proto session__lmtp_proto = {
+    .name = "LMTP",
+    .hello_verbs = 1u << SMTP_VERB_LHLO,
+    .hello_hint = " (this is an LMTP server: use LHLO)",
+    .with_utf8 = NULL,
+    .rcpt = lmtp_rcpt,
+    .data = lmtp_data,
+    .data_step = lmtp_data_step,
+    .data_busy = lmtp_data_busy,
+};

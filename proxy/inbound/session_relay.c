@@ -173,7 +173,7 @@ static void on_route(void *arg, struct route *route) {
   }
 }
 
-void session__rcpt(struct session *s) {
+static void session_rcpt(struct session *s) {
   if (s->up && strcmp(upstream_domain(s->up), s->txn.domain) == 0) {
     session_send_rcpt(s);
     return;
@@ -265,10 +265,8 @@ void session__received_header(struct session *s, const char *for_rcpt, char *out
            "Received: from %s ([%s])\r\n\tby %s (starttls-proxy) with %s id %s%s;\r\n"
            "\t%s\r\n",
            s->helo, s->client_ip, s->rt->cfg->hostname,
-           s->lmtp           ? "LMTP"
-           : s->txn.smtputf8 ? "UTF8SMTP"
-           : s->esmtp        ? "ESMTP"
-                             : "SMTP",
+           s->txn.smtputf8 && s->proto->with_utf8 ? s->proto->with_utf8
+                                                  : session__proto_name(s),
            s->txn.qid[0] ? s->txn.qid : s->id, forpart, date);
 }
 
@@ -373,7 +371,7 @@ static void on_up_lost(void *arg, const char *reason) {
 
 /* ---- DATA -------------------------------------------------------------------- */
 
-void session__data(struct session *s) {
+static void session_data(struct session *s) {
   if (upstream_command(s->up, "DATA") < 0) {
     on_up_lost(s, "cannot queue DATA");
     return;
@@ -462,7 +460,7 @@ size_t session__data_scan(struct session *s, char *out, size_t *out_len,
 }
 
 /* Moves one chunk of message data. Returns false when it cannot go on now. */
-bool session__data_step(struct session *s) {
+static bool session_data_step(struct session *s) {
   if (s->in.len == 0)
     return false;
   if (s->state == SESSION_DATA && upstream_body_busy(s->up))
@@ -480,3 +478,53 @@ bool session__data_step(struct session *s) {
     session_data_end(s);
   return true;
 }
+
+/* ---- the protocol column -------------------------------------------------------- */
+
+static void smtp_rcpt(struct session *s, const char *path, const char *params,
+                      const char *domain) {
+  if (s->txn.nrcpts >= s->rt->cfg->max_recipients) {
+    session__reject_rcpt(s, path, 452, "4.5.3", "Error: too many recipients");
+    return;
+  }
+  if (s->txn.domain[0] && strcmp(domain, s->txn.domain) != 0) {
+    session__reject_rcpt(s, path, 452, "4.5.3",
+                         "<%s>: one destination per transaction: send "
+                         "recipients at %s in a new transaction",
+                         path, domain);
+    return;
+  }
+  if (s->txn.lost) {
+    session__reject_rcpt(s, path, 451, "4.4.2",
+                         "<%s>: connection to %s lost, try again later", path,
+                         s->txn.domain);
+    return;
+  }
+  snprintf(s->txn.domain, sizeof s->txn.domain, "%s", domain);
+  snprintf(s->txn.rcpt, sizeof s->txn.rcpt, "%s", path);
+  snprintf(s->txn.rcpt_params, sizeof s->txn.rcpt_params, "%s", params);
+  session_rcpt(s);
+}
+
+static void smtp_data(struct session *s) {
+  if (s->txn.lost || !s->up)
+    session__reply(s, 451, "4.4.2", "connection to %s lost, try again later",
+                   s->txn.domain);
+  else
+    session_data(s);
+}
+
+static bool smtp_data_busy(const struct session *s) {
+  return s->up && upstream_body_busy(s->up);
+}
+
+const struct session_proto session__smtp_proto = {
+    .name = "ESMTP",
+    .hello_verbs = 1u << SMTP_VERB_HELO | 1u << SMTP_VERB_EHLO,
+    .hello_hint = "",
+    .with_utf8 = "UTF8SMTP",
+    .rcpt = smtp_rcpt,
+    .data = smtp_data,
+    .data_step = session_data_step,
+    .data_busy = smtp_data_busy,
+};
