@@ -428,7 +428,7 @@ static void json_report(const struct check *ck) {
 /* ---- conclusion ------------------------------------------------------------------- */
 
 /* What the MTA would hear: the first candidate that worked, or the reply the relay
- * gives when none did (the same codes as session_relay.c). */
+ * gives when none did (the same codes as a session's leg, session_leg.c). */
 static void check_conclude(struct check *ck) {
   struct route *r = ck->route;
   ck->exit_code = CHECK_EXIT_UNDELIVERABLE;

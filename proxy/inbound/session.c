@@ -12,7 +12,6 @@
 #include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
 
-#define SESSION_MAGIC 0x53455353u     /* "SESS" */
 #define SESSION_IN_HIGH (64 * 1024)   /* stop reading above this much unprocessed */
 #define SESSION_IN_MAX (192 * 1024)   /* high water plus one read of slack */
 #define SESSION_OUT_HIGH (256 * 1024) /* the MTA does not read our replies */
@@ -54,8 +53,8 @@ void session__reply(struct session *s, int code, const char *enh, const char *fm
   int n = smtp_reply_build(wire, sizeof wire, code, enh, text);
   if (n < 0)
     n = smtp_reply_build(wire, sizeof wire, code, enh, "(reply text too long)");
-  /* LMTP: behind RCPT replies still owed, in command order. */
-  if (n > 0 && !session__lmtp_queue_reply(s, wire, (size_t)n))
+  /* Behind RCPT replies still owed, in command order. */
+  if (n > 0 && !session__txn_queue_reply(s, wire, (size_t)n))
     session__write(s, wire, (size_t)n);
 }
 
@@ -84,13 +83,11 @@ void session__close(struct session *s, bool graceful) {
   if (s->state == SESSION_CLOSED)
     return;
   session__set_state(s, SESSION_CLOSED);
-  session__lmtp_reset(s, true); /* open MX transactions are reset: no final dot */
-  router_cancel(s->rq);
-  s->rq = NULL;
-  /* A transaction still open upstream is reset there: no final dot was sent. An idle
-   * connection goes to the pool for the next transaction to that domain. */
-  session__upstream_release(s, s->up, s->up_in_txn, s->up_in_txn);
-  s->up = NULL;
+  session__txn_end(s, true); /* open MX transactions are reset: no final dot */
+  /* The connection kept between transactions goes to the pool for the next
+   * transaction to that domain. */
+  session__upstream_release(s, s->kept, false, false);
+  s->kept = NULL;
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
   conn_close(&s->conn, graceful);
@@ -99,21 +96,16 @@ void session__close(struct session *s, bool graceful) {
 void session__txn_reset(struct session *s) {
   if (s->txn.queued)
     log_as(LOG_PROG_QMGR, LOG_INFO, s->txn.qid, "removed");
-  session__lmtp_reset(s, false);
-  for (size_t i = 0; i < s->txn.nrcpts; i++)
-    free(s->txn.rcpts[i]);
-  free(s->txn.rcpts);
+  session__txn_end(s, false);
   memset(&s->txn, 0, sizeof s->txn);
 }
 
 /* ---- timers and flow control ---------------------------------------------------- */
 
 static bool session_waiting_upstream(const struct session *s) {
-  if (session__lmtp_pending(s))
+  if (session__txn_pending(s))
     return true;
   switch (s->state) {
-  case SESSION_RCPT_ROUTE:
-  case SESSION_RCPT_WAIT:
   case SESSION_DATA_WAIT:
   case SESSION_DATA_DONE:
     return true;
@@ -163,20 +155,22 @@ static void session_update_reading(struct session *s) {
  */
 
 static bool session_blocked(const struct session *s) {
-  bool waiting = session_waiting_upstream(s) && !session__lmtp_pending(s);
+  bool waiting = session_waiting_upstream(s) && !session__txn_pending(s);
   return s->state == SESSION_CLOSED || s->state == SESSION_QUIT || waiting ||
          s->conn.write_pending >= SESSION_OUT_HIGH;
 }
 
-/* LMTP: while RCPT replies are owed, only further RCPTs are taken (they are routed
- * and connected in parallel); any other command waits, so its reply comes in order
- * and DATA sees every recipient's outcome. */
-static bool session_lmtp_stalled(struct session *s, const char *line, size_t len) {
-  if (!session__lmtp_pending(s))
+/* While RCPT replies are owed, SMTP reads nothing more (serial_rcpts); LMTP takes
+ * further RCPTs only (they are routed and connected in parallel). Any other command
+ * waits, so its reply comes in order and DATA sees every recipient's outcome. */
+static bool session_rcpt_stalled(struct session *s, const char *line, size_t len) {
+  if (!session__txn_pending(s))
     return false;
+  if (s->proto->serial_rcpts)
+    return true;
   struct smtp_command cmd;
   return smtp_parse_command(line, len, &cmd) < 0 || cmd.verb != SMTP_VERB_RCPT ||
-         s->lm.nslots >= s->rt->cfg->lmtp_max_recipients;
+         s->tx.nslots >= s->rt->cfg->lmtp_max_recipients;
 }
 
 /* Reads one command line from the buffer. Returns false when more input is needed. */
@@ -203,13 +197,13 @@ static bool session_command_step(struct session *s) {
   if (rc == 0)
     return false;
   if (rc < 0) {
-    if (session__lmtp_pending(s))
+    if (session__txn_pending(s))
       return false;
     session__reply(s, 500, "5.5.2", "Error: line too long");
     s->skip_line = true;
     return true;
   }
-  if (session_lmtp_stalled(s, s->in.data, line_len))
+  if (session_rcpt_stalled(s, s->in.data, line_len))
     return false;
   session__command(s, s->in.data, line_len);
   buf_consume(&s->in, used);
@@ -218,7 +212,7 @@ static bool session_command_step(struct session *s) {
 
 /* Between transactions a draining session says goodbye. */
 static bool session_drain_now(struct session *s) {
-  if (!s->draining || s->txn.nrcpts > 0 || s->lm.nslots > 0 ||
+  if (!s->draining || s->tx.naccepted > 0 || session__txn_pending(s) ||
       (s->state != SESSION_GREETING && s->state != SESSION_IDLE &&
        s->state != SESSION_MAIL))
     return false;
@@ -240,7 +234,7 @@ void session__process(struct session *s) {
   while (!session_blocked(s) && !session_drain_now(s)) {
     bool progressed;
     if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
-      progressed = s->proto->data_step(s);
+      progressed = session__txn_data_step(s);
     else
       progressed = s->in.len > 0 && session_command_step(s);
     if (!progressed)
@@ -251,8 +245,8 @@ void session__process(struct session *s) {
   /* The client half-closed and all it sent that can be answered is: done. An
    * unfinished message (still in DATA) is dropped here, and the MX connection reset
    * without the final dot. */
-  bool data_waits = s->state == SESSION_DATA && s->proto->data_busy(s);
-  if (s->peer_eof && !session_blocked(s) && !data_waits && !session__lmtp_pending(s)) {
+  bool data_waits = s->state == SESSION_DATA && session__txn_data_busy(s);
+  if (s->peer_eof && !session_blocked(s) && !data_waits && !session__txn_pending(s)) {
     log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "client %s[%s] closed its side in state %s",
            s->helo[0] ? s->helo : "unknown", s->client_ip,
            session_state_names[s->state]);
@@ -431,9 +425,8 @@ void session_drain(struct session *s) {
 void session_abort(struct session *s) {
   if (s->state == SESSION_CLOSED)
     return;
-  session__lmtp_reset(s, true); /* MX transactions reset; no RCPT reply owed now */
+  session__txn_end(s, true); /* MX transactions reset; no RCPT reply owed now */
   session__reply(s, 421, "4.3.2", "%s Service shutting down, transaction aborted",
                  s->rt->cfg->hostname);
-  s->up_in_txn = true; /* reset the MX side: no final dot */
   session__close(s, true);
 }

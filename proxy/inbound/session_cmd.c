@@ -142,9 +142,7 @@ static bool check_rcpt(struct session *s, const struct smtp_command *cmd,
 static void do_hello(struct session *s, const struct smtp_command *cmd,
                      const struct cmd_args *a) {
   (void)a;
-  if (s->state != SESSION_GREETING && s->state != SESSION_IDLE)
-    session__rset_upstream(s);
-  session__txn_reset(s);
+  session__txn_reset(s); /* an open MX transaction is reset there (RSET) */
   snprintf(s->helo, sizeof s->helo, "%.*s", (int)cmd->arg_len, cmd->arg);
   s->esmtp = cmd->verb != SMTP_VERB_HELO;
   session__set_state(s, SESSION_IDLE);
@@ -178,7 +176,7 @@ static void do_mail(struct session *s, const struct smtp_command *cmd,
 
 static void do_rcpt(struct session *s, const struct smtp_command *cmd,
                     const struct cmd_args *a) {
-  s->proto->rcpt(s, cmd->path, a->params, a->domain);
+  session__txn_rcpt(s, cmd->path, a->params, a->domain);
 }
 
 static void do_data(struct session *s, const struct smtp_command *cmd,
@@ -188,15 +186,14 @@ static void do_data(struct session *s, const struct smtp_command *cmd,
   if (s->state == SESSION_MAIL) /* RFC 5321 §3.3: every recipient was refused */
     session__reply(s, 554, "5.5.1", "Error: no valid recipients");
   else
-    s->proto->data(s);
+    session__txn_data(s);
 }
 
 static void do_rset(struct session *s, const struct smtp_command *cmd,
                     const struct cmd_args *a) {
   (void)cmd;
   (void)a;
-  session__rset_upstream(s);
-  session__txn_reset(s);
+  session__txn_reset(s); /* an open MX transaction is reset there (RSET) */
   if (s->state != SESSION_GREETING)
     session__set_state(s, SESSION_IDLE);
   session__reply(s, 250, "2.0.0", "Ok");

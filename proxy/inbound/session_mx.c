@@ -1,6 +1,8 @@
 /* What every transaction does with its MX connection, SMTP or LMTP: the MAIL and
- * RCPT lines it sends, and letting the connection go (pooled or closed). */
+ * RCPT lines it sends, letting the connection go (pooled or closed), and keeping it
+ * with the session between transactions (SMTP). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -53,4 +55,84 @@ struct upstream *session__upstream_pooled(struct session *s, const char *domain,
   upstream_set_owner(up, ev, arg, NULL, s->id);
   observe_mx_connection(true);
   return up;
+}
+
+/* ---- kept between transactions ---------------------------------------------------- */
+
+static struct session *kept_owner(void *arg) {
+  struct session *s = arg;
+  if (!s || s->magic != SESSION_MAGIC)
+    abort();
+  return s;
+}
+
+static void kept_drop(struct session *s, bool graceful) {
+  upstream_close(s->kept, graceful);
+  s->kept = NULL;
+  s->rset_owed = 0;
+}
+
+static void on_kept_other(void *arg) {
+  kept_owner(arg);
+}
+
+static void on_kept_failed(void *arg, const char *reasons, bool policy) {
+  (void)reasons;
+  (void)policy;
+  kept_drop(kept_owner(arg), false); /* a kept connection was ready: not expected */
+}
+
+static void on_kept_reply(void *arg, const struct smtp_reply *r) {
+  struct session *s = kept_owner(arg);
+  if (s->rset_owed > 0 && r->code / 100 == 2) {
+    s->rset_owed--;
+    return;
+  }
+  kept_drop(s, false); /* RSET refused, or a reply nobody asked for */
+}
+
+static void on_kept_lost(void *arg, const char *reason) {
+  (void)reason;
+  kept_drop(kept_owner(arg), false);
+}
+
+static const struct upstream_events kept_events = {
+    .on_ready = on_kept_other,
+    .on_failed = on_kept_failed,
+    .on_reply = on_kept_reply,
+    .on_drain = on_kept_other,
+    .on_lost = on_kept_lost,
+};
+
+struct upstream *session__mx_take(struct session *s, const char *domain,
+                                  const struct upstream_events *ev, void *arg,
+                                  unsigned *rset_owed) {
+  struct upstream *up = s->kept;
+  unsigned owed = s->rset_owed;
+  if (!up)
+    return NULL;
+  s->kept = NULL;
+  s->rset_owed = 0;
+  if (strcmp(upstream_domain(up), domain) != 0) {
+    session__upstream_release(s, up, false, false);
+    return NULL;
+  }
+  upstream_set_owner(up, ev, arg, NULL, NULL);
+  *rset_owed = owed;
+  return up;
+}
+
+void session__mx_keep(struct session *s, struct upstream *up, bool open_txn,
+                      unsigned owed) {
+  if (s->kept)
+    session__upstream_release(s, s->kept, false, false);
+  s->kept = up;
+  s->rset_owed = owed;
+  upstream_set_owner(up, &kept_events, s, NULL, NULL);
+  if (!open_txn)
+    return;
+  if (upstream_command(up, "RSET") < 0)
+    kept_drop(s, false);
+  else
+    s->rset_owed++;
 }
