@@ -2,10 +2,10 @@
  * RCPT lines it sends, letting the connection go (pooled or closed), and keeping it
  * with the session between transactions (SMTP). */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "proxy/core/obj.h"
 #include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
 #include "proxy/outbound/pool.h"
@@ -60,9 +60,8 @@ struct upstream *session__upstream_pooled(struct session *s, const char *domain,
 /* ---- kept between transactions ---------------------------------------------------- */
 
 static struct session *kept_owner(void *arg) {
-  struct session *s = arg;
-  if (!s || s->magic != SESSION_MAGIC)
-    abort();
+  struct session *s;
+  CAST_OBJ_NOTNULL(s, arg, SESSION_MAGIC);
   return s;
 }
 
