@@ -428,7 +428,7 @@ static void json_report(const struct check *ck) {
 /* ---- conclusion ------------------------------------------------------------------- */
 
 /* What the MTA would hear: the first candidate that worked, or the reply the relay
- * gives when none did (the same codes as session_relay.c). */
+ * gives when none did (the same codes as a session's leg, session_leg.c). */
 static void check_conclude(struct check *ck) {
   struct route *r = ck->route;
   ck->exit_code = CHECK_EXIT_UNDELIVERABLE;
@@ -460,11 +460,9 @@ static void check_conclude(struct check *ck) {
   size_t n = strlen(reasons);
   if (r->skipped[0])
     snprintf(reasons + n, sizeof reasons - n, "%s%s", n ? "; " : "", r->skipped);
-  const char *enh = policy ? "4.7.5" : "4.4.1";
-  snprintf(ck->result, sizeof ck->result, "not deliverable: 451 %s %s: %s: %s", enh,
-           ck->domain,
-           policy ? "no MX host passed the TLS policy" : "no MX host reachable",
-           reasons);
+  char text[sizeof ck->result];
+  const char *enh = route_no_mx(text, sizeof text, ck->domain, policy, reasons);
+  snprintf(ck->result, sizeof ck->result, "not deliverable: 451 %s %s", enh, text);
 }
 
 static void check_report(struct check *ck) {

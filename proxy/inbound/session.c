@@ -11,9 +11,7 @@
 #include "proxy/core/log.h"
 #include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
-#include "proxy/outbound/pool.h"
 
-#define SESSION_MAGIC 0x53455353u     /* "SESS" */
 #define SESSION_IN_HIGH (64 * 1024)   /* stop reading above this much unprocessed */
 #define SESSION_IN_MAX (192 * 1024)   /* high water plus one read of slack */
 #define SESSION_OUT_HIGH (256 * 1024) /* the MTA does not read our replies */
@@ -55,8 +53,8 @@ void session__reply(struct session *s, int code, const char *enh, const char *fm
   int n = smtp_reply_build(wire, sizeof wire, code, enh, text);
   if (n < 0)
     n = smtp_reply_build(wire, sizeof wire, code, enh, "(reply text too long)");
-  /* LMTP: behind RCPT replies still owed, in command order. */
-  if (n > 0 && !session__lmtp_queue_reply(s, wire, (size_t)n))
+  /* Behind RCPT replies still owed, in command order. */
+  if (n > 0 && !session__txn_queue_reply(s, wire, (size_t)n))
     session__write(s, wire, (size_t)n);
 }
 
@@ -85,17 +83,11 @@ void session__close(struct session *s, bool graceful) {
   if (s->state == SESSION_CLOSED)
     return;
   session__set_state(s, SESSION_CLOSED);
-  if (s->lmtp)
-    session__lmtp_reset(s, true); /* open MX transactions are reset: no final dot */
-  router_cancel(s->rq);
-  s->rq = NULL;
-  /* A transaction still open upstream is reset there: no final dot was sent. An idle
-   * connection goes to the pool for the next transaction to that domain. */
-  if (s->up && !s->up_in_txn && s->nexpect == 0 && s->l && s->l->pool)
-    pool_put(s->l->pool, s->up);
-  else
-    upstream_close(s->up, !s->up_in_txn);
-  s->up = NULL;
+  session__txn_end(s, true); /* open MX transactions are reset: no final dot */
+  /* The connection kept between transactions goes to the pool for the next
+   * transaction to that domain. */
+  session__upstream_release(s, s->kept, false, false);
+  s->kept = NULL;
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
   conn_close(&s->conn, graceful);
@@ -104,22 +96,16 @@ void session__close(struct session *s, bool graceful) {
 void session__txn_reset(struct session *s) {
   if (s->txn.queued)
     log_as(LOG_PROG_QMGR, LOG_INFO, s->txn.qid, "removed");
-  if (s->lmtp)
-    session__lmtp_reset(s, false);
-  for (size_t i = 0; i < s->txn.nrcpts; i++)
-    free(s->txn.rcpts[i]);
-  free(s->txn.rcpts);
+  session__txn_end(s, false);
   memset(&s->txn, 0, sizeof s->txn);
 }
 
 /* ---- timers and flow control ---------------------------------------------------- */
 
 static bool session_waiting_upstream(const struct session *s) {
-  if (session__lmtp_pending(s))
+  if (session__txn_pending(s))
     return true;
   switch (s->state) {
-  case SESSION_RCPT_ROUTE:
-  case SESSION_RCPT_WAIT:
   case SESSION_DATA_WAIT:
   case SESSION_DATA_DONE:
     return true;
@@ -165,311 +151,26 @@ static void session_update_reading(struct session *s) {
     conn_read_stop(&s->conn);
 }
 
-/* ---- commands ------------------------------------------------------------------- */
-
-static void cmd_hello(struct session *s, const struct smtp_command *cmd) {
-  /* RFC 2033 §4.1: an LMTP server answers LHLO only, and never HELO or EHLO. */
-  if ((cmd->verb == SMTP_VERB_LHLO) != s->lmtp) {
-    session__reply(s, 500, "5.5.1", "Error: command not recognized%s",
-                   s->lmtp ? " (this is an LMTP server: use LHLO)" : "");
-    return;
-  }
-  if (s->state != SESSION_GREETING && s->state != SESSION_IDLE)
-    session__rset_upstream(s);
-  session__txn_reset(s);
-  snprintf(s->helo, sizeof s->helo, "%.*s", (int)cmd->arg_len, cmd->arg);
-  s->esmtp = cmd->verb != SMTP_VERB_HELO;
-  session__set_state(s, SESSION_IDLE);
-  const struct config *cfg = s->rt->cfg;
-  if (!s->esmtp) {
-    session__reply(s, 250, "", "%s", cfg->hostname);
-    return;
-  }
-  char size[40] = "SIZE";
-  if (cfg->max_message_size)
-    snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)cfg->max_message_size);
-  session__reply(s, 250, "",
-                 "%s\nPIPELINING\n%s\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\nDSN",
-                 cfg->hostname, size);
-}
-
-/* Keeps the ESMTP parameters we pass on; anything else was never advertised. */
-static bool session_params(struct session *s, const struct smtp_command *cmd,
-                           const char *const *allowed, char *out, size_t cap) {
-  size_t n = 0;
-  out[0] = '\0';
-  for (size_t i = 0; i < cmd->nparams; i++) {
-    const struct smtp_param *p = &cmd->params[i];
-    bool ok = false;
-    for (const char *const *a = allowed; *a; a++)
-      ok = ok || strcasecmp(p->key, *a) == 0;
-    if (!ok || !s->esmtp) {
-      session__reply(s, 555, "5.5.4", "Unsupported option: %s", p->key);
-      return false;
-    }
-    n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s", n ? " " : "", p->key,
-                          p->has_value ? "=" : "", p->value);
-    if (n >= cap) {
-      session__reply(s, 501, "5.5.4", "Too many parameters");
-      return false;
-    }
-  }
-  return true;
-}
-
-static void cmd_mail(struct session *s, const struct smtp_command *cmd) {
-  if (s->state == SESSION_GREETING) {
-    session__reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-    return;
-  }
-  if (s->state != SESSION_IDLE) {
-    session__reply(s, 503, "5.5.1", "Error: nested MAIL command");
-    return;
-  }
-  static const char *const allowed[] = {"SIZE", "BODY",  "SMTPUTF8",
-                                        "RET",  "ENVID", NULL};
-  char params[sizeof s->txn.mail_params];
-  if (!session_params(s, cmd, allowed, params, sizeof params))
-    return;
-  const struct smtp_param *size = smtp_command_param(cmd, "SIZE");
-  uint64_t max = s->rt->cfg->max_message_size;
-  if (size && max && strtoull(size->value, NULL, 10) > max) {
-    session__reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
-    return;
-  }
-  session__txn_reset(s);
-  if (++s->ntxn == 1)
-    snprintf(s->txn.qid, sizeof s->txn.qid, "%s", s->id);
-  else
-    snprintf(s->txn.qid, sizeof s->txn.qid, "%s%X", s->id, s->ntxn);
-  snprintf(s->txn.from, sizeof s->txn.from, "%s", cmd->path);
-  snprintf(s->txn.mail_params, sizeof s->txn.mail_params, "%s", params);
-  s->txn.smtputf8 = smtp_command_param(cmd, "SMTPUTF8") != NULL;
-  s->txn.started_ms = uv_now(s->conn.tcp.loop);
-  session__set_state(s, SESSION_MAIL);
-  session__reply(s, 250, "2.1.0", "Ok");
-}
-
-static const char *session_proto(const struct session *s) {
-  return s->lmtp ? "LMTP" : s->esmtp ? "ESMTP" : "SMTP";
-}
-
-/* Refuses a recipient ourselves: the reply, and smtpd(8)'s reject line with the
- * envelope, which log tools count as a rejection. */
-static void session_reject_rcpt(struct session *s, const char *path, int code,
-                                const char *enh, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void session_reject_rcpt(struct session *s, const char *path, int code,
-                                const char *enh, const char *fmt, ...) {
-  char text[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(text, sizeof text, fmt, ap);
-  va_end(ap);
-  log_as(
-      LOG_PROG_SMTPD, LOG_INFO, s->txn.qid,
-      "reject: RCPT from unknown[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-      s->client_ip, code, enh, text, s->txn.from, path, session_proto(s), s->helo);
-  session__reply(s, code, enh, "%s", text);
-}
-
-/* The destination of a recipient: lower-case, without a trailing dot. */
-static bool session_rcpt_domain(struct session *s, const char *path, char *out,
-                                size_t cap) {
-  const char *d;
-  size_t len;
-  if (smtp_path_domain(path, &d, &len) < 0) {
-    session_reject_rcpt(s, path, 550, "5.1.1",
-                        "<%s>: Recipient address rejected: no domain (this "
-                        "relay has no local mailboxes)",
-                        path);
-    return false;
-  }
-  if (len > 0 && d[len - 1] == '.')
-    len--;
-  if (len == 0 || len >= cap || d[0] == '[') {
-    session_reject_rcpt(
-        s, path, 550, "5.1.2", "<%s>: Recipient address rejected: %s", path,
-        d[0] == '[' ? "address literals are not relayed" : "bad domain");
-    return false;
-  }
-  for (size_t i = 0; i < len; i++)
-    out[i] = (char)((d[i] >= 'A' && d[i] <= 'Z') ? d[i] + 32 : d[i]);
-  out[len] = '\0';
-  return true;
-}
-
-static void cmd_rcpt(struct session *s, const struct smtp_command *cmd) {
-  if (s->state != SESSION_MAIL && s->state != SESSION_RCPT) {
-    session__reply(s, 503, "5.5.1", "Error: need MAIL command");
-    return;
-  }
-  static const char *const allowed[] = {"NOTIFY", "ORCPT", NULL};
-  char params[sizeof s->txn.rcpt_params];
-  char domain[256];
-  if (!session_params(s, cmd, allowed, params, sizeof params) ||
-      !session_rcpt_domain(s, cmd->path, domain, sizeof domain))
-    return;
-  if (s->lmtp) {
-    session__lmtp_rcpt(s, cmd->path, params, domain);
-    return;
-  }
-  if (s->txn.nrcpts >= s->rt->cfg->max_recipients) {
-    session_reject_rcpt(s, cmd->path, 452, "4.5.3", "Error: too many recipients");
-    return;
-  }
-  if (s->txn.domain[0] && strcmp(domain, s->txn.domain) != 0) {
-    session_reject_rcpt(s, cmd->path, 452, "4.5.3",
-                        "<%s>: one destination per transaction: send "
-                        "recipients at %s in a new transaction",
-                        cmd->path, domain);
-    return;
-  }
-  if (s->txn.lost) {
-    session_reject_rcpt(s, cmd->path, 451, "4.4.2",
-                        "<%s>: connection to %s lost, try again later", cmd->path,
-                        s->txn.domain);
-    return;
-  }
-  snprintf(s->txn.domain, sizeof s->txn.domain, "%s", domain);
-  snprintf(s->txn.rcpt, sizeof s->txn.rcpt, "%s", cmd->path);
-  snprintf(s->txn.rcpt_params, sizeof s->txn.rcpt_params, "%s", params);
-  session__rcpt(s);
-}
-
-static void cmd_data(struct session *s, const struct smtp_command *cmd) {
-  if (cmd->arg_len > 0) {
-    session__reply(s, 501, "5.5.4", "Syntax: DATA");
-  } else if (s->state == SESSION_MAIL) {
-    session__reply(s, 554, "5.5.1", "Error: no valid recipients");
-  } else if (s->state != SESSION_RCPT) {
-    session__reply(s, 503, "5.5.1", "Error: need RCPT command");
-  } else if (s->lmtp) {
-    session__lmtp_data(s);
-  } else if (s->txn.lost || !s->up) {
-    session__reply(s, 451, "4.4.2", "connection to %s lost, try again later",
-                   s->txn.domain);
-  } else {
-    session__data(s);
-  }
-}
-
-static void cmd_rset(struct session *s) {
-  session__rset_upstream(s);
-  session__txn_reset(s);
-  if (s->state != SESSION_GREETING)
-    session__set_state(s, SESSION_IDLE);
-  session__reply(s, 250, "2.0.0", "Ok");
-}
-
-/* RFC 3030: a BDAT command is followed by exactly chunk-size octets of message, sent
- * without waiting for a reply. We offer no CHUNKING, but those octets must never be read
- * as commands (a message holding "MAIL FROM:..." would be run: command injection). A
- * readable size within limits.message_size is skipped exactly, which keeps the session
- * in step with the client; otherwise we cannot know where the chunk ends, so we close. */
-static void cmd_bdat(struct session *s, const struct smtp_command *cmd, int rc) {
-  uint64_t max = s->rt->cfg->max_message_size, size = 0;
-  bool readable = rc == 0;
-  for (size_t i = 0; readable && i < cmd->arg_len && cmd->arg[i] != ' '; i++) {
-    unsigned d = (unsigned)(cmd->arg[i] - '0');
-    readable = size <= (UINT64_MAX - d) / 10;
-    size = size * 10 + d;
-  }
-  if (!readable || (max && size > max)) {
-    log_msg(LOG_WARNING, s->id,
-            "BDAT without CHUNKING from %s: chunk size %s: connection closed",
-            s->client_ip, readable ? "over limits.message_size" : "unreadable");
-    session__reply(s, 421, "4.5.0", "%s Error: BDAT without CHUNKING, closing",
-                   s->rt->cfg->hostname);
-    session__close(s, true);
-    return;
-  }
-  log_msg(LOG_INFO, s->id, "BDAT without CHUNKING from %s: %llu bytes discarded",
-          s->client_ip, (unsigned long long)size);
-  s->skip_bytes = size;
-  session__reply(s, 503, "5.5.1", "Error: BDAT without CHUNKING: chunk discarded");
-}
-
-static void session_command(struct session *s, const char *line, size_t len) {
-  struct smtp_command cmd;
-  int rc = smtp_parse_command(line, len, &cmd);
-  if (log_enabled(LOG_DEBUG))
-    log_msg(LOG_DEBUG, s->id, "< %s: %.*s", s->client_ip, (int)(len > 200 ? 200 : len),
-            line);
-  /* Whatever else is wrong with it, a line that starts as BDAT is followed by message
-   * octets: it must never fall through to an error reply that keeps reading commands. */
-  if (cmd.verb == SMTP_VERB_BDAT || (len >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
-                                     (len == 4 || line[4] == ' ' || line[4] == '\t'))) {
-    cmd_bdat(s, &cmd, cmd.verb == SMTP_VERB_BDAT ? rc : SP_E_SYNTAX);
-    return;
-  }
-  if (rc == SP_E_UNKNOWN_CMD) {
-    session__reply(s, 500, "5.5.1", "Error: command not recognized");
-    return;
-  }
-  if (rc < 0) {
-    session__reply(s, 501, "5.5.4", "Syntax error in parameters or arguments");
-    return;
-  }
-  switch (cmd.verb) {
-  case SMTP_VERB_HELO:
-  case SMTP_VERB_EHLO:
-  case SMTP_VERB_LHLO:
-    cmd_hello(s, &cmd);
-    break;
-  case SMTP_VERB_MAIL:
-    cmd_mail(s, &cmd);
-    break;
-  case SMTP_VERB_RCPT:
-    cmd_rcpt(s, &cmd);
-    break;
-  case SMTP_VERB_DATA:
-    cmd_data(s, &cmd);
-    break;
-  case SMTP_VERB_RSET:
-    cmd_rset(s);
-    break;
-  case SMTP_VERB_NOOP:
-    session__reply(s, 250, "2.0.0", "Ok");
-    break;
-  case SMTP_VERB_VRFY:
-    session__reply(s, 252, "2.5.2",
-                   "Cannot VRFY user, but will accept message and "
-                   "attempt delivery");
-    break;
-  case SMTP_VERB_HELP:
-    session__reply(s, 214, "2.0.0", "starttls-proxy: see RFC 5321");
-    break;
-  case SMTP_VERB_QUIT:
-    session__reply(s, 221, "2.0.0", "Bye");
-    session__set_state(s, SESSION_QUIT);
-    session__close(s, true);
-    break;
-  default: /* EXPN, STARTTLS, AUTH: not offered (BDAT: cmd_bdat) */
-    session__reply(s, 502, "5.5.1", "Error: command not implemented");
-    break;
-  }
-}
-
 /* ---- input ------------------------------------------------------------------------
  */
 
 static bool session_blocked(const struct session *s) {
-  bool waiting = session_waiting_upstream(s) && !session__lmtp_pending(s);
+  bool waiting = session_waiting_upstream(s) && !session__txn_pending(s);
   return s->state == SESSION_CLOSED || s->state == SESSION_QUIT || waiting ||
          s->conn.write_pending >= SESSION_OUT_HIGH;
 }
 
-/* LMTP: while RCPT replies are owed, only further RCPTs are taken (they are routed
- * and connected in parallel); any other command waits, so its reply comes in order
- * and DATA sees every recipient's outcome. */
-static bool session_lmtp_stalled(struct session *s, const char *line, size_t len) {
-  if (!session__lmtp_pending(s))
+/* While RCPT replies are owed, SMTP reads nothing more (serial_rcpts); LMTP takes
+ * further RCPTs only (they are routed and connected in parallel). Any other command
+ * waits, so its reply comes in order and DATA sees every recipient's outcome. */
+static bool session_rcpt_stalled(struct session *s, const char *line, size_t len) {
+  if (!session__txn_pending(s))
     return false;
+  if (s->proto->serial_rcpts)
+    return true;
   struct smtp_command cmd;
   return smtp_parse_command(line, len, &cmd) < 0 || cmd.verb != SMTP_VERB_RCPT ||
-         s->lm.nslots >= s->rt->cfg->lmtp_max_recipients;
+         s->tx.nslots >= s->rt->cfg->lmtp_max_recipients;
 }
 
 /* Reads one command line from the buffer. Returns false when more input is needed. */
@@ -496,22 +197,22 @@ static bool session_command_step(struct session *s) {
   if (rc == 0)
     return false;
   if (rc < 0) {
-    if (session__lmtp_pending(s))
+    if (session__txn_pending(s))
       return false;
     session__reply(s, 500, "5.5.2", "Error: line too long");
     s->skip_line = true;
     return true;
   }
-  if (session_lmtp_stalled(s, s->in.data, line_len))
+  if (session_rcpt_stalled(s, s->in.data, line_len))
     return false;
-  session_command(s, s->in.data, line_len);
+  session__command(s, s->in.data, line_len);
   buf_consume(&s->in, used);
   return true;
 }
 
 /* Between transactions a draining session says goodbye. */
 static bool session_drain_now(struct session *s) {
-  if (!s->draining || s->txn.nrcpts > 0 || s->lm.nslots > 0 ||
+  if (!s->draining || s->tx.naccepted > 0 || session__txn_pending(s) ||
       (s->state != SESSION_GREETING && s->state != SESSION_IDLE &&
        s->state != SESSION_MAIL))
     return false;
@@ -532,10 +233,8 @@ void session__process(struct session *s) {
   bool any = false;
   while (!session_blocked(s) && !session_drain_now(s)) {
     bool progressed;
-    if ((s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD) && s->lmtp)
-      progressed = session__lmtp_data_step(s);
-    else if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
-      progressed = session__data_step(s);
+    if (s->state == SESSION_DATA || s->state == SESSION_DATA_DISCARD)
+      progressed = session__txn_data_step(s);
     else
       progressed = s->in.len > 0 && session_command_step(s);
     if (!progressed)
@@ -546,10 +245,8 @@ void session__process(struct session *s) {
   /* The client half-closed and all it sent that can be answered is: done. An
    * unfinished message (still in DATA) is dropped here, and the MX connection reset
    * without the final dot. */
-  bool data_waits =
-      s->state == SESSION_DATA &&
-      (s->lmtp ? session__lmtp_data_busy(s) : s->up && upstream_body_busy(s->up));
-  if (s->peer_eof && !session_blocked(s) && !data_waits && !session__lmtp_pending(s)) {
+  bool data_waits = s->state == SESSION_DATA && session__txn_data_busy(s);
+  if (s->peer_eof && !session_blocked(s) && !data_waits && !session__txn_pending(s)) {
     log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "client %s[%s] closed its side in state %s",
            s->helo[0] ? s->helo : "unknown", s->client_ip,
            session_state_names[s->state]);
@@ -671,7 +368,7 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
   s->magic = SESSION_MAGIC;
   s->l = l;
   s->rt = runtime_ref(rt);
-  s->lmtp = lmtp;
+  s->proto = lmtp ? &session__lmtp_proto : &session__smtp_proto;
   session_make_id(s);
   buf_init(&s->in, SESSION_IN_MAX);
   int init = unix_socket
@@ -713,7 +410,7 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
                            "%s Error: too many connections, try again later", host);
   } else {
     log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "connect from unknown[%s]", s->client_ip);
-    session__reply(s, 220, "", "%s %s starttls-proxy", host, lmtp ? "LMTP" : "ESMTP");
+    session__reply(s, 220, "", "%s %s starttls-proxy", host, s->proto->name);
     session__process(s);
   }
   return 0;
@@ -728,10 +425,8 @@ void session_drain(struct session *s) {
 void session_abort(struct session *s) {
   if (s->state == SESSION_CLOSED)
     return;
-  if (s->lmtp)
-    session__lmtp_reset(s, true); /* MX transactions reset; no RCPT reply owed now */
+  session__txn_end(s, true); /* MX transactions reset; no RCPT reply owed now */
   session__reply(s, 421, "4.3.2", "%s Service shutting down, transaction aborted",
                  s->rt->cfg->hostname);
-  s->up_in_txn = true; /* reset the MX side: no final dot */
   session__close(s, true);
 }

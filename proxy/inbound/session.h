@@ -1,9 +1,10 @@
-/* The SMTP server side: one MTA connection, one explicit state machine.
+/* The SMTP (or LMTP) server side: one MTA connection, one explicit state machine.
  *
  * Ownership: the listener creates a session for each accepted connection and keeps it
- * on its list; the session owns its conn, its timer, its upstream and its router
- * query, and frees itself after its last handle closed, then tells the listener
- * through on_session_freed. */
+ * on its list; the session owns its conn, its timer, its transaction (whose legs own
+ * their router queries and MX connections) and the MX connection it keeps between
+ * transactions, and frees itself after its last handle closed, then tells the
+ * listener through on_session_freed. */
 #ifndef SP_SESSION_H
 #define SP_SESSION_H
 

@@ -1,5 +1,5 @@
-/* One destination of an LMTP transaction: routing its domain, MAIL and the RCPTs of
- * its recipients through its own MX connection, its DATA and final dot. */
+/* One destination of a transaction (SMTP or LMTP): routing its domain, MAIL and the
+ * RCPTs of its recipients through its own MX connection, its DATA and final dot. */
 #include "proxy/inbound/session_leg.h"
 
 #include <stdarg.h>
@@ -9,9 +9,7 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
-#include "proxy/core/observe.h"
 #include "proxy/inbound/session_internal.h"
-#include "proxy/outbound/pool.h"
 
 #define LEG_MAGIC 0x4C454721u /* "LEG!" */
 /* RCPTs in flight at once: with MAIL it stays under the upstream's command queue. */
@@ -90,13 +88,9 @@ static const struct upstream_events leg_up_events = {
     .on_lost = on_leg_lost,
 };
 
-static struct pool *leg_pool(const struct session_leg *g) {
-  return g->s->l ? g->s->l->pool : NULL;
-}
-
 static void leg_count(struct session_leg *g, bool on) {
   struct listener *l = g->s->l;
-  if (!l || g->counted == on)
+  if (!l || g->counted == on || !g->s->proto->count_mx)
     return;
   g->counted = on;
   if (on)
@@ -111,11 +105,7 @@ static void leg_count(struct session_leg *g, bool on) {
 static void leg_drop_upstream(struct session_leg *g, bool reset) {
   if (!g->up)
     return;
-  struct pool *pool = leg_pool(g);
-  if (!reset && !g->in_txn && !g->mail_pending && upstream_idle(g->up) && pool)
-    pool_put(pool, g->up);
-  else
-    upstream_close(g->up, !reset);
+  session__upstream_release(g->s, g->up, g->in_txn || g->mail_pending, reset);
   g->up = NULL;
   g->in_txn = false;
   leg_count(g, false);
@@ -129,7 +119,7 @@ static void leg_fail_all(struct session_leg *g) {
   size_t from = g->nanswered;
   g->nanswered = g->nsent = g->ntodo;
   for (size_t i = from; i < g->ntodo; i++)
-    session__lmtp_rcpt_done(g->s, g->todo[i], &g->fail, false);
+    session__txn_rcpt_done(g->s, g->todo[i], &g->fail, false);
 }
 
 static void on_leg_route(void *arg, struct route *route) {
@@ -152,7 +142,7 @@ static void on_leg_route(void *arg, struct route *route) {
     session__leg_reply_text(&g->fail, 451, "4.3.0", "%s: out of memory", g->domain);
   }
   leg_fail_all(g);
-  session__lmtp_kick(g->s);
+  session__txn_kick(g->s);
 }
 
 struct session_leg *session__leg_new(struct session *s, const char *domain) {
@@ -163,13 +153,12 @@ struct session_leg *session__leg_new(struct session *s, const char *domain) {
   g->s = s;
   snprintf(g->domain, sizeof g->domain, "%s", domain);
   leg_count(g, true); /* a connection slot from now on, routing included */
-  struct pool *pool = leg_pool(g);
-  struct upstream *pooled = pool ? pool_take(pool, domain, s->rt) : NULL;
-  if (pooled) {
-    upstream_set_owner(pooled, &leg_up_events, g, NULL, s->id);
-    g->up = pooled;
-    leg_count(g, true);
-    observe_mx_connection(true);
+  /* This session's own connection from its last transaction first (SMTP), then the
+   * pool's. */
+  g->up = session__mx_take(s, domain, &leg_up_events, g, &g->skip);
+  if (!g->up)
+    g->up = session__upstream_pooled(s, domain, &leg_up_events, g);
+  if (g->up) {
     leg_set_state(g, LEG_READY);
     return g;
   }
@@ -187,9 +176,18 @@ void session__leg_release(struct session_leg *g, bool abort) {
     return;
   router_cancel(g->rq);
   g->rq = NULL;
-  leg_drop_upstream(g,
-                    abort && (g->in_txn || g->state == LEG_DATA ||
-                              g->state == LEG_DOT_WAIT || g->state == LEG_DATA_WAIT));
+  bool reset = abort && (g->in_txn || g->state == LEG_DATA ||
+                         g->state == LEG_DOT_WAIT || g->state == LEG_DATA_WAIT);
+  /* Nothing in flight: the next transaction's MAIL can follow a RSET at once. */
+  bool quiet =
+      !g->mail_pending && g->nanswered == g->nsent &&
+      (g->state == LEG_READY || g->state == LEG_DONE || g->state == LEG_FAILED);
+  if (g->up && !reset && quiet && g->s->proto->keep_mx &&
+      g->s->state != SESSION_CLOSED) {
+    session__mx_keep(g->s, g->up, g->in_txn, g->skip);
+    g->up = NULL;
+  }
+  leg_drop_upstream(g, reset);
   leg_count(g, false); /* also when still routing */
   session__leg_reply_free(&g->fail);
   session__leg_reply_free(&g->final);
@@ -222,11 +220,9 @@ static void leg_pump(struct session_leg *g) {
     }
     g->mail_sent = g->mail_pending = true;
   }
-  bool dsn = upstream_caps(g->up)->flags & SMTP_CAP_DSN;
   while (g->nsent < g->ntodo && g->nsent - g->nanswered < LEG_WINDOW) {
-    const struct lmtp_slot *slot = &s->lm.slots[g->todo[g->nsent]];
-    snprintf(line, sizeof line, "RCPT TO:<%s>%s%s", slot->addr,
-             dsn && slot->params[0] ? " " : "", dsn ? slot->params : "");
+    const struct txn_slot *slot = &s->tx.slots[g->todo[g->nsent]];
+    session__rcpt_line(g->up, slot->addr, slot->params, line, sizeof line);
     if (upstream_command(g->up, line) < 0) {
       leg_lost(g, "cannot queue RCPT");
       return;
@@ -247,7 +243,7 @@ int session__leg_add(struct session_leg *g, size_t idx) {
   g->todo[g->ntodo++] = idx;
   if (g->state == LEG_FAILED) {
     g->nsent = g->nanswered = g->ntodo;
-    session__lmtp_rcpt_done(g->s, idx, &g->fail, false);
+    session__txn_rcpt_done(g->s, idx, &g->fail, false);
   } else {
     leg_pump(g);
   }
@@ -258,21 +254,20 @@ static void on_leg_ready(void *arg) {
   struct session_leg *g = leg_from(arg);
   leg_set_state(g, LEG_READY);
   leg_pump(g);
-  session__lmtp_kick(g->s);
+  session__txn_kick(g->s);
 }
 
 static void on_leg_failed(void *arg, const char *reasons, bool policy) {
   struct session_leg *g = leg_from(arg);
-  const char *enh = policy ? "4.7.5" : "4.4.1";
+  char text[SMTP_REPLY_LINE_MAX - 16];
+  const char *enh = route_no_mx(text, sizeof text, g->domain, policy, reasons);
   snprintf(g->policy, sizeof g->policy, "%s", upstream_policy(g->up));
-  session__leg_reply_text(
-      &g->fail, 451, enh, "%s: %s: %.900s", g->domain,
-      policy ? "no MX host passed the TLS policy" : "no MX host reachable", reasons);
+  session__leg_reply_text(&g->fail, 451, enh, "%s", text);
   upstream_close(g->up, false);
   g->up = NULL;
   leg_count(g, false);
   leg_fail_all(g);
-  session__lmtp_kick(g->s);
+  session__txn_kick(g->s);
 }
 
 static void leg_on_rcpt_reply(struct session_leg *g, const struct smtp_reply *r) {
@@ -285,7 +280,7 @@ static void leg_on_rcpt_reply(struct session_leg *g, const struct smtp_reply *r)
     session__leg_reply_set(&lr, r);
   if (ok)
     g->naccepted++;
-  session__lmtp_rcpt_done(g->s, idx, &lr, ok);
+  session__txn_rcpt_done(g->s, idx, &lr, ok);
   if (!g->mail_failed)
     session__leg_reply_free(&lr);
 }
@@ -293,6 +288,12 @@ static void leg_on_rcpt_reply(struct session_leg *g, const struct smtp_reply *r)
 /* Records what the reply means for the leg; kicking the session is the caller's. */
 static void leg_on_reply(struct session_leg *g, const struct smtp_reply *r) {
   struct session *s = g->s;
+  if (g->skip > 0) { /* the RSET that ended the previous transaction */
+    g->skip--;
+    if (r->code / 100 != 2)
+      leg_lost(g, "RSET refused");
+    return;
+  }
   if (g->mail_pending) {
     g->mail_pending = false;
     g->in_txn = r->code / 100 == 2;
@@ -313,19 +314,16 @@ static void leg_on_reply(struct session_leg *g, const struct smtp_reply *r) {
       leg_pump(g);
     return;
   case LEG_DATA_WAIT:
-    if (r->code == 354) {
-      leg_set_state(g, LEG_DATA);
-    } else {
-      session__leg_reply_set(&g->final, r);
-      leg_set_state(g, LEG_DONE);
-    }
-    session__lmtp_leg_settled(s, g);
+    /* Kept either way: SMTP relays the MX's own 354, or its refusal. */
+    session__leg_reply_set(&g->final, r);
+    leg_set_state(g, r->code == 354 ? LEG_DATA : LEG_DONE);
+    session__txn_leg_settled(s, g);
     return;
   case LEG_DOT_WAIT:
     session__leg_reply_set(&g->final, r);
     g->in_txn = false;
     leg_set_state(g, LEG_DONE);
-    session__lmtp_leg_settled(s, g);
+    session__txn_leg_settled(s, g);
     return;
   default:
     return;
@@ -335,13 +333,13 @@ static void leg_on_reply(struct session_leg *g, const struct smtp_reply *r) {
 static void on_leg_reply(void *arg, const struct smtp_reply *r) {
   struct session_leg *g = leg_from(arg);
   leg_on_reply(g, r);
-  session__lmtp_kick(g->s);
+  session__txn_kick(g->s);
 }
 
 static void on_leg_drain(void *arg) {
   struct session_leg *g = leg_from(arg);
   if (g->state == LEG_DATA)
-    session__lmtp_kick(g->s);
+    session__txn_kick(g->s);
 }
 
 /* The MX connection failed after it was ready: every recipient not yet answered gets
@@ -368,13 +366,13 @@ static void leg_lost(struct session_leg *g, const char *reason) {
   session__leg_reply_free(&g->final);
   leg_set_state(g, LEG_FAILED);
   if (st == LEG_DATA_WAIT || st == LEG_DOT_WAIT)
-    session__lmtp_leg_settled(g->s, g);
+    session__txn_leg_settled(g->s, g);
 }
 
 static void on_leg_lost(void *arg, const char *reason) {
   struct session_leg *g = leg_from(arg);
   leg_lost(g, reason);
-  session__lmtp_kick(g->s); /* reading may have paused for this MX */
+  session__txn_kick(g->s); /* reading may have paused for this MX */
 }
 
 /* ---- DATA -------------------------------------------------------------------------- */
@@ -421,6 +419,13 @@ void session__leg_abort(struct session_leg *g, int code, const char *enh,
   session__leg_reply_free(&g->final);
   leg_drop_upstream(g, true);
   leg_set_state(g, LEG_FAILED);
+}
+
+void session__leg_rearm(struct session_leg *g) {
+  if (g->state != LEG_DONE || !g->in_txn)
+    return;
+  session__leg_reply_free(&g->final);
+  leg_set_state(g, LEG_READY);
 }
 
 const struct leg_reply *session__leg_outcome(const struct session_leg *g) {

@@ -1,16 +1,18 @@
-/* One destination of an LMTP transaction (a "leg"): its domain, its router query, its
- * MX connection, the recipients sent there and their replies, and its DATA outcome.
- * Internal to the session module (session_lmtp.c drives legs; session_leg.c is the
- * leg's own state machine against upstream.c).
+/* One destination of a transaction (a "leg"): its domain, its router query, its MX
+ * connection, the recipients sent there and their replies, and its DATA outcome. An
+ * SMTP transaction has one leg, an LMTP one a leg per destination. Internal to the
+ * session module (session_txn.c drives legs; session_leg.c is the leg's own state
+ * machine against upstream.c).
  *
- * Ownership: the session's LMTP transaction owns its legs (session__leg_release frees
+ * Ownership: the session's transaction owns its legs (session__leg_release frees
  * one). A leg owns its router query until it calls back or is cancelled, and its
- * upstream until it is released: then the upstream goes to the connection pool when
- * it is idle between transactions, and is closed otherwise (reset, without the final
- * dot, when a message was being sent).
+ * upstream until it is released: then the upstream stays with the session for its
+ * next transaction (SMTP, keep_mx) or goes to the connection pool when it is idle
+ * between transactions, and is closed otherwise (reset, without the final dot, when a
+ * message was being sent).
  *
- * Every result is reported to session_lmtp.c, never written to the MTA here:
- * session__lmtp_rcpt_done() once per recipient, session__lmtp_leg_settled() once the
+ * Every result is reported to session_txn.c, never written to the MTA here:
+ * session__txn_rcpt_done() once per recipient, session__txn_leg_settled() once the
  * leg's DATA or final-dot outcome is known. */
 #ifndef SP_SESSION_LEG_H
 #define SP_SESSION_LEG_H
@@ -54,7 +56,8 @@ struct session_leg {
   char policy[48];         /* the route's policy, for logs before an upstream exists */
   struct router_query *rq; /* owned until it calls back or router_cancel() */
   struct upstream *up;     /* owned until released */
-  bool counted;            /* counted in the listener's lmtp_upstreams */
+  bool counted;            /* counted in the listener's lmtp_upstreams (count_mx) */
+  unsigned skip;           /* replies to RSETs of earlier transactions still owed */
   bool mail_sent, mail_pending, mail_failed;
   bool in_txn; /* the MX has an open MAIL transaction */
   /* Recipients of this leg, as indices into the session's recipient slots, in RCPT
@@ -63,15 +66,17 @@ struct session_leg {
   size_t *todo;
   size_t ntodo, cap_todo, nsent, nanswered;
   size_t naccepted;
-  struct leg_reply fail;  /* why every (further) recipient fails, when FAILED */
-  struct leg_reply final; /* the outcome for accepted recipients after DATA */
+  struct leg_reply fail; /* why every (further) recipient fails, when FAILED */
+  /* The MX's reply to DATA (its 354 until the data is over), then its final reply:
+   * the outcome for accepted recipients. */
+  struct leg_reply final;
 };
 
 struct session_leg *session__leg_new(struct session *s, const char *domain);
-/* Adds recipient slot idx (its reply comes through session__lmtp_rcpt_done). */
+/* Adds recipient slot idx (its reply comes through session__txn_rcpt_done). */
 int session__leg_add(struct session_leg *g, size_t idx);
 /* Sends DATA when the leg has accepted recipients and a live MX transaction. Returns
- * true when a reply is awaited (session__lmtp_leg_settled follows). */
+ * true when a reply is awaited (session__txn_leg_settled follows). */
 bool session__leg_data(struct session_leg *g);
 /* Starts the body with the trace header: false when the leg faulted (it is DONE). */
 bool session__leg_body(struct session_leg *g, const char *data, size_t len);
@@ -81,6 +86,9 @@ bool session__leg_end(struct session_leg *g);
 /* Fails the leg (the MX connection is reset: no final dot) with code/enh/text. */
 void session__leg_abort(struct session_leg *g, int code, const char *enh,
                         const char *text);
+/* After the MX refused DATA (SMTP): the MX transaction is still open, so the leg
+ * takes recipients and DATA again. */
+void session__leg_rearm(struct session_leg *g);
 /* The reply the leg's accepted recipients get at the end. */
 const struct leg_reply *session__leg_outcome(const struct session_leg *g);
 /* Frees the leg; its upstream goes to the pool when idle, else is closed. */

@@ -51,6 +51,14 @@ static void route_reply(struct route *r, int code, const char *enh, const char *
   snprintf(r->reply_text, sizeof r->reply_text, fmt, a, b);
 }
 
+const char *route_no_mx(char *out, size_t cap, const char *domain, bool policy,
+                        const char *reasons) {
+  snprintf(out, cap, "%s: %s: %s", domain,
+           policy ? "no MX host passed the TLS policy" : "no MX host reachable",
+           reasons);
+  return policy ? "4.7.5" : "4.4.1";
+}
+
 static void route_skip(struct route *r, const char *host, const char *why) {
   size_t n = strlen(r->skipped);
   snprintf(r->skipped + n, sizeof r->skipped - n, "%s%s: %s", n ? "; " : "", host, why);
@@ -183,10 +191,12 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
   router_log_decision(q);
   if (r->ncandidates > 0)
     return;
-  if (r->policy_skipped)
-    route_reply(r, 451, "4.7.5", "%s: no MX host passed the TLS policy: %s", q->domain,
-                r->skipped);
-  else if (res->implicit && res->nhosts == 1 && res->hosts[0].status == SP_E_DNS_NODATA)
+  if (r->policy_skipped) {
+    char text[sizeof r->reply_text];
+    const char *enh = route_no_mx(text, sizeof text, q->domain, true, r->skipped);
+    route_reply(r, 451, enh, "%s%s", text, "");
+  } else if (res->implicit && res->nhosts == 1 &&
+             res->hosts[0].status == SP_E_DNS_NODATA)
     route_reply(r, 550, "5.1.2", "%s: domain has no MX or address records%s", q->domain,
                 "");
   else

@@ -65,6 +65,13 @@ struct route {
 
 void route_free(struct route *r);
 
+/* The one wording of "no MX host is left for domain": policy says the TLS policy ruled
+ * them out (4.7.5), otherwise none could be reached (4.4.1). Writes
+ * "domain: no MX host passed the TLS policy: reasons" into out (cut at cap) and
+ * returns the enhanced code. The MTA's reply, the logs and `check` all say it so. */
+const char *route_no_mx(char *out, size_t cap, const char *domain, bool policy,
+                        const char *reasons);
+
 /* route is NULL when memory ran out. */
 typedef void (*router_cb)(void *arg, struct route *route);
 

@@ -241,13 +241,12 @@ class PausedReset(TestBase):
                                fault_fn=stall_then_reset)
 
     def test_reset_while_reading_paused(self):
-        """KNOWN BUG (expected to fail): on_up_lost() in session_relay.c moves the
-        session to DATA_DISCARD but never calls session__process(), so reading the
-        MTA stays paused and the buffered rest of the body (or its final dot) is
-        never scanned: the MTA waits for timeouts.inbound_data (here 60 s), then
-        gets a 421, instead of a prompt 451. The MTA must get 451 4.4.2 within a few
-        seconds of its final dot, and the MX holds nothing. Remove the decorator
-        when fixed."""
+        """Regression: the MX connection lost during DATA while reading the MTA is
+        paused must run the session on (the leg's callback ends in
+        session__txn_kick()), or the buffered rest of the body (or its final dot) is
+        never scanned: the MTA would wait for timeouts.inbound_data (here 60 s),
+        then get a 421, instead of a prompt 451. The MTA must get 451 4.4.2 within a
+        few seconds of its final dot, and the MX holds nothing."""
         c = self.client(timeout=20)
         self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
         self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
