@@ -853,3 +853,16 @@ void config_unref(struct config *cfg) {
   if (cfg && --cfg->refs == 0)
     config_free(cfg);
 }
+
+struct dns_settings config_dns_settings(const struct config *cfg) {
+  struct dns_settings ds = {
+      .timeout_ms = cfg->dns_timeout_ms,
+      .tries = cfg->dns_tries,
+      .cache_size = cfg->dns_cache_size,
+      .cache_max_ttl = cfg->dns_cache_max_ttl,
+      .cache_negative_ttl = cfg->dns_cache_negative_ttl,
+  };
+  for (size_t i = 0; i < cfg->ndns_servers && i < DNS_SETTINGS_MAX_SERVERS; i++)
+    ds.servers[ds.nservers++] = cfg->dns_servers[i].sa;
+  return ds;
+}

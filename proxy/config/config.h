@@ -16,6 +16,7 @@
 
 #include "certs/trust.h"
 #include "policy/table.h"
+#include "proxy/config/dns_settings.h"
 #include "proxy/config/redis_settings.h"
 #include "proxy/core/log_types.h"
 
@@ -219,6 +220,9 @@ const char *config_dkim_alg_name(enum config_dkim_alg alg);
 struct config *config_ref(struct config *cfg);
 /* Calls fn once with every key the configuration accepts, dotted ("outbound.tls.
  * ca_file"), in schema order: the list the documentation must cover. */
+/* The resolver's settings (dns.*) as dns_new() takes them. */
+struct dns_settings config_dns_settings(const struct config *cfg);
+
 void config_keys(void (*fn)(const char *key, void *arg), void *arg);
 
 void config_unref(struct config *cfg); /* frees on the last reference; NULL is fine */

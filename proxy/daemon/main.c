@@ -135,8 +135,8 @@ static void daemon_close_handles(struct daemon *d) {
   uv_close((uv_handle_t *)&d->deadline, NULL);
   metrics_close(d->metrics);
   d->metrics = NULL;
-  pool_close(d->listener.pool);
-  d->listener.pool = NULL;
+  pool_close(d->listener.ctx.pool);
+  d->listener.ctx.pool = NULL;
   tlsrpt_close(d->tlsrpt);
   d->tlsrpt = NULL;
   listener_close(&d->listener);
@@ -256,12 +256,14 @@ static int run(const char *path) {
   free(fds);
   d.listener.on_idle = on_idle; /* listener_start zeroes the listener */
   struct pool_limits lim = pool_limits_of(rt->cfg);
-  d.listener.pool = pool_new(d.loop, &lim);
+  d.listener.ctx.pool = pool_new(d.loop, &lim);
   /* Bound to the ports: root is not needed any more. */
   if (rc == 0 && (rc = privileges_drop(d.listener.rt->cfg, err, sizeof err)) < 0)
     rc = SP_E_CONFIG;
+  const struct config *live = d.listener.rt->cfg;
   if (rc == 0)
-    rc = metrics_start(d.loop, d.listener.rt->cfg, &d.metrics, err, sizeof err);
+    rc = metrics_start(d.loop, live->metrics_enabled ? &live->metrics_listen : NULL,
+                       &d.metrics, err, sizeof err);
   if (rc == 0)
     rc = tlsrpt_start(d.loop, rt, &d.tlsrpt, err, sizeof err);
   runtime_unref(rt);

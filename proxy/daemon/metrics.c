@@ -604,10 +604,10 @@ static void on_server_closed(uv_handle_t *h) {
   metrics_maybe_free(m);
 }
 
-int metrics_start(uv_loop_t *loop, const struct config *cfg, struct metrics **out,
-                  char *err, size_t errlen) {
+int metrics_start(uv_loop_t *loop, const struct config_addr *listen,
+                  struct metrics **out, char *err, size_t errlen) {
   *out = NULL;
-  if (!cfg->metrics_enabled)
+  if (!listen)
     return 0;
   struct metrics *m = calloc(1, sizeof *m);
   if (!m) {
@@ -619,16 +619,15 @@ int metrics_start(uv_loop_t *loop, const struct config *cfg, struct metrics **ou
   uv_tcp_init(loop, &m->server);
   m->server.data = m;
   m->server_open = true;
-  int rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&cfg->metrics_listen.sa, 0);
+  int rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&listen->sa, 0);
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)&m->server, 64, on_metrics_connection);
   if (rc < 0) {
-    snprintf(err, errlen, "metrics.listen %s: %s", cfg->metrics_listen.text,
-             uv_strerror(rc));
+    snprintf(err, errlen, "metrics.listen %s: %s", listen->text, uv_strerror(rc));
     metrics_close(m);
     return SP_E_IO;
   }
-  log_msg(LOG_INFO, NULL, "metrics on http://%s/metrics", cfg->metrics_listen.text);
+  log_msg(LOG_INFO, NULL, "metrics on http://%s/metrics", listen->text);
   *out = m;
   return 0;
 }

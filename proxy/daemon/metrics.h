@@ -11,9 +11,10 @@
 
 struct metrics;
 
-/* Starts the listener on cfg->metrics_listen (only when cfg->metrics_enabled). */
-int metrics_start(uv_loop_t *loop, const struct config *cfg, struct metrics **out,
-                  char *err, size_t errlen);
+/* Starts the listener on listen (metrics.listen), or does nothing when listen is NULL
+ * (metrics off). */
+int metrics_start(uv_loop_t *loop, const struct config_addr *listen,
+                  struct metrics **out, char *err, size_t errlen);
 void metrics_close(struct metrics *m); /* frees after its handles closed */
 
 /* ---- the request parser (pure: outside input, fuzzed) ---------------------------- */

@@ -164,8 +164,8 @@ static void on_main_async(uv_async_t *a) {
 
 static void worker_on_idle(struct listener *l) {
   struct worker *w = l->loop->data;
-  pool_close(w->listener.pool);
-  w->listener.pool = NULL;
+  pool_close(w->listener.ctx.pool);
+  w->listener.ctx.pool = NULL;
   listener_close(&w->listener);
   uv_mutex_lock(&w->ws->lock);
   w->wake_closed = true;
@@ -232,7 +232,7 @@ static void worker_main(void *arg) {
     w->fds = NULL;
     w->listener.on_idle = worker_on_idle;
     struct pool_limits lim = pool_limits_of(rt->cfg);
-    w->listener.pool = pool_new(&w->loop, &lim);
+    w->listener.ctx.pool = pool_new(&w->loop, &lim);
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
   } else {

@@ -24,16 +24,22 @@ struct listener_socket {
   char path[112]; /* a unix socket's file, removed at close; "" for TCP */
 };
 
+/* What the sessions of one event loop share. The listener owns it; a session reaches
+ * it through its own pointer (session.ctx), never through the listener's fields. */
+struct loop_ctx {
+  struct pool *pool; /* idle MX connections of this loop (set by its owner), or NULL */
+  size_t mx_legs;    /* MX connections open for legs that count (LMTP), all sessions */
+};
+
 struct listener {
   uv_loop_t *loop;
-  struct runtime *rt; /* current runtime: new sessions take a reference */
-  struct pool *pool;  /* idle MX connections shared by sessions (the daemon's) */
+  struct runtime *rt;              /* current runtime: new sessions take a reference */
+  struct loop_ctx ctx;             /* shared by this loop's sessions */
   struct listener_socket *sockets; /* owned, nsockets of them */
   size_t nsockets;
   size_t nclosing;
   struct session **sessions; /* live sessions, unordered */
   size_t nsessions, cap_sessions;
-  size_t lmtp_upstreams; /* MX connections open for LMTP transactions (all sessions) */
   bool draining;
   void (*on_idle)(struct listener *l); /* draining and no sessions left */
 };

@@ -385,8 +385,10 @@ int session_start(struct listener *l, uv_stream_t *server, struct runtime *rt,
   s->timer.data = s;
   s->open_handles = 2;
   observe_session(true);
+  s->ctx = &l->ctx;
   if (listener_session_add(l, s) < 0) {
     s->l = NULL;
+    s->ctx = NULL;
   }
   int rc = conn_accept(server, &s->conn);
   conn_peer_ip(&s->conn, s->client_ip, sizeof s->client_ip);

@@ -79,8 +79,9 @@ struct session_fanout {
 
 struct session {
   uint32_t magic;
-  struct listener *l;
-  struct runtime *rt; /* referenced */
+  struct listener *l;   /* registers and unregisters the session, nothing more */
+  struct loop_ctx *ctx; /* the loop's shared pool and counts; NULL when unregistered */
+  struct runtime *rt;   /* referenced */
   struct conn conn;
   uv_timer_t timer;
   unsigned open_handles;

@@ -89,14 +89,14 @@ static const struct upstream_events leg_up_events = {
 };
 
 static void leg_count(struct session_leg *g, bool on) {
-  struct listener *l = g->s->l;
-  if (!l || g->counted == on || !g->s->proto->count_mx)
+  struct loop_ctx *ctx = g->s->ctx;
+  if (!ctx || g->counted == on || !g->s->proto->count_mx)
     return;
   g->counted = on;
   if (on)
-    l->lmtp_upstreams++;
+    ctx->mx_legs++;
   else
-    l->lmtp_upstreams--;
+    ctx->mx_legs--;
 }
 
 /* Lets go of the MX connection: to the pool when idle between transactions (no MAIL

@@ -56,7 +56,7 @@ struct session_leg {
   char policy[48];         /* the route's policy, for logs before an upstream exists */
   struct router_query *rq; /* owned until it calls back or router_cancel() */
   struct upstream *up;     /* owned until released */
-  bool counted;            /* counted in the listener's lmtp_upstreams (count_mx) */
+  bool counted;            /* counted in the loop's mx_legs (count_mx) */
   unsigned skip;           /* replies to RSETs of earlier transactions still owed */
   bool mail_sent, mail_pending, mail_failed;
   bool in_txn; /* the MX has an open MAIL transaction */

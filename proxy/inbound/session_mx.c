@@ -39,7 +39,7 @@ void session__upstream_release(struct session *s, struct upstream *up, bool open
                                bool reset) {
   if (!up)
     return;
-  struct pool *pool = s->l ? s->l->pool : NULL;
+  struct pool *pool = s->ctx ? s->ctx->pool : NULL;
   if (!open_txn && !reset && pool)
     pool_put(pool, up); /* closes it politely itself when it is not idle */
   else
@@ -48,7 +48,7 @@ void session__upstream_release(struct session *s, struct upstream *up, bool open
 
 struct upstream *session__upstream_pooled(struct session *s, const char *domain,
                                           const struct upstream_events *ev, void *arg) {
-  struct pool *pool = s->l ? s->l->pool : NULL;
+  struct pool *pool = s->ctx ? s->ctx->pool : NULL;
   struct upstream *up = pool ? pool_take(pool, domain, s->rt) : NULL;
   if (!up)
     return NULL;

@@ -93,7 +93,7 @@ static bool lmtp_admit(struct session *s, const char *path, const char *domain) 
                    path, domain);
     return false;
   }
-  if (s->l && s->l->lmtp_upstreams >= cfg->outbound_max_connections) {
+  if (s->ctx && s->ctx->mx_legs >= cfg->outbound_max_connections) {
     log_msg(LOG_WARNING, s->id, "outbound.max_connections (%zu) reached: %s deferred",
             cfg->outbound_max_connections, domain);
     session__reply(s, 452, "4.5.3",

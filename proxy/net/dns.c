@@ -133,17 +133,17 @@ static uint64_t rng_next(struct dns *dns) {
 
 /* Names come from mail: the hash of the cache is keyed so that no sender can pick
  * names that share a bucket. */
-static int cache_create(struct dns *dns, const struct config *cfg) {
+static int cache_create(struct dns *dns, const struct dns_settings *ds) {
   uint8_t secret[LRU_KEY_BYTES];
   for (size_t i = 0; i < sizeof secret; i += 8) {
     uint64_t r = rng_next(dns);
     memcpy(secret + i, &r, 8);
   }
   struct dns_cache_limits lim = {
-      .entries = cfg->dns_cache_size,
-      .bytes = cfg->dns_cache_size * CACHE_BYTES_PER_ENTRY,
-      .max_ttl = cfg->dns_cache_max_ttl,
-      .negative_ttl = cfg->dns_cache_negative_ttl,
+      .entries = ds->cache_size,
+      .bytes = ds->cache_size * CACHE_BYTES_PER_ENTRY,
+      .max_ttl = ds->cache_max_ttl,
+      .negative_ttl = ds->cache_negative_ttl,
   };
   return dns_cache_new(&lim, secret, &dns->cache);
 }
@@ -783,16 +783,16 @@ void dns_cancel(struct dns_query *q) {
   query_maybe_free(q);
 }
 
-static int servers_set(struct dns *dns, const struct config *cfg) {
-  struct ares_addr_port_node *nodes = calloc(cfg->ndns_servers, sizeof *nodes);
+static int servers_set(struct dns *dns, const struct dns_settings *ds) {
+  struct ares_addr_port_node *nodes = calloc(ds->nservers, sizeof *nodes);
   if (!nodes)
     return SP_E_NOMEM;
   int rc = 0;
-  for (size_t i = 0; i < cfg->ndns_servers; i++) {
-    const struct sockaddr_storage *ss = &cfg->dns_servers[i].sa;
+  for (size_t i = 0; i < ds->nservers; i++) {
+    const struct sockaddr_storage *ss = &ds->servers[i];
     struct ares_addr_port_node *n = &nodes[i];
     unsigned port;
-    n->next = i + 1 < cfg->ndns_servers ? &nodes[i + 1] : NULL;
+    n->next = i + 1 < ds->nservers ? &nodes[i + 1] : NULL;
     n->family = ss->ss_family;
     if (ss->ss_family == AF_INET) {
       const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
@@ -815,11 +815,11 @@ out:
   return rc;
 }
 
-int dns_new(uv_loop_t *loop, const struct config *cfg, struct dns **out) {
+int dns_new(uv_loop_t *loop, const struct dns_settings *ds, struct dns **out) {
   if (!out)
     return SP_E_INVAL;
   *out = NULL;
-  if (!loop || !cfg)
+  if (!loop || !ds || ds->nservers > DNS_SETTINGS_MAX_SERVERS)
     return SP_E_INVAL;
   if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
     return SP_E_NOMEM;
@@ -841,13 +841,13 @@ int dns_new(uv_loop_t *loop, const struct config *cfg, struct dns **out) {
   opts.ednspsz = EDNS_PAYLOAD;
   opts.sock_state_cb = on_sock_state;
   opts.sock_state_cb_data = dns;
-  if (cfg->dns_timeout_ms > 0) {
+  if (ds->timeout_ms > 0) {
     mask |= ARES_OPT_TIMEOUTMS;
-    opts.timeout = (int)cfg->dns_timeout_ms;
+    opts.timeout = (int)ds->timeout_ms;
   }
-  if (cfg->dns_tries > 0) {
+  if (ds->tries > 0) {
     mask |= ARES_OPT_TRIES;
-    opts.tries = (int)cfg->dns_tries;
+    opts.tries = (int)ds->tries;
   }
   int st = ares_init_options(&dns->channel, &opts, mask);
   if (st != ARES_SUCCESS) {
@@ -855,8 +855,8 @@ int dns_new(uv_loop_t *loop, const struct config *cfg, struct dns **out) {
     goto out;
   }
   rng_seed(dns);
-  if ((cfg->ndns_servers > 0 && (rc = servers_set(dns, cfg)) != 0) ||
-      (rc = cache_create(dns, cfg)) != 0) {
+  if ((ds->nservers > 0 && (rc = servers_set(dns, ds)) != 0) ||
+      (rc = cache_create(dns, ds)) != 0) {
     ares_destroy(dns->channel);
     goto out;
   }

@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "proxy/config/config.h"
+#include "proxy/config/dns_settings.h"
 #include "proxy/wire/dns_msg.h"
 
 #define DNS_MAX_MX 16   /* MX hosts kept, lowest preference first */
@@ -53,9 +53,9 @@ struct dns_mx_result {
 
 typedef void (*dns_mx_cb)(void *arg, const struct dns_mx_result *res);
 
-/* servers: cfg->dns_servers (or the system's when none); timeouts and tries from cfg.
- * Returns 0 or a negative error. */
-int dns_new(uv_loop_t *loop, const struct config *cfg, struct dns **out);
+/* The resolver of ds (config_dns_settings()): its servers (the system's when none),
+ * timeouts, tries and answer cache. Returns 0 or a negative error. */
+int dns_new(uv_loop_t *loop, const struct dns_settings *ds, struct dns **out);
 
 /* Resolves domain's MX RRset, then A and AAAA of every host (in parallel), then calls
  * cb exactly once (never synchronously from inside this call). Returns the query, or

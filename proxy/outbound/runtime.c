@@ -58,7 +58,8 @@ static int runtime_build(uv_loop_t *loop, struct config *cfg, struct runtime **o
   rt->client_ctx = runtime_client_ctx(cfg, err, errlen);
   if (!rt->client_ctx)
     goto fail_ctx;
-  if ((rc = dns_new(loop, cfg, &rt->dns)) < 0) {
+  struct dns_settings ds = config_dns_settings(cfg);
+  if ((rc = dns_new(loop, &ds, &rt->dns)) < 0) {
     snprintf(err, errlen, "DNS resolver: %s", sp_strerror(rc));
     goto fail_dns;
   }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "proxy/config/config.h"
 #include "proxy/core/error.h"
 #include "proxy/net/dns.h"
 #include "proxy/wire/dns_msg.h"
@@ -1030,7 +1031,8 @@ static void h_start_cache(struct harness *h, size_t cache_size) {
   h->cfg.dns_cache_size = cache_size;
   h->cfg.dns_cache_max_ttl = 3600;
   h->cfg.dns_cache_negative_ttl = 60;
-  ASSERT_EQ(dns_new(&h->loop, &h->cfg, &h->dns), 0);
+  struct dns_settings ds = config_dns_settings(&h->cfg);
+  ASSERT_EQ(dns_new(&h->loop, &ds, &h->dns), 0);
 }
 
 static void h_start(struct harness *h) {
