@@ -3,6 +3,7 @@
  * come from fixed tables (bounded cardinality: a domain or an MX name never becomes a
  * label), and are escaped all the same. */
 #include "proxy/daemon/metrics.h"
+#include "proxy/core/obj.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -446,9 +447,8 @@ static void metrics_maybe_free(struct metrics *m) {
 }
 
 static struct mconn *mconn_of(uv_handle_t *h) {
-  struct mconn *c = h->data;
-  if (!c || c->magic != MCONN_MAGIC)
-    abort();
+  struct mconn *c;
+  CAST_OBJ_NOTNULL(c, h->data, MCONN_MAGIC);
   return c;
 }
 
@@ -571,9 +571,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 }
 
 static void on_metrics_connection(uv_stream_t *server, int status) {
-  struct metrics *m = server->data;
-  if (!m || m->magic != METRICS_MAGIC)
-    abort();
+  struct metrics *m;
+  CAST_OBJ_NOTNULL(m, server->data, METRICS_MAGIC);
   if (status < 0)
     return;
   struct mconn *c = calloc(1, sizeof *c);

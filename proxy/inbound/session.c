@@ -1,4 +1,5 @@
 #include "proxy/inbound/session.h"
+#include "proxy/core/obj.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,9 +31,8 @@ void session__set_state(struct session *s, enum session_state st) {
 }
 
 static struct session *session_from_conn(struct conn *c) {
-  struct session *s = c->owner;
-  if (!s || s->magic != SESSION_MAGIC)
-    abort();
+  struct session *s;
+  CAST_OBJ_NOTNULL(s, c->owner, SESSION_MAGIC);
   return s;
 }
 

@@ -1,6 +1,7 @@
 /* One destination of a transaction (SMTP or LMTP): routing its domain, MAIL and the
  * RCPTs of its recipients through its own MX connection, its DATA and final dot. */
 #include "proxy/inbound/session_leg.h"
+#include "proxy/core/obj.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,9 +30,8 @@ static void leg_set_state(struct session_leg *g, enum leg_state st) {
 }
 
 static struct session_leg *leg_from(void *arg) {
-  struct session_leg *g = arg;
-  if (!g || g->magic != LEG_MAGIC)
-    abort();
+  struct session_leg *g;
+  CAST_OBJ_NOTNULL(g, arg, LEG_MAGIC);
   return g;
 }
 

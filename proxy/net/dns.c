@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "proxy/core/error.h"
+#include "proxy/core/obj.h"
 #include "proxy/core/observe.h"
 #include "proxy/net/dns_cache.h"
 
@@ -171,14 +172,14 @@ static void dns_maybe_free(struct dns *dns) {
 
 static void on_handle_closed(uv_handle_t *h) {
   struct dns *dns = h->data;
-  assert(dns && dns->magic == DNS_MAGIC);
+  CHECK_OBJ_NOTNULL(dns, DNS_MAGIC);
   dns->pending_closes--;
   dns_maybe_free(dns);
 }
 
 static void on_poll_closed(uv_handle_t *h) {
   struct dns_poll *p = container_of(h, struct dns_poll, handle);
-  assert(p->magic == POLL_MAGIC);
+  CHECK_OBJ_NOTNULL(p, POLL_MAGIC);
   struct dns *dns = p->dns;
   p->magic = 0;
   free(p);
@@ -226,14 +227,14 @@ static void timer_update(struct dns *dns) {
 
 static void on_timer(uv_timer_t *t) {
   struct dns *dns = t->data;
-  assert(dns && dns->magic == DNS_MAGIC);
+  CHECK_OBJ_NOTNULL(dns, DNS_MAGIC);
   ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
   timer_update(dns);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   struct dns_poll *p = container_of(h, struct dns_poll, handle);
-  assert(p->magic == POLL_MAGIC);
+  CHECK_OBJ_NOTNULL(p, POLL_MAGIC);
   struct dns *dns = p->dns; /* p may be closed by c-ares below */
   ares_socket_t fd = p->fd;
   ares_socket_t r = ARES_SOCKET_BAD, w = ARES_SOCKET_BAD;
@@ -248,7 +249,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 /* c-ares opens, re-arms and closes its sockets through this callback. */
 static void on_sock_state(void *data, ares_socket_t fd, int readable, int writable) {
   struct dns *dns = data;
-  assert(dns && dns->magic == DNS_MAGIC);
+  CHECK_OBJ_NOTNULL(dns, DNS_MAGIC);
   struct dns_poll **pp = &dns->polls, *p;
   while ((p = *pp) != NULL && p->fd != fd)
     pp = &p->next;
@@ -309,7 +310,7 @@ static struct dns_query *done_pop(struct dns *dns) {
 
 static void on_idle(uv_idle_t *h) {
   struct dns *dns = h->data;
-  assert(dns && dns->magic == DNS_MAGIC);
+  CHECK_OBJ_NOTNULL(dns, DNS_MAGIC);
   struct dns_query *q;
   while (!dns->closing && (q = done_pop(dns)) != NULL) {
     if (!q->cancelled) {
@@ -654,9 +655,10 @@ static void addr_on_reply(struct dns_query *q, const struct dns_sub *sub, int rc
  * the answer spent in the cache. */
 static void sub_reply(struct dns_sub *sub, int status, const unsigned char *abuf,
                       int alen, uint32_t age) {
-  assert(sub && sub->magic == SUB_MAGIC);
+  CHECK_OBJ_NOTNULL(sub, SUB_MAGIC);
   struct dns_query *q = sub->q;
-  assert(q->magic == QUERY_MAGIC && q->pending > 0);
+  CHECK_OBJ_NOTNULL(q, QUERY_MAGIC);
+  assert(q->pending > 0);
   q->pending--;
   /* ARES_EDESTRUCTION / ARES_ECANCELLED only come from dns_close, which cancelled
    * every query first: nothing but the query itself may be touched then. */
@@ -727,7 +729,7 @@ static void on_ares_reply(void *arg, int status, int timeouts, unsigned char *ab
                           int alen) {
   struct dns_wire *wr = arg;
   (void)timeouts;
-  assert(wr && wr->magic == WIRE_MAGIC);
+  CHECK_OBJ_NOTNULL(wr, WIRE_MAGIC);
   struct dns *dns = wr->dns;
   struct dns_cache_flight *f = wr->flight;
   wr->magic = 0;
@@ -778,7 +780,7 @@ struct dns_query *dns_query_raw(struct dns *dns, const char *name, uint16_t type
 void dns_cancel(struct dns_query *q) {
   if (!q)
     return;
-  assert(q->magic == QUERY_MAGIC);
+  CHECK_OBJ_NOTNULL(q, QUERY_MAGIC);
   q->cancelled = true;
   query_maybe_free(q);
 }
@@ -875,7 +877,7 @@ out:
 void dns_close(struct dns *dns, void (*on_closed)(void *arg), void *arg) {
   if (!dns || dns->closing)
     return;
-  assert(dns->magic == DNS_MAGIC);
+  CHECK_OBJ_NOTNULL(dns, DNS_MAGIC);
   dns->closing = true;
   dns->on_closed = on_closed;
   dns->on_closed_arg = arg;

@@ -1,4 +1,5 @@
 #include "proxy/outbound/upstream.h"
+#include "proxy/core/obj.h"
 
 #include <netinet/in.h>
 #include <stdio.h>
@@ -81,8 +82,7 @@ static void up_set_state(struct upstream *up, enum up_state st) {
 
 static struct upstream *up_from_conn(struct conn *c) {
   struct upstream *up = c->owner;
-  if (up && up->magic != UP_MAGIC)
-    abort();
+  CHECK_OBJ_ORNULL(up, UP_MAGIC); /* NULL: the connection outlived its upstream */
   return up;
 }
 
