@@ -39,6 +39,8 @@ enum decide_auth {
 };
 
 #define DECIDE_MAX_NAMES TABLE_MAX_MATCH
+/* A host's policy as logged: "dane", "mta-sts/enforce", "table/fingerprint"... */
+#define DECIDE_POLICY_MAX 48
 
 struct decide_host {
   /* in */
@@ -59,7 +61,8 @@ struct decide_host {
                                         ".example.com" = its subdomains */
   size_t nnames;
   int min_protocol; /* 0 = global, else from the table entry */
-  char policy[48];  /* for the log: "dane", "table/secure", "default/may" */
+  char policy
+      [DECIDE_POLICY_MAX]; /* for the log: "dane", "table/secure", "default/may" */
 };
 
 struct decide_domain {

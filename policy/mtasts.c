@@ -1,5 +1,6 @@
 /* MTA-STS (RFC 8461): TXT record, policy file, MX patterns, cache rules. Pure. */
 #include "policy/mtasts.h"
+#include "policy/chars.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,24 +10,12 @@
 #define STS_KEY_MAX 32
 #define STS_LABEL_MAX 63
 
-static bool is_alpha(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-static bool is_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
-}
-static bool is_alnum(unsigned char c) {
-  return is_alpha(c) || is_digit(c);
-}
-static bool is_wsp(unsigned char c) {
-  return c == ' ' || c == '\t';
-}
 static bool is_vchar(unsigned char c) {
   return c >= 0x21 && c <= 0x7e;
 }
 /* sts-ext-name / sts-policy-ext-name after the first character. */
 static bool is_keych(unsigned char c) {
-  return is_alnum(c) || c == '_' || c == '-' || c == '.';
+  return chars_alnum(c) || c == '_' || c == '-' || c == '.';
 }
 static unsigned char ascii_lower(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
@@ -46,7 +35,7 @@ static bool str_eq(const char *s, size_t n, const char *lit) {
 /* Length of a key at s (alnum, then up to 31 of alnum "_-."), or 0 if none. */
 static size_t key_len(const char *s, size_t n) {
   size_t i = 0;
-  if (n == 0 || !is_alnum((unsigned char)s[0]))
+  if (n == 0 || !chars_alnum((unsigned char)s[0]))
     return 0;
   for (i = 1; i < n && i < STS_KEY_MAX && is_keych((unsigned char)s[i]); i++)
     ;
@@ -61,7 +50,7 @@ static bool is_txt_valch(unsigned char c) {
 }
 
 static size_t skip_wsp(const char *s, size_t i, size_t n) {
-  while (i < n && is_wsp((unsigned char)s[i]))
+  while (i < n && chars_wsp((unsigned char)s[i]))
     i++;
   return i;
 }
@@ -89,7 +78,7 @@ static int txt_fields(const char *s, size_t n, char id[STS_ID_MAX + 1]) {
       if (have_id || vlen > STS_ID_MAX)
         return STS_TXT_INVALID;
       for (size_t k = 0; k < vlen; k++)
-        if (!is_alnum((unsigned char)s[v + k]))
+        if (!chars_alnum((unsigned char)s[v + k]))
           return STS_TXT_INVALID;
       memcpy(id, s + v, vlen);
       id[vlen] = '\0';
@@ -143,7 +132,7 @@ static bool domain_valid(const char *d, size_t n) {
   for (size_t i = 0; i <= n; i++) {
     if (i < n && d[i] != '.') {
       unsigned char c = (unsigned char)d[i];
-      if (!is_alnum(c) && c != '-')
+      if (!chars_alnum(c) && c != '-')
         return false;
       continue;
     }
@@ -250,7 +239,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
 static bool value_chars_ok(const char *v, size_t n) {
   for (size_t i = 0; i < n;) {
     unsigned char c = (unsigned char)v[i];
-    if (is_vchar(c) || is_wsp(c)) {
+    if (is_vchar(c) || chars_wsp(c)) {
       i++;
       continue;
     }
@@ -268,7 +257,7 @@ static bool parse_max_age(const char *v, size_t n, uint32_t *out) {
   if (n == 0 || n > 10)
     return false;
   for (size_t i = 0; i < n; i++) {
-    if (!is_digit((unsigned char)v[i]))
+    if (!chars_digit((unsigned char)v[i]))
       return false;
     x = x * 10 + (uint64_t)(v[i] - '0');
   }
@@ -312,7 +301,7 @@ static int policy_field(struct policy_parse *st, const char *k, size_t kl,
  * they cannot change the meaning); whitespace before ':' too, as the header allows. */
 static int policy_line(struct policy_parse *st, const char *s, size_t n) {
   size_t i = skip_wsp(s, 0, n);
-  while (n > i && is_wsp((unsigned char)s[n - 1]))
+  while (n > i && chars_wsp((unsigned char)s[n - 1]))
     n--;
   if (i == n)
     return 0;

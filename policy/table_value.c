@@ -1,5 +1,6 @@
 /* The syntax of the policy table: keys and values in Postfix's smtp_tls_policy_maps
  * notation. Storage and lookup are in table.c. */
+#include "policy/chars.h"
 #include "policy/table.h"
 
 #include <stdarg.h>
@@ -38,11 +39,6 @@ static const char *show(const char *s, size_t len, char out[80]) {
   return out;
 }
 
-static bool is_ldh(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-';
-}
-
 /* Separators between the attributes of a value, as in Postfix. */
 static bool is_sep(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',';
@@ -70,7 +66,7 @@ static const char *domain_problem(const char *s, size_t len, char *buf, size_t c
       if (s[start] == '-' || s[i - 1] == '-')
         return "label begins or ends with '-'";
       start = i + 1;
-    } else if (!is_ldh(s[i])) {
+    } else if (!chars_ldh(s[i])) {
       unsigned char c = (unsigned char)s[i];
       if (c > 0x20 && c < 0x7f)
         snprintf(buf, cap, "'%c' is not allowed", c);

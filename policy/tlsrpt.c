@@ -1,5 +1,6 @@
 /* TLS reporting (RFC 8460): TXT record, result types, policy strings, JSON. Pure. */
 #include "policy/tlsrpt.h"
+#include "policy/chars.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,18 +13,9 @@
 #define TLSRPT_LOCAL_MAX 64
 #define TLSRPT_DOMAIN_MAX 253
 
-static bool is_wsp(unsigned char c) {
-  return c == ' ' || c == '\t';
-}
-static bool is_alnum(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-static bool is_vchar(unsigned char c) {
-  return c >= 0x21 && c <= 0x7e;
-}
 /* tlsrpt-ext-value: %x21-3A / %x3C / %x3E-7E (VCHAR but ";" and "="). */
 static bool is_ext_valch(unsigned char c) {
-  return is_vchar(c) && c != ';' && c != '=';
+  return chars_vchar(c) && c != ';' && c != '=';
 }
 static unsigned char ascii_lower(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
@@ -60,7 +52,7 @@ static int hexval(unsigned char c) {
 
 /* Characters allowed in a mailto: address we will put into RCPT TO:<...>. */
 static bool is_addr_char(unsigned char c) {
-  return is_vchar(c) && !strchr("<>\"(),;:\\[]", c);
+  return chars_vchar(c) && !strchr("<>\"(),;:\\[]", c);
 }
 
 static bool domain_ok(const char *d, size_t n) {
@@ -68,7 +60,7 @@ static bool domain_ok(const char *d, size_t n) {
     return false;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)d[i];
-    if (!(is_alnum(c) || c == '-' || c == '.') ||
+    if (!(chars_alnum(c) || c == '-' || c == '.') ||
         (c == '.' && i + 1 < n && d[i + 1] == '.'))
       return false;
   }
@@ -105,7 +97,7 @@ static void add_uri(struct tlsrpt_record *out, const char *s, size_t n) {
   struct tlsrpt_uri u;
   bool ok = n > 0 && n <= TLSRPT_URI_MAX && out->nrua < TLSRPT_MAX_RUA;
   for (size_t i = 0; ok && i < n; i++)
-    ok = is_vchar((unsigned char)s[i]);
+    ok = chars_vchar((unsigned char)s[i]);
   memset(&u, 0, sizeof u);
   if (ok && has_prefix_ci(s, n, "mailto:")) {
     u.kind = TLSRPT_URI_MAILTO;
@@ -133,9 +125,9 @@ static void parse_rua(struct tlsrpt_record *out, const char *v, size_t n) {
     while (end < n && v[end] != ',')
       end++;
     size_t a = pos, b = end;
-    while (a < b && is_wsp((unsigned char)v[a]))
+    while (a < b && chars_wsp((unsigned char)v[a]))
       a++;
-    while (b > a && is_wsp((unsigned char)v[b - 1]))
+    while (b > a && chars_wsp((unsigned char)v[b - 1]))
       b--;
     add_uri(out, v + a, b - a);
     pos = end + 1;
@@ -148,26 +140,26 @@ static bool is_tlsrpt_record(const char *s, size_t n) {
   size_t v = strlen(TLSRPT_VERSION);
   if (n < v || memcmp(s, TLSRPT_VERSION, v) != 0)
     return false;
-  return n == v || s[v] == ';' || is_wsp((unsigned char)s[v]);
+  return n == v || s[v] == ';' || chars_wsp((unsigned char)s[v]);
 }
 
 /* One "key=value" field (whitespace already trimmed at both ends). */
 static int parse_field(struct tlsrpt_record *out, bool *have_rua, const char *f,
                        size_t n, char *err, size_t errlen) {
   size_t k = 0;
-  if (n == 0 || !is_alnum((unsigned char)f[0]))
+  if (n == 0 || !chars_alnum((unsigned char)f[0]))
     return fail(err, errlen, "malformed field \"%.*s\"", (int)(n > 40 ? 40 : n), f);
   for (k = 1; k < n && k < TLSRPT_KEY_MAX &&
-              (is_alnum((unsigned char)f[k]) || (f[k] && strchr("_-.", f[k])));
+              (chars_alnum((unsigned char)f[k]) || (f[k] && strchr("_-.", f[k])));
        k++)
     ;
   size_t eq = k;
-  while (eq < n && is_wsp((unsigned char)f[eq]))
+  while (eq < n && chars_wsp((unsigned char)f[eq]))
     eq++;
   if (eq >= n || f[eq] != '=')
     return fail(err, errlen, "malformed field \"%.*s\"", (int)(n > 40 ? 40 : n), f);
   size_t v = eq + 1;
-  while (v < n && is_wsp((unsigned char)f[v]))
+  while (v < n && chars_wsp((unsigned char)f[v]))
     v++;
   if (v == n)
     return fail(err, errlen, "empty value for %.*s", (int)k, f);
@@ -188,14 +180,14 @@ static int parse_record(const char *s, size_t n, struct tlsrpt_record *out, char
   size_t pos = strlen(TLSRPT_VERSION);
   bool have_rua = false;
   for (;;) {
-    while (pos < n && is_wsp((unsigned char)s[pos]))
+    while (pos < n && chars_wsp((unsigned char)s[pos]))
       pos++;
     if (pos == n)
       break;
     if (s[pos] != ';')
       return fail(err, errlen, "expected \";\" at offset %zu", pos);
     pos++;
-    while (pos < n && is_wsp((unsigned char)s[pos]))
+    while (pos < n && chars_wsp((unsigned char)s[pos]))
       pos++;
     if (pos == n || s[pos] == ';')
       continue; /* an empty field */
@@ -203,7 +195,7 @@ static int parse_record(const char *s, size_t n, struct tlsrpt_record *out, char
     while (end < n && s[end] != ';')
       end++;
     size_t fend = end;
-    while (fend > pos && is_wsp((unsigned char)s[fend - 1]))
+    while (fend > pos && chars_wsp((unsigned char)s[fend - 1]))
       fend--;
     int rc = parse_field(out, &have_rua, s + pos, fend - pos, err, errlen);
     if (rc != 0)

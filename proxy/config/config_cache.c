@@ -54,19 +54,14 @@ static bool pct_decode(const char *s, size_t len, char *out, size_t cap) {
   return true;
 }
 
+/* The port of a URL: len bytes at s, read as config__parse_port reads a port. */
 static bool parse_port(const char *s, size_t len, uint16_t *port) {
-  uint64_t v = 0;
-  if (len == 0 || len > 5 || s[0] == '0')
+  char text[6];
+  if (len == 0 || len >= sizeof text)
     return false;
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] < '0' || s[i] > '9')
-      return false;
-    v = v * 10 + (uint64_t)(s[i] - '0');
-  }
-  if (v < 1 || v > 65535)
-    return false;
-  *port = (uint16_t)v;
-  return true;
+  memcpy(text, s, len);
+  text[len] = '\0';
+  return config__parse_port(text, port) == NULL;
 }
 
 static bool host_ok(const char *h, bool bracketed) {

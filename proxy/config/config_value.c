@@ -1,4 +1,5 @@
 #include "proxy/config/config_value.h"
+#include "policy/chars.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,7 +31,7 @@ const char *config__parse_u64(const char *s, uint64_t *v) {
   return NULL;
 }
 
-static const char *parse_port(const char *s, uint16_t *port) {
+const char *config__parse_port(const char *s, uint16_t *port) {
   uint64_t v;
   if (config__parse_u64(s, &v) || v < 1 || v > 65535)
     return "port must be a number from 1 to 65535";
@@ -87,7 +88,7 @@ static const char *parse_addr(const char *s, bool need_port, uint16_t default_po
     return "address too long";
   if ((reason = split_host_port(s, need_port, host, &family, &port_text)) != NULL)
     return reason;
-  if (port_text && (reason = parse_port(port_text, &port)) != NULL)
+  if (port_text && (reason = config__parse_port(port_text, &port)) != NULL)
     return reason;
   if (family == AF_INET) {
     struct sockaddr_in *sin = (struct sockaddr_in *)&a.sa;
@@ -209,11 +210,6 @@ const char *config__parse_cidr(const char *s, void *dst, char *buf, size_t cap) 
   return NULL;
 }
 
-static bool is_ldh(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-';
-}
-
 const char *config__check_dns_name(const char *s, char *buf, size_t cap) {
   if (strlen(s) > 253)
     return "not a DNS name: longer than 253 characters";
@@ -226,7 +222,7 @@ const char *config__check_dns_name(const char *s, char *buf, size_t cap) {
     if (p[0] == '-' || p[len - 1] == '-')
       return "not a DNS name: label begins or ends with '-'";
     for (size_t i = 0; i < len; i++) {
-      if (!is_ldh(p[i])) {
+      if (!chars_ldh(p[i])) {
         unsigned char c = (unsigned char)p[i];
         if (c < 0x7f)
           snprintf(buf, cap, "not a DNS name: '%c' is not allowed", c);
@@ -243,7 +239,7 @@ const char *config__check_dns_name(const char *s, char *buf, size_t cap) {
 
 const char *config__check_groups(const char *s, char *buf, size_t cap) {
   for (const char *p = s; *p; p++) {
-    if (!is_ldh(*p) && *p != '_' && *p != ':') {
+    if (!chars_ldh(*p) && *p != '_' && *p != ':') {
       unsigned char c = (unsigned char)*p;
       if (c < 0x7f)
         snprintf(buf, cap, "'%c' is not allowed in a group list", c);

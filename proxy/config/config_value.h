@@ -20,6 +20,8 @@ typedef const char *(*config__check_fn)(const char *s, char *buf, size_t cap);
 
 /* Strict decimal: digits only, no sign, no leading zero, no overflow. */
 const char *config__parse_u64(const char *s, uint64_t *v);
+/* A TCP port, 1 to 65535, as config__parse_u64 reads numbers. NULL or the reason. */
+const char *config__parse_port(const char *s, uint16_t *port);
 
 /* dst is a struct config_addr. listen: "a.b.c.d:port" or "[v6]:port". DNS server: the
  * same, or a bare address ("192.0.2.1", "2001:db8::1", "[2001:db8::1]") for port 53. */

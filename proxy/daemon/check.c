@@ -34,14 +34,14 @@ struct check_probe {
   struct check *ck;
   struct upstream *up; /* until done */
   bool done, ok;
-  char relay[320];
+  char relay[UPSTREAM_RELAY_MAX];
   char tls[16];
   char verdict[16];
   char summary[512];
   char subject[256];
   char issuer[256];
   char match[160];
-  char policy[48];
+  char policy[DECIDE_POLICY_MAX];
   char reasons[1024];
   bool policy_failed;
 };
@@ -600,7 +600,7 @@ static void check_cached_policy(struct check *ck) {
   const struct config *cfg = ck->rt->cfg;
   if (!cfg->sts_enabled)
     return;
-  char path[1100], err[256];
+  char path[STORE_PATH_MAX], err[256];
   store_path(cfg->state_dir, path, sizeof path);
   struct store *st;
   if (store_open(path, &st, err, sizeof err) < 0)

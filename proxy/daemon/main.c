@@ -91,7 +91,7 @@ static int policy_command(const char *path, const char *verb, const char *domain
   struct config *cfg;
   if (load_config(path, &cfg) < 0)
     return 1;
-  char file[1100], err[512];
+  char file[STORE_PATH_MAX], err[512];
   store_path(cfg->state_dir, file, sizeof file);
   struct store *st;
   int rc = 1;

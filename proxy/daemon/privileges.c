@@ -46,7 +46,7 @@ static int chown_state(const struct config *cfg, uid_t uid, gid_t gid, char *err
     ret = SP_E_IO;
     goto out;
   }
-  char path[1100];
+  char path[STORE_PATH_MAX];
   store_path(cfg->state_dir, path, sizeof path);
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;

@@ -346,7 +346,7 @@ static void on_leg_drain(void *arg) {
  * a 4xx; after DATA began, the leg's outcome is that 4xx (no final dot was sent, or
  * its verdict never came). */
 static void leg_lost(struct session_leg *g, const char *reason) {
-  char relay[320];
+  char relay[UPSTREAM_RELAY_MAX];
   snprintf(relay, sizeof relay, "%s", g->up ? upstream_relay(g->up) : "the MX");
   enum leg_state st = g->state;
   if (g->up)

@@ -53,7 +53,8 @@ struct session_leg {
   struct session *s; /* the owner */
   enum leg_state state;
   char domain[256];
-  char policy[48];         /* the route's policy, for logs before an upstream exists */
+  char policy
+      [DECIDE_POLICY_MAX]; /* the route's policy, for logs before an upstream exists */
   struct router_query *rq; /* owned until it calls back or router_cancel() */
   struct upstream *up;     /* owned until released */
   bool counted;            /* counted in the loop's mx_legs (count_mx) */

@@ -16,6 +16,7 @@
 struct store;
 
 /* The store file under a state directory: <state_dir>/policies.sqlite3. */
+#define STORE_PATH_MAX 1100 /* state_dir (at most 1023) and the file's name */
 void store_path(const char *state_dir, char *out, size_t cap);
 
 /* Opens (creating) path; the schema is created or checked. err gets the reason. */

@@ -537,7 +537,7 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
   s->dns = dns;
   s->redis = redis;
   snprintf(s->owner, sizeof s->owner, "%s/%ld", cfg->hostname, (long)getpid());
-  char path[1100];
+  char path[STORE_PATH_MAX];
   store_path(cfg->state_dir, path, sizeof path);
   struct tls_trust trust = config_trust(cfg, CONFIG_TRUST_MTA_STS);
   int rc = SP_E_IO;

@@ -55,8 +55,9 @@ struct route {
   /* Hosts left out before dialling, as "host: reason; ..." */
   char skipped[768];
   bool policy_skipped; /* some host was left out by the TLS policy */
-  char policy[48];     /* the first host's policy ("dane", "table/secure"), for logs */
-  bool has_sts;        /* an MTA-STS policy was in force (for TLS reports) */
+  char policy
+      [DECIDE_POLICY_MAX]; /* the first host's policy ("dane", "table/secure"), for logs */
+  bool has_sts;            /* an MTA-STS policy was in force (for TLS reports) */
   struct sts_policy sts;
   /* No policy in force because the domain's could not be fetched (for TLS reports);
    * kind OBSERVE_STS_OK otherwise. */

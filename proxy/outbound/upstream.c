@@ -44,8 +44,9 @@ struct upstream {
   void *arg; /* NULL once the owner called upstream_close(): no more callbacks */
   char id[32];
   char domain[256];
-  struct route *route;     /* owned until ready (then freed: NULL) */
-  char policy[48];         /* the ready host's policy, kept once the route is gone */
+  struct route *route; /* owned until ready (then freed: NULL) */
+  char policy
+      [DECIDE_POLICY_MAX]; /* the ready host's policy, kept once the route is gone */
   bool policy_failed;      /* a host failed the TLS policy */
   uint64_t tls_started_ms; /* loop time the handshake began */
   size_t cand;             /* candidate being tried */
@@ -59,7 +60,7 @@ struct upstream {
   /* A reply whose lines straddle reads, parked between them; NULL otherwise (owned). */
   struct smtp_reply *partial;
   struct smtp_caps caps;
-  char relay[320];
+  char relay[UPSTREAM_RELAY_MAX];
   char tls_version[16];
   const char *verdict;
   char reasons[1024];

@@ -24,6 +24,9 @@
 
 struct upstream;
 
+/* "host[ip]:port" of an MX connection: a 255-byte name, an IPv6 address, a port. */
+#define UPSTREAM_RELAY_MAX 320
+
 struct upstream_events {
   void (*on_ready)(void *arg);
   /* reasons: "host[ip]:port: why; ..." for every candidate tried or skipped;

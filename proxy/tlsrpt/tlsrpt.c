@@ -307,7 +307,7 @@ static int make_dir(const char *path) {
 /* A reporter for rt: its own store handle and HTTPS client, timers stopped. */
 static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
                       char *err, size_t errlen) {
-  char path[1100], why[512];
+  char path[STORE_PATH_MAX], why[512];
   struct tls_trust trust = config_trust(rt->cfg, CONFIG_TRUST_TLSRPT);
   struct tlsrpt *t = calloc(1, sizeof *t);
   if (!t) {

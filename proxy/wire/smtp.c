@@ -5,20 +5,12 @@
 #include <limits.h>
 #include <string.h>
 
+#include "policy/chars.h"
 #include "proxy/core/error.h"
 
 /* ---- Character classes (ASCII only: no locale) ------------------------------------
  */
 
-static bool is_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
-}
-static bool is_alpha(unsigned char c) {
-  return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
-}
-static bool is_alnum(unsigned char c) {
-  return is_digit(c) || is_alpha(c);
-}
 static unsigned char to_upper(unsigned char c) {
   return (c >= 'a' && c <= 'z') ? (unsigned char)(c - 'a' + 'A') : c;
 }
@@ -36,13 +28,13 @@ static bool has_ctl(const char *s, size_t n) {
 
 /* RFC 5322 atext; octets >= 0x80 are UTF-8 for SMTPUTF8 (RFC 6531 §3.3). */
 static bool is_atext(unsigned char c) {
-  return is_alnum(c) || c >= 0x80 ||
+  return chars_alnum(c) || c >= 0x80 ||
          (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 /* Letters, digits, hyphen of a domain label; >= 0x80 for U-labels (RFC 6531). */
-static bool is_ldh(unsigned char c) {
-  return is_alnum(c) || c == '-' || c >= 0x80;
+static bool is_uldh(unsigned char c) {
+  return chars_ldh(c) || c >= 0x80;
 }
 
 static bool ieq_prefix(const char *s, size_t n, const char *word) {
@@ -93,7 +85,7 @@ static size_t domain_len(const char *s, size_t n) {
   size_t pos = 0;
   for (;;) {
     size_t start = pos;
-    while (pos < n && is_ldh((unsigned char)s[pos]))
+    while (pos < n && is_uldh((unsigned char)s[pos]))
       pos++;
     if (pos == start || s[start] == '-' || s[pos - 1] == '-')
       return 0;
@@ -130,7 +122,7 @@ static bool literal_ok(const char *s, size_t n) {
   if (tag == 0 || tag + 1 == n || s[tag - 1] == '-')
     return false;
   for (size_t i = 0; i < tag; i++)
-    if (!is_alnum((unsigned char)s[i]) && s[i] != '-')
+    if (!chars_alnum((unsigned char)s[i]) && s[i] != '-')
       return false;
   return true;
 }
@@ -263,11 +255,11 @@ int smtp_path_domain(const char *path, const char **domain, size_t *domain_len_o
 static int parse_param(const char *s, size_t n, struct smtp_param *p) {
   const char *eq = memchr(s, '=', n);
   size_t klen = eq ? (size_t)(eq - s) : n;
-  if (klen == 0 || klen >= sizeof p->key || !is_alnum((unsigned char)s[0]))
+  if (klen == 0 || klen >= sizeof p->key || !chars_alnum((unsigned char)s[0]))
     return SP_E_SYNTAX;
   for (size_t i = 0; i < klen; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (!is_alnum(c) && c != '-')
+    if (!chars_alnum(c) && c != '-')
       return SP_E_SYNTAX;
     p->key[i] = (char)to_upper(c);
   }
@@ -331,7 +323,7 @@ static int parse_mail_rcpt(struct smtp_command *cmd, bool is_mail) {
 /* RFC 3030: chunk-size [SP "LAST"]. */
 static int check_bdat(const char *a, size_t n) {
   size_t pos = 0;
-  while (pos < n && is_digit((unsigned char)a[pos]))
+  while (pos < n && chars_digit((unsigned char)a[pos]))
     pos++;
   if (pos == 0 || pos > 20)
     return SP_E_SYNTAX;
@@ -438,7 +430,7 @@ static size_t enhanced_len(const char *t, size_t n) {
   size_t pos = 2;
   for (int part = 0; part < 2; part++) {
     size_t start = pos;
-    while (pos < n && pos - start < 4 && is_digit((unsigned char)t[pos]))
+    while (pos < n && pos - start < 4 && chars_digit((unsigned char)t[pos]))
       pos++;
     if (pos == start || pos - start > 3)
       return 0;
@@ -453,8 +445,8 @@ static size_t enhanced_len(const char *t, size_t n) {
 
 /* "NNN", "NNN text" or "NNN-text" with a 2xx..5xx code. */
 static bool reply_prefix(const char *line, size_t len, int *code, bool *last) {
-  if (len < 3 || line[0] < '2' || line[0] > '5' || !is_digit((unsigned char)line[1]) ||
-      !is_digit((unsigned char)line[2]))
+  if (len < 3 || line[0] < '2' || line[0] > '5' ||
+      !chars_digit((unsigned char)line[1]) || !chars_digit((unsigned char)line[2]))
     return false;
   if (len > 3 && line[3] != ' ' && line[3] != '-')
     return false;
@@ -618,7 +610,7 @@ static uint64_t parse_size(const char *s, size_t n) {
   uint64_t v = 0;
   while (pos < n && s[pos] == ' ')
     pos++;
-  for (; pos < n && is_digit((unsigned char)s[pos]); pos++) {
+  for (; pos < n && chars_digit((unsigned char)s[pos]); pos++) {
     unsigned d = (unsigned)(s[pos] - '0');
     if (v > (UINT64_MAX - d) / 10)
       return UINT64_MAX;
