@@ -347,35 +347,3 @@ fail:
   ERR_clear_error();
   return NULL;
 }
-
-SSL_CTX *tls_context_server_new(const char *cert_file, const char *key_file, char *err,
-                                size_t errlen) {
-  SSL_CTX *ctx = context_new(TLS_server_method(), "server", err, errlen);
-  if (!ctx)
-    return NULL;
-  if (!set_protocols(ctx, TLS1_2_VERSION, err, errlen) ||
-      !set_suites(ctx, NULL, NULL, err, errlen))
-    goto fail;
-  SSL_CTX_set_dh_auto(ctx, 1);
-  ERR_clear_error();
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-    set_err(err, errlen, "cannot load certificate chain from %s", cert_file);
-    goto fail;
-  }
-  ERR_clear_error();
-  if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-    set_err(err, errlen, "cannot load private key from %s", key_file);
-    goto fail;
-  }
-  ERR_clear_error();
-  if (SSL_CTX_check_private_key(ctx) != 1) {
-    set_err(err, errlen, "private key %s does not match the certificate", key_file);
-    goto fail;
-  }
-  ERR_clear_error();
-  return ctx;
-fail:
-  SSL_CTX_free(ctx);
-  ERR_clear_error();
-  return NULL;
-}

@@ -28,10 +28,6 @@ struct tls_client_settings {
 SSL_CTX *tls_context_client_new(const struct tls_client_settings *st, char *err,
                                 size_t errlen);
 
-/* Server context for tests and inbound STARTTLS: cert and key files (PEM). */
-SSL_CTX *tls_context_server_new(const char *cert_file, const char *key_file, char *err,
-                                size_t errlen);
-
 /* Session cache for resumption, owned by the SSL_CTX (freed with it). Before the
  * handshake: tls_context_resume(ssl, key) sets a cached session for that peer key if
  * any; the context's new-session callback stores sessions under the key set by
