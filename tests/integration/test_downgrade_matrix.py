@@ -32,7 +32,6 @@ import concurrent.futures
 import fnmatch
 import os
 import re
-import sqlite3
 import sys
 import time
 
@@ -606,17 +605,7 @@ class DowngradeMatrix(TestBase):
 
     # ---- TLS-RPT ---------------------------------------------------------------------------
     def tlsrpt_rows(self):
-        path = os.path.join(self.proxy.state_dir, 'policies.sqlite3')
-        if not os.path.exists(path):
-            return []
-        db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
-        try:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute('SELECT * FROM tlsrpt_count')]
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            db.close()
+        return self.proxy.tlsrpt_counts()
 
     def check_tlsrpt(self, cells):
         want = [c for c in cells if c.row.get('rpt') and c.expect == '4xx'

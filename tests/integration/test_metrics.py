@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestBase, free_port, main, wait_until  # noqa: E402
-from harness.metrics import samples, wait_metrics_ready  # noqa: E402
+from harness.metrics import MetricsCase, samples  # noqa: E402
 
 
 def http(port, request, timeout=5):
@@ -42,18 +42,7 @@ def get(port, path):
     return http(port, ('GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' % path).encode())
 
 
-class Metrics(TestBase):
-
-    def setUp(self):
-        self.metrics_port = free_port()
-        self.proxy_extra = {
-            'metrics': {'listen': '127.0.0.1:%d' % self.metrics_port},
-            'mta_sts': {'enabled': 'yes', 'port': free_port(), 'fetch_timeout': 2,
-                        'allow_private_addresses': 'yes'},
-            'policy': {'table': {'plain.test': 'encrypt'}},
-        }
-        super().setUp()
-        wait_metrics_ready(self.proxy)
+class Metrics(MetricsCase):
 
     def setup_fixtures(self):
         super().setup_fixtures()

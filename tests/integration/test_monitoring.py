@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestBase, free_port, main, wait_until  # noqa: E402
 from harness.exim import Unavailable, fetch_debs  # noqa: E402
-from harness.metrics import wait_metrics_ready  # noqa: E402
+from harness.metrics import MetricsCase  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(REPO, 'packaging', 'monitoring', 'starttls-proxy.rules.yml')
@@ -141,19 +141,8 @@ class Promtool(unittest.TestCase):
             self.assertIn(alert, names)
 
 
-class LiveScrape(TestBase):
+class LiveScrape(MetricsCase):
     """The names of the rules and the dashboard against the running proxy."""
-
-    def setUp(self):
-        self.metrics_port = free_port()
-        self.proxy_extra = {
-            'metrics': {'listen': '127.0.0.1:%d' % self.metrics_port},
-            'mta_sts': {'enabled': 'yes', 'port': free_port(), 'fetch_timeout': 2,
-                        'allow_private_addresses': 'yes'},
-            'policy': {'table': {'plain.test': 'encrypt'}},
-        }
-        super().setUp()
-        wait_metrics_ready(self.proxy)
 
     def setup_fixtures(self):
         super().setup_fixtures()

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -110,17 +109,7 @@ class TlsRptCase(TestBase):
 
     def stored(self):
         """Rows of the counter table: dicts (empty when the table is not there yet)."""
-        path = os.path.join(self.proxy.state_dir, 'policies.sqlite3')
-        if not os.path.exists(path):
-            return []
-        db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
-        try:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute('SELECT * FROM tlsrpt_count')]
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            db.close()
+        return self.proxy.tlsrpt_counts()
 
     def wait_stored(self, total, domain=DOMAIN):
         def enough():

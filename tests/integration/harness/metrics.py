@@ -5,9 +5,30 @@
     samples(scrape_text(port))              # {'name{labels}': value}
 """
 
+import unittest
 import urllib.request
 
-from .util import wait_until
+from .util import TestBase, free_port, wait_until
+
+
+class MetricsCase(TestBase):
+    """A proxy with its metrics listener (self.metrics_port), an MTA-STS policy port
+    on loopback (nothing listens: fetches fail) and plain.test at level encrypt, so a
+    test can make deliveries, DNS and TLS failures and policy-fetch failures; setUp
+    returns once /metrics answers."""
+
+    def setUp(self):
+        if type(self) is MetricsCase:
+            raise unittest.SkipTest('a base class')
+        self.metrics_port = free_port()
+        self.proxy_extra = dict(self.proxy_extra, **metrics_config(self.metrics_port))
+        self.proxy_extra.update({
+            'mta_sts': {'enabled': 'yes', 'port': free_port(), 'fetch_timeout': 2,
+                        'allow_private_addresses': 'yes'},
+            'policy': {'table': {'plain.test': 'encrypt'}},
+        })
+        super().setUp()
+        wait_metrics_ready(self.proxy)
 
 
 def metrics_config(port):

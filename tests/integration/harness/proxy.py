@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 
 from .util import free_port, wait_until
@@ -157,6 +158,21 @@ class Proxy:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def tlsrpt_counts(self):
+        """Rows of the TLS-RPT counter table in the state file, as dicts (empty while
+        the file or the table is not there yet)."""
+        path = os.path.join(self.state_dir, 'policies.sqlite3')
+        if not os.path.exists(path):
+            return []
+        db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=5)
+        try:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute('SELECT * FROM tlsrpt_count')]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
 
     def log_text(self):
         """Everything the proxy wrote so far."""
