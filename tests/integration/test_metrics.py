@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestBase, free_port, main, wait_until  # noqa: E402
+from harness import main, wait_until  # noqa: E402
 from harness.metrics import MetricsCase, samples  # noqa: E402
 
 

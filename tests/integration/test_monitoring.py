@@ -28,7 +28,7 @@ import yaml  # python3-yaml (scripts/install-deps.sh)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestBase, free_port, main, wait_until  # noqa: E402
+from harness import main, wait_until  # noqa: E402
 from harness.exim import Unavailable, fetch_debs  # noqa: E402
 from harness.metrics import MetricsCase  # noqa: E402
 
