@@ -139,8 +139,14 @@ static void on_flush(uv_prepare_t *h) {
   struct conn *c = h->data;
   uv_prepare_stop(h);
   in_flush = true;
+  size_t before = c->write_pending;
   if (!c->closing && c->tls && conn_flush_tls(c) < 0)
     conn_fail(c, SP_E_IO, c->error[0] ? c->error : "write failed");
+  /* The held records went out at once (uv_try_write): no write callback will say the
+   * queue drained, and an owner that paused for it (its peer's reads stopped while
+   * this side was above its high-water mark) would wait for ever. */
+  else if (!c->closing && before > 0 && c->write_pending == 0 && c->ev->on_drain)
+    c->ev->on_drain(c);
   in_flush = false;
 }
 
