@@ -5,20 +5,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-static const char *set_or_null(const char *s) {
-  return s && *s ? s : NULL;
-}
-
-struct tls_trust tls_trust_pick(const char *specific, const char *file,
-                                const char *path) {
-  struct tls_trust t = {set_or_null(specific), NULL};
-  if (t.file)
-    return t;
-  t.file = set_or_null(file);
-  t.path = set_or_null(path);
-  return t;
-}
-
 /* OpenSSL silently skips a default file that is missing; libcurl fails the transfer
  * on a CAINFO it cannot read, so only an existing one is passed on. A directory is
  * passed as it is: it may be a colon-separated list, and missing ones are skipped by
@@ -33,7 +19,9 @@ struct tls_trust tls_trust_default(void) {
   const char *dir = getenv(X509_get_default_cert_dir_env());
   struct tls_trust t = {
       existing_file(file ? file : X509_get_default_cert_file()),
-      set_or_null(dir ? dir : X509_get_default_cert_dir()),
+      !dir   ? X509_get_default_cert_dir()
+      : *dir ? dir
+             : NULL,
   };
   return t;
 }

@@ -19,11 +19,6 @@ struct tls_trust {
   const char *path;
 };
 
-/* The configured anchors for one client: {specific, NULL} when specific is set, else
- * {file, path} when either is set, else {NULL, NULL}. "" counts as not set. Pure. */
-struct tls_trust tls_trust_pick(const char *specific, const char *file,
-                                const char *path);
-
 /* The defaults spelled out: what SSL_CTX_set_default_verify_paths loads, i.e.
  * $SSL_CERT_FILE (else OpenSSL's default file) and $SSL_CERT_DIR (else its default
  * directory), the file only when it exists. Clients that do not use OpenSSL's default
