@@ -537,16 +537,35 @@ class Postfix:
                                                       text[-3000:]))
             time.sleep(0.05)
 
-    def wait_status(self, rcpt, status, timeout=30, start=0, queue_id=None):
+    def wait_status(self, rcpt, status, timeout=30, start=0, queue_id=None, raise_=True):
         """Wait for the delivery agent's to=<rcpt> ... status=STATUS line
         (sent, deferred, bounced, expired, ...); return the line."""
         qid = re.escape(queue_id) if queue_id else '(?:%s)' % _QUEUE_ID_RE
         pat = (r'postfix/\S+\[\d+\]: %s: to=<%s>,.* status=%s\b'
                % (qid, re.escape(rcpt), re.escape(status)))
-        return self.wait_log(pat, timeout, start=start)
+        return self.wait_log(pat, timeout, start=start, raise_=raise_)
 
     def wait_delivered(self, rcpt, timeout=30, start=0, queue_id=None):
         return self.wait_status(rcpt, 'sent', timeout, start, queue_id)
+
+    def wait_retried_delivery(self, rcpt, timeout=90, queue_id=None, nudge_every=10):
+        """Wait for a deferred recipient to be delivered by Postfix's own retry.
+
+        qmgr can find the queue file still locked by the smtp process that
+        deferred the recipient ("skipped, still being delivered"); it then parks
+        the file for 60 s whatever the backoff settings. After each quiet
+        nudge_every seconds this runs postqueue -f, as an admin would, so that
+        race costs seconds, not the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            line = self.wait_status(rcpt, 'sent', min(nudge_every, max(left, 0)),
+                                    queue_id=queue_id, raise_=False)
+            if line is not None:
+                return line
+            if left <= nudge_every:
+                return self.wait_status(rcpt, 'sent', 0, queue_id=queue_id)
+            self.flush()
 
 
 def _message_id(body_bytes):
