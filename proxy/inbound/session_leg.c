@@ -39,7 +39,24 @@ static struct session_leg *leg_from(void *arg) {
 
 void session__leg_reply_free(struct leg_reply *lr) {
   free(lr->wire);
+  free(lr->rcpt_text);
   memset(lr, 0, sizeof *lr);
+}
+
+/* The reply built from our own text; NUL-terminated in wire. */
+static void reply_build(char *wire, size_t cap, int code, const char *enh,
+                        const char *text) {
+  if (smtp_reply_build(wire, cap, code, enh, text) < 0)
+    smtp_reply_build(wire, cap, code, enh, "(reply text not representable)");
+}
+
+char *session__leg_reply_for(const struct leg_reply *lr, const char *addr) {
+  char text[SMTP_REPLY_LINE_MAX], wire[SMTP_REPLY_LINE_MAX + 8];
+  if (!lr->rcpt_text || !addr)
+    return strdup(lr->wire ? lr->wire : "");
+  snprintf(text, sizeof text, "<%s>: %s", addr, lr->rcpt_text);
+  reply_build(wire, sizeof wire, lr->code, lr->enh, text);
+  return strdup(wire);
 }
 
 static void leg_reply_wire(struct leg_reply *lr, int code, const char *enh,
@@ -60,16 +77,30 @@ void session__leg_reply_set(struct leg_reply *lr, const struct smtp_reply *r) {
   leg_reply_wire(lr, r->code, r->enhanced, wire);
 }
 
+static void leg_reply_vtext(struct leg_reply *lr, bool names_rcpt, int code,
+                            const char *enh, const char *fmt, va_list ap) {
+  char text[1024], wire[1200];
+  vsnprintf(text, sizeof text, fmt, ap);
+  reply_build(wire, sizeof wire, code, enh, text);
+  leg_reply_wire(lr, code, enh, wire);
+  if (names_rcpt)
+    lr->rcpt_text = strdup(text); /* without it, the reply just names nobody */
+}
+
 void session__leg_reply_text(struct leg_reply *lr, int code, const char *enh,
                              const char *fmt, ...) {
-  char text[1024], wire[1200];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(text, sizeof text, fmt, ap);
+  leg_reply_vtext(lr, false, code, enh, fmt, ap);
   va_end(ap);
-  if (smtp_reply_build(wire, sizeof wire, code, enh, text) < 0)
-    smtp_reply_build(wire, sizeof wire, code, enh, "(reply text not representable)");
-  leg_reply_wire(lr, code, enh, wire);
+}
+
+void session__leg_reply_rcpt_text(struct leg_reply *lr, int code, const char *enh,
+                                  const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  leg_reply_vtext(lr, true, code, enh, fmt, ap);
+  va_end(ap);
 }
 
 /* ---- life cycle ---------------------------------------------------------------------- */
@@ -130,8 +161,8 @@ static void on_leg_route(void *arg, struct route *route) {
   if (!route) {
     session__leg_reply_text(&g->fail, 451, "4.3.0", "%s: out of memory", g->domain);
   } else if (route->status != 0) {
-    session__leg_reply_text(&g->fail, route->reply_code, route->reply_enh, "%s",
-                            route->reply_text);
+    session__leg_reply_rcpt_text(&g->fail, route->reply_code, route->reply_enh, "%s",
+                                 route->reply_text);
     route_free(route);
   } else {
     g->up = upstream_open(g->s->rt, route, g->domain, g->s->id, &leg_up_events, g);
@@ -208,8 +239,9 @@ static void leg_pump(struct session_leg *g) {
     return;
   if (!g->mail_sent && g->nsent < g->ntodo) {
     if (s->txn.smtputf8 && !(upstream_caps(g->up)->flags & SMTP_CAP_SMTPUTF8)) {
-      session__leg_reply_text(&g->fail, 550, "5.6.7", "%s does not support SMTPUTF8",
-                              upstream_relay(g->up));
+      session__leg_reply_rcpt_text(&g->fail, 550, "5.6.7",
+                                   "%s does not support SMTPUTF8",
+                                   upstream_relay(g->up));
       leg_fail_all(g);
       return;
     }

@@ -46,6 +46,10 @@ struct leg_reply {
   int code; /* 0: none yet */
   char enh[16];
   char *wire; /* "NNN ...\r\n" lines, NUL-terminated; owned */
+  /* Our own words about one recipient (route refused, SMTPUTF8): each recipient's
+   * RCPT reply names it first, "<addr>: text", as smtpd's refusals do. Owned; NULL
+   * for the MX's replies, which are relayed as they came. */
+  char *rcpt_text;
 };
 
 struct session_leg {
@@ -99,6 +103,13 @@ void session__leg_reply_set(struct leg_reply *lr, const struct smtp_reply *r);
 void session__leg_reply_text(struct leg_reply *lr, int code, const char *enh,
                              const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* session__leg_reply_text, for a refusal of the recipients themselves (rcpt_text). */
+void session__leg_reply_rcpt_text(struct leg_reply *lr, int code, const char *enh,
+                                  const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The wire text recipient addr gets for lr (rcpt_text named, else lr's own); owned by
+ * the caller, NULL without memory. */
+char *session__leg_reply_for(const struct leg_reply *lr, const char *addr);
 void session__leg_reply_free(struct leg_reply *lr);
 
 #endif

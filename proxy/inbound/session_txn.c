@@ -122,13 +122,15 @@ void session__txn_rcpt_done(struct session *s, size_t idx, const struct leg_repl
   slot->accepted = accepted;
   slot->reply.code = r->code;
   snprintf(slot->reply.enh, sizeof slot->reply.enh, "%s", r->enh);
-  slot->reply.wire = strdup(r->wire ? r->wire : "");
+  slot->reply.wire = session__leg_reply_for(r, slot->addr);
   if (!slot->reply.wire || !slot->reply.wire[0]) {
     free(slot->reply.wire);
     slot->reply.wire = strdup("451 4.3.0 Error: out of memory\r\n");
+    slot->reply.code = 451;
+    snprintf(slot->reply.enh, sizeof slot->reply.enh, "4.3.0");
   }
   if (!accepted)
-    txn_log_slot(s, slot, r);
+    txn_log_slot(s, slot, &slot->reply);
 }
 
 void session__txn_rcpt(struct session *s, const char *path, const char *params,

@@ -134,14 +134,23 @@ class RelayFaults(TestBase):
         """A domain that does not exist: 550."""
         c = self.client()
         c.cmd('MAIL FROM:<sender@client.test>')
-        self.assertReply(c.cmd('RCPT TO:<rcpt@nosuchdomain.test>'), 550)
+        code, lines = c.cmd('RCPT TO:<rcpt@nosuchdomain.test>')
+        self.assertEqual(code, 550, lines)
+        # The refusal names the recipient, as smtpd's do; so does the delivery line.
+        self.assertTrue(lines[0].startswith('5.1.2 <rcpt@nosuchdomain.test>: '
+                                            'nosuchdomain.test: domain not found'), lines)
+        self.proxy.wait_log(r'to=<rcpt@nosuchdomain\.test>, .*status=bounced \(550 5\.1\.2 '
+                            r'<rcpt@nosuchdomain\.test>: nosuchdomain\.test: domain')
 
     def test_null_mx(self):
         """RFC 7505 null MX: 556 5.1.10, no connection attempt."""
         self.dns.add('nullmx.test', 'MX', (0, '.'))
         c = self.client()
         c.cmd('MAIL FROM:<sender@client.test>')
-        self.assertReply(c.cmd('RCPT TO:<rcpt@nullmx.test>'), 556, '5.1.10')
+        code, lines = c.cmd('RCPT TO:<rcpt@nullmx.test>')
+        self.assertEqual(code, 556, lines)
+        self.assertTrue(lines[0].startswith('5.1.10 <rcpt@nullmx.test>: nullmx.test: '
+                                            'domain accepts no mail'), lines)
 
     def test_implicit_mx(self):
         """No MX records but an A record: the domain itself is the MX (RFC 5321 5.1)."""

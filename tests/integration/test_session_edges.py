@@ -20,8 +20,13 @@ class SessionEdges(TestBase):
         code, lines = c.cmd('RCPT TO:<b@example.test>')
         self.assertEqual(code, 550, lines)
         self.assertIn('5.6.7', lines[0])
+        self.assertTrue(lines[0].startswith('5.6.7 <b@example.test>: mx1.example.test['),
+                        lines)
         code, lines = c.cmd('RCPT TO:<c@example.test>')
         self.assertEqual(code, 550, lines)
+        self.assertTrue(lines[0].startswith('5.6.7 <c@example.test>: '), lines)
+        self.proxy.wait_log(r'to=<c@example\.test>, .*status=bounced \(550 5\.6\.7 '
+                            r'<c@example\.test>: .* does not support SMTPUTF8\)')
         self.assertEqual(c.cmd('RSET')[0], 250)
         self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
         self.assertEqual(c.cmd('RCPT TO:<b@example.test>')[0], 250)
