@@ -36,6 +36,25 @@ class SessionEdges(TestBase):
         self.mx1.wait_messages(1)
         self.assertEqual(len(self.mx1.messages), 1)
 
+    def test_mx_lost_before_any_recipient_accepted_tries_a_new_connection(self):
+        """The MX connection drops at the transaction's first RCPT: that RCPT gets
+        451 4.4.2. No recipient was accepted, so nothing of the transaction lives on that
+        connection: the next RCPT routes and connects afresh and the message is
+        delivered to it alone."""
+        self.mx1.configure(reset_at='rcpt', fault_connections=1)
+        c = self.client()
+        self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
+        code, lines = c.cmd('RCPT TO:<b@example.test>')
+        self.assertEqual(code, 451, lines)
+        self.assertTrue(lines[0].startswith('4.4.2 connection to mx1.example.test['), lines)
+        self.assertEqual(c.cmd('RCPT TO:<c@example.test>')[0], 250)
+        self.assertEqual(c.cmd('DATA')[0], 354)
+        c.send_raw(b'Subject: second try\r\n\r\nbody\r\n.\r\n')
+        self.assertEqual(c.read_reply()[0], 250)
+        self.mx1.wait_messages(1)
+        self.assertEqual(self.mx1.messages[0].rcpts, ['c@example.test'])
+        self.assertEqual(self.mx1.connections, 2)
+
     def test_pipelined_refusals_keep_order(self):
         """Pipelined RCPTs answered partly by the proxy (452 4.5.3 for another domain)
         and partly by the MX keep their order."""
