@@ -6,7 +6,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "proxy/config/config_dkim.h"
 #include "proxy/config/config_policy.h"
 #include "proxy/config/config_value.h"
+#include "proxy/config/config_walk.h"
 #include "proxy/config/config_yaml.h"
 #include "proxy/core/error.h"
 
@@ -238,88 +238,8 @@ static const struct key_desc top_keys[] = {
 
 struct loader {
   struct config *cfg;
-  struct config__errs *errs;
-  char path[256]; /* dotted key path of the node being checked */
-  size_t pathlen;
+  struct config__walk w; /* at the node being checked */
 };
-
-__attribute__((format(printf, 3, 4))) static void
-ld_err(struct loader *ld, const struct config__node *n, const char *fmt, ...) {
-  char reason[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(reason, sizeof reason, fmt, ap);
-  va_end(ap);
-  config__errf(ld->errs, n->line, n->col, ld->pathlen ? ld->path : "document", "%s",
-               reason);
-}
-
-/* Appends ".seg" (or "seg" at the top); bytes that would garble a log line become '?'.
- * Returns the length to restore with path_pop. */
-static size_t path_push(struct loader *ld, const char *seg, size_t len) {
-  size_t old = ld->pathlen, room = sizeof ld->path - 1;
-  if (old && old < room)
-    ld->path[ld->pathlen++] = '.';
-  if (len > 64)
-    len = 64;
-  for (size_t i = 0; i < len && ld->pathlen < room; i++) {
-    unsigned char c = (unsigned char)seg[i];
-    ld->path[ld->pathlen++] = c > 0x20 && c < 0x7f ? (char)c : '?';
-  }
-  ld->path[ld->pathlen] = '\0';
-  return old;
-}
-
-static size_t path_push_index(struct loader *ld, size_t i) {
-  size_t old = ld->pathlen;
-  int n = snprintf(ld->path + old, sizeof ld->path - old, "[%zu]", i);
-  if (n > 0)
-    ld->pathlen +=
-        (size_t)n < sizeof ld->path - old ? (size_t)n : sizeof ld->path - old - 1;
-  return old;
-}
-
-static void path_pop(struct loader *ld, size_t old) {
-  ld->pathlen = old;
-  ld->path[old] = '\0';
-}
-
-/* Rejects what the tree marks but no key accepts. */
-static bool node_usable(struct loader *ld, const struct config__node *n) {
-  if (n->alias)
-    ld_err(ld, n, "aliases are not supported");
-  else if (n->tagged)
-    ld_err(ld, n, "tags are not supported");
-  return !n->alias && !n->tagged;
-}
-
-static const char *node_kind(const struct config__node *n) {
-  return n->type == CONFIG__MAP   ? "a mapping"
-         : n->type == CONFIG__SEQ ? "a list"
-                                  : "a scalar";
-}
-
-/* The text of a scalar that must have a value, or NULL after reporting why not. */
-static const char *scalar_text(struct loader *ld, const struct config__node *n) {
-  if (!node_usable(ld, n))
-    return NULL;
-  if (n->type != CONFIG__SCALAR) {
-    ld_err(ld, n, "expected a single value, not %s", node_kind(n));
-    return NULL;
-  }
-  if (n->null) {
-    ld_err(ld, n, "a value is required");
-    return NULL;
-  }
-  for (size_t i = 0; i < n->len; i++) {
-    unsigned char c = (unsigned char)n->str[i];
-    if (c < 0x20 || c == 0x7f) {
-      ld_err(ld, n, "control characters are not allowed");
-      return NULL;
-    }
-  }
-  return n->str;
-}
 
 static void store_uint(void *field, size_t size, uint64_t v) {
   uint8_t v8 = (uint8_t)v;
@@ -344,38 +264,38 @@ static void store_uint(void *field, size_t size, uint64_t v) {
 static void apply_string(struct loader *ld, const struct key_desc *d,
                          const struct config__node *n, char *field) {
   char buf[256];
-  const char *s = scalar_text(ld, n), *reason;
+  const char *s = config__walk_scalar(&ld->w, n), *reason;
   if (!s)
     return;
   if (n->len == 0)
-    ld_err(ld, n, "must not be empty");
+    config__walk_err(&ld->w, n, "must not be empty");
   else if (n->len >= d->size)
-    ld_err(ld, n, "longer than %zu characters", d->size - 1);
+    config__walk_err(&ld->w, n, "longer than %zu characters", d->size - 1);
   else if (d->check && (reason = d->check(s, buf, sizeof buf)) != NULL)
-    ld_err(ld, n, "%s", reason);
+    config__walk_err(&ld->w, n, "%s", reason);
   else
     memcpy(field, s, n->len + 1);
 }
 
 static void apply_uint(struct loader *ld, const struct key_desc *d,
                        const struct config__node *n, char *field) {
-  const char *s = scalar_text(ld, n), *reason,
+  const char *s = config__walk_scalar(&ld->w, n), *reason,
              *unit = d->scale == 1000 ? " seconds" : "";
   uint64_t v;
   if (!s)
     return;
   if (!n->plain) {
-    ld_err(ld, n, "must be a decimal integer, without quotes");
+    config__walk_err(&ld->w, n, "must be a decimal integer, without quotes");
     return;
   }
   if ((reason = config__parse_u64(s, &v)) != NULL)
-    ld_err(ld, n, "%s", reason);
+    config__walk_err(&ld->w, n, "%s", reason);
   else if (v < d->min || v > d->max) {
     if (d->max == UINT64_MAX)
-      ld_err(ld, n, "must be at least %" PRIu64 "%s", d->min, unit);
+      config__walk_err(&ld->w, n, "must be at least %" PRIu64 "%s", d->min, unit);
     else
-      ld_err(ld, n, "must be between %" PRIu64 " and %" PRIu64 "%s", d->min, d->max,
-             unit);
+      config__walk_err(&ld->w, n, "must be between %" PRIu64 " and %" PRIu64 "%s",
+                       d->min, d->max, unit);
   } else {
     /* The table's bounds are chosen so the scaled value fits the field. */
     assert(d->size == 8 || d->max * d->scale < (UINT64_C(1) << (8 * d->size)));
@@ -387,7 +307,7 @@ static void apply_enum(struct loader *ld, const struct key_desc *d,
                        const struct config__node *n, char *field) {
   char choices[256] = "";
   size_t off = 0, count = 0;
-  const char *s = scalar_text(ld, n);
+  const char *s = config__walk_scalar(&ld->w, n);
   if (!s)
     return;
   for (const struct enum_name *e = d->names; e->name; e++, count++) {
@@ -403,17 +323,17 @@ static void apply_enum(struct loader *ld, const struct key_desc *d,
     off += w > 0 ? (size_t)w : 0;
   }
   if (d->hint)
-    ld_err(ld, n, "must be %s; %s", choices, d->hint);
+    config__walk_err(&ld->w, n, "must be %s; %s", choices, d->hint);
   else
-    ld_err(ld, n, "must be %s", choices);
+    config__walk_err(&ld->w, n, "must be %s", choices);
 }
 
 static void apply_value(struct loader *ld, const struct key_desc *d,
                         const struct config__node *n, char *field) {
   char buf[256];
-  const char *s = scalar_text(ld, n), *reason;
+  const char *s = config__walk_scalar(&ld->w, n), *reason;
   if (s && (reason = d->parse(s, field, buf, sizeof buf)) != NULL)
-    ld_err(ld, n, "%s", reason);
+    config__walk_err(&ld->w, n, "%s", reason);
 }
 
 static void apply_list(struct loader *ld, const struct key_desc *d,
@@ -421,38 +341,39 @@ static void apply_list(struct loader *ld, const struct key_desc *d,
   size_t nitems = 0;
   char *items = NULL, *old, buf[256];
   bool ok = true;
-  if (!node_usable(ld, n))
+  if (!config__walk_usable(&ld->w, n))
     return;
   if (n->type == CONFIG__SEQ)
     nitems = n->n;
   else if (n->type != CONFIG__SCALAR || !n->null) {
-    ld_err(ld, n, "expected a list, not %s", node_kind(n));
+    config__walk_err(&ld->w, n, "expected a list, not %s", config__node_kind(n));
     return;
   }
   if (nitems < d->min || nitems > d->max) {
     if (nitems < d->min && d->hint)
-      ld_err(ld, n, "%s", d->hint);
+      config__walk_err(&ld->w, n, "%s", d->hint);
     else
-      ld_err(ld, n, "must have %" PRIu64 " to %" PRIu64 " entries", d->min, d->max);
+      config__walk_err(&ld->w, n, "must have %" PRIu64 " to %" PRIu64 " entries",
+                       d->min, d->max);
     return;
   }
   if (nitems && !(items = calloc(nitems, d->size))) {
-    ld->errs->nomem = true;
+    ld->w.errs->nomem = true;
     return;
   }
   for (size_t i = 0; i < nitems; i++) {
-    size_t mark = path_push_index(ld, i);
+    size_t mark = config__walk_push_index(&ld->w, i);
     const struct config__node *item = n->items[i];
-    if (d->item_map && item->type == CONFIG__MAP && node_usable(ld, item)) {
+    if (d->item_map && item->type == CONFIG__MAP && config__walk_usable(&ld->w, item)) {
       ok = d->item_map(ld, item, items + i * d->size) && ok;
-      path_pop(ld, mark);
+      config__walk_pop(&ld->w, mark);
       continue;
     }
-    const char *s = scalar_text(ld, item), *reason = NULL;
+    const char *s = config__walk_scalar(&ld->w, item), *reason = NULL;
     if (s && (reason = d->parse(s, items + i * d->size, buf, sizeof buf)) != NULL)
-      ld_err(ld, item, "%s", reason);
+      config__walk_err(&ld->w, item, "%s", reason);
     ok = ok && s && !reason;
-    path_pop(ld, mark);
+    config__walk_pop(&ld->w, mark);
   }
   if (!ok) {
     free(items);
@@ -476,11 +397,11 @@ static bool listen_item(struct loader *ld, const struct config__node *map, void 
   for (size_t i = 0; i + 1 < map->n; i += 2) {
     const struct config__node *k = map->items[i], *v = map->items[i + 1];
     const char *name = k->type == CONFIG__SCALAR ? k->str : "";
-    size_t mark = path_push(ld, name, strlen(name));
+    size_t mark = config__walk_push(&ld->w, name, strlen(name));
     const struct config__node **slot = NULL;
     if (!strcmp(name, "address") || !strcmp(name, "path")) {
       if (where)
-        ld_err(ld, k, "give either address or path, once");
+        config__walk_err(&ld->w, k, "give either address or path, once");
       else
         is_path = name[0] == 'p';
       slot = &where;
@@ -489,17 +410,17 @@ static bool listen_item(struct loader *ld, const struct config__node *map, void 
     } else if (!strcmp(name, "protocol")) {
       slot = &proto;
     } else {
-      ld_err(ld, k, "unknown key");
+      config__walk_err(&ld->w, k, "unknown key");
     }
     if (slot && *slot && slot != &where)
-      ld_err(ld, k, "duplicate key");
-    if (slot && !*slot && scalar_text(ld, v))
+      config__walk_err(&ld->w, k, "duplicate key");
+    if (slot && !*slot && config__walk_scalar(&ld->w, v))
       *slot = v;
     ok = ok && slot && *slot == v;
-    path_pop(ld, mark);
+    config__walk_pop(&ld->w, mark);
   }
   if (!where) {
-    ld_err(ld, map, "address or path required");
+    config__walk_err(&ld->w, map, "address or path required");
     return false;
   }
   struct config_addr a;
@@ -507,34 +428,35 @@ static bool listen_item(struct loader *ld, const struct config__node *map, void 
   const char *reason = is_path
                            ? config__parse_unix_path(where->str, &a, buf, sizeof buf)
                            : config__parse_listen(where->str, &a, buf, sizeof buf);
-  size_t mark = path_push(ld, is_path ? "path" : "address", is_path ? 4 : 7);
+  size_t mark =
+      config__walk_push(&ld->w, is_path ? "path" : "address", is_path ? 4 : 7);
   if (reason) {
-    ld_err(ld, where, "%s", reason);
+    config__walk_err(&ld->w, where, "%s", reason);
     ok = false;
   }
-  path_pop(ld, mark);
+  config__walk_pop(&ld->w, mark);
   a.mode = 0660;
   if (mode) {
-    mark = path_push(ld, "mode", 4);
+    mark = config__walk_push(&ld->w, "mode", 4);
     if (!is_path)
-      ld_err(ld, mode, "only for a unix socket (path)");
+      config__walk_err(&ld->w, mode, "only for a unix socket (path)");
     else if ((reason = config__parse_mode(mode->str, &a.mode)) != NULL)
-      ld_err(ld, mode, "%s", reason);
+      config__walk_err(&ld->w, mode, "%s", reason);
     ok = ok && is_path && !reason;
-    path_pop(ld, mark);
+    config__walk_pop(&ld->w, mark);
   }
   if (proto) {
     int v = -1;
     for (const struct enum_name *e = protocol_names; e->name; e++)
       if (!strcmp(e->name, proto->str))
         v = e->value;
-    mark = path_push(ld, "protocol", 8);
+    mark = config__walk_push(&ld->w, "protocol", 8);
     if (v < 0)
-      ld_err(ld, proto, "must be smtp or lmtp");
+      config__walk_err(&ld->w, proto, "must be smtp or lmtp");
     else
       a.protocol = (enum config_protocol)v;
     ok = ok && v >= 0;
-    path_pop(ld, mark);
+    config__walk_pop(&ld->w, mark);
   }
   if (ok)
     memcpy(dst, &a, sizeof a);
@@ -551,7 +473,7 @@ static void apply(struct loader *ld, const struct key_desc *d,
   case KEY_SECTION:
     walk_section(ld, d->keys, n);
     if (d->node && !n->alias && !n->tagged) /* else reported by the walk */
-      d->node(ld->errs, ld->path, n, ld->cfg);
+      d->node(ld->w.errs, ld->w.path, n, ld->cfg);
     break;
   case KEY_STRING:
     apply_string(ld, d, n, field);
@@ -569,8 +491,8 @@ static void apply(struct loader *ld, const struct key_desc *d,
     apply_list(ld, d, n, field);
     break;
   case KEY_NODE:
-    if (node_usable(ld, n))
-      d->node(ld->errs, ld->path, n, ld->cfg);
+    if (config__walk_usable(&ld->w, n))
+      d->node(ld->w.errs, ld->w.path, n, ld->cfg);
     break;
   }
 }
@@ -611,34 +533,34 @@ static const struct key_desc *find_key(const struct key_desc *keys, const char *
 static void walk_section(struct loader *ld, const struct key_desc *keys,
                          const struct config__node *map) {
   unsigned seen[SECTION_MAX_KEYS] = {0}; /* line of each key's first occurrence */
-  if (!node_usable(ld, map) || (map->type == CONFIG__SCALAR && map->null))
+  if (!config__walk_usable(&ld->w, map) || (map->type == CONFIG__SCALAR && map->null))
     return;
   if (map->type != CONFIG__MAP) {
-    ld_err(ld, map, "expected a mapping, not %s", node_kind(map));
+    config__walk_err(&ld->w, map, "expected a mapping, not %s", config__node_kind(map));
     return;
   }
   for (size_t i = 0; i + 1 < map->n; i += 2) {
     const struct config__node *key = map->items[i], *val = map->items[i + 1];
     const struct key_desc *d;
     size_t mark;
-    if (!node_usable(ld, key))
+    if (!config__walk_usable(&ld->w, key))
       continue;
     if (key->type != CONFIG__SCALAR || key->len == 0) {
-      ld_err(ld, key, "keys must be non-empty scalars");
+      config__walk_err(&ld->w, key, "keys must be non-empty scalars");
       continue;
     }
-    mark = path_push(ld, key->str, key->len);
+    mark = config__walk_push(&ld->w, key->str, key->len);
     d = find_key(keys, key->str, key->len);
     assert(!d || d - keys < SECTION_MAX_KEYS);
     if (!d)
-      ld_err(ld, key, "unknown key");
+      config__walk_err(&ld->w, key, "unknown key");
     else if (seen[d - keys])
-      ld_err(ld, key, "duplicate key (first at line %u)", seen[d - keys]);
+      config__walk_err(&ld->w, key, "duplicate key (first at line %u)", seen[d - keys]);
     else {
       seen[d - keys] = key->line;
       apply(ld, d, val);
     }
-    path_pop(ld, mark);
+    config__walk_pop(&ld->w, mark);
   }
 }
 
@@ -779,7 +701,7 @@ int config_load_buffer(const char *name, const char *yaml, size_t len,
   if ((rc = config__yaml_parse(&errs, yaml, len, &root)) < 0)
     goto out;
   ld.cfg = cfg;
-  ld.errs = &errs;
+  config__walk_init(&ld.w, &errs, NULL);
   if (root)
     walk_section(&ld, top_keys, root);
   rc = errs.n || errs.nomem ? SP_E_CONFIG : finalize(cfg);

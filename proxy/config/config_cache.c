@@ -3,12 +3,12 @@
 #include "proxy/config/config_cache.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy/config/config_value.h"
+#include "proxy/config/config_walk.h"
 
 #define REDIS_DEFAULT_PORT 6379
 #define REDIS_MAX_DB 65535
@@ -147,78 +147,24 @@ const char *config_redis_url_parse(const char *s, struct redis_settings *r, char
 
 /* ---- the section ------------------------------------------------------------------ */
 
-struct cctx {
-  struct config__errs *errs;
-  const char *path;
+/* A key of a mapping in the section: read() takes its value, the walk at its path. */
+struct cache_key {
+  const char *name;
+  void (*read)(struct config__walk *w, const struct config__node *v,
+               struct config *cfg);
 };
 
-__attribute__((format(printf, 4, 5))) static void cerr(struct cctx *c,
-                                                       const struct config__node *n,
-                                                       const char *key, const char *fmt,
-                                                       ...) {
-  char reason[512], full[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(reason, sizeof reason, fmt, ap);
-  va_end(ap);
-  snprintf(full, sizeof full, "%s%s%s", c->path, key ? "." : "", key ? key : "");
-  config__errf(c->errs, n->line, n->col, full, "%s", reason);
-}
-
-static const char *scalar(struct cctx *c, const struct config__node *n,
-                          const char *key) {
-  if (n->alias || n->tagged) {
-    cerr(c, n, key, "%s are not supported", n->alias ? "aliases" : "tags");
-    return NULL;
-  }
-  if (n->type != CONFIG__SCALAR || n->null || n->len == 0) {
-    cerr(c, n, key, "expected a non-empty single value");
-    return NULL;
-  }
-  for (size_t i = 0; i < n->len; i++)
-    if ((unsigned char)n->str[i] < 0x20 || n->str[i] == 0x7f) {
-      cerr(c, n, key, "control characters are not allowed");
-      return NULL;
-    }
-  return n->str;
-}
-
-static bool is_map(struct cctx *c, const struct config__node *n, const char *key) {
-  if (n->alias || n->tagged || n->type != CONFIG__MAP) {
-    cerr(c, n, key, "expected a mapping");
+static bool is_map(struct config__walk *w, const struct config__node *n) {
+  if (!config__walk_usable(w, n))
+    return false;
+  if (n->type != CONFIG__MAP) {
+    config__walk_err(w, n, "expected a mapping, not %s", config__node_kind(n));
     return false;
   }
   return true;
 }
 
-static void copy_string(struct cctx *c, const struct config__node *n, const char *key,
-                        char *dst, size_t cap) {
-  const char *s = scalar(c, n, key);
-  if (!s)
-    return;
-  if (n->len >= cap)
-    cerr(c, n, key, "longer than %zu characters", cap - 1);
-  else
-    memcpy(dst, s, n->len + 1);
-}
-
-/* Returns whether each key of map n is one of names[] and appears once. */
-static void check_keys(struct cctx *c, const struct config__node *n,
-                       const char *const *names, size_t nnames, const char *prefix) {
-  for (size_t i = 0; i < n->n / 2; i++) {
-    const struct config__node *k = n->items[2 * i];
-    bool known = false;
-    for (size_t j = 0; k->type == CONFIG__SCALAR && j < nnames; j++)
-      known |= !strcmp(k->str, names[j]);
-    if (!known)
-      cerr(c, k, prefix, "unknown key \"%s\"",
-           k->type == CONFIG__SCALAR ? k->str : "?");
-    for (size_t j = 0; known && j < i; j++)
-      if (!strcmp(n->items[2 * j]->str, k->str))
-        cerr(c, k, prefix, "duplicate key \"%s\"", k->str);
-  }
-}
-
+/* The value of the first key named key in map n, or NULL. */
 static const struct config__node *get(const struct config__node *n, const char *key) {
   for (size_t i = 0; i < n->n / 2; i++)
     if (n->items[2 * i]->type == CONFIG__SCALAR && !strcmp(n->items[2 * i]->str, key))
@@ -226,68 +172,139 @@ static const struct config__node *get(const struct config__node *n, const char *
   return NULL;
 }
 
+/* Reports, at the map's path, each key of map n that is not in keys[] or comes
+ * again. */
+static void check_keys(struct config__walk *w, const struct config__node *n,
+                       const struct cache_key *keys, size_t nkeys) {
+  for (size_t i = 0; i < n->n / 2; i++) {
+    const struct config__node *k = n->items[2 * i];
+    const char *name = k->type == CONFIG__SCALAR ? k->str : NULL;
+    bool known = false;
+    if (!config__walk_usable(w, k))
+      continue;
+    for (size_t j = 0; name && j < nkeys; j++)
+      known |= !strcmp(name, keys[j].name);
+    if (!known)
+      config__walk_err(w, k, "unknown key \"%s\"", name ? name : "?");
+    else if (get(n, name) != n->items[2 * i + 1])
+      config__walk_err(w, k, "duplicate key \"%s\"", name);
+  }
+}
+
+/* Reads the keys of map n in the order of keys[], not of the file. */
+static void read_keys(struct config__walk *w, const struct config__node *n,
+                      const struct cache_key *keys, size_t nkeys, struct config *cfg) {
+  check_keys(w, n, keys, nkeys);
+  for (size_t i = 0; i < nkeys; i++) {
+    const struct config__node *v = get(n, keys[i].name);
+    size_t mark = config__walk_push(w, keys[i].name, strlen(keys[i].name));
+    if (v)
+      keys[i].read(w, v, cfg);
+    config__walk_pop(w, mark);
+  }
+}
+
+static void copy_string(struct config__walk *w, const struct config__node *n, char *dst,
+                        size_t cap) {
+  const char *s = config__walk_nonempty(w, n);
+  if (s && n->len >= cap)
+    config__walk_err(w, n, "longer than %zu characters", cap - 1);
+  else if (s)
+    memcpy(dst, s, n->len + 1);
+}
+
+static void read_url(struct config__walk *w, const struct config__node *v,
+                     struct config *cfg) {
+  char buf[256];
+  const char *s = config__walk_nonempty(w, v), *reason;
+  if (s && (reason = config_redis_url_parse(s, &cfg->redis, buf, sizeof buf)))
+    config__walk_err(w, v, "%s", reason);
+}
+
+static void read_password(struct config__walk *w, const struct config__node *v,
+                          struct config *cfg) {
+  copy_string(w, v, cfg->redis.password, sizeof cfg->redis.password);
+}
+
+static void read_key_prefix(struct config__walk *w, const struct config__node *v,
+                            struct config *cfg) {
+  copy_string(w, v, cfg->redis.key_prefix, sizeof cfg->redis.key_prefix);
+}
+
+static void read_ca_file(struct config__walk *w, const struct config__node *v,
+                         struct config *cfg) {
+  char buf[256];
+  const char *s = config__walk_nonempty(w, v), *reason;
+  if (s && (reason = config__check_file(s, buf, sizeof buf)))
+    config__walk_err(w, v, "%s", reason);
+  else if (s)
+    copy_string(w, v, cfg->redis.ca_file, sizeof cfg->redis.ca_file);
+}
+
+static void read_timeout(struct config__walk *w, const struct config__node *v,
+                         struct config *cfg) {
+  const char *s = config__walk_nonempty(w, v);
+  uint64_t t;
+  if (!s)
+    return;
+  if (!v->plain || config__parse_u64(s, &t) != NULL || t < 1 || t > 300)
+    config__walk_err(w, v, "must be between 1 and 300 seconds");
+  else
+    cfg->redis.timeout_ms = t * 1000;
+}
+
+/* url first: password overrides the url's, whatever the order in the file. */
+static const struct cache_key redis_keys[] = {{"url", read_url},
+                                              {"password", read_password},
+                                              {"key_prefix", read_key_prefix},
+                                              {"ca_file", read_ca_file},
+                                              {"timeout", read_timeout}};
+
+static void read_redis(struct config__walk *w, const struct config__node *n,
+                       struct config *cfg) {
+  if (!is_map(w, n))
+    return;
+  read_keys(w, n, redis_keys, sizeof redis_keys / sizeof *redis_keys, cfg);
+  if (!get(n, "url")) {
+    size_t mark = config__walk_push(w, "url", 3);
+    config__walk_err(w, n, "required");
+    config__walk_pop(w, mark);
+  }
+}
+
+static void read_backend(struct config__walk *w, const struct config__node *v,
+                         struct config *cfg) {
+  const char *s = config__walk_nonempty(w, v);
+  if (s && !strcmp(s, "sqlite"))
+    cfg->cache_backend = CONFIG_CACHE_SQLITE;
+  else if (s && !strcmp(s, "redis"))
+    cfg->cache_backend = CONFIG_CACHE_REDIS;
+  else if (s)
+    config__walk_err(w, v, "must be sqlite or redis");
+}
+
+static const struct cache_key section_keys[] = {{"backend", read_backend},
+                                                {"redis", read_redis}};
+
 const char *const config__cache_keys[] = {
     "backend",       "redis.url", "redis.password", "redis.key_prefix", "redis.ca_file",
     "redis.timeout", NULL};
 
-static void redis_section(struct cctx *c, const struct config__node *n,
-                          struct config *cfg) {
-  static const char *const names[] = {"url", "password", "key_prefix", "ca_file",
-                                      "timeout"};
-  char buf[256];
-  const char *s, *reason;
-  if (!is_map(c, n, "redis"))
-    return;
-  check_keys(c, n, names, sizeof names / sizeof *names, "redis");
-  const struct config__node *v;
-  if ((v = get(n, "url")) && (s = scalar(c, v, "redis.url")) &&
-      (reason = config_redis_url_parse(s, &cfg->redis, buf, sizeof buf)))
-    cerr(c, v, "redis.url", "%s", reason);
-  if (!get(n, "url"))
-    cerr(c, n, "redis.url", "required");
-  if ((v = get(n, "password")))
-    copy_string(c, v, "redis.password", cfg->redis.password,
-                sizeof cfg->redis.password);
-  if ((v = get(n, "key_prefix")))
-    copy_string(c, v, "redis.key_prefix", cfg->redis.key_prefix,
-                sizeof cfg->redis.key_prefix);
-  if ((v = get(n, "ca_file")) && (s = scalar(c, v, "redis.ca_file"))) {
-    if ((reason = config__check_file(s, buf, sizeof buf)))
-      cerr(c, v, "redis.ca_file", "%s", reason);
-    else
-      copy_string(c, v, "redis.ca_file", cfg->redis.ca_file, sizeof cfg->redis.ca_file);
-  }
-  uint64_t t;
-  if ((v = get(n, "timeout")) && (s = scalar(c, v, "redis.timeout"))) {
-    if (!v->plain || config__parse_u64(s, &t) != NULL || t < 1 || t > 300)
-      cerr(c, v, "redis.timeout", "must be between 1 and 300 seconds");
-    else
-      cfg->redis.timeout_ms = t * 1000;
-  }
-}
-
 void config__cache(struct config__errs *errs, const char *key,
                    const struct config__node *n, struct config *cfg) {
-  static const char *const names[] = {"backend", "redis"};
-  struct cctx c = {.errs = errs, .path = key};
+  struct config__walk w;
   const struct config__node *b, *r;
-  const char *s;
-  if (!is_map(&c, n, NULL))
+  size_t mark;
+  config__walk_init(&w, errs, key);
+  if (!is_map(&w, n))
     return;
-  check_keys(&c, n, names, 2, NULL);
-  if ((b = get(n, "backend")) && (s = scalar(&c, b, "backend"))) {
-    if (!strcmp(s, "sqlite"))
-      cfg->cache_backend = CONFIG_CACHE_SQLITE;
-    else if (!strcmp(s, "redis"))
-      cfg->cache_backend = CONFIG_CACHE_REDIS;
-    else
-      cerr(&c, b, "backend", "must be sqlite or redis");
-  }
+  read_keys(&w, n, section_keys, sizeof section_keys / sizeof *section_keys, cfg);
+  b = get(n, "backend");
   r = get(n, "redis");
-  if (r)
-    redis_section(&c, r, cfg);
+  mark = config__walk_push(&w, "redis", 5);
   if (cfg->cache_backend == CONFIG_CACHE_REDIS && !r)
-    cerr(&c, b ? b : n, "redis", "backend redis needs a redis section with a url");
+    config__walk_err(&w, b ? b : n, "backend redis needs a redis section with a url");
   if (cfg->cache_backend != CONFIG_CACHE_REDIS && r)
-    cerr(&c, r, "redis", "only used with backend: redis");
+    config__walk_err(&w, r, "only used with backend: redis");
+  config__walk_pop(&w, mark);
 }

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,86 +12,7 @@
 #include <unistd.h>
 
 #include "policy/table.h"
-
-/* Where errors go, and the dotted path of the node being checked. */
-struct pctx {
-  struct config__errs *errs;
-  char path[512];
-  size_t len;
-};
-
-__attribute__((format(printf, 3, 4))) static void
-perr(struct pctx *c, const struct config__node *n, const char *fmt, ...) {
-  char reason[600];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(reason, sizeof reason, fmt, ap);
-  va_end(ap);
-  config__errf(c->errs, n->line, n->col, c->path, "%s", reason);
-}
-
-/* Appends ".seg" with bytes that would garble a log line shown as '?'; returns the
- * length to restore with pop(). */
-static size_t push(struct pctx *c, const char *seg, size_t len) {
-  size_t old = c->len, room = sizeof c->path - 1;
-  if (c->len < room)
-    c->path[c->len++] = '.';
-  for (size_t i = 0; i < len && c->len < room; i++) {
-    unsigned char ch = (unsigned char)seg[i];
-    c->path[c->len++] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
-  }
-  c->path[c->len] = '\0';
-  return old;
-}
-
-static size_t push_index(struct pctx *c, size_t i) {
-  size_t old = c->len;
-  int w = snprintf(c->path + old, sizeof c->path - old, "[%zu]", i);
-  if (w > 0)
-    c->len += (size_t)w < sizeof c->path - old ? (size_t)w : sizeof c->path - old - 1;
-  return old;
-}
-
-static void pop(struct pctx *c, size_t old) {
-  c->len = old;
-  c->path[old] = '\0';
-}
-
-static const char *kind(const struct config__node *n) {
-  return n->type == CONFIG__MAP   ? "a mapping"
-         : n->type == CONFIG__SEQ ? "a list"
-                                  : "a scalar";
-}
-
-static bool usable(struct pctx *c, const struct config__node *n) {
-  if (n->alias)
-    perr(c, n, "aliases are not supported");
-  else if (n->tagged)
-    perr(c, n, "tags are not supported");
-  return !n->alias && !n->tagged;
-}
-
-/* A scalar with a value and no control characters, or NULL after saying why not. */
-static const char *scalar(struct pctx *c, const struct config__node *n) {
-  if (!usable(c, n))
-    return NULL;
-  if (n->type != CONFIG__SCALAR) {
-    perr(c, n, "expected a single value, not %s", kind(n));
-    return NULL;
-  }
-  if (n->null || n->len == 0) {
-    perr(c, n, "a value is required");
-    return NULL;
-  }
-  for (size_t i = 0; i < n->len; i++) {
-    unsigned char ch = (unsigned char)n->str[i];
-    if (ch < 0x20 || ch == 0x7f) {
-      perr(c, n, "control characters are not allowed");
-      return NULL;
-    }
-  }
-  return n->str;
-}
+#include "proxy/config/config_walk.h"
 
 /* ---- policy.table ---- */
 
@@ -102,68 +22,68 @@ static const char *const field_names[F_COUNT] = {"level", "match", "fingerprints
 
 /* Feeds each item of a list node to add. Returns false after any error. */
 static bool
-add_items(struct pctx *c, const struct config__node *n, struct table_entry *e,
+add_items(struct config__walk *c, const struct config__node *n, struct table_entry *e,
           int (*add)(struct table_entry *, const char *, size_t, char *, size_t)) {
   char err[256];
   bool ok = true;
-  if (!usable(c, n))
+  if (!config__walk_usable(c, n))
     return false;
   if (n->type != CONFIG__SEQ) {
-    perr(c, n, "expected a list, not %s", kind(n));
+    config__walk_err(c, n, "expected a list, not %s", config__node_kind(n));
     return false;
   }
   if (n->n == 0) {
-    perr(c, n, "must not be empty");
+    config__walk_err(c, n, "must not be empty");
     return false;
   }
   for (size_t i = 0; i < n->n; i++) {
-    size_t mark = push_index(c, i);
-    const char *s = scalar(c, n->items[i]);
+    size_t mark = config__walk_push_index(c, i);
+    const char *s = config__walk_nonempty(c, n->items[i]);
     if (!s)
       ok = false;
     else if (add(e, s, n->items[i]->len, err, sizeof err) < 0) {
-      perr(c, n->items[i], "%s", err);
+      config__walk_err(c, n->items[i], "%s", err);
       ok = false;
     }
-    pop(c, mark);
+    config__walk_pop(c, mark);
   }
   return ok;
 }
 
 /* Finds the known keys of an entry mapping; reports unknown and repeated ones. */
-static bool entry_fields(struct pctx *c, const struct config__node *map,
+static bool entry_fields(struct config__walk *c, const struct config__node *map,
                          const struct config__node *f[F_COUNT]) {
   unsigned first[F_COUNT] = {0};
   bool ok = true;
   for (size_t i = 0; i + 1 < map->n; i += 2) {
     const struct config__node *k = map->items[i];
-    size_t mark = push(c, k->str ? k->str : "", k->len), j = 0;
-    if (!usable(c, k) || k->type != CONFIG__SCALAR || k->len == 0) {
+    size_t mark = config__walk_push(c, k->str ? k->str : "", k->len), j = 0;
+    if (!config__walk_usable(c, k) || k->type != CONFIG__SCALAR || k->len == 0) {
       if (!k->alias && !k->tagged)
-        perr(c, k, "keys must be non-empty scalars");
+        config__walk_err(c, k, "keys must be non-empty scalars");
       ok = false;
-      pop(c, mark);
+      config__walk_pop(c, mark);
       continue;
     }
     while (j < F_COUNT && !(strlen(field_names[j]) == k->len &&
                             memcmp(field_names[j], k->str, k->len) == 0))
       j++;
     if (j == F_COUNT)
-      perr(c, k, "unknown key");
+      config__walk_err(c, k, "unknown key");
     else if (f[j])
-      perr(c, k, "duplicate key (first at line %u)", first[j]);
+      config__walk_err(c, k, "duplicate key (first at line %u)", first[j]);
     else {
       f[j] = map->items[i + 1];
       first[j] = k->line;
     }
     ok = ok && j < F_COUNT && f[j] == map->items[i + 1];
-    pop(c, mark);
+    config__walk_pop(c, mark);
   }
   return ok;
 }
 
 /* The mapping form {level, match, fingerprints, protocols}. */
-static bool entry_from_map(struct pctx *c, const struct config__node *map,
+static bool entry_from_map(struct config__walk *c, const struct config__node *map,
                            struct table_entry *e) {
   const struct config__node *f[F_COUNT] = {NULL};
   char err[256];
@@ -171,53 +91,55 @@ static bool entry_from_map(struct pctx *c, const struct config__node *map,
   bool ok = entry_fields(c, map, f);
   size_t mark;
   if (!f[F_LEVEL]) {
-    perr(c, map, "level is required");
+    config__walk_err(c, map, "level is required");
     return false;
   }
-  mark = push(c, "level", 5);
-  if ((s = scalar(c, f[F_LEVEL])) != NULL && tls_level_parse(s, &e->level) < 0) {
-    perr(c, f[F_LEVEL],
-         "must be none, may, encrypt, dane, dane-only, fingerprint, verify or secure");
+  mark = config__walk_push(c, "level", 5);
+  if ((s = config__walk_nonempty(c, f[F_LEVEL])) != NULL &&
+      tls_level_parse(s, &e->level) < 0) {
+    config__walk_err(
+        c, f[F_LEVEL],
+        "must be none, may, encrypt, dane, dane-only, fingerprint, verify or secure");
     s = NULL;
   }
-  pop(c, mark);
+  config__walk_pop(c, mark);
   if (!s)
     return false;
   if (f[F_MATCH]) {
-    mark = push(c, "match", 5);
+    mark = config__walk_push(c, "match", 5);
     if (e->level != TLS_LEVEL_VERIFY && e->level != TLS_LEVEL_SECURE) {
-      perr(c, f[F_MATCH], "only for levels verify and secure, not %s",
-           tls_level_name(e->level));
+      config__walk_err(c, f[F_MATCH], "only for levels verify and secure, not %s",
+                       tls_level_name(e->level));
       ok = false;
     } else {
       ok = add_items(c, f[F_MATCH], e, table_add_match) && ok;
     }
-    pop(c, mark);
+    config__walk_pop(c, mark);
   }
   if (f[F_FINGERPRINTS]) {
-    mark = push(c, "fingerprints", 12);
+    mark = config__walk_push(c, "fingerprints", 12);
     if (e->level != TLS_LEVEL_FINGERPRINT) {
-      perr(c, f[F_FINGERPRINTS], "only for level fingerprint, not %s",
-           tls_level_name(e->level));
+      config__walk_err(c, f[F_FINGERPRINTS], "only for level fingerprint, not %s",
+                       tls_level_name(e->level));
       ok = false;
     } else {
       ok = add_items(c, f[F_FINGERPRINTS], e, table_add_fingerprint) && ok;
     }
-    pop(c, mark);
+    config__walk_pop(c, mark);
   }
   if (f[F_PROTOCOLS]) {
-    mark = push(c, "protocols", 9);
-    if (!(s = scalar(c, f[F_PROTOCOLS])))
+    mark = config__walk_push(c, "protocols", 9);
+    if (!(s = config__walk_nonempty(c, f[F_PROTOCOLS])))
       ok = false;
     else if (table_parse_protocols(s, f[F_PROTOCOLS]->len, &e->min_protocol, err,
                                    sizeof err) < 0) {
-      perr(c, f[F_PROTOCOLS], "%s", err);
+      config__walk_err(c, f[F_PROTOCOLS], "%s", err);
       ok = false;
     }
-    pop(c, mark);
+    config__walk_pop(c, mark);
   }
   if (ok && table_check_entry(e, err, sizeof err) < 0) {
-    perr(c, map, "%s", err);
+    config__walk_err(c, map, "%s", err);
     ok = false;
   }
   return ok;
@@ -236,7 +158,7 @@ static const struct table_entry *entry_named(const struct table *t, const char *
 }
 
 /* Adds e from policy.table. Entries before from_file came from policy.table_file. */
-static void add_yaml_entry(struct pctx *c, const struct config__node *k,
+static void add_yaml_entry(struct config__walk *c, const struct config__node *k,
                            const struct table_entry *e, struct config *cfg,
                            size_t from_file) {
   const struct table_entry *old;
@@ -248,42 +170,44 @@ static void add_yaml_entry(struct pctx *c, const struct config__node *k,
   if (rc != -1)
     return;
   if (!(old = entry_named(&cfg->policy_table, e->key, &pos)))
-    perr(c, k, "%s", err);
+    config__walk_err(c, k, "%s", err);
   else if (pos < from_file)
-    perr(c, k, "duplicate key (also in %s:%u)", cfg->policy_table_file, old->line);
+    config__walk_err(c, k, "duplicate key (also in %s:%u)", cfg->policy_table_file,
+                     old->line);
   else
-    perr(c, k, "duplicate key (first at line %u)", old->line);
+    config__walk_err(c, k, "duplicate key (first at line %u)", old->line);
 }
 
-static void table_pair(struct pctx *c, const struct config__node *k,
+static void table_pair(struct config__walk *c, const struct config__node *k,
                        const struct config__node *v, struct config *cfg,
                        size_t from_file) {
   struct table_entry e;
   char err[256];
   bool ok;
   memset(&e, 0, sizeof e);
-  if (!usable(c, k) || k->type != CONFIG__SCALAR || k->null || k->len == 0) {
+  if (!config__walk_usable(c, k) || k->type != CONFIG__SCALAR || k->null ||
+      k->len == 0) {
     if (!k->alias && !k->tagged)
-      perr(c, k, "keys must be non-empty scalars");
+      config__walk_err(c, k, "keys must be non-empty scalars");
     return;
   }
   if (table_parse_key(k->str, k->len, e.key, err, sizeof err) < 0) {
-    perr(c, k, "%s", err);
+    config__walk_err(c, k, "%s", err);
     return;
   }
-  if (!usable(c, v))
+  if (!config__walk_usable(c, v))
     return;
   if (v->type == CONFIG__MAP) {
     ok = entry_from_map(c, v, &e);
   } else if (v->type == CONFIG__SCALAR && !v->null) {
     ok = table_parse_value(v->str, v->len, &e, err, sizeof err) == 0;
     if (!ok)
-      perr(c, v, "%s", err);
+      config__walk_err(c, v, "%s", err);
   } else if (v->type == CONFIG__SCALAR) {
-    perr(c, v, "a policy is required");
+    config__walk_err(c, v, "a policy is required");
     ok = false;
   } else {
-    perr(c, v, "expected a policy string or a mapping, not a list");
+    config__walk_err(c, v, "expected a policy string or a mapping, not a list");
     ok = false;
   }
   e.line = k->line;
@@ -293,22 +217,22 @@ static void table_pair(struct pctx *c, const struct config__node *k,
 
 void config__policy_table(struct config__errs *errs, const char *key,
                           const struct config__node *n, struct config *cfg) {
-  struct pctx c = {.errs = errs};
+  struct config__walk c;
   size_t from_file = cfg->policy_table.n;
-  c.len = strlen(key) < sizeof c.path ? strlen(key) : sizeof c.path - 1;
-  memcpy(c.path, key, c.len);
-  c.path[c.len] = '\0';
+  config__walk_init(&c, errs, key);
   if (n->type == CONFIG__SCALAR && n->null)
     return;
   if (n->type != CONFIG__MAP) {
-    perr(&c, n, "expected a mapping of domains to policies, not %s", kind(n));
+    config__walk_err(&c, n, "expected a mapping of domains to policies, not %s",
+                     config__node_kind(n));
     return;
   }
   for (size_t i = 0; i + 1 < n->n; i += 2) {
     const struct config__node *k = n->items[i];
-    size_t mark = push(&c, k->type == CONFIG__SCALAR ? k->str : "", k->len);
+    size_t mark =
+        config__walk_push(&c, k->type == CONFIG__SCALAR ? k->str : "", k->len);
     table_pair(&c, k, n->items[i + 1], cfg, from_file);
-    pop(&c, mark);
+    config__walk_pop(&c, mark);
   }
 }
 
@@ -361,19 +285,19 @@ fail:
 }
 
 struct file_ctx {
-  struct pctx *c;
+  struct config__walk *c;
   const struct config__node *n;
   const char *file;
 };
 
 static void on_file_error(void *arg, unsigned line, const char *reason) {
   struct file_ctx *f = arg;
-  perr(f->c, f->n, "%s:%u: %s", f->file, line, reason);
+  config__walk_err(f->c, f->n, "%s:%u: %s", f->file, line, reason);
 }
 
 /* Adds the file's entries to the table, which holds only policy.table's so far. */
-static void merge_file(struct pctx *c, const struct config__node *n, const char *file,
-                       const struct table *from, struct config *cfg) {
+static void merge_file(struct config__walk *c, const struct config__node *n,
+                       const char *file, const struct table *from, struct config *cfg) {
   for (size_t i = 0; i < from->n; i++) {
     const struct table_entry *e = &from->entries[i], *old;
     char err[256];
@@ -386,31 +310,31 @@ static void merge_file(struct pctx *c, const struct config__node *n, const char 
     if (rc == 0)
       continue;
     if ((old = entry_named(&cfg->policy_table, e->key, &pos)) != NULL)
-      perr(c, n, "%s:%u: duplicate key \"%s\" (also in policy.table at line %u)", file,
-           e->line, e->key, old->line);
+      config__walk_err(c, n,
+                       "%s:%u: duplicate key \"%s\" (also in policy.table at line %u)",
+                       file, e->line, e->key, old->line);
     else
-      perr(c, n, "%s:%u: %s", file, e->line, err);
+      config__walk_err(c, n, "%s:%u: %s", file, e->line, err);
   }
 }
 
 void config__policy_table_file(struct config__errs *errs, const char *key,
                                const struct config__node *n, struct config *cfg) {
-  struct pctx c = {.errs = errs};
+  struct config__walk c;
   struct table from;
   char *data = NULL, buf[1200];
   const char *s, *reason;
   size_t len;
-  c.len = strlen(key) < sizeof c.path ? strlen(key) : sizeof c.path - 1;
-  memcpy(c.path, key, c.len);
-  c.path[c.len] = '\0';
-  if (!(s = scalar(&c, n)))
+  config__walk_init(&c, errs, key);
+  if (!(s = config__walk_nonempty(&c, n)))
     return;
   if (n->len >= sizeof cfg->policy_table_file) {
-    perr(&c, n, "longer than %zu characters", sizeof cfg->policy_table_file - 1);
+    config__walk_err(&c, n, "longer than %zu characters",
+                     sizeof cfg->policy_table_file - 1);
     return;
   }
   if ((reason = read_whole(s, &data, &len, buf, sizeof buf)) != NULL) {
-    perr(&c, n, "%s", reason);
+    config__walk_err(&c, n, "%s", reason);
     return;
   }
   memcpy(cfg->policy_table_file, s, n->len + 1);

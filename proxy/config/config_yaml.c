@@ -52,18 +52,23 @@ nomem:
   errs->nomem = true;
 }
 
-void config__errf(struct config__errs *errs, unsigned line, unsigned col,
-                  const char *key, const char *fmt, ...) {
-  va_list ap;
+void config__verrf(struct config__errs *errs, unsigned line, unsigned col,
+                   const char *key, const char *fmt, va_list ap) {
   if (errs->capped)
     return;
   if (errs->n == CONFIG__MAX_ERRORS) {
     errs->capped = true;
     key = NULL;
-    fmt = "too many errors, giving up";
+    fmt = "too many errors, giving up"; /* reads none of ap */
   }
-  va_start(ap, fmt);
   errs_vadd(errs, line, col, key, fmt, ap);
+}
+
+void config__errf(struct config__errs *errs, unsigned line, unsigned col,
+                  const char *key, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  config__verrf(errs, line, col, key, fmt, ap);
   va_end(ap);
 }
 

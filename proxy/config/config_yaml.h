@@ -4,6 +4,7 @@
 #ifndef SP_CONFIG_YAML_H
 #define SP_CONFIG_YAML_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -50,6 +51,10 @@ struct config__errs {
 void config__errf(struct config__errs *errs, unsigned line, unsigned col,
                   const char *key, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* The same from a va_list, for reporters that add the key themselves. */
+void config__verrf(struct config__errs *errs, unsigned line, unsigned col,
+                   const char *key, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
 
 /* All errors sorted by position (recording order among equals), each ending in '\n'.
  * malloc'd, the caller frees; NULL when there are none or on allocation failure. */

@@ -71,7 +71,18 @@ static void test_section_errors(void) {
   expect_errors("cache:\n  backend: redis\n  redis: {url: 'redis://h', timeout: 0}\n",
                 "t.yaml:3:38: cache.redis.timeout: must be between 1 and 300 "
                 "seconds\n");
-  expect_errors("cache: [redis]\n", "t.yaml:1:8: cache: expected a mapping\n");
+  expect_errors("cache: [redis]\n",
+                "t.yaml:1:8: cache: expected a mapping, not a list\n");
+  /* The same wording as every other key (config_walk.c). */
+  expect_errors("cache: {backend: ''}\n",
+                "t.yaml:1:18: cache.backend: a value is required\n");
+  expect_errors("cache: {backend: [redis]}\n",
+                "t.yaml:1:18: cache.backend: expected a single value, not a list\n");
+  expect_errors("cache:\n  backend: redis\n  redis: *r\n",
+                "t.yaml:3:10: cache.redis: aliases are not supported\n");
+  /* A key that is not a scalar has no text: unknown, and never compared. */
+  expect_errors("cache: {[a]: 1, backend: sqlite}\n",
+                "t.yaml:1:9: cache: unknown key \"?\"\n");
 }
 
 static const char *url(const char *s, struct redis_settings *r) {
