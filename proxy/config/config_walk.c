@@ -2,6 +2,7 @@
  * checks every section makes of a node before reading it. */
 #include "proxy/config/config_walk.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -10,8 +10,9 @@
 
 /* Longest dotted path kept, NUL included; a longer one is cut short. */
 #define CONFIG__WALK_PATH_SIZE 512
-/* Longest key kept in the path, so one odd key cannot crowd out the rest. */
-#define CONFIG__WALK_SEGMENT_MAX 64
+/* Longest key kept in the path (a whole domain name of the policy table), so one odd
+ * key cannot crowd out the rest. */
+#define CONFIG__WALK_SEGMENT_MAX 255
 
 struct config__walk {
   struct config__errs *errs;
