@@ -17,6 +17,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "proxy/config/config_walk.h"
+
 #define DKIM_KEY_FILE_MAX (64 * 1024) /* a PEM private key is a few KiB at most */
 #define DKIM_RSA_MIN_BITS 1024        /* RFC 8301 §3.2: verifiers reject smaller */
 
@@ -171,15 +173,12 @@ void config__dkim_key_file(struct config__errs *errs, const char *key,
   char buf[1400], *pem = NULL;
   size_t len = 0;
   const char *reason = NULL;
-  if (n->type != CONFIG__SCALAR || n->null || n->len == 0)
-    reason = "expected the path of a PEM private key";
-  else if (n->len >= sizeof cfg->tlsrpt_dkim_key_file)
+  struct config__walk w;
+  config__walk_init(&w, errs, key);
+  if (!config__walk_nonempty(&w, n)) /* NUL and control characters refused too */
+    return;
+  if (n->len >= sizeof cfg->tlsrpt_dkim_key_file)
     reason = "path too long";
-  else if (strlen(n->str) != n->len)
-    reason = "control characters are not allowed";
-  for (size_t i = 0; !reason && i < n->len; i++)
-    if ((unsigned char)n->str[i] < 0x20 || n->str[i] == 0x7f)
-      reason = "control characters are not allowed";
   if (!reason) {
     memcpy(cfg->tlsrpt_dkim_key_file, n->str, n->len + 1);
     reason = read_key_file(n->str, &pem, &len, buf, sizeof buf);
@@ -191,7 +190,7 @@ void config__dkim_key_file(struct config__errs *errs, const char *key,
     free(pem);
   }
   if (reason)
-    config__errf(errs, n->line, n->col, key, "%s", reason);
+    config__walk_err(&w, n, "%s", reason);
 }
 
 void config__dkim_section(struct config__errs *errs, const char *key,

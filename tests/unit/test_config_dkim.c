@@ -155,8 +155,8 @@ static void test_refused_keys(void) {
   const char *yaml = "tlsrpt:\n  dkim:\n    domain: example.com\n    selector: s\n"
                      "    key_file: [a]\n";
   test_config_errors(yaml, strlen(yaml),
-                     "t.yaml:5:15: tlsrpt.dkim.key_file: expected the path of a PEM "
-                     "private key\n");
+                     "t.yaml:5:15: tlsrpt.dkim.key_file: expected a single value, "
+                     "not a list\n");
 }
 
 static void test_all_or_none(void) {
