@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Proxy, TestBase, main  # noqa: E402
-from harness.httpsserver import HttpsPolicyServer, policy_text  # noqa: E402
+from harness.httpsserver import policy_text  # noqa: E402
 
 
 class CheckCase(TestBase):
@@ -100,10 +100,7 @@ class GoodMx(CheckCase):
 
     def test_mta_sts_shown(self):
         """The TXT id, the policy in force and the cached copy."""
-        cert, key = self.pki.issue('mta-sts.example.test')
-        https = HttpsPolicyServer('127.0.0.1', 0, cert, key)
-        self.addCleanup(https.stop)
-        self.dns.add('mta-sts.example.test', 'A', '127.0.0.1')
+        https = self.add_policy_server('mta-sts.example.test')
         self.dns.add('_mta-sts.example.test', 'TXT', 'v=STSv1; id=20261125')
         https.set_policy('example.test', policy_text(mx=('mx1.example.test',
                                                           '*.backup.test')))

@@ -62,10 +62,7 @@ class CommandLine(unittest.TestCase):
 
 
 def send_one(test, rcpt='bob@example.test'):
-    c = test.client()
-    test.assertEqual(c.cmd('MAIL FROM:<alice@client.test>')[0], 250)
-    test.assertEqual(c.cmd('RCPT TO:<%s>' % rcpt)[0], 250)
-    test.assertEqual(c.cmd('DATA')[0], 354)
+    c = test.begin_transaction(rcpt=rcpt, data=True)
     c.send_raw(b'Subject: t\r\n\r\nbody\r\n.\r\n')
     return c
 

@@ -12,29 +12,24 @@ from harness.util import TestBase, proxy_config, wait_until  # noqa: E402
 
 
 def deliver(test, rcpt='bob@example.test'):
-    c = test.client()
-    test.assertEqual(c.cmd('MAIL FROM:<alice@client.test>')[0], 250)
-    test.assertEqual(c.cmd('RCPT TO:<%s>' % rcpt)[0], 250)
-    test.assertEqual(c.cmd('DATA')[0], 354)
-    c.send_raw(b'Subject: cached\r\n\r\nbody\r\n.\r\n')
-    test.assertEqual(c.read_reply()[0], 250)
-    test.assertEqual(c.cmd('QUIT')[0], 221)
-    c.expect_closed()
+    """One message on a new inbound session, then QUIT and the proxy closes."""
+    finish(test, hold(test, rcpt), 'cached', closed=True)
 
 
 def hold(test, rcpt='bob@example.test'):
     """An inbound session stopped after RCPT TO: it holds its own MX connection."""
-    c = test.client()
-    test.assertEqual(c.cmd('MAIL FROM:<alice@client.test>')[0], 250)
-    test.assertEqual(c.cmd('RCPT TO:<%s>' % rcpt)[0], 250)
-    return c
+    return test.begin_transaction(rcpt=rcpt)
 
 
-def finish(test, c, tag='held'):
+def finish(test, c, tag='held', closed=False):
+    """DATA, the message (Subject: TAG), 250, QUIT, 221 on C; then CLOSED: the proxy
+    closes the connection, else the client does."""
     test.assertEqual(c.cmd('DATA')[0], 354)
     c.send_raw(('Subject: %s\r\n\r\nbody\r\n.\r\n' % tag).encode())
     test.assertEqual(c.read_reply()[0], 250)
     test.assertEqual(c.cmd('QUIT')[0], 221)
+    if closed:
+        c.expect_closed()
     c.close()
 
 

@@ -140,19 +140,24 @@ ROWS = [
 
 # DNS rows: only the DANE columns; both MX hosts good, the DNS varies (see dns_setup).
 DNS_LEVELS = ('dane', 'dane-only')
+
+
+def tlsa_pair(match, mismatch, **row):
+    """The rows MATCH and MISMATCH (names) of one DNS case ROW: a TLSA record that
+    matches is Verified at both levels, one that does not is never accepted (4xx, the
+    certificate not verified, TLS-RPT validation-failure)."""
+    return [dict(row, name=match, tlsa='match',
+                 expect={'dane': 'sent TLS Verified', 'dane-only': 'sent TLS Verified'}),
+            dict(row, name=mismatch, tlsa='mismatch', reason=NOT_VERIFIED,
+                 rpt='validation-failure')]
+
+
 DNS_ROWS = [
-    dict(name='AAAA SERVFAIL, TLSA match', dns='aaaa-servfail', tlsa='match',
-         expect={'dane': 'sent TLS Verified', 'dane-only': 'sent TLS Verified'}),
-    dict(name='AAAA SERVFAIL, TLSA mismatch', dns='aaaa-servfail', tlsa='mismatch',
-         reason=NOT_VERIFIED, rpt='validation-failure'),
-    dict(name='AAAA timeout, TLSA match', dns='aaaa-drop', tlsa='match',
-         expect={'dane': 'sent TLS Verified', 'dane-only': 'sent TLS Verified'}),
-    dict(name='AAAA timeout, TLSA mismatch', dns='aaaa-drop', tlsa='mismatch',
-         reason=NOT_VERIFIED, rpt='validation-failure'),
-    dict(name='A SERVFAIL, AAAA ::1, TLSA match', dns='a-servfail', tlsa='match', v6=True,
-         expect={'dane': 'sent TLS Verified', 'dane-only': 'sent TLS Verified'}),
-    dict(name='A SERVFAIL, AAAA ::1, TLSA mism.', dns='a-servfail', tlsa='mismatch',
-         v6=True, reason=NOT_VERIFIED, rpt='validation-failure'),
+    *tlsa_pair('AAAA SERVFAIL, TLSA match', 'AAAA SERVFAIL, TLSA mismatch',
+               dns='aaaa-servfail'),
+    *tlsa_pair('AAAA timeout, TLSA match', 'AAAA timeout, TLSA mismatch', dns='aaaa-drop'),
+    *tlsa_pair('A SERVFAIL, AAAA ::1, TLSA match', 'A SERVFAIL, AAAA ::1, TLSA mism.',
+               dns='a-servfail', v6=True),
     dict(name='host A insecure, TLSA mismatch', dns='a-insecure', tlsa='mismatch',
          undialled=('dane-only',), rpt='dnssec-invalid',
          expect={'dane': 'sent TLS Trusted'}),
@@ -165,19 +170,14 @@ DNS_ROWS = [
     dict(name='TLSA without AD, mismatch', dns='tlsa-insecure', tlsa='mismatch',
          undialled=('dane-only',), rpt='dane-required',
          expect={'dane': 'sent TLS Trusted'}),
-    dict(name='CNAME, TLSA at target (match)', dns='cname-target', tlsa='match',
-         expect={'dane': 'sent TLS Verified', 'dane-only': 'sent TLS Verified'}),
-    dict(name='CNAME, TLSA at target (mism.)', dns='cname-target', tlsa='mismatch',
-         reason=NOT_VERIFIED, rpt='validation-failure'),
-    dict(name='CNAME, TLSA at original (match)', dns='cname-original', tlsa='match',
-         expect={'dane': 'sent TLS Verified', 'dane-only': 'sent TLS Verified'}),
-    dict(name='CNAME, TLSA at original (mism.)', dns='cname-original', tlsa='mismatch',
-         reason=NOT_VERIFIED, rpt='validation-failure'),
+    *tlsa_pair('CNAME, TLSA at target (match)', 'CNAME, TLSA at target (mism.)',
+               dns='cname-target'),
+    *tlsa_pair('CNAME, TLSA at original (match)', 'CNAME, TLSA at original (mism.)',
+               dns='cname-original'),
     dict(name='CNAME, TLSA at neither', dns='cname-none', tlsa='match',
          undialled=('dane-only',), rpt='dane-required',
          expect={'dane': 'sent TLS Trusted'}),
 ]
-
 
 def slug(text):
     return re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')[:40].strip('-')

@@ -1,64 +1,35 @@
 #!/usr/bin/python3
 """A real Exim (Debian's exim4-daemon-light 4.96, extracted into a private directory,
-see harness/exim.py) uses the proxy as its smarthost: the README's Exim recipe.
-Measures how Exim reacts to the proxy's 452 4.5.3 for a second recipient domain.
-
-Skipped, with the reason, where the package cannot be fetched or run."""
+see harness/exim.py) uses the proxy as its smarthost: the README's Exim recipe, with
+the fixtures of harness/relay.py, which skips the tests, with the reason, where the
+package cannot be fetched or run. Measures how Exim reacts to the proxy's 452 4.5.3
+for a second recipient domain."""
 import os
 import re
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness.exim import Exim, EximUnavailable, exim_root  # noqa: E402
-from harness.util import TestBase, main  # noqa: E402
-
-try:
-    ROOT, WHY = exim_root(), None
-except (EximUnavailable, OSError) as e:  # no network, no root, no namespace
-    ROOT, WHY = None, str(e)
-
-BODY = b'Subject: via exim\r\n\r\nline one\r\n.leading dot\r\n'
+from harness.exim import Exim  # noqa: E402
+from harness.relay import RelayCase  # noqa: E402
+from harness.util import main  # noqa: E402
 
 
-@unittest.skipIf(ROOT is None, 'Exim unavailable: %s' % WHY)
-class EximRelay(TestBase):
-    proxy_extra = {'log': {'level': 'debug'}}  # the session ids of each command
-
-    def setup_fixtures(self):
-        self.mx1 = self.add_mx('mx1', '127.0.0.2')
-        self.mx_other = self.add_mx('mx', '127.0.0.3', domain='other.test')
-
-    def start_exim(self, **kw):
-        ex = Exim(os.path.join(self.tmpdir, 'exim'), self.proxy.port, ROOT, **kw)
-        self.addCleanup(ex.stop)
-        ex.start()
-        return ex
-
-    def sessions_with(self, command):
-        """Proxy session ids that received COMMAND (debug log), in order."""
-        rx = re.compile(r' ([0-9A-F]{10}): < 127\.0\.0\.1: ' + re.escape(command) + '$',
-                        re.M)
-        return rx.findall(self.proxy.log_text())
+class EximRelay(RelayCase):
+    mta_class = Exim
 
     def test_delivers_over_tls(self):
-        ex = self.start_exim()
-        ex.send('alice@sender.test', ['bob@example.test'], BODY)
+        ex = self.start_mta()
+        self.submit(ex, 'bob@example.test')
         line = ex.wait_log(r'=> bob@example\.test .*C="250 2\.0\.0').group(0)
         self.assertIn('H=127.0.0.1 [127.0.0.1]:%d' % self.proxy.port, line)
         msg = self.mx1.wait_messages(1)[0]
-        self.assertEqual(msg.tls_version, 'TLSv1.3')
-        self.assertEqual((msg.mail_from, msg.rcpts),
-                         ('alice@sender.test', ['bob@example.test']))
         self.assertIn(b'with esmtp (Exim 4.', msg.data)
-        self.assertIn(b'\r\n.leading dot\r\n', msg.data)
-        self.proxy.wait_log(r'to=<bob@example\.test>, relay=mx1\.example\.test'
-                            r'\[127\.0\.0\.2\]:\d+, .*status=sent \(250.*, tls=TLSv1\.3/')
+        self.assertRelayedOverTls(msg)
 
     def test_rejection_bounces(self):
         self.mx1.configure(rcpt=(550, '5.1.1 no such user'))
-        ex = self.start_exim()
-        ex.send('alice@sender.test', ['nobody@example.test'], BODY)
+        ex = self.start_mta()
+        self.submit(ex, 'nobody@example.test')
         line = ex.wait_log(r'\*\* nobody@example\.test .*$').group(0)
         self.assertIn('550 5.1.1 no such user', line)
 
@@ -67,16 +38,17 @@ class EximRelay(TestBase):
         Measured: right after bob's 250 it sends MAIL FROM and carol's RCPT again on
         the same connection (Exim's '*' in the log, and one proxy session); no queue
         run is involved."""
-        ex = self.start_exim()
-        ex.send('alice@sender.test', ['bob@example.test', 'carol@other.test'], BODY)
+        ex = self.start_mta()
+        self.submit(ex, 'bob@example.test', 'carol@other.test')
         ex.wait_log(r'=> carol@other\.test ', timeout=60)
         bob = [a for a in ex.attempts('bob@example.test') if a['kind'] == '=>'][0]
         carol = ex.attempts('carol@other.test')
         first = carol[0]
         self.assertTrue(first['continued'], first['line'])
         self.assertLess(first['time'] - bob['time'], 1.0)
-        carol_sessions = self.sessions_with('RCPT TO:<carol@other.test>')
-        self.assertEqual(carol_sessions[0], self.sessions_with('RCPT TO:<bob@example.test>')[0])
+        carol_sessions = self.sessions_with(re.escape('RCPT TO:<carol@other.test>'))
+        self.assertEqual(carol_sessions[0], self.sessions_with(
+            re.escape('RCPT TO:<bob@example.test>'))[0])
         self.assertGreaterEqual(len(self.mx_other.messages), 1)
         self.assertEqual(self.mx_other.messages[0].rcpts, ['carol@other.test'])
         delivered = [a for a in carol if a['kind'] == '=>'][0]
@@ -95,8 +67,8 @@ class EximRelay(TestBase):
         already accepted the message gets it again on the retry. With an MX slow to
         answer the dot (1 s here) this happens every time."""
         self.mx1.configure(delay_at=('data_end', 1), fault_connections=1)
-        ex = self.start_exim()
-        ex.send('alice@sender.test', ['bob@example.test'], BODY)
+        ex = self.start_mta()
+        self.submit(ex, 'bob@example.test')
         ex.wait_log(r'(=>|==) bob@example\.test ')
         self.assertEqual([a['kind'] for a in ex.attempts('bob@example.test')], ['=>'])
 

@@ -161,6 +161,16 @@ class MxTest(Tmp):
         self.addCleanup(c.close)
         return c
 
+    def session(self, *commands):
+        """A client past the greeting and EHLO, then each of COMMANDS sent (the test
+        checks the replies it is about)."""
+        c = self.client()
+        c.read_reply()
+        c.cmd('EHLO x')
+        for command in commands:
+            c.cmd(command)
+        return c
+
     def smtp(self, **kw):
         s = smtplib.SMTP('127.0.0.2', self.port, timeout=5, **kw)
         s._host = 'mx1.example.test'  # the name STARTTLS verifies
@@ -202,11 +212,7 @@ class MxTest(Tmp):
 
     def test_empty_message_and_split_terminator(self):
         mx = self.mx()
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
-        c.cmd('MAIL FROM:<>')
-        c.cmd('RCPT TO:<x@example.test>')
+        c = self.session('MAIL FROM:<>', 'RCPT TO:<x@example.test>')
         self.assertEqual(c.cmd('DATA')[0], 354)
         c.send_raw(b'.\r\n')
         self.assertEqual(c.read_reply()[0], 250)
@@ -291,10 +297,7 @@ class MxTest(Tmp):
 
     def test_reply_overrides_and_421(self):
         mx = self.mx(rcpt=[(550, '5.1.1 no such user'), None], data_end=(554, '5.7.1 spam'))
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
-        c.cmd('MAIL FROM:<a@b.test>')
+        c = self.session('MAIL FROM:<a@b.test>')
         self.assertEqual(c.cmd('RCPT TO:<x@example.test>'), (550, ['5.1.1 no such user']))
         self.assertEqual(c.cmd('RCPT TO:<y@example.test>')[0], 250)
         self.assertEqual(c.data(b'x\r\n'), (554, ['5.7.1 spam']))
@@ -311,11 +314,7 @@ class MxTest(Tmp):
 
     def test_resets_and_delay(self):
         mx = self.mx(reset_at='data')
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
-        c.cmd('MAIL FROM:<a@b.test>')
-        c.cmd('RCPT TO:<x@example.test>')
+        c = self.session('MAIL FROM:<a@b.test>', 'RCPT TO:<x@example.test>')
         self.assertEqual(c.cmd('DATA')[0], 354)
         c.send_raw(b'Subject: x\r\n\r\nbody\r\n')
         with self.assertRaises(Closed):
@@ -323,11 +322,7 @@ class MxTest(Tmp):
         wait_until(lambda: mx.sessions[0].closed, 5)
         self.assertTrue(mx.sessions[0].reset)
         mx.configure(reset_at='data_end')
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
-        c.cmd('MAIL FROM:<a@b.test>')
-        c.cmd('RCPT TO:<x@example.test>')
+        c = self.session('MAIL FROM:<a@b.test>', 'RCPT TO:<x@example.test>')
         with self.assertRaises(Closed):
             c.data(b'x\r\n')
         mx.configure(reset_at='greeting', fault_connections=3)
@@ -337,10 +332,7 @@ class MxTest(Tmp):
         self.assertEqual(c.read_reply()[0], 220)
         self.assertEqual(mx.messages, [])
         mx.configure(delay_at=('rcpt', 0.5), fault_connections=None, reset_at=None)
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
-        c.cmd('MAIL FROM:<a@b.test>')
+        c = self.session('MAIL FROM:<a@b.test>')
         import time
         t = time.monotonic()
         self.assertEqual(c.cmd('RCPT TO:<x@example.test>')[0], 250)
@@ -348,9 +340,7 @@ class MxTest(Tmp):
 
     def test_injection_after_starttls(self):
         mx = self.mx(starttls=self.cert, pipeline_after_starttls=b'250 INJECTED\r\n')
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
+        c = self.session()
         c.send_raw(b'STARTTLS\r\nNOOP\r\n')  # the client pipelines past STARTTLS too
         self.assertEqual(c.read_reply()[0], 220)
         self.assertEqual(c.read_reply(), (250, ['INJECTED']))
@@ -391,12 +381,7 @@ class MxTest(Tmp):
 
     def test_lenient_end_shows_smuggling(self):
         mx = self.mx(lenient_data_end=True)
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
-        c.cmd('MAIL FROM:<a@b.test>')
-        c.cmd('RCPT TO:<x@example.test>')
-        c.cmd('DATA')
+        c = self.session('MAIL FROM:<a@b.test>', 'RCPT TO:<x@example.test>', 'DATA')
         c.send_raw(b'hello\r\n\n.\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<v@example.test>\r\n'
                    b'DATA\r\nsmuggled\r\n.\r\n')
         replies = c.read_replies(4)
@@ -409,12 +394,7 @@ class MxTest(Tmp):
     def test_discard_body_big(self):
         import hashlib
         mx = self.mx(discard_body=True)
-        c = self.client()
-        c.read_reply()
-        c.cmd('EHLO x')
-        c.cmd('MAIL FROM:<a@b.test>')
-        c.cmd('RCPT TO:<x@example.test>')
-        c.cmd('DATA')
+        c = self.session('MAIL FROM:<a@b.test>', 'RCPT TO:<x@example.test>', 'DATA')
         line = b'.' + b'x' * 997 + b'\r\n'
         chunk = line * 256
         n = 20

@@ -19,18 +19,25 @@ from harness import main, wait_until  # noqa: E402
 from harness.metrics import MetricsCase, samples  # noqa: E402
 
 
-def http(port, request, timeout=5):
-    """Sends REQUEST (bytes) and reads until the server closes; returns
-    (status, headers dict, body str)."""
+def exchange(port, pieces, timeout=5):
+    """Sends each of PIECES (bytes) in a write of its own, then reads until the server
+    closes; returns what it read."""
     with socket.create_connection(('127.0.0.1', port), timeout=timeout) as s:
-        s.sendall(request)
+        for piece in pieces:
+            s.sendall(piece)
         data = b''
         for _ in range(10000):
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
-    head, _, body = data.partition(b'\r\n\r\n')
+    return data
+
+
+def http(port, request, timeout=5):
+    """Sends REQUEST (bytes) and reads until the server closes; returns
+    (status, headers dict, body str)."""
+    head, _, body = exchange(port, [request], timeout).partition(b'\r\n\r\n')
     lines = head.decode('latin-1').split('\r\n')
     status = int(lines[0].split()[1])
     headers = dict((k.lower(), v.strip()) for k, _, v in
@@ -147,15 +154,8 @@ class Metrics(MetricsCase):
         self.assertEqual(get(self.metrics_port, '/healthz')[0], 200)
 
     def test_request_in_pieces(self):
-        with socket.create_connection(('127.0.0.1', self.metrics_port), timeout=5) as s:
-            for piece in (b'GET /hea', b'lthz HTTP/1.1\r\n', b'Host: x\r\n', b'\r\n'):
-                s.sendall(piece)
-            data = b''
-            for _ in range(100):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+        data = exchange(self.metrics_port, (b'GET /hea', b'lthz HTTP/1.1\r\n',
+                                            b'Host: x\r\n', b'\r\n'))
         self.assertTrue(data.startswith(b'HTTP/1.1 200 OK\r\n'), data)
         self.assertTrue(data.endswith(b'\r\n\r\nok\n'), data)
 

@@ -24,7 +24,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestBase, is_asan_build, main, message, proxy_config  # noqa: E402
-from harness.httpsserver import HttpsPolicyServer, policy_text  # noqa: E402
+from harness.httpsserver import policy_text  # noqa: E402
 from harness.proxy import deep_merge, proxy_binary  # noqa: E402
 
 RCPT = 'rcpt@example.test'
@@ -40,12 +40,8 @@ class StsCase(TestBase):
 
     def setup_fixtures(self):
         self.mx1 = self.add_mx('mx1', '127.0.0.2')
-        names = ['mta-sts.%s' % d for d in OTHER_DOMAINS]
-        cert, key = self.pki.issue('mta-sts.%s' % DOMAIN, alt_names=names)
-        self.https = HttpsPolicyServer(POLICY_IP, 0, cert, key)
-        self.addCleanup(self.https.stop)
-        for d in (DOMAIN,) + OTHER_DOMAINS:
-            self.dns.add('mta-sts.%s' % d, 'A', POLICY_IP)
+        self.https = self.add_policy_server(
+            *['mta-sts.%s' % d for d in (DOMAIN,) + OTHER_DOMAINS], ip=POLICY_IP)
 
     def sts_config(self):
         return {'mta_sts': {'enabled': 'yes', 'ca_file': self.pki.ca_file,

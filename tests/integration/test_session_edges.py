@@ -28,9 +28,8 @@ class SessionEdges(TestBase):
         self.proxy.wait_log(r'to=<c@example\.test>, .*status=bounced \(550 5\.6\.7 '
                             r'<c@example\.test>: .* does not support SMTPUTF8\)')
         self.assertEqual(c.cmd('RSET')[0], 250)
-        self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
-        self.assertEqual(c.cmd('RCPT TO:<b@example.test>')[0], 250)
-        self.assertEqual(c.cmd('DATA')[0], 354)
+        self.begin_transaction(c, rcpt='b@example.test', mail_from='a@client.test',
+                               data=True)
         c.send_raw(b'Subject: ascii\r\n\r\nbody\r\n.\r\n')
         self.assertEqual(c.read_reply()[0], 250)
         self.mx1.wait_messages(1)
@@ -75,10 +74,7 @@ class SessionEdges(TestBase):
         (as Exim does) while the MX is slow to answer the dot: the client still gets the
         MX's 250 and then 221, and the MX has the message once."""
         self.mx1.configure(delay_at=('data_end', 0.5))
-        c = self.client()
-        self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
-        self.assertEqual(c.cmd('RCPT TO:<b@example.test>')[0], 250)
-        self.assertEqual(c.cmd('DATA')[0], 354)
+        c = self.begin_transaction(data=True)
         c.send_raw(b'Subject: half-close\r\n\r\nbody\r\n.\r\nQUIT\r\n')
         c.sock.shutdown(socket.SHUT_WR)
         self.assertEqual(c.read_reply()[0], 250)
@@ -89,10 +85,7 @@ class SessionEdges(TestBase):
     def test_half_close_mid_data_delivers_nothing(self):
         """EOF in the middle of message data: no reply is owed, the MX connection is
         reset without the final dot and holds nothing."""
-        c = self.client()
-        self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
-        self.assertEqual(c.cmd('RCPT TO:<b@example.test>')[0], 250)
-        self.assertEqual(c.cmd('DATA')[0], 354)
+        c = self.begin_transaction(data=True)
         c.send_raw(b'Subject: cut\r\n\r\npartial body\r\n')
         c.sock.shutdown(socket.SHUT_WR)
         c.expect_closed()

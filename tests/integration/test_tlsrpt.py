@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import dns.resolver
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestBase, main, message, proxy_config, wait_until  # noqa: E402
-from harness.httpsserver import HttpsPolicyServer, policy_text  # noqa: E402
+from harness.httpsserver import policy_text  # noqa: E402
 from harness.proxy import deep_merge, proxy_binary  # noqa: E402
 
 DOMAIN = 'example.test'
@@ -74,12 +73,8 @@ class TlsRptCase(TestBase):
 
     def setup_fixtures(self):
         self.mx1 = self.add_mx('mx1', '127.0.0.2', tls=self.mx1_tls)
-        cert, key = self.pki.issue(REPORT_HOST, alt_names=['mta-sts.%s' % DOMAIN])
-        self.https = HttpsPolicyServer('127.0.0.1', 0, cert, key)
-        self.addCleanup(self.https.stop)
-        self.https.accept_posts('/tlsrpt')
-        self.dns.add(REPORT_HOST, 'A', '127.0.0.1')
-        self.dns.add('mta-sts.%s' % DOMAIN, 'A', '127.0.0.1')
+        self.https = self.add_policy_server(REPORT_HOST, 'mta-sts.%s' % DOMAIN,
+                                            posts=['/tlsrpt'])
 
     def start_the_proxy(self, extra=None):
         base = {'tlsrpt': {'enabled': 'yes', 'organization': ORG, 'contact': CONTACT,
@@ -228,8 +223,8 @@ class HttpsReports(TlsRptCase):
                    lambda: 'counts left after sending: %r' % self.stored())
 
 
-class CliReports(TlsRptCase):
-    """Long periods: reports go out only through `starttls-proxy tlsrpt send`."""
+class EncryptCase(TlsRptCase):
+    """example.test at level encrypt; mx1 offers no STARTTLS, mx2 (pref 20) does."""
 
     mx1_tls = False
 
@@ -242,11 +237,15 @@ class CliReports(TlsRptCase):
             {'policy': {'table': {DOMAIN: 'encrypt'}}}, extra))
 
     def cause_failure_and_success(self):
-        """encrypt: mx1 offers no STARTTLS (starttls-not-supported), mx2 does (ok)."""
+        """mx1 fails (starttls-not-supported), mx2 takes the message (ok)."""
         out = self.send(RCPT, message('tlsrpt-encrypt'))
         self.assertReply(out['data'], 250)
         self.mx2.wait_messages(1)
         self.wait_stored(2)
+
+
+class CliReports(EncryptCase):
+    """Long periods: reports go out only through `starttls-proxy tlsrpt send`."""
 
     def test_counts_persist_across_restart_then_cli_send(self):
         self.publish_rua(self.rua_https())
@@ -322,28 +321,21 @@ class CliReports(TlsRptCase):
         self.assertEqual(sum(r['count'] for r in self.stored()), 2)
 
 
-class NonGlobalRua(TlsRptCase):
+class NonGlobalRua(EncryptCase):
     """tlsrpt.allow_private_addresses: no (the default; the other tests allow their
     loopback fixture): https: rua endpoints on loopback, named by a literal or by a
     name that resolves there, are refused before any connection, since a
     destination's _smtp._tls record would otherwise aim the proxy's POSTs at the
     operator's own network. The report counts as failed and is kept."""
 
-    mx1_tls = False
-
-    def setup_fixtures(self):
-        super().setup_fixtures()
-        self.mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
-
     def start_the_proxy(self, extra=None):
         return super().start_the_proxy(deep_merge(
-            {'policy': {'table': {DOMAIN: 'encrypt'}},
-             'tlsrpt': {'allow_private_addresses': 'no'}}, extra))
+            {'tlsrpt': {'allow_private_addresses': 'no'}}, extra))
 
     def test_loopback_rua_refused(self):
         literal = 'https://127.0.0.1:%d/tlsrpt' % self.https.port
         self.publish_rua(literal, self.rua_https())
-        CliReports.cause_failure_and_success(self)
+        self.cause_failure_and_success()
         r = self.cli_send()
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn('0 report(s) sent, 1 failed', r.stdout)

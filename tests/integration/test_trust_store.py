@@ -21,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestBase, main, message, wait_until  # noqa: E402
-from harness.httpsserver import HttpsPolicyServer, policy_text  # noqa: E402
+from harness.httpsserver import policy_text  # noqa: E402
 from harness.pki import TestPKI  # noqa: E402
 from harness.proxy import deep_merge, proxy_binary  # noqa: E402
 
@@ -35,12 +35,8 @@ class TrustCase(TestBase):
 
     def setup_fixtures(self):
         self.mx1 = self.add_mx('mx1', '127.0.0.2')
-        cert, key = self.pki.issue('mta-sts.%s' % DOMAIN, alt_names=[REPORT_HOST])
-        self.https = HttpsPolicyServer('127.0.0.1', 0, cert, key)
-        self.addCleanup(self.https.stop)
-        self.https.accept_posts('/tlsrpt')
-        self.dns.add('mta-sts.%s' % DOMAIN, 'A', '127.0.0.1')
-        self.dns.add(REPORT_HOST, 'A', '127.0.0.1')
+        self.https = self.add_policy_server('mta-sts.%s' % DOMAIN, REPORT_HOST,
+                                            posts=['/tlsrpt'])
         self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=1')
         self.https.set_policy(DOMAIN, UNLISTED)
         # Another CA, which signed nothing the fixtures serve.

@@ -24,7 +24,8 @@ with +all, so times have milliseconds.
 
 Needs root and the libraries of exim4-daemon-light (scripts/install-deps.sh installs
 those a postfix test host lacks). fetch_debs(), check_libraries(), make_searchable(),
-listening() and Unavailable serve harness/sendmail.py too.
+listening(), MtaDaemon (start and stop of a daemon) and Unavailable serve
+harness/sendmail.py too.
 """
 
 import os
@@ -211,8 +212,60 @@ def listening(port):
                    for line in f.readlines()[1:])
 
 
-class Exim:
+class MtaDaemon:
+    """What the private MTAs (Exim here, Sendmail in harness/sendmail.py) share: the
+    daemon runs in a process group of its own (stop() ends the group), writes its
+    output to WORK/daemon.out and is ready once it listens on 127.0.0.1:smtp_port. A
+    subclass sets name, work, smtp_port and proc (None) and gives argv(*args) and
+    daemon_args(); log_text() is the MTA's own log, if it keeps one. find_root() (a
+    static method) returns the packages' root directory, or raises Unavailable."""
+
+    name = 'mta'
+    find_root = None
+
+    def daemon_args(self):
+        """The arguments that run the daemon (for argv())."""
+        raise NotImplementedError
+
+    def log_text(self):
+        """The MTA's own log ('' for one that keeps none here)."""
+        return ''
+
+    def _read(self, name):
+        try:
+            with open(os.path.join(self.work, name), 'rb') as f:
+                return f.read().decode(errors='replace')
+        except FileNotFoundError:
+            return ''
+
+    def start(self, timeout=20):
+        out = open(os.path.join(self.work, 'daemon.out'), 'ab')
+        self.proc = subprocess.Popen(self.argv(*self.daemon_args()),
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                     start_new_session=True)
+        out.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError('%s exited %s: %s\n%s' % (
+                    self.name, self.proc.returncode, self._read('daemon.out'),
+                    self.log_text()))
+            return listening(self.smtp_port)
+        wait_until(ready, timeout, lambda: '%s not listening on %d: %s' % (
+            self.name, self.smtp_port, self.log_text()))
+
+    def stop(self, timeout=10):
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        stop_process_group(proc, timeout)
+
+
+class Exim(MtaDaemon):
     """One private Exim daemon. Attributes: smtp_port, mainlog, proc."""
+
+    name = 'exim'
+    find_root = staticmethod(exim_root)
 
     def __init__(self, workdir, relay_port, root, retry='F,1m,1s', extra_config=''):
         self.work = os.path.abspath(workdir)
@@ -259,25 +312,8 @@ class Exim:
         return ['unshare', '-m', '--propagation', 'private', 'sh', '-c', script, 'sh',
                 os.path.join(self.work, 'passwd'), os.path.join(self.work, 'group')] + exim
 
-    def start(self, timeout=20):
-        out = open(os.path.join(self.work, 'daemon.out'), 'ab')
-        self.proc = subprocess.Popen(self.argv('-bdf', '-q1s'), stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=out, start_new_session=True)
-        out.close()
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError('exim exited %s: %s\n%s' % (
-                    self.proc.returncode, self._read('daemon.out'), self.log_text()))
-            return listening(self.smtp_port)
-        wait_until(ready, timeout, lambda: 'exim not listening on %d: %s' % (
-            self.smtp_port, self.log_text()))
-
-    def stop(self, timeout=10):
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        stop_process_group(proc, timeout)
+    def daemon_args(self):
+        return ('-bdf', '-q1s')
 
     def send(self, sender, rcpts, body):
         """Submits over SMTP; returns Exim's message id."""
@@ -293,13 +329,6 @@ class Exim:
                 raise AssertionError('exim refused the message: %d %s' % (code, text))
         m = re.search(r'id=(\S+)', text.decode())
         return m.group(1) if m else None
-
-    def _read(self, name):
-        try:
-            with open(os.path.join(self.work, name), 'rb') as f:
-                return f.read().decode(errors='replace')
-        except FileNotFoundError:
-            return ''
 
     def log_text(self):
         return self._read(os.path.join('log', 'mainlog'))

@@ -24,11 +24,9 @@ Needs root, m4 and the package's libraries (scripts/install-deps.sh installs the
 import os
 import shutil
 import smtplib
-import subprocess
 
-from .exim import (Unavailable, _run, check_libraries, fetch_debs, listening,
-                   stop_process_group)
-from .util import free_port, wait_until
+from .exim import MtaDaemon, Unavailable, _run, check_libraries, fetch_debs
+from .util import free_port
 
 PACKAGES = ('sendmail-bin', 'sendmail-cf')
 BINARY = os.path.join('usr', 'libexec', 'sendmail', 'sendmail')
@@ -71,8 +69,12 @@ def sendmail_root():
     return root
 
 
-class Sendmail:
-    """One private Sendmail daemon. Attributes: smtp_port, cf, proc."""
+class Sendmail(MtaDaemon):
+    """One private Sendmail daemon (it keeps no log here). Attributes: smtp_port, cf,
+    proc."""
+
+    name = 'sendmail'
+    find_root = staticmethod(sendmail_root)
 
     def __init__(self, workdir, relay_port, root, queue_interval='1s'):
         self.work = os.path.abspath(workdir)
@@ -113,26 +115,8 @@ class Sendmail:
                  os.path.join(self.work, 'resolv.conf'), self.binary, '-C', self.cf]
                 + list(args))
 
-    def start(self, timeout=20):
-        out = open(os.path.join(self.work, 'daemon.out'), 'ab')
-        self.proc = subprocess.Popen(self.argv('-bD', '-q' + self.queue_interval),
-                                     stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                     start_new_session=True)
-        out.close()
-
-        def ready():
-            if self.proc.poll() is not None:
-                with open(os.path.join(self.work, 'daemon.out'), 'rb') as f:
-                    raise AssertionError('sendmail exited %s: %s' % (
-                        self.proc.returncode, f.read().decode(errors='replace')))
-            return listening(self.smtp_port)
-        wait_until(ready, timeout, 'sendmail not listening on %d' % self.smtp_port)
-
-    def stop(self, timeout=10):
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        stop_process_group(proc, timeout)
+    def daemon_args(self):
+        return ('-bD', '-q' + self.queue_interval)
 
     def send(self, sender, rcpts, body):
         """Submits over SMTP (as an application would)."""

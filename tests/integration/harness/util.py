@@ -11,6 +11,9 @@ TestBase.setUp builds: self.tmpdir, self.pki (TestPKI), self.dns (DnsServer),
 self.mx_port, the fixtures of setup_fixtures() (by default self.mx1: STARTTLS MX
 mx1.example.test on 127.0.0.2, DNS "example.test MX 10 mx1.example.test"), then
 self.proxy (Proxy, config = class attribute proxy_extra merged with @proxy_config).
+Fixture builders for setup_fixtures(): add_mx() (an MX host) and add_policy_server()
+(the HTTPS host of MTA-STS policies and TLS-RPT reports). For a test's SMTP:
+client(), begin_transaction() (MAIL and RCPT, maybe DATA, asserted) and send().
 Cleanups close clients, stop the proxy (failing the test on a crash, a bad exit status
 or a sanitizer report), the MX servers and the DNS server, and delete the tmpdir (kept
 when SP_KEEP_TMP=1). On a failed test the proxy log is printed to stderr.
@@ -173,6 +176,21 @@ class TestBase(unittest.TestCase):
             self.dns.add(fqdn, 'A', ip)
         return mx
 
+    def add_policy_server(self, *names, ip='127.0.0.1', posts=()):
+        """Starts an HttpsPolicyServer on IP (a port of the kernel's pick) with one
+        CA-signed certificate for NAMES (the first one its subject) and adds
+        "NAME A IP" to DNS for each; POSTs to each path in POSTS get 200. Stopped at
+        cleanup; returned."""
+        from .httpsserver import HttpsPolicyServer
+        cert, key = self.pki.issue(names[0], alt_names=names[1:])
+        https = HttpsPolicyServer(ip, 0, cert, key)
+        self.addCleanup(https.stop)
+        for path in posts:
+            https.accept_posts(path)
+        for name in names:
+            self.dns.add(name, 'A', ip)
+        return https
+
     def start_the_proxy(self, extra=None):
         """Starts self.proxy with proxy_extra, @proxy_config and EXTRA merged."""
         from .proxy import Proxy, deep_merge
@@ -210,6 +228,19 @@ class TestBase(unittest.TestCase):
             if ehlo:
                 code, lines = c.cmd('EHLO %s' % ehlo)
                 self.assertEqual(code, 250, lines)
+        return c
+
+    def begin_transaction(self, c=None, rcpt='bob@example.test',
+                          mail_from='alice@client.test', data=False):
+        """MAIL FROM:<MAIL_FROM> and RCPT TO:<RCPT> on client C (a new client() when
+        None), each asserted 250; with DATA also DATA, asserted 354, so that the
+        caller sends the message. Returns C."""
+        if c is None:
+            c = self.client()
+        self.assertEqual(c.cmd('MAIL FROM:<%s>' % mail_from)[0], 250)
+        self.assertEqual(c.cmd('RCPT TO:<%s>' % rcpt)[0], 250)
+        if data:
+            self.assertEqual(c.cmd('DATA')[0], 354)
         return c
 
     def send(self, rcpts, body=None, mail_from='sender@client.test', params=''):
