@@ -68,7 +68,6 @@ class SessionEdges(TestBase):
         self.mx1.wait_messages(1)
         self.assertEqual(self.mx1.messages[0].rcpts, ['b@example.test', 'c@example.test'])
 
-
     def test_half_close_after_pipelined_quit(self):
         """The client sends the final dot and QUIT together and shuts down its side
         (as Exim does) while the MX is slow to answer the dot: the client still gets the

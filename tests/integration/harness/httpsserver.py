@@ -28,7 +28,6 @@ thread; handshakes and reads have a 10 s deadline; stop() ends delays early.
 """
 
 import http.server
-import socket
 import ssl
 import threading
 
