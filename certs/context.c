@@ -7,6 +7,7 @@
  * locked: an SSL_CTX with a cache is used from one loop thread. */
 #include "certs/context.h"
 #include "certs/trust.h"
+#include "proxy/core/obj.h"
 
 #include <openssl/err.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #define SESS_CACHE_MAX 1024
+#define SESS_CACHE_MAGIC 0x53434143u /* "SCAC" */
 /* TLS 1.3 tickets kept per peer key. Each is used once, and a server sends one or two
  * per connection, so a stock lets a burst of new connections to one MX all resume
  * (the connection cache opens several at once when a destination's concurrency
@@ -37,7 +39,9 @@ struct sess_entry {
   uint64_t used; /* LRU clock value of the last store or lookup */
 };
 
+/* Kept as the SSL_CTX's ex_data: OpenSSL hands it back as a void *. */
 struct sess_cache {
+  uint32_t magic;
   uint64_t clock;
   struct sess_entry e[SESS_CACHE_MAX];
 };
@@ -72,13 +76,16 @@ static void sess_cache_free(struct sess_cache *c) {
     return;
   for (size_t i = 0; i < SESS_CACHE_MAX; i++)
     cache_drop(&c->e[i]);
+  c->magic = 0;
   free(c);
 }
 
 static void on_free_cache(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
                           long argl, void *argp) {
   (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
-  sess_cache_free(ptr);
+  struct sess_cache *c = ptr;
+  CHECK_OBJ_ORNULL(c, SESS_CACHE_MAGIC); /* NULL: a context without a cache */
+  sess_cache_free(c);
 }
 
 static void on_free_key(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
@@ -137,6 +144,7 @@ static void entry_push(struct sess_entry *e, SSL_SESSION *sess) {
 static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
   const char *key = SSL_get_ex_data(ssl, ssl_key_idx);
   struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_cache_idx);
+  CHECK_OBJ_ORNULL(c, SESS_CACHE_MAGIC);
   if (!key || !c || !SSL_SESSION_is_resumable(sess))
     return 0;
   struct sess_entry *e = cache_find(c, key);
@@ -197,6 +205,7 @@ void tls_context_resume(SSL *ssl, const char *key) {
   }
   free(previous);
   struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_cache_idx);
+  CHECK_OBJ_ORNULL(c, SESS_CACHE_MAGIC);
   struct sess_entry *e = c ? cache_find(c, key) : NULL;
   if (e)
     entry_offer(c, e, ssl);
@@ -278,6 +287,7 @@ static bool attach_cache(SSL_CTX *ctx, char *err, size_t errlen) {
     set_err(err, errlen, "%s", "out of memory for the session cache");
     return false;
   }
+  c->magic = SESS_CACHE_MAGIC;
   /* Only our cache stores sessions, keyed by peer rather than by OpenSSL's
    * session id, so a session is only offered to the peer that issued it. */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |

@@ -20,8 +20,13 @@
 #include <string.h>
 
 #include "proxy/core/error.h"
+#include "proxy/core/obj.h"
 
+#define TLS_MAGIC 0x544c5345u /* "TLSE" */
+
+/* Handed back by OpenSSL as the data of both BIOs and the SSL's ex_data. */
 struct tls {
+  uint32_t magic;
   SSL *ssl;
   BIO *rbio; /* borrowed from ssl */
   BIO *wbio; /* borrowed from ssl */
@@ -55,7 +60,8 @@ static int out_reserve(struct tls *t, size_t more) {
 }
 
 static int bio_out_write(BIO *b, const char *data, int len) {
-  struct tls *t = BIO_get_data(b);
+  struct tls *t;
+  CAST_OBJ_NOTNULL(t, BIO_get_data(b), TLS_MAGIC);
   BIO_clear_retry_flags(b);
   if (len <= 0)
     return 0;
@@ -67,7 +73,8 @@ static int bio_out_write(BIO *b, const char *data, int len) {
 }
 
 static int bio_in_read(BIO *b, char *data, int len) {
-  struct tls *t = BIO_get_data(b);
+  struct tls *t;
+  CAST_OBJ_NOTNULL(t, BIO_get_data(b), TLS_MAGIC);
   BIO_clear_retry_flags(b);
   size_t avail = t->in_len - t->in_off;
   if (avail == 0) {
@@ -92,7 +99,8 @@ static int bio_in_read(BIO *b, char *data, int len) {
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   (void)num;
   (void)ptr;
-  struct tls *t = BIO_get_data(b);
+  struct tls *t;
+  CAST_OBJ_NOTNULL(t, BIO_get_data(b), TLS_MAGIC);
   switch (cmd) {
   case BIO_CTRL_FLUSH:
     return 1;
@@ -133,6 +141,7 @@ static void on_info(const SSL *ssl, int where, int ret) {
   if (!(where & SSL_CB_HANDSHAKE_START))
     return;
   struct tls *t = SSL_get_ex_data(ssl, tls_idx);
+  CHECK_OBJ_ORNULL(t, TLS_MAGIC);
   if (!t || t->ssl != ssl)
     return;
   if (t->handshakes++ > 0 && SSL_version(ssl) < TLS1_3_VERSION)
@@ -176,6 +185,7 @@ static int tls_new(SSL_CTX *ctx, struct tls **out) {
   struct tls *t = calloc(1, sizeof *t);
   if (!t)
     return SP_E_NOMEM;
+  t->magic = TLS_MAGIC;
   ERR_clear_error();
   t->ssl = SSL_new(ctx);
   BIO *rbio = BIO_new(in_method), *wbio = BIO_new(out_method);
@@ -231,9 +241,10 @@ int tls_new_server(SSL_CTX *ctx, struct tls **out) {
 void tls_free(struct tls *t) {
   if (!t)
     return;
-  SSL_free(t->ssl);
+  SSL_free(t->ssl); /* may still call the BIOs back */
   free(t->in);
   free(t->out);
+  t->magic = 0;
   free(t);
 }
 

@@ -13,6 +13,7 @@
 
 #include "policy/table.h"
 #include "proxy/config/config_walk.h"
+#include "proxy/core/obj.h"
 
 /* ---- policy.table ---- */
 
@@ -284,14 +285,19 @@ fail:
   return buf;
 }
 
+#define FILE_CTX_MAGIC 0x7074666cu /* "ptfl" */
+
+/* On the stack while table_parse_file() runs, which hands it back to on_file_error. */
 struct file_ctx {
+  uint32_t magic;
   struct config__walk *c;
   const struct config__node *n;
   const char *file;
 };
 
 static void on_file_error(void *arg, unsigned line, const char *reason) {
-  struct file_ctx *f = arg;
+  struct file_ctx *f;
+  CAST_OBJ_NOTNULL(f, arg, FILE_CTX_MAGIC);
   config__walk_err(f->c, f->n, "%s:%u: %s", f->file, line, reason);
 }
 
@@ -339,7 +345,7 @@ void config__policy_table_file(struct config__errs *errs, const char *key,
   }
   memcpy(cfg->policy_table_file, s, n->len + 1);
   table_init(&from);
-  struct file_ctx f = {.c = &c, .n = n, .file = s};
+  struct file_ctx f = {.magic = FILE_CTX_MAGIC, .c = &c, .n = n, .file = s};
   table_parse_file(&from, data, len, on_file_error, &f);
   free(data);
   merge_file(&c, n, s, &from, cfg);

@@ -17,6 +17,7 @@
 #include "proxy/config/config.h"
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
+#include "proxy/core/obj.h"
 #include "proxy/mtasts/store.h"
 #include "proxy/mtasts/sts.h"
 #include "proxy/net/dns.h"
@@ -28,9 +29,13 @@
 #define CHECK_EXIT_UNDELIVERABLE 1
 #define CHECK_EXIT_ERROR 2
 
+#define CHECK_MAGIC 0x4348454bu /* "CHEK" */
+#define PROBE_MAGIC 0x50524f42u /* "PROB" */
+
 struct check;
 
 struct check_probe {
+  uint32_t magic;
   struct check *ck;
   struct upstream *up; /* until done */
   bool done, ok;
@@ -49,6 +54,7 @@ struct check_probe {
 enum check_txt { TXT_PENDING, TXT_FOUND, TXT_ABSENT, TXT_INVALID, TXT_FAILED };
 
 struct check {
+  uint32_t magic;
   uv_loop_t loop;
   struct runtime *rt; /* owned until the report is printed */
   char domain[256];
@@ -525,8 +531,14 @@ static void x509_name_text(const X509_NAME *name, char *out, size_t cap) {
     X509_NAME_oneline(name, out, (int)cap);
 }
 
+static struct check_probe *probe_of(void *arg) {
+  struct check_probe *p;
+  CAST_OBJ_NOTNULL(p, arg, PROBE_MAGIC);
+  return p;
+}
+
 static void on_probe_ready(void *arg) {
-  struct check_probe *p = arg;
+  struct check_probe *p = probe_of(arg);
   p->ok = true;
   snprintf(p->relay, sizeof p->relay, "%s", upstream_relay(p->up));
   snprintf(p->tls, sizeof p->tls, "%s", upstream_tls(p->up));
@@ -547,7 +559,7 @@ static void on_probe_ready(void *arg) {
 }
 
 static void on_probe_failed(void *arg, const char *reasons, bool policy) {
-  struct check_probe *p = arg;
+  struct check_probe *p = probe_of(arg);
   snprintf(p->relay, sizeof p->relay, "%s", upstream_relay(p->up));
   snprintf(p->policy, sizeof p->policy, "%s", upstream_policy(p->up));
   snprintf(p->reasons, sizeof p->reasons, "%s", reasons);
@@ -557,13 +569,15 @@ static void on_probe_failed(void *arg, const char *reasons, bool policy) {
 
 /* No command is ever queued and the probe closes at ready: these never run. */
 static void on_probe_reply(void *arg, const struct smtp_reply *r) {
-  (void)arg, (void)r;
+  (void)r;
+  probe_of(arg);
 }
 static void on_probe_drain(void *arg) {
-  (void)arg;
+  probe_of(arg);
 }
 static void on_probe_lost(void *arg, const char *reason) {
-  (void)arg, (void)reason;
+  (void)reason;
+  probe_of(arg);
 }
 
 static const struct upstream_events probe_events = {
@@ -581,6 +595,7 @@ static void check_probe_all(struct check *ck) {
   ck->probes_left = 1; /* held until every probe is started */
   for (size_t i = 0; i < n; i++) {
     struct check_probe *p = &ck->probes[ck->nprobes];
+    p->magic = PROBE_MAGIC;
     p->ck = ck;
     struct route *one = route_for_candidate(r, i);
     p->up =
@@ -617,19 +632,22 @@ static void check_answered(struct check *ck) {
 }
 
 static void on_route(void *arg, struct route *route) {
-  struct check *ck = arg;
+  struct check *ck;
+  CAST_OBJ_NOTNULL(ck, arg, CHECK_MAGIC);
   ck->route = route;
   check_answered(ck);
 }
 
 static void on_mx(void *arg, const struct dns_mx_result *res) {
-  struct check *ck = arg;
+  struct check *ck;
+  CAST_OBJ_NOTNULL(ck, arg, CHECK_MAGIC);
   ck->mx = *res;
   check_answered(ck);
 }
 
 static void on_txt(void *arg, int status, const struct dns_answer *ans) {
-  struct check *ck = arg;
+  struct check *ck;
+  CAST_OBJ_NOTNULL(ck, arg, CHECK_MAGIC);
   if (status < 0 || !ans ||
       (ans->rcode != DNS_R_NOERROR && ans->rcode != DNS_R_NXDOMAIN))
     ck->txt = TXT_FAILED;
@@ -696,11 +714,13 @@ int check_main(const char *config_path, const char *domain, bool json) {
     free(ck);
     return CHECK_EXIT_ERROR;
   }
+  ck->magic = CHECK_MAGIC;
   struct config *cfg;
   char *errors = NULL;
   if (config_load(config_path, &cfg, &errors) < 0) {
     fprintf(stderr, "%s", errors ? errors : "cannot load configuration\n");
     free(errors);
+    ck->magic = 0;
     free(ck);
     return CHECK_EXIT_ERROR;
   }
@@ -723,6 +743,9 @@ int check_main(const char *config_path, const char *domain, bool json) {
     fprintf(stderr, "check: event loop closed with handles open\n");
     rc = CHECK_EXIT_ERROR;
   }
+  for (size_t i = 0; i < sizeof ck->probes / sizeof *ck->probes; i++)
+    ck->probes[i].magic = 0; /* a slot whose upstream did not open is set too */
+  ck->magic = 0;
   free(ck);
   return rc;
 }

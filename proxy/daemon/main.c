@@ -9,6 +9,7 @@
 #include "proxy/config/config.h"
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
+#include "proxy/core/obj.h"
 #include "proxy/core/observe.h"
 #include "proxy/daemon/check.h"
 #include "proxy/daemon/metrics.h"
@@ -23,7 +24,12 @@
 
 #define DRAIN_DEADLINE_MS 30000 /* SIGTERM: how long open transactions may finish */
 
+#define DAEMON_MAGIC 0x444d4f4eu /* "DMON" */
+
+/* On run()'s stack while the loop runs; its handles and the main loop point back at
+ * it. Never freed: its magic is never zeroed. */
 struct daemon {
+  uint32_t magic;
   uv_loop_t *loop;
   const char *config_path;
   struct listener listener;
@@ -153,17 +159,21 @@ static void daemon_maybe_done(struct daemon *d) {
 }
 
 static void on_idle(struct listener *l) {
-  struct daemon *d = l->loop->data;
+  struct daemon *d;
+  CAST_OBJ_NOTNULL(d, l->loop->data, DAEMON_MAGIC);
   d->main_idle = true;
   daemon_maybe_done(d);
 }
 
 static void on_workers_done(void *arg) {
-  daemon_maybe_done(arg);
+  struct daemon *d;
+  CAST_OBJ_NOTNULL(d, arg, DAEMON_MAGIC);
+  daemon_maybe_done(d);
 }
 
 static void on_deadline(uv_timer_t *t) {
-  struct daemon *d = t->data;
+  struct daemon *d;
+  CAST_OBJ_NOTNULL(d, t->data, DAEMON_MAGIC);
   log_msg(LOG_WARNING, NULL, "shutdown deadline reached: aborting %zu sessions",
           d->listener.nsessions);
   listener_abort(&d->listener);
@@ -171,7 +181,8 @@ static void on_deadline(uv_timer_t *t) {
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum) {
-  struct daemon *d = h->data;
+  struct daemon *d;
+  CAST_OBJ_NOTNULL(d, h->data, DAEMON_MAGIC);
   if (d->stopping)
     return;
   d->stopping = true;
@@ -186,7 +197,8 @@ static void on_stop_signal(uv_signal_t *h, int signum) {
  * are bound at start and need a restart to change. */
 static void on_reload_signal(uv_signal_t *h, int signum) {
   (void)signum;
-  struct daemon *d = h->data;
+  struct daemon *d;
+  CAST_OBJ_NOTNULL(d, h->data, DAEMON_MAGIC);
   struct config *cfg;
   if (load_config(d->config_path, &cfg) < 0) {
     log_msg(LOG_ERROR, NULL, "reload of %s failed: keeping the running configuration",
@@ -224,7 +236,8 @@ static int run(const char *path) {
     return 1;
   log_configure(cfg->log_format, cfg->log_level, cfg->hostname);
   log_set_output(cfg->log_output);
-  struct daemon d = {.loop = uv_default_loop(), .config_path = path};
+  struct daemon d = {
+      .magic = DAEMON_MAGIC, .loop = uv_default_loop(), .config_path = path};
   d.loop->data = &d;
   struct runtime *rt;
   char err[512];

@@ -598,7 +598,8 @@ static void on_metrics_connection(uv_stream_t *server, int status) {
 }
 
 static void on_server_closed(uv_handle_t *h) {
-  struct metrics *m = h->data;
+  struct metrics *m;
+  CAST_OBJ_NOTNULL(m, h->data, METRICS_MAGIC);
   m->server_open = false;
   metrics_maybe_free(m);
 }

@@ -16,6 +16,7 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
+#include "proxy/core/obj.h"
 #include "proxy/core/observe.h"
 #include "proxy/inbound/listener.h"
 #include "proxy/mtasts/sts.h"
@@ -24,7 +25,11 @@
 
 enum { CMD_RELOAD = 1, CMD_DRAIN = 2, CMD_ABORT = 4 };
 
+#define WORKER_MAGIC 0x57524b52u  /* "WRKR" */
+#define WORKERS_MAGIC 0x57524b53u /* "WRKS" */
+
 struct worker {
+  uint32_t magic;
   struct workers *ws;
   unsigned index;
   uv_thread_t thread;
@@ -51,6 +56,7 @@ struct forwarded {
 };
 
 struct workers {
+  uint32_t magic;
   uv_loop_t *main_loop;
   const char *config_path;
   unsigned n;
@@ -137,7 +143,8 @@ static void forwarded_free(struct forwarded *f) {
 
 /* Main loop: record what the workers saw (oldest first), and report the end. */
 static void on_main_async(uv_async_t *a) {
-  struct workers *ws = a->data;
+  struct workers *ws;
+  CAST_OBJ_NOTNULL(ws, a->data, WORKERS_MAGIC);
   uv_mutex_lock(&ws->lock);
   struct forwarded *f = ws->queue, *rev = NULL;
   ws->queue = NULL;
@@ -163,7 +170,8 @@ static void on_main_async(uv_async_t *a) {
 /* ---- a worker's loop ------------------------------------------------------------- */
 
 static void worker_on_idle(struct listener *l) {
-  struct worker *w = l->loop->data;
+  struct worker *w;
+  CAST_OBJ_NOTNULL(w, l->loop->data, WORKER_MAGIC);
   pool_close(w->listener.ctx.pool);
   w->listener.ctx.pool = NULL;
   listener_close(&w->listener);
@@ -205,7 +213,8 @@ static void worker_reload(struct worker *w) {
 }
 
 static void on_wake(uv_async_t *a) {
-  struct worker *w = a->data;
+  struct worker *w;
+  CAST_OBJ_NOTNULL(w, a->data, WORKER_MAGIC);
   unsigned cmd = atomic_exchange(&w->commands, 0);
   if ((cmd & CMD_RELOAD) && !w->draining)
     worker_reload(w);
@@ -218,7 +227,8 @@ static void on_wake(uv_async_t *a) {
 }
 
 static void worker_main(void *arg) {
-  struct worker *w = arg;
+  struct worker *w;
+  CAST_OBJ_NOTNULL(w, arg, WORKER_MAGIC);
   current = w;
   struct runtime *rt = NULL;
   w->loop.data = w;
@@ -265,7 +275,10 @@ static void worker_main(void *arg) {
 /* ---- the main thread ------------------------------------------------------------- */
 
 static void on_main_async_closed(uv_handle_t *h) {
-  free(h->data);
+  struct workers *ws;
+  CAST_OBJ_NOTNULL(ws, h->data, WORKERS_MAGIC);
+  ws->magic = 0;
+  free(ws);
 }
 
 /* One listening socket per listen address for one loop, SO_REUSEPORT so that every
@@ -320,6 +333,7 @@ int workers_start(uv_loop_t *main_loop, const struct config *cfg,
   struct workers *ws = calloc(1, sizeof *ws);
   if (!ws)
     return SP_E_NOMEM;
+  ws->magic = WORKERS_MAGIC;
   ws->main_loop = main_loop;
   ws->config_path = config_path;
   ws->n = n;
@@ -328,9 +342,12 @@ int workers_start(uv_loop_t *main_loop, const struct config *cfg,
   ws->arg = arg;
   ws->w = calloc(n, sizeof *ws->w);
   if (!ws->w) {
+    ws->magic = 0;
     free(ws);
     return SP_E_NOMEM;
   }
+  for (unsigned i = 0; i < n; i++)
+    ws->w[i].magic = WORKER_MAGIC;
   uv_mutex_init(&ws->lock);
   uv_sem_init(&ws->started, 0);
   uv_async_init(main_loop, &ws->main_async, on_main_async);
@@ -409,6 +426,7 @@ void workers_free(struct workers *ws) {
   for (unsigned i = 0; i < ws->n; i++) {
     close_set(ws->w[i].fds, ws->nfds);
     free(ws->w[i].fds);
+    ws->w[i].magic = 0;
   }
   struct forwarded *f = ws->queue;
   while (f) {

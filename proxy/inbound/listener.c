@@ -9,10 +9,14 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
+#include "proxy/core/obj.h"
 #include "proxy/inbound/session.h"
 
+#define LSOCK_MAGIC 0x4c534f4bu /* "LSOK" */
+
 static void on_connection(uv_stream_t *server, int status) {
-  struct listener_socket *ls = server->data;
+  struct listener_socket *ls;
+  CAST_OBJ_NOTNULL(ls, server->data, LSOCK_MAGIC);
   struct listener *l = ls->l;
   if (status < 0) {
     log_msg(LOG_WARNING, NULL, "accept failed: %s", uv_strerror(status));
@@ -72,6 +76,7 @@ int listener_start_fds(struct listener *l, uv_loop_t *loop, struct runtime *rt,
     if (fd == LISTENER_FD_SKIP)
       continue;
     struct listener_socket *ls = &l->sockets[l->nsockets++];
+    ls->magic = LSOCK_MAGIC;
     ls->l = l;
     int rc = listener_bind(loop, ls, a, fd);
     if (rc == 0)
@@ -121,9 +126,12 @@ void listener_session_gone(struct listener *l, struct session *s) {
 }
 
 static void on_socket_closed(uv_handle_t *h) {
-  struct listener_socket *ls = h->data;
+  struct listener_socket *ls;
+  CAST_OBJ_NOTNULL(ls, h->data, LSOCK_MAGIC);
   struct listener *l = ls->l;
   if (--l->nclosing == 0) {
+    for (size_t i = 0; i < l->nsockets; i++)
+      l->sockets[i].magic = 0;
     free(l->sockets);
     l->sockets = NULL;
   }

@@ -14,6 +14,7 @@ struct session;
 
 /* One listening socket: what it speaks comes from its listen entry. */
 struct listener_socket {
+  uint32_t magic; /* core/obj.h: the handle's data points back here */
   union {
     uv_tcp_t tcp;
     uv_pipe_t pipe;

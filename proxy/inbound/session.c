@@ -76,7 +76,9 @@ static void on_handle_closed(struct session *s) {
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  on_handle_closed(h->data);
+  struct session *s;
+  CAST_OBJ_NOTNULL(s, h->data, SESSION_MAGIC);
+  on_handle_closed(s);
 }
 
 void session__close(struct session *s, bool graceful) {
@@ -115,7 +117,8 @@ static bool session_waiting_upstream(const struct session *s) {
 }
 
 static void on_timeout(uv_timer_t *t) {
-  struct session *s = t->data;
+  struct session *s;
+  CAST_OBJ_NOTNULL(s, t->data, SESSION_MAGIC);
   log_as(LOG_PROG_SMTPD, LOG_INFO, s->id, "timeout after %s from %s[%s]",
          session_state_names[s->state], s->helo[0] ? s->helo : "unknown", s->client_ip);
   session__reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->rt->cfg->hostname);

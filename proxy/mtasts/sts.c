@@ -23,6 +23,9 @@
 #define STS_POLL_MS 200       /* how often a proxy waiting on another's fetch looks */
 #define STS_LEASE_SLACK 2000  /* ms a lease outlives the fetch timeout (DNS, clocks) */
 
+#define STSC_MAGIC 0x53545343u /* "STSC": struct sts */
+#define STSF_MAGIC 0x53545346u /* "STSF": struct sts_fetch */
+
 /* A fetch, with a shared cache: look there first (another proxy may have fetched the
  * policy), then take the domain's lease and fetch, or wait for the holder to publish.
  * Without one (or while Redis is down): straight to DNS and HTTPS. */
@@ -37,6 +40,7 @@ static const char *const phase_names[] = {"shared", "lease", "wait", "dns", "htt
 
 /* One per domain in flight; pins its entry in the cache until it ends. */
 struct sts_fetch {
+  uint32_t magic;
   struct sts *s;
   struct sts_fetch *next; /* in s->fetches */
   struct sts_entry *e;
@@ -65,6 +69,7 @@ struct sts_query {
 };
 
 struct sts {
+  uint32_t magic;
   uv_loop_t *loop;
   const struct config *cfg;  /* the runtime's; outlives the sts */
   struct dns *dns;           /* the runtime's */
@@ -106,7 +111,8 @@ static void sts_answer(struct sts_query *q, struct sts_entry *e) {
 }
 
 static void sts_on_idle(uv_idle_t *h) {
-  struct sts *s = h->data;
+  struct sts *s;
+  CAST_OBJ_NOTNULL(s, h->data, STSC_MAGIC);
   struct sts_query *list = s->done;
   s->done = NULL;
   uv_idle_stop(h);
@@ -154,6 +160,7 @@ static void sts_fetch_done(struct sts_fetch *f) {
     sts_answer(q, f->e);
   }
   fetch_unlink(f);
+  f->magic = 0;
   free(f);
 }
 
@@ -200,7 +207,8 @@ static void sts_publish_unshared(struct sts *s, struct sts_entry *e) {
 
 static void on_fetched(void *arg, int status, const char *body, size_t len,
                        const char *err) {
-  struct sts_fetch *f = arg;
+  struct sts_fetch *f;
+  CAST_OBJ_NOTNULL(f, arg, STSF_MAGIC);
   struct sts_entry *e = f->e;
   f->hf = NULL;
   struct sts_policy p;
@@ -271,7 +279,8 @@ static void sts_resolve(struct sts_fetch *f, uint16_t qtype);
 
 /* mta-sts.<domain> goes through our resolver too, like every other name. */
 static void on_policy_host(void *arg, int status, const struct dns_answer *ans) {
-  struct sts_fetch *f = arg;
+  struct sts_fetch *f;
+  CAST_OBJ_NOTNULL(f, arg, STSF_MAGIC);
   f->dq = NULL;
   char ip[INET6_ADDRSTRLEN + 2];
   if (status == 0 && ans && dns_answer_first_addr(ans, ip, sizeof ip)) {
@@ -324,7 +333,8 @@ static bool adopt(struct sts_fetch *f, const struct store_policy *sp) {
 }
 
 static void on_poll(uv_timer_t *t) {
-  struct sts *s = t->data;
+  struct sts *s;
+  CAST_OBJ_NOTNULL(s, t->data, STSC_MAGIC);
   bool waiting = false;
   struct sts_fetch *next;
   for (struct sts_fetch *f = s->fetches; f; f = next) {
@@ -339,7 +349,8 @@ static void on_poll(uv_timer_t *t) {
 }
 
 static void on_lease(void *arg, int rc) {
-  struct sts_fetch *f = arg;
+  struct sts_fetch *f;
+  CAST_OBJ_NOTNULL(f, arg, STSF_MAGIC);
   f->op = NULL;
   if (rc == 0) {
     /* Another proxy fetches: wait for it, queries of this domain with us. */
@@ -355,7 +366,8 @@ static void on_lease(void *arg, int rc) {
 }
 
 static void on_shared_policy(void *arg, int rc, const struct store_policy *sp) {
-  struct sts_fetch *f = arg;
+  struct sts_fetch *f;
+  CAST_OBJ_NOTNULL(f, arg, STSF_MAGIC);
   struct sts *s = f->s;
   bool waited = f->phase == FETCH_SHARED && f->wait_until > 0;
   f->op = NULL;
@@ -407,6 +419,7 @@ static void sts_fetch(struct sts *s, struct sts_entry *e, const char *id,
       sts_answer(q, e);
     return;
   }
+  f->magic = STSF_MAGIC;
   f->s = s;
   f->e = e;
   snprintf(f->id, sizeof f->id, "%s", id);
@@ -488,6 +501,7 @@ struct sts_query *sts_lookup(struct sts *s, const char *domain, sts_cb cb, void 
   snprintf(name, sizeof name, "_mta-sts.%s", domain);
   q->dq = dns_query_raw(s->dns, name, DNS_T_TXT, on_txt, q);
   if (!q->dq) {
+    q->magic = 0;
     free(q);
     return NULL;
   }
@@ -532,6 +546,7 @@ int sts_new(uv_loop_t *loop, const struct config *cfg, struct dns *dns,
   struct sts *s = calloc(1, sizeof *s);
   if (!s)
     return SP_E_NOMEM;
+  s->magic = STSC_MAGIC;
   s->loop = loop;
   s->cfg = cfg;
   s->dns = dns;
@@ -570,6 +585,7 @@ fail_cache:
   store_close(s->store);
 fail_store:
 fail_dir:
+  s->magic = 0;
   free(s);
   return rc;
 }
@@ -580,16 +596,21 @@ static void sts_maybe_free(struct sts *s) {
   sts__cache_free(s->cache);
   void (*cb)(void *) = s->on_closed;
   void *arg = s->on_closed_arg;
+  s->magic = 0;
   free(s);
   if (cb)
     cb(arg);
 }
 
 static void on_http_closed(void *arg) {
-  sts_maybe_free(arg);
+  struct sts *s;
+  CAST_OBJ_NOTNULL(s, arg, STSC_MAGIC);
+  sts_maybe_free(s);
 }
 static void on_handle_closed(uv_handle_t *h) {
-  sts_maybe_free(h->data);
+  struct sts *s;
+  CAST_OBJ_NOTNULL(s, h->data, STSC_MAGIC);
+  sts_maybe_free(s);
 }
 
 void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg) {
@@ -599,6 +620,7 @@ void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg) {
   while (s->done) {
     struct sts_query *q = s->done;
     s->done = q->next;
+    q->magic = 0;
     free(q);
   }
   while (s->fetches) {
@@ -607,6 +629,7 @@ void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg) {
     while (f->waiters) {
       struct sts_query *q = f->waiters;
       f->waiters = q->next;
+      q->magic = 0;
       free(q);
     }
     if (f->dq)
@@ -615,6 +638,7 @@ void sts_close(struct sts *s, void (*on_closed)(void *arg), void *arg) {
     if (f->leased && s->redis)
       cache_redis_lease_release(s->redis, f->e->domain, s->owner);
     f->e->fetch = NULL;
+    f->magic = 0;
     free(f);
   }
   store_close(s->store);

@@ -6,11 +6,16 @@
 #include <sys/socket.h>
 
 #include "proxy/core/error.h"
+#include "proxy/core/obj.h"
+
+#define CONN_MAGIC 0x636f6e6eu  /* "conn" */
+#define WRITE_MAGIC 0x63777271u /* "cwrq" */
 
 /* One write in flight: the request and its bytes (a copy, or the TLS engine's output
  * buffer handed over), freed in on_write_done. */
 struct conn_write_req {
-  uv_write_t req;
+  uv_write_t req; /* first: on_write_done gets its address back */
+  uint32_t magic;
   struct conn *conn;
   size_t len; /* bytes handed to libuv: data[off..off+len) */
   size_t off; /* bytes the socket took at once (uv_try_write) */
@@ -46,6 +51,7 @@ static void conn_account(struct conn *c) {
 static void conn_req_free(struct conn_write_req *w) {
   if (w->data != w->inline_data)
     free(w->data);
+  w->magic = 0;
   free(w);
 }
 
@@ -90,6 +96,7 @@ static int conn_flush_tls(struct conn *c) {
     free(out);
     return SP_E_NOMEM;
   }
+  w->magic = WRITE_MAGIC;
   w->conn = c;
   w->off = done;
   w->len = (size_t)n - done;
@@ -98,8 +105,10 @@ static int conn_flush_tls(struct conn *c) {
 }
 
 static void on_write_done(uv_write_t *req, int status) {
-  struct conn_write_req *w = (struct conn_write_req *)req;
+  struct conn_write_req *w;
+  CAST_OBJ_NOTNULL(w, (struct conn_write_req *)req, WRITE_MAGIC);
   struct conn *c = w->conn;
+  CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
   c->in_flight -= w->len;
   conn_account(c);
   conn_req_free(w);
@@ -122,6 +131,7 @@ static int conn_send_raw(struct conn *c, const char *data, size_t len) {
   struct conn_write_req *w = malloc(sizeof *w + len);
   if (!w)
     return SP_E_NOMEM;
+  w->magic = WRITE_MAGIC;
   w->conn = c;
   w->off = 0;
   w->len = len;
@@ -136,7 +146,8 @@ static int conn_send_raw(struct conn *c, const char *data, size_t len) {
 static _Thread_local bool in_flush;
 
 static void on_flush(uv_prepare_t *h) {
-  struct conn *c = h->data;
+  struct conn *c;
+  CAST_OBJ_NOTNULL(c, h->data, CONN_MAGIC);
   uv_prepare_stop(h);
   in_flush = true;
   size_t before = c->write_pending;
@@ -211,7 +222,8 @@ static void conn_on_input(struct conn *c, const char *data, ssize_t nread) {
  * arrive while paused is kept here (one read at most: libuv is stopped then) and
  * handed over from the idle handle once reading resumes. */
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  struct conn *c = s->data;
+  struct conn *c;
+  CAST_OBJ_NOTNULL(c, s->data, CONN_MAGIC);
   if (c->closing || nread == 0)
     return;
   if (!c->reading) {
@@ -234,7 +246,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 }
 
 static void on_deliver(uv_idle_t *h) {
-  struct conn *c = h->data;
+  struct conn *c;
+  CAST_OBJ_NOTNULL(c, h->data, CONN_MAGIC);
   uv_idle_stop(h);
   if (c->closing || !c->reading)
     return;
@@ -281,6 +294,7 @@ static int conn_init_stream(uv_loop_t *loop, struct conn *c,
   uv_timer_init(loop, &c->linger);
   c->linger.data = c;
   c->linger_ms = CONN_CLOSE_DEADLINE_MS;
+  c->magic = CONN_MAGIC;
   return 0;
 }
 
@@ -310,7 +324,8 @@ int conn_accept(uv_stream_t *server, struct conn *c) {
 }
 
 static void on_connect(uv_connect_t *req, int status) {
-  struct conn *c = req->handle->data;
+  struct conn *c;
+  CAST_OBJ_NOTNULL(c, req->handle->data, CONN_MAGIC);
   if (c->closing)
     return;
   if (status < 0)
@@ -378,13 +393,15 @@ int conn_start_tls(struct conn *c, struct tls *t) {
 
 /* Runs for the socket and the flush handle; the last one frees the TLS state. */
 static void on_close(uv_handle_t *h) {
-  struct conn *c = h->data;
+  struct conn *c;
+  CAST_OBJ_NOTNULL(c, h->data, CONN_MAGIC);
   if (--c->closes_pending > 0)
     return;
   tls_free(c->tls);
   c->tls = NULL;
   free(c->held);
   c->held = NULL;
+  c->magic = 0; /* the owner may free c from on_closed */
   c->ev->on_closed(c);
 }
 
@@ -406,7 +423,8 @@ static void conn_close_stream(struct conn *c, bool reset) {
 /* Also runs, with UV_ECANCELED, when the linger timer closed the stream first. */
 static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
-  struct conn *c = req->handle->data;
+  struct conn *c;
+  CAST_OBJ_NOTNULL(c, req->handle->data, CONN_MAGIC);
   free(req);
   conn_close_stream(c, false);
 }
@@ -414,7 +432,8 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 /* A peer that does not read keeps the shutdown pending for ever, and the owner's
  * memory with it: past the deadline the connection is reset. */
 static void on_linger(uv_timer_t *t) {
-  struct conn *c = t->data;
+  struct conn *c;
+  CAST_OBJ_NOTNULL(c, t->data, CONN_MAGIC);
   c->close_timed_out = true;
   conn_close_stream(c, true);
 }

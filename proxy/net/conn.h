@@ -34,6 +34,7 @@ struct conn_events {
 };
 
 struct conn {
+  uint32_t magic; /* set by conn_init, zeroed before on_closed (core/obj.h) */
   /* A TCP connection, or (conn_init_pipe) a unix-socket one accepted by a listener. */
   union {
     uv_tcp_t tcp;

@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "proxy/core/log.h"
+#include "proxy/core/obj.h"
 
 #define POOL_BUCKETS 256
+#define POOL_MAGIC 0x504f4f4cu /* "POOL" */
 
 struct pool_dest;
 
@@ -30,6 +32,7 @@ struct pool_dest {
 };
 
 struct pool {
+  uint32_t magic;
   uv_loop_t *loop;
   uv_timer_t timer; /* owned: expires idle connections */
   struct pool_limits lim;
@@ -97,9 +100,10 @@ static struct pool_slot *slot_of(struct pool *p, const struct upstream *up) {
 
 /* A parked connection broke (the MX closed it, a timeout): forget it. */
 static void on_parked_lost(void *arg, const char *reason) {
-  struct upstream *up = arg;
+  struct upstream *up = upstream_of(arg);
   (void)reason;
-  struct pool *p = upstream_pool(up);
+  struct pool *p;
+  CAST_OBJ_NOTNULL(p, upstream_pool(up), POOL_MAGIC);
   struct pool_slot *s = slot_of(p, up);
   if (s)
     slot_remove(p, s);
@@ -107,7 +111,7 @@ static void on_parked_lost(void *arg, const char *reason) {
 }
 
 static void on_parked_other(void *arg) {
-  (void)arg;
+  upstream_of(arg);
 }
 static void on_parked_reply(void *arg, const struct smtp_reply *r) {
   (void)r;
@@ -128,7 +132,8 @@ static const struct upstream_events pool_events = {
 
 /* The oldest are at the head of the pool-wide list: expire from there. */
 static void on_expire(uv_timer_t *t) {
-  struct pool *p = t->data;
+  struct pool *p;
+  CAST_OBJ_NOTNULL(p, t->data, POOL_MAGIC);
   uint64_t now = uv_now(p->loop);
   while (p->oldest && now - p->oldest->parked_ms >= p->lim.idle_ms)
     upstream_close(slot_remove(p, p->oldest), true);
@@ -146,6 +151,7 @@ struct pool *pool_new(uv_loop_t *loop, const struct pool_limits *lim) {
   struct pool *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
+  p->magic = POOL_MAGIC;
   p->loop = loop;
   p->lim = *lim;
   uv_timer_init(loop, &p->timer);
@@ -211,7 +217,10 @@ struct upstream *pool_take(struct pool *p, const char *domain,
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  free(h->data);
+  struct pool *p;
+  CAST_OBJ_NOTNULL(p, h->data, POOL_MAGIC);
+  p->magic = 0;
+  free(p);
 }
 
 void pool_close(struct pool *p) {

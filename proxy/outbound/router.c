@@ -7,9 +7,14 @@
 
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
+#include "proxy/core/obj.h"
 #include "proxy/core/observe.h"
 
+#define ROUTER_MAGIC 0x52545251u /* "RTRQ" */
+#define TLSA_MAGIC 0x544c5341u   /* "TLSA" */
+
 struct tlsa_lookup {
+  uint32_t magic;
   struct router_query *q;
   size_t host;
   struct dns_query *dq; /* NULL once answered */
@@ -17,6 +22,7 @@ struct tlsa_lookup {
 };
 
 struct router_query {
+  uint32_t magic;
   struct runtime *rt; /* referenced for the query's life */
   struct dns_query *dq;
   router_cb cb;
@@ -32,6 +38,7 @@ struct router_query {
   struct sts_failure sts_failure; /* why there is none, when the fetch failed */
   size_t pending;                 /* MX, MTA-STS and TLSA answers still awaited */
   struct tlsa_lookup *lookups;    /* owned, one per host */
+  size_t nlookups;
 };
 
 void route_free(struct route *r) {
@@ -203,14 +210,22 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
     route_reply(r, 451, "4.4.4", "%s: no usable MX host: %s", q->domain, r->skipped);
 }
 
+/* Frees q and what it owns but the route. */
+static void router_free(struct router_query *q) {
+  for (size_t i = 0; i < q->nlookups; i++)
+    q->lookups[i].magic = 0;
+  free(q->mx);
+  free(q->lookups);
+  runtime_unref(q->rt);
+  q->magic = 0;
+  free(q);
+}
+
 static void router_done(struct router_query *q) {
   struct route *r = q->route;
   q->route = NULL;
   q->cb(q->arg, r);
-  free(q->mx);
-  free(q->lookups);
-  runtime_unref(q->rt);
-  free(q);
+  router_free(q);
 }
 
 /* One awaited answer arrived; the route is built when the last one did. */
@@ -229,7 +244,8 @@ static void router_answered(struct router_query *q) {
 
 static void on_sts(void *arg, const struct sts_policy *policy,
                    const struct sts_failure *failed) {
-  struct router_query *q = arg;
+  struct router_query *q;
+  CAST_OBJ_NOTNULL(q, arg, ROUTER_MAGIC);
   q->sq = NULL;
   q->has_sts = policy != NULL;
   if (policy)
@@ -270,8 +286,10 @@ static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
 static bool tlsa_ask(struct tlsa_lookup *l, const char *host);
 
 static void on_tlsa(void *arg, int status, const struct dns_answer *ans) {
-  struct tlsa_lookup *l = arg;
+  struct tlsa_lookup *l;
+  CAST_OBJ_NOTNULL(l, arg, TLSA_MAGIC);
   struct router_query *q = l->q;
+  CHECK_OBJ_NOTNULL(q, ROUTER_MAGIC);
   struct route_host *rh = &q->route->hosts[l->host];
   l->dq = NULL;
   if (status < 0 || !ans)
@@ -309,9 +327,11 @@ static void router_ask_tlsa(struct router_query *q) {
     q->route->hosts[i].req.tlsa = DECIDE_TLSA_FAILED;
   if (!q->lookups)
     return;
+  q->nlookups = res->nhosts;
   for (size_t i = 0; i < res->nhosts; i++) {
     const struct dns_mx_host *h = &res->hosts[i];
     struct tlsa_lookup *l = &q->lookups[i];
+    l->magic = TLSA_MAGIC;
     l->q = q;
     l->host = i;
     if (h->status != 0 || h->naddrs == 0 || !h->addr_secure)
@@ -324,7 +344,8 @@ static void router_ask_tlsa(struct router_query *q) {
 }
 
 static void on_mx(void *arg, const struct dns_mx_result *res) {
-  struct router_query *q = arg;
+  struct router_query *q;
+  CAST_OBJ_NOTNULL(q, arg, ROUTER_MAGIC);
   q->dq = NULL;
   struct route *r = calloc(1, sizeof *r);
   q->route = r;
@@ -334,9 +355,7 @@ static void on_mx(void *arg, const struct dns_mx_result *res) {
     q->route = NULL;
     sts_cancel(q->sq);
     q->cb(q->arg, NULL); /* out of memory */
-    free(q->mx);
-    runtime_unref(q->rt);
-    free(q);
+    router_free(q);
     return;
   }
   *q->mx = *res;
@@ -375,6 +394,7 @@ struct router_query *router_route(struct runtime *rt, const char *domain, router
   struct router_query *q = calloc(1, sizeof *q);
   if (!q)
     return NULL;
+  q->magic = ROUTER_MAGIC;
   q->rt = runtime_ref(rt);
   q->cb = cb;
   q->arg = arg;
@@ -383,8 +403,7 @@ struct router_query *router_route(struct runtime *rt, const char *domain, router
   q->pending = 1;
   q->dq = dns_resolve_mx(rt->dns, domain, on_mx, q);
   if (!q->dq) {
-    runtime_unref(rt);
-    free(q);
+    router_free(q);
     return NULL;
   }
   /* MTA-STS only matters where no table entry decides (DESIGN §3). */
@@ -394,6 +413,7 @@ struct router_query *router_route(struct runtime *rt, const char *domain, router
 }
 
 void router_cancel(struct router_query *q) {
+  CHECK_OBJ_ORNULL(q, ROUTER_MAGIC);
   if (!q)
     return;
   if (q->dq)
@@ -403,8 +423,5 @@ void router_cancel(struct router_query *q) {
     if (q->lookups[i].dq)
       dns_cancel(q->lookups[i].dq);
   route_free(q->route);
-  free(q->mx);
-  free(q->lookups);
-  runtime_unref(q->rt);
-  free(q);
+  router_free(q);
 }

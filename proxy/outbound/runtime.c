@@ -7,6 +7,9 @@
 
 #include "certs/context.h"
 #include "proxy/core/error.h"
+#include "proxy/core/obj.h"
+
+#define RUNTIME_MAGIC 0x52554e54u /* "RUNT" */
 
 static SSL_CTX *runtime_client_ctx(const struct config *cfg, char *err, size_t errlen) {
   const struct config_tls *t = &cfg->tls;
@@ -52,6 +55,7 @@ static int runtime_build(uv_loop_t *loop, struct config *cfg, struct runtime **o
   struct runtime *rt = calloc(1, sizeof *rt);
   if (!rt)
     return SP_E_NOMEM;
+  rt->magic = RUNTIME_MAGIC;
   rt->loop = loop;
   rt->refs = 1;
   int rc = SP_E_CONFIG;
@@ -82,6 +86,7 @@ fail_redis:
 fail_dns:
   SSL_CTX_free(rt->client_ctx);
 fail_ctx:
+  rt->magic = 0;
   free(rt);
   return rc;
 }
@@ -93,20 +98,24 @@ struct runtime *runtime_ref(struct runtime *rt) {
 }
 
 static void on_dns_closed(void *arg) {
-  struct runtime *rt = arg;
+  struct runtime *rt;
+  CAST_OBJ_NOTNULL(rt, arg, RUNTIME_MAGIC);
   SSL_CTX_free(rt->client_ctx);
   config_unref(rt->cfg);
+  rt->magic = 0;
   free(rt);
 }
 
 static void on_redis_closed(void *arg) {
-  struct runtime *rt = arg;
+  struct runtime *rt;
+  CAST_OBJ_NOTNULL(rt, arg, RUNTIME_MAGIC);
   dns_close(rt->dns, on_dns_closed, rt);
 }
 
 /* The shared cache next: the policy cache was its last user. */
 static void on_sts_closed(void *arg) {
-  struct runtime *rt = arg;
+  struct runtime *rt;
+  CAST_OBJ_NOTNULL(rt, arg, RUNTIME_MAGIC);
   if (rt->redis)
     redis_close(rt->redis, on_redis_closed, rt);
   else

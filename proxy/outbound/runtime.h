@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "proxy/config/config.h"
@@ -19,6 +20,7 @@
 #include "proxy/net/redis.h"
 
 struct runtime {
+  uint32_t magic; /* core/obj.h: checked where a close callback hands it back */
   uv_loop_t *loop;
   struct config *cfg;  /* one reference, released with the runtime */
   SSL_CTX *client_ctx; /* owned */

@@ -101,7 +101,8 @@ static void up_maybe_free(struct upstream *up) {
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  struct upstream *up = h->data;
+  struct upstream *up;
+  CAST_OBJ_NOTNULL(up, h->data, UP_MAGIC);
   up->open_handles--;
   up_maybe_free(up);
 }
@@ -205,7 +206,8 @@ static void up_fail(struct upstream *up, const char *why) {
 /* A write failed inside upstream_command(): the owner hears of the loss from the
  * loop, never from inside its own call (it is still using the upstream). */
 static void up_on_lost_later(uv_timer_t *t) {
-  struct upstream *up = t->data;
+  struct upstream *up;
+  CAST_OBJ_NOTNULL(up, t->data, UP_MAGIC);
   up_lost(up, up->lost_reason);
 }
 
@@ -609,7 +611,8 @@ static void up_on_connect(struct conn *c, int status) {
 }
 
 static void up_on_conn_closed(struct conn *c) {
-  struct upstream *up = c->owner;
+  struct upstream *up;
+  CAST_OBJ_NOTNULL(up, c->owner, UP_MAGIC);
   free(c);
   up->open_handles--;
   up_maybe_free(up);
@@ -625,7 +628,8 @@ static const struct conn_events up_conn_events = {
 };
 
 static void up_on_timer(uv_timer_t *t) {
-  struct upstream *up = t->data;
+  struct upstream *up;
+  CAST_OBJ_NOTNULL(up, t->data, UP_MAGIC);
   char why[128];
   snprintf(why, sizeof why, "timeout in state %s", up_state_names[up->state]);
   if (up->state == UP_CONNECTING)
@@ -693,7 +697,8 @@ static void up_try_candidate(struct upstream *up) {
 /* Starts the first attempt from the loop, so on_failed never runs inside
  * upstream_open(). */
 static void up_on_start(uv_timer_t *t) {
-  struct upstream *up = t->data;
+  struct upstream *up;
+  CAST_OBJ_NOTNULL(up, t->data, UP_MAGIC);
   up_try_candidate(up);
 }
 
@@ -815,6 +820,12 @@ void upstream_set_owner(struct upstream *up, const struct upstream_events *ev,
   up->pool = pool;
   if (id)
     snprintf(up->id, sizeof up->id, "%s", id);
+}
+
+struct upstream *upstream_of(void *arg) {
+  struct upstream *up;
+  CAST_OBJ_NOTNULL(up, arg, UP_MAGIC);
+  return up;
 }
 
 void *upstream_pool(const struct upstream *up) {

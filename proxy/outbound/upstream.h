@@ -63,6 +63,9 @@ void upstream_close(struct upstream *up, bool graceful);
 void upstream_set_owner(struct upstream *up, const struct upstream_events *ev,
                         void *arg, void *pool, const char *id);
 void *upstream_pool(const struct upstream *up);
+/* arg, checked to be a live upstream (core/obj.h): for an owner whose callback
+ * argument is the upstream itself (the pool). */
+struct upstream *upstream_of(void *arg);
 const struct runtime *upstream_runtime(const struct upstream *up);
 /* Transactions finished on this connection (final replies received). */
 unsigned upstream_messages(const struct upstream *up);
