@@ -322,13 +322,15 @@ static bool tlsa_ask(struct tlsa_lookup *l, const char *host) {
  * name first when the addresses came through a (validated) CNAME chain. */
 static void router_ask_tlsa(struct router_query *q) {
   const struct dns_mx_result *res = q->mx;
-  q->lookups = calloc(res->nhosts ? res->nhosts : 1, sizeof *q->lookups);
-  for (size_t i = 0; !q->lookups && i < q->route->nhosts; i++)
+  /* route->nhosts, not res->nhosts: it is 0 when the hosts could not be allocated. */
+  size_t n = q->route->nhosts;
+  q->lookups = calloc(n ? n : 1, sizeof *q->lookups);
+  for (size_t i = 0; !q->lookups && i < n; i++)
     q->route->hosts[i].req.tlsa = DECIDE_TLSA_FAILED;
   if (!q->lookups)
     return;
-  q->nlookups = res->nhosts;
-  for (size_t i = 0; i < res->nhosts; i++) {
+  q->nlookups = n;
+  for (size_t i = 0; i < n; i++) {
     const struct dns_mx_host *h = &res->hosts[i];
     struct tlsa_lookup *l = &q->lookups[i];
     l->magic = TLSA_MAGIC;
