@@ -4,6 +4,7 @@ destination's concurrency needed (not a fixed few), within the per-domain and to
 bounds, hands out the most recently parked one, and never hands a connection judged
 under one policy to a transaction under another."""
 import os
+import re
 import sys
 import unittest
 
@@ -61,6 +62,26 @@ class ConnectionCache(TestBase):
         deliver(self)
         self.mx1.wait_messages(2)
         self.assertEqual(self.mx1.connections, 2)
+
+    @proxy_config({'outbound': {'connection_cache_time': 30}, 'log': {'level': 'debug'}})
+    def test_sigterm_closes_idle_mx_connections_with_quit(self):
+        """At SIGTERM a parked MX connection and one an idle inbound session still
+        keeps between its transactions are both closed politely: QUIT, not a reset."""
+        deliver(self)                       # parked in the cache
+        c = hold(self)                      # takes the parked one
+        other = hold(self)                  # a second MX connection
+        finish(self, other)                 # ... parked
+        self.assertEqual(c.cmd('RSET')[0], 250)  # c keeps its MX connection, idle
+        # ... once the MX answered the RSET the proxy sent it (debug log: each reply).
+        self.proxy.wait_log(r'smtp\[\d+\]: (?:\S+: )?< mx1\.example\.test\[127\.0\.0\.2\]:\d+: '
+                            r'250 2\.0\.0 Ok$', flags=re.M)
+        self.mx1.wait_messages(2)
+        self.assertEqual(self.mx1.connections, 2)
+        self.proxy.stop()
+        wait_until(lambda: sum(any(cmd.upper().startswith('QUIT') for cmd in s.commands)
+                               for s in self.mx1.sessions) == 2,
+                   10, 'not every idle MX connection got QUIT')
+        self.assertFalse(any(s.reset for s in self.mx1.sessions))
 
     @proxy_config({'outbound': {'connection_cache_time': 0}})
     def test_disabled(self):
