@@ -83,7 +83,8 @@ class DaneEE(DaneCase):
         the TLSA name is _<port>._tcp.<mx host>."""
         self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
         out = self.send(RCPT, message('dane-ee'))
-        self.assertDelivered(out, self.mx1, tlsa='3 1 1')
+        m = self.assertDelivered(out, self.mx1, tlsa='3 1 1')
+        self.assertEqual(m.session.sni, 'mx1.example.test')  # the TLSA base domain
         self.assertGreater(self.dns.queried(self.tlsa_name('mx1.example.test'), 'TLSA'), 0)
         self.assertEqual(self.dns.queried('_25._tcp.mx1.example.test'), 0)
 
@@ -184,6 +185,69 @@ class DaneEE(DaneCase):
         self.assertNotIn('matched TLSA', self.proxy.log_text())
 
 
+class DaneRRsets(DaneCase):
+    """What the whole TLSA RRset says: of several digests of one usage and selector
+    only the strongest is used (RFC 7671 9, digest algorithm agility)."""
+
+    def test_sha512_wins_over_sha256(self):
+        """3 1 1 matches but 3 1 2 (same usage and selector, stronger digest) does not:
+        only the SHA2-512 record counts, so 4.7.5."""
+        cert = self.cert(self.mx1)
+        self.publish('mx1.example.test', self.pki.tlsa(cert, 3, 1, 1),
+                     self.pki.tlsa(self.unrelated_cert(), 3, 1, 2))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertNoMail(self.mx1)
+
+    def test_sha512_match_used_sha256_ignored(self):
+        """3 1 2 matches, 3 1 1 (weaker) does not: delivered by 3 1 2. Another selector
+        is judged on its own: 3 0 1 matching next to a 3 1 2 that does not: delivered."""
+        cert = self.cert(self.mx1)
+        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1),
+                     self.pki.tlsa(cert, 3, 1, 2))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 2')
+        mx2 = self.add_mx('mx2', '127.0.0.3', domain='two.test')
+        self.publish('mx2.two.test', self.pki.tlsa(self.cert(mx2), 3, 0, 1),
+                     self.pki.tlsa(self.unrelated_cert(), 3, 1, 2))
+        out = self.send('rcpt@two.test')
+        self.assertReply(out['data'], 250)
+        mx2.wait_messages(1)
+        self.assertLog(r'mx2\.two\.test\[127\.0\.0\.3\]:%d: matched TLSA record 3 0 1\b'
+                       % self.mx_port)
+
+
+class DaneTlsaAlias(DaneCase):
+    """The TLSA name itself is an alias: _<port>._tcp.mx1.example.test CNAME
+    _<port>._tcp.mx1.tlsa.test, where the records are (RFC 7671 7, RFC 7672 2.2.3:
+    a validated CNAME chain is followed like any other answer)."""
+
+    def alias(self):
+        self.dns.add(self.tlsa_name('mx1.example.test'), 'CNAME',
+                     self.tlsa_name('mx1.tlsa.test'))
+
+    def test_records_behind_cname_match_delivered(self):
+        self.alias()
+        self.publish('mx1.tlsa.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+    def test_records_behind_cname_mismatch_451(self):
+        """Not matching: 4.7.5 (the records are not lost on the way, which would
+        turn DANE off)."""
+        self.alias()
+        self.publish('mx1.tlsa.test', self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertNoMail(self.mx1)
+
+    def test_cname_to_nothing_no_dane(self):
+        """The alias leads nowhere (NXDOMAIN at the target): no TLSA records, may."""
+        self.alias()
+        self.mx1.configure(offer_starttls=False)
+        out = self.send(RCPT)
+        self.assertReply(out['data'], 250)
+        self.assertIsNone(self.mx1.wait_messages(1)[0].tls_version)
+
+
 class DaneTA(DaneCase):
     """DANE-TA(2): the trust anchor is a CA of its own (not in outbound.tls.ca_file, so
     only DANE can make the chain Verified); the MX sends leaf + CA."""
@@ -217,14 +281,30 @@ class DaneTA(DaneCase):
         self.assertDeferred(out, 'mx1.example.test')
         self.assertNoMail(self.mx1)
 
-    def test_ta_wrong_name_451(self):
-        """Unlike DANE-EE, DANE-TA checks names (RFC 7672 3.2.2): a certificate from the
-        anchor naming another host fails: 4.7.5."""
-        self.serve_ta_cert(wrong_name='other.example.test')
+    def assertTaNameRefused(self, **cert):
+        """mx1 serves a certificate from the anchor (CERT: serve_ta_cert keywords),
+        2 0 1 of the anchor is published: 4.7.5, no MAIL."""
+        self.serve_ta_cert(**cert)
         self.publish('mx1.example.test', self.ta.tlsa(self.ta.ca_file, 2, 0, 1))
         out = self.send(RCPT)
         self.assertDeferred(out, 'mx1.example.test')
         self.assertNoMail(self.mx1)
+
+    def test_ta_wrong_name_451(self):
+        """Unlike DANE-EE, DANE-TA checks names (RFC 7672 3.2.2): a certificate from the
+        anchor naming another host fails: 4.7.5."""
+        self.assertTaNameRefused(wrong_name='other.example.test')
+
+    def test_ta_nexthop_name_is_not_a_reference_identifier_451(self):
+        """A certificate from the anchor naming only the recipient domain (the
+        next-hop, example.test), not the MX host: 4.7.5 (RFC 7672 3.2.2)."""
+        self.assertTaNameRefused(name='example.test')
+
+    def test_ta_wildcard_certificate_delivered(self):
+        """*.example.test from the anchor covers mx1.example.test: Verified."""
+        self.serve_ta_cert(name='*.example.test')
+        self.publish('mx1.example.test', self.ta.tlsa(self.ta.ca_file, 2, 0, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='2 0 1')
 
 
 class DaneFullCertificate(DaneCase):
@@ -422,9 +502,11 @@ class DaneCname(DaneCase):
         self.dns.add('mx1.hosting.test', 'A', '127.0.0.2')
 
     def test_tlsa_at_target_match_delivered(self):
-        """TLSA only at the target: Verified, and the target's TLSA name was asked."""
+        """TLSA only at the target: Verified, and the target's TLSA name was asked; SNI
+        names the TLSA base domain, the target (RFC 7672 2.2.3, 8.1)."""
         self.publish('mx1.hosting.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
-        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+        m = self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+        self.assertEqual(m.session.sni, 'mx1.hosting.test')
         self.assertGreater(self.dns.queried(self.tlsa_name('mx1.hosting.test'), 'TLSA'), 0)
 
     def test_tlsa_at_target_mismatch_451(self):
@@ -444,9 +526,11 @@ class DaneCname(DaneCase):
         self.assertNoMail(self.mx1)
 
     def test_tlsa_at_original_only_match_delivered(self):
-        """No TLSA at the target (secure NXDOMAIN): the original name's records apply."""
+        """No TLSA at the target (secure NXDOMAIN): the original name's records apply,
+        and SNI names that TLSA base domain, the original name."""
         self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
-        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+        m = self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+        self.assertEqual(m.session.sni, 'mx1.example.test')
         self.assertGreater(self.dns.queried(self.tlsa_name('mx1.hosting.test'), 'TLSA'), 0)
 
     def test_tlsa_at_original_only_mismatch_451(self):

@@ -15,9 +15,9 @@
 /* The record for the first certificate in <name>.crt. */
 static struct dane_tlsa tlsa(const char *name, uint8_t usage, uint8_t selector,
                              uint8_t mtype) {
-  static uint8_t pool[32][8192]; /* the records' data, for the whole run */
+  static uint8_t pool[64][8192]; /* the records' data, for the whole run */
   static size_t used;
-  ASSERT(used < 32);
+  ASSERT(used < 64);
   uint8_t *data = pool[used++];
   struct dane_tlsa r = {.usage = usage, .selector = selector, .mtype = mtype};
   r.data = data;
@@ -141,6 +141,11 @@ static void test_dane_ee_other_forms(void) {
   /* Selector 0 binds the certificate: the same key in another one does not match. */
   expect_no_match(dane("self", &cert256, 1));
   expect_no_match(dane("self", &full, 1));
+  /* DANE-EE binds the server's own certificate: its CA, sent in the chain, is no
+   * match for it (RFC 7671 §5.1). */
+  struct dane_tlsa ca_as_ee = tlsa("ca", 3, 0, 1), ca_key_as_ee = tlsa("ca", 3, 1, 1);
+  expect_no_match(dane("chain", &ca_as_ee, 1));
+  expect_no_match(dane("chain", &ca_key_as_ee, 1));
 }
 
 static void test_dane_mismatch(void) {
@@ -203,6 +208,23 @@ static void test_dane_mixed_records(void) {
   /* PKIX-EE(1) is unusable in SMTP and left out: it matches nothing. */
   o = dane("ec", recs, 3);
   expect_no_match(o);
+}
+
+/* RFC 7671 section 9 (digest algorithm agility), as OpenSSL does it with its default
+ * matching types (SHA2-256 ordinal 1, SHA2-512 ordinal 2) and as Postfix configures
+ * it: of the digests published for one usage and selector, only the strongest
+ * counts. Full(0) records and other usage/selector pairs are judged on their own. */
+static void test_dane_digest_agility(void) {
+  struct dane_tlsa weak_ok[2] = {tlsa("ec", 3, 1, 1), tlsa("rsa", 3, 1, 2)};
+  expect_no_match(dane("ec", weak_ok, 2));
+  struct dane_tlsa strong_ok[2] = {tlsa("rsa", 3, 1, 1), tlsa("ec", 3, 1, 2)};
+  expect_verified(dane("ec", strong_ok, 2), &strong_ok[1]);
+  struct dane_tlsa other_selector[2] = {tlsa("ec", 3, 0, 1), tlsa("rsa", 3, 1, 2)};
+  expect_verified(dane("ec", other_selector, 2), &other_selector[0]);
+  struct dane_tlsa full[2] = {tlsa("ec", 3, 1, 0), tlsa("rsa", 3, 1, 2)};
+  expect_verified(dane("ec", full, 2), &full[0]);
+  struct dane_tlsa ta[2] = {tlsa("ca", 2, 0, 1), tlsa("rsa", 2, 0, 2)};
+  expect_no_match(dane("chain", ta, 2));
 }
 
 static void test_dane_refused_records(void) {
@@ -360,6 +382,7 @@ int main(void) {
   RUN_TEST(test_dane_ta);
   RUN_TEST(test_dane_ta_name_mismatch);
   RUN_TEST(test_dane_mixed_records);
+  RUN_TEST(test_dane_digest_agility);
   RUN_TEST(test_dane_refused_records);
   RUN_TEST(test_dane_resumption);
   RUN_TEST(test_fingerprints);

@@ -504,6 +504,51 @@ static void test_dane_many_usable(void) {
   ASSERT_EQ(h.usable[0], DANE_MAX_RECORDS + 1);
 }
 
+/* RFC 7672 §2.2.1 and RFC 8461 §2 at level dane with an MTA-STS enforce policy that
+ * lists the host: where DNSSEC leaves the host without DANE (MX RRset or addresses
+ * insecure, no TLSA records or an insecure TLSA answer) MTA-STS applies; where the
+ * TLSA RRset decided (usable or not) or its lookup failed, it does not. */
+static void test_dane_then_sts(void) {
+  static const struct {
+    bool mx, addr;
+    enum decide_tlsa tlsa;
+    bool usable;
+    const char *policy;
+    bool skip;
+  } rows[] = {
+      {false, true, DECIDE_TLSA_NOT_ASKED, false, "mta-sts/enforce", false},
+      {true, false, DECIDE_TLSA_NOT_ASKED, false, "mta-sts/enforce", false},
+      {true, true, DECIDE_TLSA_NONE, false, "mta-sts/enforce", false},
+      {true, true, DECIDE_TLSA_FOUND, true, "dane", false},
+      {true, true, DECIDE_TLSA_FOUND, false, "dane", false},
+      {true, true, DECIDE_TLSA_FAILED, false, "default/dane", true},
+  };
+  struct sts_policy sts;
+  memset(&sts, 0, sizeof sts);
+  sts.mode = STS_MODE_ENFORCE;
+  sts.nmx = 1;
+  snprintf(sts.mx[0], sizeof sts.mx[0], "mx.example.net");
+  struct dane_tlsa usable = rec(3, 1, 1, 32), unusable = rec(1, 1, 1, 32);
+  for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    struct decide_domain d;
+    struct decide_host h;
+    domain_init(&d, NULL, TLS_LEVEL_DANE, rows[i].mx);
+    d.sts = &sts;
+    host_init(&h, "mx.example.net", rows[i].addr, rows[i].tlsa,
+              rows[i].usable ? &usable : &unusable, 1);
+    decide_host(&d, &h);
+    if (strcmp(h.policy, rows[i].policy) != 0 || h.skip != rows[i].skip)
+      TEST_FAIL_("row %zu: policy %s skip %d", i, h.policy, h.skip);
+    ASSERT(h.tls_required);
+    if (strcmp(rows[i].policy, "mta-sts/enforce") == 0) {
+      ASSERT_EQ(h.level, TLS_LEVEL_VERIFY);
+      ASSERT_EQ(h.auth, DECIDE_AUTH_PKIX);
+      ASSERT_EQ(h.nnames, 1);
+      ASSERT_STR_EQ(h.names[0], "mx.example.net");
+    }
+  }
+}
+
 /* ---- decide.c: names for verify/secure ---- */
 
 struct names_row {
@@ -696,6 +741,7 @@ int main(void) {
   RUN_TEST(test_dane_matrix);
   RUN_TEST(test_dane_exhaustive);
   RUN_TEST(test_dane_many_usable);
+  RUN_TEST(test_dane_then_sts);
   RUN_TEST(test_names);
   RUN_TEST(test_names_limit);
   RUN_TEST(test_names_none_left);
