@@ -263,10 +263,10 @@ static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
   size_t n = 0;
   for (size_t i = 0; i < ans->nrrs; i++)
     n += ans->rrs[i].type == DNS_T_TLSA && strcmp(ans->rrs[i].owner, owner) == 0;
-  if (n > DANE_MAX_RECORDS)
-    n = DANE_MAX_RECORDS;
-  struct dane_tlsa found[DANE_MAX_RECORDS];
-  for (size_t i = 0, k = 0; i < ans->nrrs && k < n; i++) {
+  /* The whole RRset: any record may be the usable one (RFC 6698 §2.1), and an RRset
+   * cut to its first records could look unusable, which means unauthenticated TLS. */
+  struct dane_tlsa *found = n ? malloc(n * sizeof *found) : NULL;
+  for (size_t i = 0, k = 0; found && i < ans->nrrs && k < n; i++) {
     const struct dns_rr *rr = &ans->rrs[i];
     if (rr->type != DNS_T_TLSA || strcmp(rr->owner, owner) != 0)
       continue;
@@ -274,7 +274,8 @@ static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
                                     rr->u.tlsa.mtype, rr->u.tlsa.dlen, rr->u.tlsa.data};
   }
   /* The answer goes away after this callback: the route keeps its own copy. */
-  rh->records = dane_tlsa_dup(found, n);
+  rh->records = found ? dane_tlsa_dup(found, n) : NULL;
+  free(found);
   if (n && !rh->records) {
     rh->req.tlsa = DECIDE_TLSA_FAILED;
     return;

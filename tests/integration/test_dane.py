@@ -186,8 +186,22 @@ class DaneEE(DaneCase):
 
 
 class DaneRRsets(DaneCase):
-    """What the whole TLSA RRset says: of several digests of one usage and selector
-    only the strongest is used (RFC 7671 9, digest algorithm agility)."""
+    """What the whole TLSA RRset says: every record is read, however many there are
+    (RFC 6698 2.1: any usable record may match), and of several digests of one usage
+    and selector only the strongest is used (RFC 7671 9, digest algorithm agility)."""
+
+    def test_usable_record_after_many_unusable_still_authenticates(self):
+        """Nine PKIX-EE(1) records (unusable in SMTP) ahead of one DANE-EE(3) record
+        that does not match: the host must be authenticated by that record, so 4.7.5.
+        Reading only the first records would make the RRset look unusable and give
+        unauthenticated TLS ("encrypt") instead."""
+        filler = [(1, 1, 1, bytes([i]) * 32) for i in range(1, 10)]
+        self.publish('mx1.example.test', *filler,
+                     self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertReason(out, 'mx1.example.test', 'Server certificate not verified')
+        self.assertNoMail(self.mx1)
 
     def test_sha512_wins_over_sha256(self):
         """3 1 1 matches but 3 1 2 (same usage and selector, stronger digest) does not:
