@@ -6,7 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DANE_MAX_RECORDS 8
 #define DANE_DATA_MAX 65532 /* what a TLSA RDATA (at most 65535 bytes) can carry */
 
 enum dane_usage { DANE_PKIX_TA = 0, DANE_PKIX_EE = 1, DANE_TA = 2, DANE_EE = 3 };

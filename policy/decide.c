@@ -92,9 +92,8 @@ static bool decide_dane(const struct decide_domain *d, struct decide_host *h) {
     skip_host(h, "TLSA lookup failed");
     return false;
   } else if (h->tlsa == DECIDE_TLSA_FOUND && h->records != NULL && h->nrecords > 0) {
-    for (size_t i = 0; i < h->nrecords && h->nusable < DANE_MAX_RECORDS; i++)
-      if (dane_tlsa_usable(&h->records[i]))
-        h->usable[h->nusable++] = i;
+    for (size_t i = 0; i < h->nrecords; i++)
+      h->nusable += dane_tlsa_usable(&h->records[i]);
     if (h->nusable > 0) {
       h->tls_required = true;
       h->auth = DECIDE_AUTH_DANE;

@@ -55,8 +55,8 @@ struct decide_host {
   enum tls_level level;  /* effective: NONE, MAY, or a level requiring TLS */
   bool tls_required; /* no plaintext: no STARTTLS or a failed handshake = next host */
   enum decide_auth auth;
-  size_t usable[DANE_MAX_RECORDS]; /* auth DANE: indexes of usable records */
-  size_t nusable;
+  size_t nusable; /* auth DANE: how many of records[] are usable (dane_tlsa_usable),
+                     all of them used however many */
   char names[DECIDE_MAX_NAMES][256]; /* auth PKIX: names for OpenSSL's host check;
                                         ".example.com" = its subdomains */
   size_t nnames;

@@ -265,11 +265,13 @@ static int up_prepare_auth(SSL *ssl, const struct route_host *rh, int floor) {
     struct dane_tlsa *usable = calloc(req->nusable ? req->nusable : 1, sizeof *usable);
     if (!usable)
       return -1;
-    for (size_t i = 0; i < req->nusable; i++)
-      usable[i] = rh->records[req->usable[i]];
+    size_t n = 0;
+    for (size_t i = 0; i < rh->nrecords && n < req->nusable; i++)
+      if (dane_tlsa_usable(&rh->records[i]))
+        usable[n++] = rh->records[i];
     /* The TLSA base domain is the reference name; the other name is accepted too. */
     const char *base = rh->tlsa_at_cname ? rh->cname : rh->name;
-    int rc = tls_verify_prepare_dane(ssl, base, usable, req->nusable);
+    int rc = tls_verify_prepare_dane(ssl, base, usable, n);
     free(usable);
     if (rc == 0 && rh->cname[0])
       rc = tls_verify_add_dane_name(ssl, base == rh->name ? rh->cname : rh->name);
@@ -308,8 +310,10 @@ static void up_session_key(const struct route_host *rh, const char *relay, char 
   uint64_t h = 0xcbf29ce484222325ull;
   h = fnv1a(h, &req->auth, sizeof req->auth);
   h = fnv1a(h, &req->min_protocol, sizeof req->min_protocol);
-  for (size_t i = 0; req->auth == DECIDE_AUTH_DANE && i < req->nusable; i++) {
-    const struct dane_tlsa *r = &rh->records[req->usable[i]];
+  for (size_t i = 0; req->auth == DECIDE_AUTH_DANE && i < rh->nrecords; i++) {
+    const struct dane_tlsa *r = &rh->records[i];
+    if (!dane_tlsa_usable(r))
+      continue;
     uint8_t head[3] = {r->usage, r->selector, r->mtype};
     h = fnv1a(fnv1a(h, head, sizeof head), r->data, r->len);
   }

@@ -203,6 +203,13 @@ class DaneRRsets(DaneCase):
         self.assertReason(out, 'mx1.example.test', 'Server certificate not verified')
         self.assertNoMail(self.mx1)
 
+    def test_matching_record_after_many_usable_delivered(self):
+        """Twelve stale DANE-EE(3) records, then the one that matches: delivered,
+        Verified by that record."""
+        stale = [(3, 1, 1, bytes([i]) * 32) for i in range(1, 13)]
+        self.publish('mx1.example.test', *stale, self.pki.tlsa(self.cert(self.mx1), 3, 0, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 0 1')
+
     def test_sha512_wins_over_sha256(self):
         """3 1 1 matches but 3 1 2 (same usage and selector, stronger digest) does not:
         only the SHA2-512 record counts, so 4.7.5."""
