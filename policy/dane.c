@@ -1,5 +1,7 @@
 #include "policy/dane.h"
 
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,25 @@ struct dane_tlsa *dane_tlsa_dup(const struct dane_tlsa *records, size_t n) {
   return copy;
 }
 
+/* Full(0) data is usable when OpenSSL's DANE code takes it (SSL_dane_tlsa_add): a DER
+ * certificate with a public key (selector 0) or a DER SubjectPublicKeyInfo (selector
+ * 1), and nothing after it. */
+static bool full_data_ok(const struct dane_tlsa *r) {
+  const unsigned char *p = r->data;
+  bool ok = false;
+  if (r->selector == 0) {
+    X509 *x = d2i_X509(NULL, &p, r->len);
+    ok = x != NULL && X509_get0_pubkey(x) != NULL;
+    X509_free(x);
+  } else {
+    EVP_PKEY *k = d2i_PUBKEY(NULL, &p, r->len);
+    ok = k != NULL;
+    EVP_PKEY_free(k);
+  }
+  ERR_clear_error();
+  return ok && p == r->data + r->len;
+}
+
 bool dane_tlsa_usable(const struct dane_tlsa *r) {
   if (r == NULL)
     return false;
@@ -48,7 +69,7 @@ bool dane_tlsa_usable(const struct dane_tlsa *r) {
     return false;
   switch (r->mtype) {
   case 0:
-    return r->len > 0 && r->len <= DANE_DATA_MAX;
+    return r->len > 0 && r->len <= DANE_DATA_MAX && r->data && full_data_ok(r);
   case 1:
     return r->len == 32;
   case 2:

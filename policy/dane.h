@@ -29,8 +29,10 @@ int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out);
 struct dane_tlsa *dane_tlsa_dup(const struct dane_tlsa *records, size_t n);
 
 /* Usable for SMTP: usage DANE-TA(2) or DANE-EE(3), selector 0 or 1, matching type 0
- * (full, non-empty), 1 (SHA2-256, 32 bytes) or 2 (SHA2-512, 64 bytes). PKIX-TA(0) and
- * PKIX-EE(1) are unusable in SMTP (RFC 7672 §3.1.3). */
+ * (full: a DER certificate for selector 0, a DER SubjectPublicKeyInfo for selector 1),
+ * 1 (SHA2-256, 32 bytes) or 2 (SHA2-512, 64 bytes). PKIX-TA(0) and PKIX-EE(1) are
+ * unusable in SMTP (RFC 7672 §3.1.3); so is malformed data (a digest of the wrong
+ * length, a full record that is no certificate or key), as in Postfix. */
 bool dane_tlsa_usable(const struct dane_tlsa *r);
 
 /* "3 1 1 ab12cd...": usage selector mtype and the data in hex, cut to fit. */

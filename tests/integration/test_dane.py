@@ -612,24 +612,49 @@ class DaneUnusable(DaneCase):
     """Only unusable TLSA records (PKIX-EE(1), PKIX-TA(0)): TLS required, not
     authenticated (RFC 7672 2.2)."""
 
-    def test_unusable_only_no_starttls_451(self):
-        self.publish('mx1.example.test', self.pki.tlsa(self.cert(self.mx1), 1, 1, 1))
+    def assertTlsRequired(self, *records):
+        """RECORDS published, mx1 offers no STARTTLS: 4.7.5, TLS-required reason."""
+        self.publish('mx1.example.test', *records)
         self.mx1.configure(offer_starttls=False)
         out = self.send(RCPT)
         self.assertDeferred(out, 'mx1.example.test')
         self.assertReason(out, 'mx1.example.test', 'TLS is required, but was not offered')
         self.assertNoMail(self.mx1)
 
-    def test_unusable_only_starttls_delivered(self):
-        """Even with records that would not match: delivered over TLS, not Verified."""
-        self.publish('mx1.example.test', self.pki.tlsa(self.unrelated_cert(), 1, 1, 1),
-                     self.pki.tlsa(self.pki.ca_file, 0, 0, 1))
+    def assertUnauthenticatedTls(self, *records):
+        """RECORDS published: delivered over TLS, not Verified, no record matched."""
+        self.publish('mx1.example.test', *records)
         out = self.send(RCPT)
+        self.assertReply(out['rcpt'][0], 250)
         self.assertReply(out['data'], 250)
         self.assertEqual(self.mx1.wait_messages(1)[0].tls_version, 'TLSv1.3')
         self.assertLog(r'to=<%s>, .*status=sent \(250.*\), '
                        r'tls=TLSv1\.3/(Trusted|Untrusted|Anonymous), ' % re.escape(RCPT))
         self.assertNotIn('matched TLSA', self.proxy.log_text())
+
+    def test_unusable_only_no_starttls_451(self):
+        self.assertTlsRequired(self.pki.tlsa(self.cert(self.mx1), 1, 1, 1))
+
+    def test_unusable_only_starttls_delivered(self):
+        """Even with records that would not match: delivered over TLS, not Verified."""
+        self.assertUnauthenticatedTls(self.pki.tlsa(self.unrelated_cert(), 1, 1, 1),
+                                      self.pki.tlsa(self.pki.ca_file, 0, 0, 1))
+
+    def test_malformed_full_records_only_encrypt(self):
+        """Records of matching type Full(0) whose data is no certificate (selector 0)
+        or public key (selector 1) are as unusable as a digest of the wrong length:
+        TLS required, not authenticated, delivered (was: no usable record, 4.7.5)."""
+        self.assertUnauthenticatedTls((3, 0, 0, b'\x30\x03\x02\x01\x00'),
+                                      (2, 1, 0, bytes(range(1, 91))))
+
+    def test_malformed_full_record_only_no_starttls_451(self):
+        self.assertTlsRequired((3, 1, 0, b'\x30\x03\x02\x01\x00'))
+
+    def test_malformed_full_record_next_to_a_match_delivered(self):
+        """A malformed 3 0 0 does not spoil the RRset: the matching 3 1 1 decides."""
+        self.publish('mx1.example.test', (3, 0, 0, b'\x30\x03\x02\x01\x00'),
+                     self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
 
 
 class DaneOnly(DaneCase):

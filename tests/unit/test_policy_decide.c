@@ -2,6 +2,8 @@
 #include "policy/decide.h"
 #include "tests/unit/test.h"
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <stdbool.h>
 
 #define NO_ENTRY (-1)
@@ -21,6 +23,49 @@ static struct dane_tlsa rec(uint8_t usage, uint8_t selector, uint8_t mtype,
     for (size_t i = 0; i < sizeof(pattern); i++)
       pattern[i] = (uint8_t)(i + 1);
   r.data = pattern;
+  return r;
+}
+
+/* A P-256 key and a certificate for it, DER, made once: what a Full(0) record must
+ * hold (selector 1 and 0) to be usable; the pattern bytes of rec() are neither. */
+static uint8_t spki_der[512], cert_der[2048];
+static uint16_t spki_len, cert_len;
+
+static void make_der(void) {
+  if (spki_len)
+    return;
+  EVP_PKEY *k = EVP_EC_gen("P-256");
+  X509 *x = X509_new();
+  ASSERT(k != NULL && x != NULL);
+  ASSERT_EQ(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+  ASSERT(X509_gmtime_adj(X509_getm_notBefore(x), 0) != NULL);
+  ASSERT(X509_gmtime_adj(X509_getm_notAfter(x), 3600) != NULL);
+  ASSERT_EQ(X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                       (const unsigned char *)"mx.example.net", -1, -1,
+                                       0),
+            1);
+  ASSERT_EQ(X509_set_issuer_name(x, X509_get_subject_name(x)), 1);
+  ASSERT_EQ(X509_set_pubkey(x, k), 1);
+  ASSERT(X509_sign(x, k, EVP_sha256()) > 0);
+  int n = i2d_PUBKEY(k, NULL), m = i2d_X509(x, NULL);
+  ASSERT(n > 0 && (size_t)n <= sizeof spki_der && m > 0 &&
+         (size_t)m <= sizeof cert_der);
+  unsigned char *p = spki_der, *q = cert_der;
+  ASSERT_EQ(i2d_PUBKEY(k, &p), n);
+  ASSERT_EQ(i2d_X509(x, &q), m);
+  spki_len = (uint16_t)n;
+  cert_len = (uint16_t)m;
+  X509_free(x);
+  EVP_PKEY_free(k);
+}
+
+/* A Full(0) record of the certificate (selector 0) or its key (selector 1), its data
+ * cut or lengthened by delta bytes. */
+static struct dane_tlsa full(uint8_t usage, uint8_t selector, int delta) {
+  make_der();
+  struct dane_tlsa r = rec(usage, selector, 0, 0);
+  r.data = selector == 0 ? cert_der : spki_der;
+  r.len = (uint16_t)((selector == 0 ? cert_len : spki_len) + delta);
   return r;
 }
 
@@ -99,7 +144,7 @@ static void test_tlsa_usable_rows(void) {
     bool usable;
   } rows[] = {
       {3, 1, 1, 32, true},  {3, 0, 1, 32, true},    {2, 0, 1, 32, true},
-      {2, 1, 2, 64, true},  {3, 1, 0, 1, true},     {2, 0, 0, 900, true},
+      {2, 1, 2, 64, true},  {3, 1, 0, 1, false},    {2, 0, 0, 900, false},
       {3, 1, 0, 0, false},  {3, 1, 1, 31, false},   {3, 1, 1, 33, false},
       {3, 1, 1, 64, false}, {3, 1, 2, 32, false},   {3, 1, 2, 63, false},
       {3, 1, 2, 65, false}, {3, 1, 3, 32, false},   {3, 1, 255, 32, false},
@@ -116,6 +161,32 @@ static void test_tlsa_usable_rows(void) {
   ASSERT(!dane_tlsa_usable(NULL));
 }
 
+/* Full(0): the whole certificate or key, exactly; anything else is malformed. */
+static void test_tlsa_usable_full(void) {
+  for (uint8_t u = 2; u <= 3; u++) {
+    for (uint8_t s = 0; s <= 1; s++) {
+      struct dane_tlsa r = full(u, s, 0);
+      ASSERT(dane_tlsa_usable(&r));
+      r = full(u, s, -1); /* cut */
+      ASSERT(!dane_tlsa_usable(&r));
+      r = full(u, s, -(int)r.len + 1); /* one byte */
+      ASSERT(!dane_tlsa_usable(&r));
+      r = full(u, s, 1); /* a byte after it */
+      ASSERT(!dane_tlsa_usable(&r));
+      r = full(u, s, 0); /* the other selector's form */
+      r.selector = (uint8_t)!s;
+      ASSERT(!dane_tlsa_usable(&r));
+      r = full(u, s, 0);
+      r.data = NULL;
+      ASSERT(!dane_tlsa_usable(&r));
+    }
+    struct dane_tlsa pkix = full(1, 1, 0), sel2 = full(u, 1, 0);
+    sel2.selector = 2;
+    ASSERT(!dane_tlsa_usable(&pkix));
+    ASSERT(!dane_tlsa_usable(&sel2));
+  }
+}
+
 /* Every usage, selector and matching type against every interesting length. */
 static void test_tlsa_usable_all(void) {
   static const uint16_t lens[] = {0, 1, 20, 31, 32, 33, 48, 63, 64, 65, DANE_DATA_MAX};
@@ -125,15 +196,15 @@ static void test_tlsa_usable_all(void) {
       for (unsigned m = 0; m <= 3; m++)
         for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
           struct dane_tlsa r = rec((uint8_t)u, (uint8_t)s, (uint8_t)m, lens[l]);
+          /* The pattern bytes are no certificate or key: Full(0) never usable. */
           bool want = (u == 2 || u == 3) && s <= 1 &&
-                      ((m == 0 && lens[l] > 0) || (m == 1 && lens[l] == 32) ||
-                       (m == 2 && lens[l] == 64));
+                      ((m == 1 && lens[l] == 32) || (m == 2 && lens[l] == 64));
           if (dane_tlsa_usable(&r) != want)
             TEST_FAIL_("%u %u %u len %u: want %d", u, s, m, lens[l], want);
           nusable += want;
         }
-  /* 2 usages x 2 selectors x (10 full lengths + 1 + 1). */
-  ASSERT_EQ(nusable, 2 * 2 * 12);
+  /* 2 usages x 2 selectors x (1 + 1). */
+  ASSERT_EQ(nusable, 2 * 2 * 2);
 }
 
 static void test_tlsa_format(void) {
@@ -189,7 +260,7 @@ static void test_tlsa_dup(void) {
   ASSERT(copy[0].data != cert && copy[0].data[4095] == 0x5a);
   ASSERT_EQ(copy[1].usage, 2);
   ASSERT_MEM_EQ(copy[1].data, 32, pattern, 32);
-  ASSERT(dane_tlsa_usable(&copy[0]) && dane_tlsa_usable(&copy[1]));
+  ASSERT(dane_tlsa_usable(&copy[1]));
   free(copy);
   ASSERT(dane_tlsa_dup(recs, 0) == NULL);
 }
@@ -399,11 +470,12 @@ static const struct dane_row dane_rows[] = {
 static void check_dane_row(size_t i, const struct dane_row *row, bool with_entry) {
   static const struct dane_tlsa none[1];
   struct dane_tlsa usable[2] = {rec(3, 1, 1, 32), rec(2, 0, 2, 64)};
-  struct dane_tlsa unusable[3] = {rec(1, 1, 1, 32), rec(3, 1, 1, 31), rec(3, 2, 1, 32)};
+  struct dane_tlsa unusable[4] = {rec(1, 1, 1, 32), rec(3, 1, 1, 31), rec(3, 2, 1, 32),
+                                  rec(3, 0, 0, 300)};
   struct dane_tlsa mixed[4] = {rec(0, 0, 1, 32), rec(3, 1, 1, 32), rec(3, 1, 2, 32),
-                               rec(2, 1, 0, 300)};
+                               full(2, 1, 0)};
   const struct dane_tlsa *recs[] = {none, usable, unusable, mixed};
-  const size_t nrecs[] = {0, 2, 3, 4};
+  const size_t nrecs[] = {0, 2, 4, 4};
   struct table_entry e;
   struct decide_domain d;
   struct decide_host h;
@@ -723,6 +795,7 @@ int main(void) {
   RUN_TEST(test_tlsa_parse);
   RUN_TEST(test_tlsa_usable_rows);
   RUN_TEST(test_tlsa_usable_all);
+  RUN_TEST(test_tlsa_usable_full);
   RUN_TEST(test_tlsa_format);
   RUN_TEST(test_tlsa_dup);
   RUN_TEST(test_decide_level);
