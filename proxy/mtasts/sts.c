@@ -233,7 +233,7 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
     enum observe_sts_failure kind = status == 0                  ? OBSERVE_STS_INVALID
                                     : status == SP_E_CERTIFICATE ? OBSERVE_STS_WEBPKI
                                                                  : OBSERVE_STS_FETCH;
-    sts__entry_set_failure(e, kind,
+    sts__entry_set_failure(e, kind, f->id,
                            status == 0 ? why
                            : err       ? err
                                        : sp_strerror(status),
@@ -468,8 +468,10 @@ static void on_txt(void *arg, int status, const struct dns_answer *ans) {
   int64_t now = now_s();
   switch (sts_cache_decide(e->cached, st, id, now)) {
   case STS_ACT_FETCH:
-    /* After a failure with nothing cached, wait before trying again. */
-    if (!cached_valid(e) && e->failed_at && now - e->failed_at < STS_FAIL_BACKOFF) {
+    /* After a failure with nothing cached, wait before trying that id again; a new
+     * id is fetched at once (RFC 8461 §3.3 limits attempts per version id). */
+    if (!cached_valid(e) && e->failed_at && now - e->failed_at < STS_FAIL_BACKOFF &&
+        (!e->failure || strcmp(e->failure->id, id) == 0)) {
       sts_answer(q, e);
       return;
     }

@@ -424,6 +424,18 @@ class Cache(StsCase):
         self.assertDeferred(out, 'mx1.example.test')
         self.assertNoMail(self.mx1)
 
+    @proxy_config({'outbound': {'connection_cache_time': 0}})
+    def test_failed_fetch_new_id_fetched_at_once(self):
+        """A fetch that failed (404, nothing cached) is not retried for that id for a
+        while, but a new id is fetched at once (§3.3: the back-off is per version
+        id): the repaired policy applies as soon as its id is seen."""
+        self.publish('1', None, ttl=1, status=404)
+        self.assertNoPolicy(self.send(RCPT))
+        self.publish('2', UNLISTED, ttl=1)
+        out = self.send_until_txt_asked(2)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertEqual(self.https.fetches(DOMAIN), 2)
+
     def test_no_cache_fetch_fails_no_policy(self):
         """No cached policy and the policy server down: no policy, delivered."""
         self.publish('1', UNLISTED)
