@@ -436,6 +436,18 @@ class Cache(StsCase):
         self.assertDeferred(out, 'mx1.example.test')
         self.assertEqual(self.https.fetches(DOMAIN), 2)
 
+    def test_max_age_zero_applies_not_cached(self):
+        """max_age 0 (§3.2 allows 0..31557600): the policy fetched for a message is
+        the one applied to it (§5.1), and it is not cached: the next message fetches
+        it again."""
+        self.publish('1', dict(UNLISTED, max_age=0))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'not listed in the MTA-STS policy')
+        self.assertDeferred(self.send(RCPT), 'mx1.example.test')
+        self.assertEqual(self.https.fetches(DOMAIN), 2)
+        self.assertNoMail(self.mx1)
+
     def test_no_cache_fetch_fails_no_policy(self):
         """No cached policy and the policy server down: no policy, delivered."""
         self.publish('1', UNLISTED)
