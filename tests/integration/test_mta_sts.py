@@ -448,6 +448,16 @@ class Cache(StsCase):
         self.assertEqual(self.https.fetches(DOMAIN), 2)
         self.assertNoMail(self.mx1)
 
+    def test_mode_none_new_id_ends_enforcement(self):
+        """§8.3: a domain leaves MTA-STS by publishing mode none under a new id: the
+        cached enforce policy is replaced and mail goes on without it."""
+        self.publish('1', UNLISTED, ttl=1)
+        self.assertDeferred(self.send(RCPT), 'mx1.example.test')
+        self.publish('2', 'version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n', ttl=1)
+        out = self.send_until_txt_asked(2)
+        self.assertNoPolicy(out)
+        self.assertEqual(self.https.fetches(DOMAIN), 2)
+
     def test_no_cache_fetch_fails_no_policy(self):
         """No cached policy and the policy server down: no policy, delivered."""
         self.publish('1', UNLISTED)
