@@ -138,6 +138,14 @@ static void decide_sts(const struct decide_domain *d, struct decide_host *h,
     return;
   if (sts->mode == STS_MODE_TESTING) {
     snprintf(h->policy, sizeof h->policy, "mta-sts/testing");
+    /* §5: failures are reported, never enforced. A level that authenticates the host
+     * keeps its own check; at level none no TLS is tried. */
+    if (h->auth == DECIDE_AUTH_NONE && h->level != TLS_LEVEL_NONE) {
+      h->sts_testing = true;
+      h->sts_unlisted = !sts_mx_match(sts, h->host);
+      h->nnames = 0;
+      add_name(h, "", h->host);
+    }
     return;
   }
   snprintf(h->policy, sizeof h->policy, "mta-sts/enforce");

@@ -54,6 +54,11 @@ struct decide_host {
   char skip_reason[160]; /* e.g. "TLSA lookup failed", "MX RRset not DNSSEC-secure" */
   enum tls_level level;  /* effective: NONE, MAY, or a level requiring TLS */
   bool tls_required; /* no plaintext: no STARTTLS or a failed handshake = next host */
+  /* MTA-STS testing (RFC 8461 §5) where the level authenticates nothing: the host is
+   * judged as enforce would judge it (STARTTLS, a certificate valid for names[], the
+   * mx patterns) and each failure reported, but none stops delivery. */
+  bool sts_testing;
+  bool sts_unlisted; /* sts_testing: the host matches no mx pattern */
   enum decide_auth auth;
   size_t nusable; /* auth DANE: how many of records[] are usable (dane_tlsa_usable),
                      all of them used however many */
@@ -74,7 +79,8 @@ struct decide_domain {
   /* MTA-STS policy (RFC 8461), NULL when none. It applies only without a table entry
    * and where DANE did not decide the host (DANE wins, RFC 8461 §2; a failed DANE
    * check is never rescued by it). enforce: the host must match an mx pattern and
-   * present a PKIX-valid certificate for its name over TLS; testing: logged only. */
+   * present a PKIX-valid certificate for its name over TLS; testing: the same checks,
+   * reported but not enforced (sts_testing). */
   const struct sts_policy *sts;
 };
 

@@ -51,6 +51,7 @@ struct sts_fetch {
   struct dns_query *dq; /* resolving mta-sts.<domain>, until answered */
   uint16_t qtype;       /* A, then AAAA */
   struct http_fetch *hf;
+  bool fetched;              /* it put a new policy in force, expired or not */
   char id[STS_ID_MAX + 1];   /* the TXT id that triggered it */
   struct sts_query *waiters; /* queries answered when it ends */
 };
@@ -66,6 +67,7 @@ struct sts_query {
   struct sts_fetch *waiting_on;  /* the fetch whose waiters list holds it, or NULL */
   struct sts_entry *answer_from; /* done: answer with this entry's policy (or none);
                                     pinned until the callback ran */
+  bool fetched_now;              /* answered by the fetch that got that policy */
 };
 
 struct sts {
@@ -120,7 +122,11 @@ static void sts_on_idle(uv_idle_t *h) {
     struct sts_query *q = list;
     list = q->next;
     struct sts_entry *e = q->answer_from;
-    const struct sts_policy *p = e && cached_valid(e) ? &e->cached->policy : NULL;
+    /* A policy fetched for this query applies to it even when its max_age is 0 or
+     * already ran out (RFC 8461 §5.1: the new policy is the one used); later
+     * queries fetch again. */
+    bool in_force = e && (cached_valid(e) || (q->fetched_now && e->cached));
+    const struct sts_policy *p = in_force ? &e->cached->policy : NULL;
     /* Only an entry answered for a v=STSv1 record gets here with nothing cached. */
     const struct sts_failure *failed = !p && e && e->failed_at ? e->failure : NULL;
     q->magic = 0;
@@ -157,6 +163,7 @@ static void sts_fetch_done(struct sts_fetch *f) {
     struct sts_query *q = f->waiters;
     f->waiters = q->next;
     q->waiting_on = NULL;
+    q->fetched_now = f->fetched;
     sts_answer(q, f->e);
   }
   fetch_unlink(f);
@@ -223,8 +230,10 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
     if (!text || sts__entry_set_policy(e, f->id, &p, now, now + p.max_age) < 0)
       log_msg(LOG_WARNING, NULL, "mta-sts: %s: out of memory: policy id=%s not kept",
               e->domain, f->id);
-    else
+    else {
+      f->fetched = true;
       sts_store_policy(f->s, e, text, true);
+    }
     free(text);
   } else {
     /* RFC 8460 §4.3.2.2: a policy that did not parse is "sts-policy-invalid", a
@@ -233,7 +242,7 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
     enum observe_sts_failure kind = status == 0                  ? OBSERVE_STS_INVALID
                                     : status == SP_E_CERTIFICATE ? OBSERVE_STS_WEBPKI
                                                                  : OBSERVE_STS_FETCH;
-    sts__entry_set_failure(e, kind,
+    sts__entry_set_failure(e, kind, f->id,
                            status == 0 ? why
                            : err       ? err
                                        : sp_strerror(status),
@@ -468,8 +477,10 @@ static void on_txt(void *arg, int status, const struct dns_answer *ans) {
   int64_t now = now_s();
   switch (sts_cache_decide(e->cached, st, id, now)) {
   case STS_ACT_FETCH:
-    /* After a failure with nothing cached, wait before trying again. */
-    if (!cached_valid(e) && e->failed_at && now - e->failed_at < STS_FAIL_BACKOFF) {
+    /* After a failure with nothing cached, wait before trying that id again; a new
+     * id is fetched at once (RFC 8461 §3.3 limits attempts per version id). */
+    if (!cached_valid(e) && e->failed_at && now - e->failed_at < STS_FAIL_BACKOFF &&
+        (!e->failure || strcmp(e->failure->id, id) == 0)) {
       sts_answer(q, e);
       return;
     }

@@ -26,6 +26,7 @@ struct sts_query;
 struct sts_failure {
   enum observe_sts_failure kind; /* OBSERVE_STS_OK: none */
   char reason[160];
+  char id[STS_ID_MAX + 1]; /* the TXT id whose policy could not be had */
 };
 
 /* policy: the policy in force for the domain (valid during the call only), or NULL.

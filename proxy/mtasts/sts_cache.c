@@ -118,12 +118,13 @@ int sts__entry_set_policy(struct sts_entry *e, const char *id,
 }
 
 void sts__entry_set_failure(struct sts_entry *e, enum observe_sts_failure kind,
-                            const char *reason, int64_t now) {
+                            const char *id, const char *reason, int64_t now) {
   e->failed_at = now;
   if (!e->failure && !(e->failure = calloc(1, sizeof *e->failure)))
     return;
   e->failure->kind = kind;
   snprintf(e->failure->reason, sizeof e->failure->reason, "%s", reason ? reason : "");
+  snprintf(e->failure->id, sizeof e->failure->id, "%s", id ? id : "");
 }
 
 size_t sts__cache_count(const struct sts_cache *c) {

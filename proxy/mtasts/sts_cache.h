@@ -62,10 +62,11 @@ struct sts_entry *sts__cache_get(struct sts_cache *c, struct store *store,
 int sts__entry_set_policy(struct sts_entry *e, const char *id,
                           const struct sts_policy *p, int64_t fetched_at,
                           int64_t expires_at);
-/* Records a failed fetch at now; the policy in force, if any, stays. Without memory
- * for the reason, only the time is kept (the backoff still holds). */
+/* Records a failed fetch of the policy with TXT id at now; the policy in force, if
+ * any, stays. Without memory for the reason and id, only the time is kept (the
+ * backoff then holds for any id). */
 void sts__entry_set_failure(struct sts_entry *e, enum observe_sts_failure kind,
-                            const char *reason, int64_t now);
+                            const char *id, const char *reason, int64_t now);
 
 size_t sts__cache_count(const struct sts_cache *c);
 /* Bytes the cache asked for: its table and its entries with what they own (not the

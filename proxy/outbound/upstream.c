@@ -162,6 +162,15 @@ static void up_observe(struct upstream *up, enum observe_failure f, long verify_
   observe_tls_result(&t);
 }
 
+/* A check of an MTA-STS testing policy failed (RFC 8461 §5): logged and reported,
+ * and the session goes on. */
+static void up_testing_failed(struct upstream *up, enum observe_failure f,
+                              long verify_error, const char *why) {
+  log_as(LOG_PROG_SMTP, LOG_INFO, up->id, "%s: %s; delivering anyway (mta-sts/testing)",
+         up->relay, why);
+  up_observe(up, f, verify_error, why);
+}
+
 /* The current candidate failed before the connection was ready for mail. A TLS
  * failure is retried in plaintext only where the policy allows plaintext. */
 static void up_attempt_failed(struct upstream *up, const char *why, bool retry_plain) {
@@ -254,7 +263,8 @@ static void up_ready(struct upstream *up) {
 }
 
 /* Sets up how the certificate will be judged: DANE records, pinned fingerprints,
- * PKIX names, or nothing (level may/encrypt: the verdict is only logged). */
+ * PKIX names, or nothing (level may/encrypt: the verdict is only logged, and with
+ * MTA-STS testing reported). */
 static int up_prepare_auth(SSL *ssl, const struct route_host *rh, int floor) {
   const struct decide_host *req = &rh->req;
   /* A table entry may raise the floor, never lower it. */
@@ -280,16 +290,16 @@ static int up_prepare_auth(SSL *ssl, const struct route_host *rh, int floor) {
   case DECIDE_AUTH_FINGERPRINT:
     return tls_verify_prepare_fingerprints(ssl, rh->name, rh->fingerprints,
                                            rh->nfingerprints);
-  case DECIDE_AUTH_PKIX: {
+  case DECIDE_AUTH_PKIX:
+  default: {
+    /* Without PKIX the chain is judged (Trusted/Untrusted) but no name is required,
+     * as in Postfix at levels may and encrypt; MTA-STS testing names the host only
+     * to report a mismatch. */
     const char *names[DECIDE_MAX_NAMES];
     for (size_t i = 0; i < req->nnames; i++)
       names[i] = req->names[i];
     return tls_verify_prepare(ssl, names, req->nnames);
   }
-  default:
-    /* The chain is judged (Trusted/Untrusted) but no name is required, as in
-     * Postfix at levels may and encrypt. */
-    return tls_verify_prepare(ssl, NULL, 0);
   }
 }
 
@@ -319,7 +329,7 @@ static void up_session_key(const struct route_host *rh, const char *relay, char 
   }
   if (req->auth == DECIDE_AUTH_FINGERPRINT)
     h = fnv1a(h, rh->fingerprints, rh->nfingerprints * sizeof *rh->fingerprints);
-  for (size_t i = 0; req->auth == DECIDE_AUTH_PKIX && i < req->nnames; i++)
+  for (size_t i = 0; i < req->nnames; i++) /* PKIX, or MTA-STS testing */
     h = fnv1a(h, req->names[i], strlen(req->names[i]) + 1);
   snprintf(out, cap, "%s|%s|%016llx", relay, req->policy, (unsigned long long)h);
 }
@@ -407,7 +417,16 @@ static void up_on_handshake(struct conn *c, int err) {
     return;
   }
   observe_handshake((double)(uv_now(up->rt->loop) - up->tls_started_ms) / 1000.0);
-  up_observe(up, OBSERVE_OK, 0, NULL);
+  if (req->sts_testing && req->sts_unlisted) {
+    up_testing_failed(up, OBSERVE_MX_NOT_LISTED, 0, "not listed in the MTA-STS policy");
+  } else if (req->sts_testing && verdict != TLS_VERDICT_VERIFIED) {
+    tls_verify_failure(ssl, reason, sizeof reason);
+    snprintf(why, sizeof why, "Server certificate not verified (%s): %s", req->policy,
+             reason);
+    up_testing_failed(up, OBSERVE_CERTIFICATE, SSL_get_verify_result(ssl), why);
+  } else {
+    up_observe(up, OBSERVE_OK, 0, NULL);
+  }
   up_send_hello(up, "EHLO", UP_EHLO_TLS);
 }
 
@@ -425,6 +444,8 @@ static void up_after_ehlo(struct upstream *up) {
                "TLS is required, but was not offered by host");
     up_attempt_failed(up, "TLS is required, but was not offered by host", false);
   } else {
+    if (req->sts_testing && !offered)
+      up_testing_failed(up, OBSERVE_NO_STARTTLS, 0, "STARTTLS was not offered by host");
     up_ready(up);
   }
 }
@@ -473,6 +494,8 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
       /* At level may a refused STARTTLS means plaintext, as in Postfix. */
       log_as(LOG_PROG_SMTP, LOG_INFO, up->id,
              "%s: STARTTLS refused (%s), continuing without TLS", up->relay, why);
+      if (up_req(up)->sts_testing)
+        up_testing_failed(up, OBSERVE_NO_STARTTLS, 0, why);
       up_ready(up);
     }
     break;

@@ -424,6 +424,40 @@ class Cache(StsCase):
         self.assertDeferred(out, 'mx1.example.test')
         self.assertNoMail(self.mx1)
 
+    @proxy_config({'outbound': {'connection_cache_time': 0}})
+    def test_failed_fetch_new_id_fetched_at_once(self):
+        """A fetch that failed (404, nothing cached) is not retried for that id for a
+        while, but a new id is fetched at once (§3.3: the back-off is per version
+        id): the repaired policy applies as soon as its id is seen."""
+        self.publish('1', None, ttl=1, status=404)
+        self.assertNoPolicy(self.send(RCPT))
+        self.publish('2', UNLISTED, ttl=1)
+        out = self.send_until_txt_asked(2)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertEqual(self.https.fetches(DOMAIN), 2)
+
+    def test_max_age_zero_applies_not_cached(self):
+        """max_age 0 (§3.2 allows 0..31557600): the policy fetched for a message is
+        the one applied to it (§5.1), and it is not cached: the next message fetches
+        it again."""
+        self.publish('1', dict(UNLISTED, max_age=0))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'not listed in the MTA-STS policy')
+        self.assertDeferred(self.send(RCPT), 'mx1.example.test')
+        self.assertEqual(self.https.fetches(DOMAIN), 2)
+        self.assertNoMail(self.mx1)
+
+    def test_mode_none_new_id_ends_enforcement(self):
+        """§8.3: a domain leaves MTA-STS by publishing mode none under a new id: the
+        cached enforce policy is replaced and mail goes on without it."""
+        self.publish('1', UNLISTED, ttl=1)
+        self.assertDeferred(self.send(RCPT), 'mx1.example.test')
+        self.publish('2', 'version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n', ttl=1)
+        out = self.send_until_txt_asked(2)
+        self.assertNoPolicy(out)
+        self.assertEqual(self.https.fetches(DOMAIN), 2)
+
     def test_no_cache_fetch_fails_no_policy(self):
         """No cached policy and the policy server down: no policy, delivered."""
         self.publish('1', UNLISTED)

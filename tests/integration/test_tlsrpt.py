@@ -451,6 +451,61 @@ class StsFetchFailureReports(TlsRptCase):
                                                 'max_age: 86400'])
 
 
+class StsTestingCase(TlsRptCase):
+    """MTA-STS mode testing (RFC 8461 §5): the checks of enforce are made and their
+    failures counted for the report (RFC 8460), but the message is still delivered to
+    the host that failed them."""
+
+    def publish_testing(self, mx=('mx1.example.test',)):
+        self.dns.add('_mta-sts.%s' % DOMAIN, 'TXT', 'v=STSv1; id=1')
+        self.https.set_policy(DOMAIN, policy_text(mode='testing', mx=mx))
+
+    def deliver_and_count(self, result_type):
+        """One message delivered to mx1; its one session counted under the sts
+        policy with RESULT_TYPE ('' for a success); returns the row."""
+        out = self.send(RCPT, message('tlsrpt-sts-testing'))
+        self.assertReply(out['data'], 250)
+        self.mx1.wait_messages(1)
+        self.wait_stored(1)
+        rows = [r for r in self.stored() if r['domain'] == DOMAIN]
+        self.assertEqual(len(rows), 1, rows)
+        row = rows[0]
+        self.assertEqual((row['policy_type'], row['result_type'], row['count']),
+                         ('sts', result_type, 1), row)
+        self.assertEqual(row['mx'], 'mx1.example.test' if result_type else '', row)
+        return row
+
+
+class StsTestingCounts(StsTestingCase):
+
+    def test_wrong_name_counted(self):
+        cert, key = self.pki.issue('mx1.example.test', wrong_name='other.example.test')
+        self.mx1.configure(starttls=(cert, key))
+        self.publish_testing()
+        self.deliver_and_count('certificate-host-mismatch')
+        self.assertLog(r'(?m)to=<%s>, relay=mx1\.example\.test.*status=sent .*'
+                       r'policy=mta-sts/testing$' % re.escape(RCPT))
+
+    def test_not_listed_counted(self):
+        self.publish_testing(mx=('mx9.example.test',))
+        row = self.deliver_and_count('validation-failure')
+        self.assertIn('not listed in the MTA-STS policy', row['reason'])
+
+    def test_valid_counted_as_success(self):
+        self.publish_testing()
+        self.deliver_and_count('')
+
+
+class StsTestingNoStarttls(StsTestingCase):
+    """mx1 offers no STARTTLS: delivered in plaintext, counted as such."""
+
+    mx1_tls = False
+
+    def test_no_starttls_counted(self):
+        self.publish_testing()
+        self.deliver_and_count('starttls-not-supported')
+
+
 class MailReports(TlsRptCase):
     """rua=mailto: the daemon (2 s periods) submits the report to its own listener,
     which relays it to the MX of reports.test like any other message; it is signed

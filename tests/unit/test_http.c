@@ -370,6 +370,25 @@ static void test_non_global_refused(void) {
   allow_private = true;
 }
 
+/* A proxy named by the environment is never used (RFC 8461 §3.3: the policy comes
+ * from the policy host itself, over TLS validated for its name): here one that
+ * nobody serves would fail every fetch through it. */
+static void test_env_proxy_ignored(void) {
+  static const char *const vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
+                                     "ALL_PROXY"};
+  for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+    ASSERT_EQ(setenv(vars[i], "http://127.0.0.1:9", 1), 0);
+  uv_loop_t loop;
+  struct ctx c;
+  struct result r = {0};
+  loop_begin(&loop, &c, ca_file);
+  start(&c, &r, "/ok", 5000, true);
+  loop_end(&loop, &c);
+  for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+    ASSERT_EQ(unsetenv(vars[i]), 0);
+  check(&CASES[0], &r);
+}
+
 /* Cancelled before the loop ran, and cancelled while waiting on the server: neither
  * callback runs, and the slow one does not hold the loop up. */
 static void test_cancel(void) {
@@ -435,6 +454,7 @@ int main(void) {
   RUN_TEST(test_chained_reuse);
   RUN_TEST(test_errors);
   RUN_TEST(test_non_global_refused);
+  RUN_TEST(test_env_proxy_ignored);
   RUN_TEST(test_cancel);
   RUN_TEST(test_close_in_flight);
   fixture_stop();

@@ -104,8 +104,10 @@ static void host_init(struct decide_host *h, const char *host, bool addr_secure,
 static void assert_clean_unused(const struct decide_host *h) {
   if (h->auth != DECIDE_AUTH_DANE)
     ASSERT_EQ(h->nusable, 0);
-  if (h->auth != DECIDE_AUTH_PKIX)
+  if (h->auth != DECIDE_AUTH_PKIX && !h->sts_testing)
     ASSERT_EQ(h->nnames, 0);
+  if (!h->sts_testing)
+    ASSERT(!h->sts_unlisted);
   if (!h->skip)
     ASSERT_STR_EQ(h->skip_reason, "");
   ASSERT(memchr(h->policy, '\0', sizeof(h->policy)) != NULL);
@@ -765,6 +767,68 @@ static void test_min_protocol(void) {
   }
 }
 
+/* MTA-STS (RFC 8461) for host under a policy of mode listing "*.example.net", the
+ * default level def and no table entry. */
+static void sts_decide(enum sts_mode mode, enum tls_level def, const char *host,
+                       struct decide_host *h) {
+  static struct sts_policy p;
+  memset(&p, 0, sizeof(p));
+  p.mode = mode;
+  p.nmx = 1;
+  snprintf(p.mx[0], sizeof(p.mx[0]), "*.example.net");
+  struct decide_domain d;
+  domain_init(&d, NULL, def, false);
+  d.sts = &p;
+  host_init(h, host, false, DECIDE_TLSA_NOT_ASKED, NULL, 0);
+  decide_host(&d, h);
+  assert_clean_unused(h);
+}
+
+/* enforce: a listed host must be verified for its name, whatever the default level;
+ * an unlisted one is skipped. */
+static void test_sts_enforce(void) {
+  struct decide_host h;
+  sts_decide(STS_MODE_ENFORCE, TLS_LEVEL_NONE, "mx.example.net", &h);
+  ASSERT(!h.skip && h.tls_required && !h.sts_testing);
+  ASSERT(h.level == TLS_LEVEL_VERIFY && h.auth == DECIDE_AUTH_PKIX);
+  ASSERT(h.nnames == 1 && strcmp(h.names[0], "mx.example.net") == 0);
+  ASSERT_STR_EQ(h.policy, "mta-sts/enforce");
+  sts_decide(STS_MODE_ENFORCE, TLS_LEVEL_MAY, "a.mx.example.net", &h);
+  ASSERT(h.skip && h.tls_required);
+  ASSERT_STR_EQ(h.skip_reason, "not listed in the MTA-STS policy");
+}
+
+/* testing (§5): judged as enforce would judge it, nothing required; none: nothing. */
+static void test_sts_testing(void) {
+  struct decide_host h;
+  sts_decide(STS_MODE_TESTING, TLS_LEVEL_MAY, "mx.example.org", &h);
+  ASSERT(!h.skip && !h.tls_required && h.auth == DECIDE_AUTH_NONE);
+  ASSERT(h.sts_testing && h.sts_unlisted && h.level == TLS_LEVEL_MAY);
+  ASSERT(h.nnames == 1 && strcmp(h.names[0], "mx.example.org") == 0);
+  ASSERT_STR_EQ(h.policy, "mta-sts/testing");
+  sts_decide(STS_MODE_TESTING, TLS_LEVEL_ENCRYPT, "mx.example.net", &h);
+  ASSERT(h.sts_testing && !h.sts_unlisted && h.tls_required);
+  /* no TLS is tried at level none; a level that authenticates keeps its check */
+  sts_decide(STS_MODE_TESTING, TLS_LEVEL_NONE, "mx.example.net", &h);
+  ASSERT(!h.sts_testing && h.nnames == 0);
+  sts_decide(STS_MODE_TESTING, TLS_LEVEL_SECURE, "mx.example.org", &h);
+  ASSERT(!h.sts_testing && h.auth == DECIDE_AUTH_PKIX && h.nnames == 2);
+  sts_decide(STS_MODE_NONE, TLS_LEVEL_MAY, "mx.example.org", &h);
+  ASSERT(!h.sts_testing && !h.tls_required && h.nnames == 0);
+  ASSERT_STR_EQ(h.policy, "default/may");
+  /* a table entry decides alone */
+  struct table_entry e;
+  struct decide_domain d;
+  struct sts_policy p = {.mode = STS_MODE_TESTING};
+  entry_init(&e, TLS_LEVEL_MAY);
+  domain_init(&d, &e, TLS_LEVEL_MAY, false);
+  d.sts = &p;
+  host_init(&h, "mx.example.org", false, DECIDE_TLSA_NOT_ASKED, NULL, 0);
+  decide_host(&d, &h);
+  ASSERT(!h.sts_testing);
+  ASSERT_STR_EQ(h.policy, "table/may");
+}
+
 /* Inputs are left alone; outputs of an earlier decision do not leak into the next. */
 static void test_reuse(void) {
   struct dane_tlsa good = rec(3, 1, 1, 32);
@@ -809,6 +873,8 @@ int main(void) {
   RUN_TEST(test_names_limit);
   RUN_TEST(test_names_none_left);
   RUN_TEST(test_min_protocol);
+  RUN_TEST(test_sts_enforce);
+  RUN_TEST(test_sts_testing);
   RUN_TEST(test_reuse);
   return 0;
 }

@@ -160,10 +160,11 @@ static void test_failure_then_policy(void) {
   ASSERT_EQ(sts__cache_new(4, &c), 0);
   struct sts_entry *e = sts__cache_get(c, NULL, "f.test");
   size_t small = sts__cache_bytes(c);
-  sts__entry_set_failure(e, OBSERVE_STS_FETCH, "connection refused", 1000);
+  sts__entry_set_failure(e, OBSERVE_STS_FETCH, "id0", "connection refused", 1000);
   ASSERT_EQ(e->failed_at, 1000);
   ASSERT_EQ(e->failure->kind, OBSERVE_STS_FETCH);
   ASSERT_STR_EQ(e->failure->reason, "connection refused");
+  ASSERT_STR_EQ(e->failure->id, "id0");
   struct sts_policy p = {.mode = STS_MODE_TESTING, .max_age = 60, .nmx = 0};
   ASSERT_EQ(sts__entry_set_policy(e, "id1", &p, 2000, 2060), 0);
   ASSERT_EQ(e->failed_at, 0);
