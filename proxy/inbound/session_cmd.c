@@ -317,13 +317,15 @@ void session__command(struct session *s, const char *line, size_t len) {
     session__reply(s, 500, "5.5.1", "Error: command not recognized");
     return;
   }
-  if (rc < 0) {
+  /* A verb we do not offer is not implemented, whatever its arguments. */
+  const struct session_cmd *c = cmd_find(cmd.verb);
+  if (!c && cmd.verb != SMTP_VERB_UNKNOWN) {
+    session__reply(s, 502, "5.5.1", "Error: command not implemented");
+    return;
+  }
+  if (rc < 0 || !c) {
     session__reply(s, 501, "5.5.4", "Syntax error in parameters or arguments");
     return;
   }
-  const struct session_cmd *c = cmd_find(cmd.verb);
-  if (c)
-    cmd_run(s, c, &cmd);
-  else
-    session__reply(s, 502, "5.5.1", "Error: command not implemented");
+  cmd_run(s, c, &cmd);
 }

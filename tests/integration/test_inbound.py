@@ -186,6 +186,21 @@ class Rfc5321(TestBase):
         self.assertEqual(self.mx1.connections, 0)
         self.assertEqual(self.dns.queries, [])
 
+    def test_other_verbs(self):
+        """NOOP takes an argument; HELP 214; EXPN, AUTH and STARTTLS, not offered,
+        get 502 whatever their arguments; a 512-octet command line (§4.5.3.1.4) is
+        taken."""
+        c = self.client()
+        self.assertReply(c.cmd('NOOP anything at all'), 250, '2.0.0')
+        self.assertReply(c.cmd('HELP MAIL'), 214)
+        for line in ('EXPN staff', 'EXPN', 'AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=', 'AUTH LOGIN',
+                     'AUTH', 'STARTTLS', 'STARTTLS now'):
+            self.assertReply(c.cmd(line), 502, '5.5.1')
+        line = 'NOOP ' + 'x' * (512 - len('NOOP \r\n'))
+        self.assertEqual(len(line) + 2, 512)
+        self.assertReply(c.cmd(line), 250)
+        c.nothing_pending()
+
     def test_early_talker(self):
         """A client that sends EHLO before reading the greeting gets the 220 first and
         then its 250: it is served, not refused."""
