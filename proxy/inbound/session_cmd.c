@@ -89,12 +89,26 @@ static bool check_params(struct session *s, const struct smtp_command *cmd,
   return true;
 }
 
+/* RFC 6531 3.4: a non-ASCII address only in a transaction that declared SMTPUTF8. */
+static bool utf8_path(const char *path) {
+  for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+    if (*p >= 0x80)
+      return true;
+  return false;
+}
+
+static const char utf8_undeclared[] = "Must declare SMTPUTF8 to send unicode address";
+
 static bool check_mail(struct session *s, const struct smtp_command *cmd,
                        struct cmd_args *a) {
   static const char *const allowed[] = {"SIZE", "BODY",  "SMTPUTF8",
                                         "RET",  "ENVID", NULL};
   if (!check_params(s, cmd, allowed, a->params, sizeof a->params))
     return false;
+  if (utf8_path(cmd->path) && !smtp_command_param(cmd, "SMTPUTF8")) {
+    session__reply(s, 553, "5.6.7", "%s", utf8_undeclared);
+    return false;
+  }
   const struct smtp_param *size = smtp_command_param(cmd, "SIZE");
   uint64_t max = s->rt->cfg->max_message_size;
   if (size && max && strtoull(size->value, NULL, 10) > max) {
@@ -133,8 +147,14 @@ static bool check_rcpt_domain(struct session *s, const char *path, char *out,
 static bool check_rcpt(struct session *s, const struct smtp_command *cmd,
                        struct cmd_args *a) {
   static const char *const allowed[] = {"NOTIFY", "ORCPT", NULL};
-  return check_params(s, cmd, allowed, a->params, sizeof a->params) &&
-         check_rcpt_domain(s, cmd->path, a->domain, sizeof a->domain);
+  if (!check_params(s, cmd, allowed, a->params, sizeof a->params))
+    return false;
+  if (utf8_path(cmd->path) && !s->txn.smtputf8) {
+    session__reject_rcpt(s, cmd->path, 553, "5.6.7", "<%s>: %s", cmd->path,
+                         utf8_undeclared);
+    return false;
+  }
+  return check_rcpt_domain(s, cmd->path, a->domain, sizeof a->domain);
 }
 
 /* ---- proceed ----------------------------------------------------------------------- */

@@ -186,6 +186,22 @@ class Rfc5321(TestBase):
         self.assertEqual(self.mx1.connections, 0)
         self.assertEqual(self.dns.queries, [])
 
+    def test_utf8_address_needs_smtputf8(self):
+        """A non-ASCII address is taken only in a transaction whose MAIL declared
+        SMTPUTF8 (RFC 6531 3.4); otherwise 553 5.6.7, and the MX never sees it."""
+        c = self.client()
+        self.assertReply(c.cmd('MAIL FROM:<us\u00e9r@client.test>'), 553, '5.6.7')
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<\u7528\u6237@example.test>'), 553, '5.6.7')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@\u4f8b\u5b50.example.test>'), 553, '5.6.7')
+        self.assertReply(c.cmd('RSET'), 250)
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertReply(c.cmd('MAIL FROM:<us\u00e9r@client.test> SMTPUTF8'), 250)
+        self.assertReply(c.cmd('RCPT TO:<\u7528\u6237@example.test>'), 250)
+        self.assertReply(c.data(message('utf8')), 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.rcpts, ['\u7528\u6237@example.test'])
+
     def test_other_verbs(self):
         """NOOP takes an argument; HELP 214; EXPN, AUTH and STARTTLS, not offered,
         get 502 whatever their arguments; a 512-octet command line (§4.5.3.1.4) is
