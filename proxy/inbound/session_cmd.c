@@ -65,7 +65,8 @@ static bool check_hello(struct session *s, const struct smtp_command *cmd,
   return false;
 }
 
-/* Keeps the ESMTP parameters we pass on; anything else was never advertised. */
+/* Keeps the ESMTP parameters we pass on; anything else was never advertised (555). A
+ * value its RFC does not allow, or a parameter given twice, is a syntax error (501). */
 static bool check_params(struct session *s, const struct smtp_command *cmd,
                          const char *const *allowed, char *out, size_t cap) {
   size_t n = 0;
@@ -77,6 +78,11 @@ static bool check_params(struct session *s, const struct smtp_command *cmd,
       ok = ok || strcasecmp(p->key, *k) == 0;
     if (!ok || !s->esmtp) {
       session__reply(s, 555, "5.5.4", "Unsupported option: %s", p->key);
+      return false;
+    }
+    if (!smtp_param_valid(p) || smtp_command_param(cmd, p->key) != p) {
+      session__reply(s, 501, "5.5.4", "Bad %s parameter syntax%s", p->key,
+                     smtp_command_param(cmd, p->key) != p ? ": given twice" : "");
       return false;
     }
     n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s", n ? " " : "", p->key,

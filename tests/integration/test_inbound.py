@@ -202,6 +202,32 @@ class Rfc5321(TestBase):
         m = self.mx1.wait_messages(1)[0]
         self.assertEqual(m.rcpts, ['\u7528\u6237@example.test'])
 
+    def test_parameter_syntax(self):
+        """A parameter the proxy passes on with a value its RFC does not allow (SIZE,
+        RFC 1870; BODY, RFC 6152; SMTPUTF8, RFC 6531; RET, ENVID, NOTIFY, ORCPT, RFC
+        3461), or given twice, gets 501 5.5.4 and never reaches the MX; the forms
+        allowed are taken and passed on."""
+        c = self.client()
+        for params in ('SIZE=abc', 'SIZE', 'BODY=9BIT', 'BODY=BINARYMIME', 'SMTPUTF8=yes',
+                       'RET=ALL', 'ENVID=' + 'e' * 101, 'ENVID=a+zz', 'SIZE=1 SIZE=2',
+                       'RET=FULL RET=HDRS'):
+            self.assertReply(c.cmd('MAIL FROM:<sender@client.test> ' + params), 501,
+                             '5.5.4')
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test> SIZE=100 body=8bitmime '
+                               'RET=hdrs ENVID=Q+2B1'), 250)
+        for params in ('NOTIFY=SOMETIMES', 'NOTIFY=NEVER,SUCCESS', 'NOTIFY=',
+                       'ORCPT=rfc822', 'ORCPT=rfc822;a+4', 'NOTIFY=NEVER NOTIFY=NEVER'):
+            self.assertReply(c.cmd('RCPT TO:<rcpt@example.test> ' + params), 501, '5.5.4')
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test> notify=success,delay '
+                               'ORCPT=rfc822;rcpt+40example.test'), 250)
+        self.assertReply(c.data(message('params')), 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.mail_line, 'MAIL FROM:<sender@client.test> SIZE=100 '
+                         'BODY=8bitmime RET=hdrs ENVID=Q+2B1')
+        self.assertEqual(m.rcpt_lines, ['RCPT TO:<rcpt@example.test> NOTIFY=success,delay '
+                                        'ORCPT=rfc822;rcpt+40example.test'])
+
     def test_other_verbs(self):
         """NOOP takes an argument; HELP 214; EXPN, AUTH and STARTTLS, not offered,
         get 502 whatever their arguments; a 512-octet command line (§4.5.3.1.4) is
