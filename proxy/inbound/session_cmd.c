@@ -195,6 +195,8 @@ static void do_mail(struct session *s, const struct smtp_command *cmd,
   snprintf(s->txn.from, sizeof s->txn.from, "%s", cmd->path);
   snprintf(s->txn.mail_params, sizeof s->txn.mail_params, "%s", a->params);
   s->txn.smtputf8 = smtp_command_param(cmd, "SMTPUTF8") != NULL;
+  const struct smtp_param *body = smtp_command_param(cmd, "BODY");
+  s->txn.body_8bit = body && strcasecmp(body->value, "8BITMIME") == 0;
   s->txn.started_ms = uv_now(s->conn.tcp.loop);
   session__set_state(s, SESSION_MAIL);
   session__reply(s, 250, "2.1.0", "Ok");

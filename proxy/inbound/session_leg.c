@@ -264,6 +264,32 @@ void session__leg_release(struct session_leg *g, bool abort) {
 
 static void leg_lost(struct session_leg *g, const char *reason);
 
+/* What the transaction needs of the MX and the proxy cannot make up for, passing the
+ * message on as it comes: SMTPUTF8 (no downgrade) and 8BITMIME (RFC 6152 3: 8-bit
+ * data to a 7-bit MX is converted or refused). True when the MX lacks it: every
+ * recipient of the leg is refused. */
+static bool leg_mx_lacks(struct session_leg *g) {
+  const struct session *s = g->s;
+  const struct {
+    bool needed;
+    unsigned cap;
+    const char *enh, *name;
+  } needs[] = {
+      {s->txn.smtputf8, SMTP_CAP_SMTPUTF8, "5.6.7", "SMTPUTF8"},
+      {s->txn.body_8bit, SMTP_CAP_8BITMIME, "5.6.3", "8BITMIME"},
+  };
+  unsigned caps = upstream_caps(g->up)->flags;
+  for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
+    if (!needs[i].needed || (caps & needs[i].cap))
+      continue;
+    session__leg_reply_rcpt_text(&g->fail, 550, needs[i].enh, "%s does not support %s",
+                                 upstream_relay(g->up), needs[i].name);
+    leg_fail_all(g);
+    return true;
+  }
+  return false;
+}
+
 /* Sends MAIL once, then RCPTs while the window allows. */
 static void leg_pump(struct session_leg *g) {
   struct session *s = g->s;
@@ -271,13 +297,8 @@ static void leg_pump(struct session_leg *g) {
   if (g->state != LEG_READY || !g->up)
     return;
   if (!g->mail_sent && g->nsent < g->ntodo) {
-    if (s->txn.smtputf8 && !(upstream_caps(g->up)->flags & SMTP_CAP_SMTPUTF8)) {
-      session__leg_reply_rcpt_text(&g->fail, 550, "5.6.7",
-                                   "%s does not support SMTPUTF8",
-                                   upstream_relay(g->up));
-      leg_fail_all(g);
+    if (leg_mx_lacks(g))
       return;
-    }
     session__mail_line(s, g->up, line, sizeof line);
     if (upstream_command(g->up, line) < 0) {
       leg_lost(g, "cannot queue MAIL");
