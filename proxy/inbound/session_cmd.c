@@ -15,8 +15,9 @@
 
 /* What a row's check found, for its proceed step. */
 struct cmd_args {
-  char params[600]; /* the ESMTP parameters passed on, "KEY=VALUE ..." */
-  char domain[256]; /* RCPT: the destination, lower-case, no trailing dot */
+  char params[600];             /* the ESMTP parameters passed on, "KEY=VALUE ..." */
+  char path[SMTP_PATH_MAX + 1]; /* RCPT: the recipient relayed */
+  char domain[256];             /* RCPT: the destination, lower-case, no trailing dot */
 };
 
 struct session_cmd {
@@ -160,7 +161,16 @@ static bool check_rcpt(struct session *s, const struct smtp_command *cmd,
                          utf8_undeclared);
     return false;
   }
-  return check_rcpt_domain(s, cmd->path, a->domain, sizeof a->domain);
+  /* RFC 5321 4.5.1: <postmaster> without a domain is this server's postmaster, the
+   * mailbox at our hostname (as the TLS reports' default contact). */
+  const char *host = s->rt->cfg->hostname;
+  if (strcmp(cmd->path, "postmaster") != 0)
+    memcpy(a->path, cmd->path, sizeof a->path);
+  else if (strlen(host) + sizeof "postmaster@" <= sizeof a->path)
+    snprintf(a->path, sizeof a->path, "postmaster@%s", host);
+  else
+    snprintf(a->path, sizeof a->path, "%s", cmd->path); /* refused: no domain */
+  return check_rcpt_domain(s, a->path, a->domain, sizeof a->domain);
 }
 
 /* ---- proceed ----------------------------------------------------------------------- */
@@ -204,7 +214,8 @@ static void do_mail(struct session *s, const struct smtp_command *cmd,
 
 static void do_rcpt(struct session *s, const struct smtp_command *cmd,
                     const struct cmd_args *a) {
-  session__txn_rcpt(s, cmd->path, a->params, a->domain);
+  (void)cmd;
+  session__txn_rcpt(s, a->path, a->params, a->domain);
 }
 
 static void do_data(struct session *s, const struct smtp_command *cmd,

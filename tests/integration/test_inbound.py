@@ -174,6 +174,18 @@ class Rfc5321(TestBase):
         self.assertEqual(m.rcpt_lines, ['RCPT TO:<a@example.test>',
                                         'RCPT TO:<"john doe"@example.test>'])
 
+    def test_bare_postmaster(self):
+        """RCPT TO:<postmaster> without a domain (§4.5.1: every relay MUST take it) is
+        this server's postmaster: relayed as postmaster@ the proxy's hostname, the
+        mailbox its TLS reports also name."""
+        own = self.add_mx('mx', '127.0.0.6', domain='proxy.test')
+        c = self.client()
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<PostMaster>'), 250)
+        self.assertReply(c.data(message('to the postmaster')), 250)
+        self.assertEqual(own.wait_messages(1)[0].rcpts, ['postmaster@proxy.test'])
+        self.assertEqual(self.mx1.connections, 0)
+
     def test_address_literal_recipients_refused(self):
         """A recipient at an address literal is refused for good (550 5.1.2), IPv4 or
         IPv6 alike, before any DNS lookup or MX connection."""
