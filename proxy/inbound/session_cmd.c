@@ -15,8 +15,9 @@
 
 /* What a row's check found, for its proceed step. */
 struct cmd_args {
-  char params[600]; /* the ESMTP parameters passed on, "KEY=VALUE ..." */
-  char domain[256]; /* RCPT: the destination, lower-case, no trailing dot */
+  char params[600];             /* the ESMTP parameters passed on, "KEY=VALUE ..." */
+  char path[SMTP_PATH_MAX + 1]; /* RCPT: the recipient relayed */
+  char domain[256];             /* RCPT: the destination, lower-case, no trailing dot */
 };
 
 struct session_cmd {
@@ -65,7 +66,8 @@ static bool check_hello(struct session *s, const struct smtp_command *cmd,
   return false;
 }
 
-/* Keeps the ESMTP parameters we pass on; anything else was never advertised. */
+/* Keeps the ESMTP parameters we pass on; anything else was never advertised (555). A
+ * value its RFC does not allow, or a parameter given twice, is a syntax error (501). */
 static bool check_params(struct session *s, const struct smtp_command *cmd,
                          const char *const *allowed, char *out, size_t cap) {
   size_t n = 0;
@@ -79,6 +81,11 @@ static bool check_params(struct session *s, const struct smtp_command *cmd,
       session__reply(s, 555, "5.5.4", "Unsupported option: %s", p->key);
       return false;
     }
+    if (!smtp_param_valid(p) || smtp_command_param(cmd, p->key) != p) {
+      session__reply(s, 501, "5.5.4", "Bad %s parameter syntax%s", p->key,
+                     smtp_command_param(cmd, p->key) != p ? ": given twice" : "");
+      return false;
+    }
     n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s", n ? " " : "", p->key,
                           p->has_value ? "=" : "", p->value);
     if (n >= cap) {
@@ -89,12 +96,26 @@ static bool check_params(struct session *s, const struct smtp_command *cmd,
   return true;
 }
 
+/* RFC 6531 3.4: a non-ASCII address only in a transaction that declared SMTPUTF8. */
+static bool utf8_path(const char *path) {
+  for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+    if (*p >= 0x80)
+      return true;
+  return false;
+}
+
+static const char utf8_undeclared[] = "Must declare SMTPUTF8 to send unicode address";
+
 static bool check_mail(struct session *s, const struct smtp_command *cmd,
                        struct cmd_args *a) {
   static const char *const allowed[] = {"SIZE", "BODY",  "SMTPUTF8",
                                         "RET",  "ENVID", NULL};
   if (!check_params(s, cmd, allowed, a->params, sizeof a->params))
     return false;
+  if (utf8_path(cmd->path) && !smtp_command_param(cmd, "SMTPUTF8")) {
+    session__reply(s, 553, "5.6.7", "%s", utf8_undeclared);
+    return false;
+  }
   const struct smtp_param *size = smtp_command_param(cmd, "SIZE");
   uint64_t max = s->rt->cfg->max_message_size;
   if (size && max && strtoull(size->value, NULL, 10) > max) {
@@ -133,8 +154,23 @@ static bool check_rcpt_domain(struct session *s, const char *path, char *out,
 static bool check_rcpt(struct session *s, const struct smtp_command *cmd,
                        struct cmd_args *a) {
   static const char *const allowed[] = {"NOTIFY", "ORCPT", NULL};
-  return check_params(s, cmd, allowed, a->params, sizeof a->params) &&
-         check_rcpt_domain(s, cmd->path, a->domain, sizeof a->domain);
+  if (!check_params(s, cmd, allowed, a->params, sizeof a->params))
+    return false;
+  if (utf8_path(cmd->path) && !s->txn.smtputf8) {
+    session__reject_rcpt(s, cmd->path, 553, "5.6.7", "<%s>: %s", cmd->path,
+                         utf8_undeclared);
+    return false;
+  }
+  /* RFC 5321 4.5.1: <postmaster> without a domain is this server's postmaster, the
+   * mailbox at our hostname (as the TLS reports' default contact). */
+  const char *host = s->rt->cfg->hostname;
+  if (strcmp(cmd->path, "postmaster") != 0)
+    memcpy(a->path, cmd->path, sizeof a->path);
+  else if (strlen(host) + sizeof "postmaster@" <= sizeof a->path)
+    snprintf(a->path, sizeof a->path, "postmaster@%s", host);
+  else
+    snprintf(a->path, sizeof a->path, "%s", cmd->path); /* refused: no domain */
+  return check_rcpt_domain(s, a->path, a->domain, sizeof a->domain);
 }
 
 /* ---- proceed ----------------------------------------------------------------------- */
@@ -169,6 +205,8 @@ static void do_mail(struct session *s, const struct smtp_command *cmd,
   snprintf(s->txn.from, sizeof s->txn.from, "%s", cmd->path);
   snprintf(s->txn.mail_params, sizeof s->txn.mail_params, "%s", a->params);
   s->txn.smtputf8 = smtp_command_param(cmd, "SMTPUTF8") != NULL;
+  const struct smtp_param *body = smtp_command_param(cmd, "BODY");
+  s->txn.body_8bit = body && strcasecmp(body->value, "8BITMIME") == 0;
   s->txn.started_ms = uv_now(s->conn.tcp.loop);
   session__set_state(s, SESSION_MAIL);
   session__reply(s, 250, "2.1.0", "Ok");
@@ -176,7 +214,8 @@ static void do_mail(struct session *s, const struct smtp_command *cmd,
 
 static void do_rcpt(struct session *s, const struct smtp_command *cmd,
                     const struct cmd_args *a) {
-  session__txn_rcpt(s, cmd->path, a->params, a->domain);
+  (void)cmd;
+  session__txn_rcpt(s, a->path, a->params, a->domain);
 }
 
 static void do_data(struct session *s, const struct smtp_command *cmd,
@@ -317,13 +356,15 @@ void session__command(struct session *s, const char *line, size_t len) {
     session__reply(s, 500, "5.5.1", "Error: command not recognized");
     return;
   }
-  if (rc < 0) {
+  /* A verb we do not offer is not implemented, whatever its arguments. */
+  const struct session_cmd *c = cmd_find(cmd.verb);
+  if (!c && cmd.verb != SMTP_VERB_UNKNOWN) {
+    session__reply(s, 502, "5.5.1", "Error: command not implemented");
+    return;
+  }
+  if (rc < 0 || !c) {
     session__reply(s, 501, "5.5.4", "Syntax error in parameters or arguments");
     return;
   }
-  const struct session_cmd *c = cmd_find(cmd.verb);
-  if (c)
-    cmd_run(s, c, &cmd);
-  else
-    session__reply(s, 502, "5.5.1", "Error: command not implemented");
+  cmd_run(s, c, &cmd);
 }

@@ -51,7 +51,8 @@ struct session_txn {
   char mail_params[600]; /* client's MAIL params, "KEY=VALUE ..." as parsed */
   uint64_t started_ms;
   bool smtputf8;
-  bool queued; /* its data is in: "removed" is logged when it ends */
+  bool body_8bit; /* BODY=8BITMIME (RFC 6152) */
+  bool queued;    /* its data is in: "removed" is logged when it ends */
 };
 
 /* One RCPT of a transaction, in command order. Its reply is written to the MTA once

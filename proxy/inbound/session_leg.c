@@ -69,12 +69,45 @@ static void leg_reply_wire(struct leg_reply *lr, int code, const char *enh,
     lr->wire = strdup("");
 }
 
+/* RFC 2034: after EHLO every reply of ours carries an enhanced status code, also an
+ * MX's reply that has none (an MX without ENHANCEDSTATUSCODES): "X.0.0", X its
+ * code's class, goes before each line's text. NULL when r has one or needs none (a
+ * 3xx), or out of memory (r is passed on as it came). */
+static struct smtp_reply *reply_with_enhanced(const struct smtp_reply *r, char *enh,
+                                              size_t cap) {
+  int cls = r->code / 100;
+  if (r->enhanced[0] || (cls != 2 && cls != 4 && cls != 5))
+    return NULL;
+  struct smtp_reply *out = malloc(sizeof *out);
+  if (!out)
+    return NULL;
+  snprintf(enh, cap, "%d.0.0", cls);
+  *out = *r;
+  snprintf(out->enhanced, sizeof out->enhanced, "%s", enh);
+  for (size_t i = 0; i < out->nlines && i < SMTP_REPLY_MAX_LINES; i++) {
+    char *line = out->lines[i];
+    size_t n = strlen(line), pre = strlen(enh) + (n > 0);
+    if (n + pre > SMTP_REPLY_LINE_MAX)
+      n = SMTP_REPLY_LINE_MAX - pre;
+    memmove(line + pre, line, n);
+    memcpy(line, enh, pre - (n > 0));
+    if (n > 0)
+      line[pre - 1] = ' ';
+    line[pre + n] = '\0';
+  }
+  return out;
+}
+
 void session__leg_reply_set(struct leg_reply *lr, const struct smtp_reply *r) {
-  char wire[SMTP_REPLY_MAX_LINES * (SMTP_REPLY_LINE_MAX + 8)];
+  char wire[SMTP_REPLY_MAX_LINES * (SMTP_REPLY_LINE_MAX + 8)], enh[8];
+  struct smtp_reply *coded = reply_with_enhanced(r, enh, sizeof enh);
+  if (coded)
+    r = coded;
   if (smtp_reply_format(r, 0, wire, sizeof wire) < 0)
     snprintf(wire, sizeof wire, "%d %s\r\n", r->code / 100 == 2 ? 250 : r->code,
              "(reply not representable)");
   leg_reply_wire(lr, r->code, r->enhanced, wire);
+  free(coded);
 }
 
 static void leg_reply_vtext(struct leg_reply *lr, bool names_rcpt, int code,
@@ -231,6 +264,32 @@ void session__leg_release(struct session_leg *g, bool abort) {
 
 static void leg_lost(struct session_leg *g, const char *reason);
 
+/* What the transaction needs of the MX and the proxy cannot make up for, passing the
+ * message on as it comes: SMTPUTF8 (no downgrade) and 8BITMIME (RFC 6152 3: 8-bit
+ * data to a 7-bit MX is converted or refused). True when the MX lacks it: every
+ * recipient of the leg is refused. */
+static bool leg_mx_lacks(struct session_leg *g) {
+  const struct session *s = g->s;
+  const struct {
+    bool needed;
+    unsigned cap;
+    const char *enh, *name;
+  } needs[] = {
+      {s->txn.smtputf8, SMTP_CAP_SMTPUTF8, "5.6.7", "SMTPUTF8"},
+      {s->txn.body_8bit, SMTP_CAP_8BITMIME, "5.6.3", "8BITMIME"},
+  };
+  unsigned caps = upstream_caps(g->up)->flags;
+  for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
+    if (!needs[i].needed || (caps & needs[i].cap))
+      continue;
+    session__leg_reply_rcpt_text(&g->fail, 550, needs[i].enh, "%s does not support %s",
+                                 upstream_relay(g->up), needs[i].name);
+    leg_fail_all(g);
+    return true;
+  }
+  return false;
+}
+
 /* Sends MAIL once, then RCPTs while the window allows. */
 static void leg_pump(struct session_leg *g) {
   struct session *s = g->s;
@@ -238,13 +297,8 @@ static void leg_pump(struct session_leg *g) {
   if (g->state != LEG_READY || !g->up)
     return;
   if (!g->mail_sent && g->nsent < g->ntodo) {
-    if (s->txn.smtputf8 && !(upstream_caps(g->up)->flags & SMTP_CAP_SMTPUTF8)) {
-      session__leg_reply_rcpt_text(&g->fail, 550, "5.6.7",
-                                   "%s does not support SMTPUTF8",
-                                   upstream_relay(g->up));
-      leg_fail_all(g);
+    if (leg_mx_lacks(g))
       return;
-    }
     session__mail_line(s, g->up, line, sizeof line);
     if (upstream_command(g->up, line) < 0) {
       leg_lost(g, "cannot queue MAIL");

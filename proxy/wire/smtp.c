@@ -281,6 +281,84 @@ static int parse_param(const char *s, size_t n, struct smtp_param *p) {
   return 0;
 }
 
+static bool is_hex(unsigned char c) {
+  return chars_digit(c) || (to_upper(c) >= 'A' && to_upper(c) <= 'F');
+}
+
+/* RFC 3461 4: xtext, "+" and two hex digits for what it escapes (either case taken). */
+static bool xtext_ok(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '+') {
+      if (i + 2 >= n || !is_hex((unsigned char)s[i + 1]) ||
+          !is_hex((unsigned char)s[i + 2]))
+        return false;
+      i += 2;
+    } else if (c < 33 || c > 126 || c == '=') {
+      return false;
+    }
+  }
+  return n > 0;
+}
+
+/* NEVER, or 1#(SUCCESS / FAILURE / DELAY). */
+static bool notify_ok(const char *s, size_t n) {
+  if (ieq(s, n, "NEVER"))
+    return true;
+  size_t pos = 0;
+  for (;;) {
+    const char *comma = memchr(s + pos, ',', n - pos);
+    size_t end = comma ? (size_t)(comma - s) : n;
+    if (!ieq(s + pos, end - pos, "SUCCESS") && !ieq(s + pos, end - pos, "FAILURE") &&
+        !ieq(s + pos, end - pos, "DELAY"))
+      return false;
+    if (!comma)
+      return true;
+    pos = end + 1;
+  }
+}
+
+/* addr-type ";" xtext (RFC 3461 4.2); addr-type an atom. A utf-8 type's value (RFC
+ * 6533) is taken as the parser took it. */
+static bool orcpt_ok(const char *s, size_t n) {
+  const char *semi = memchr(s, ';', n);
+  size_t tlen = semi ? (size_t)(semi - s) : 0;
+  if (!semi || tlen == 0 || tlen + 1 == n)
+    return false;
+  for (size_t i = 0; i < tlen; i++)
+    if (!is_atext((unsigned char)s[i]) || (unsigned char)s[i] >= 0x80)
+      return false;
+  return ieq(s, tlen, "utf-8") || xtext_ok(semi + 1, n - tlen - 1);
+}
+
+bool smtp_param_valid(const struct smtp_param *p) {
+  const char *k = p->key, *v = p->value;
+  size_t vlen = strnlen(v, sizeof p->value);
+  if (strcmp(k, "SMTPUTF8") == 0)
+    return !p->has_value;
+  bool any = strcmp(k, "SIZE") && strcmp(k, "BODY") && strcmp(k, "RET") &&
+             strcmp(k, "ENVID") && strcmp(k, "NOTIFY") && strcmp(k, "ORCPT");
+  if (any)
+    return true;
+  if (!p->has_value || vlen == 0)
+    return false;
+  if (strcmp(k, "SIZE") == 0) {
+    for (size_t i = 0; i < vlen; i++)
+      if (!chars_digit((unsigned char)v[i]))
+        return false;
+    return vlen <= 20;
+  }
+  if (strcmp(k, "BODY") == 0)
+    return ieq(v, vlen, "7BIT") || ieq(v, vlen, "8BITMIME");
+  if (strcmp(k, "RET") == 0)
+    return ieq(v, vlen, "FULL") || ieq(v, vlen, "HDRS");
+  if (strcmp(k, "ENVID") == 0)
+    return vlen <= 100 && xtext_ok(v, vlen);
+  if (strcmp(k, "NOTIFY") == 0)
+    return notify_ok(v, vlen);
+  return orcpt_ok(v, vlen);
+}
+
 static int parse_params(const char *s, size_t n, struct smtp_command *cmd) {
   size_t pos = 0;
   for (;;) {

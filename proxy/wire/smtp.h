@@ -86,6 +86,16 @@ int smtp_parse_command(const char *line, size_t len, struct smtp_command *out);
 const struct smtp_param *smtp_command_param(const struct smtp_command *cmd,
                                             const char *key);
 
+/* Whether a parameter's value has the syntax its RFC gives, for the parameters the
+ * proxy passes on (values case-insensitive):
+ *  - SIZE: 1*20DIGIT (RFC 1870);  BODY: 7BIT or 8BITMIME (RFC 6152);
+ *  - SMTPUTF8: no value (RFC 6531);
+ *  - RET: FULL or HDRS;  ENVID: xtext of at most 100 characters;
+ *    NOTIFY: NEVER, or a comma-separated list of SUCCESS, FAILURE, DELAY;
+ *    ORCPT: addr-type ";" xtext, or any value for addr-type utf-8 (RFC 3461, 6533).
+ * Any other key: true (not ours to judge). */
+bool smtp_param_valid(const struct smtp_param *p);
+
 /* The domain part of an address: "user@Example.COM" → "Example.COM" (not copied).
  * Returns 0, or SP_E_SYNTAX when there is no '@' or the domain is empty. */
 int smtp_path_domain(const char *path, const char **domain, size_t *domain_len);

@@ -32,6 +32,12 @@ static void check_params(const struct smtp_command *cmd) {
     check(p->has_value == (vlen > 0));
     const struct smtp_param *found = smtp_command_param(cmd, p->key);
     check(found != NULL && found <= p && strcmp(found->key, p->key) == 0);
+    /* SMTPUTF8 takes no value; the others it judges need one. */
+    if (smtp_param_valid(p) && strcmp(p->key, "SMTPUTF8") == 0)
+      check(!p->has_value);
+    else if (smtp_param_valid(p) &&
+             (strcmp(p->key, "SIZE") == 0 || strcmp(p->key, "NOTIFY") == 0))
+      check(vlen > 0);
   }
 }
 

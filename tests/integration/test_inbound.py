@@ -6,6 +6,7 @@ and reload."""
 import hashlib
 import os
 import re
+import socket
 import sys
 import time
 
@@ -128,6 +129,179 @@ class Commands(TestBase):
         self.assertReply(c.data(message('big', 'y' * 78 + '\r\n') * 300), 552, '5.3.4')
         self.assertEqual(self.mx1.messages, [])
         self.assertReply(c.cmd('NOOP'), 250)
+
+
+class Rfc5321(TestBase):
+    """RFC 5321 points the MTA may lean on that the tests above do not show."""
+
+    def test_helo_takes_no_esmtp_parameters(self):
+        """HELO (an old MTA): a one-line 250 with no extension list, and an ESMTP
+        parameter after it is not understood (555 5.5.4); plain MAIL works."""
+        c = self.client(ehlo=None)
+        code, lines = c.cmd('HELO client.test')
+        self.assertEqual((code, lines), (250, ['proxy.test']))
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test> SIZE=100'), 555, '5.5.4')
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.data(message('helo')), 250)
+        self.assertNotIn('SIZE', self.mx1.wait_messages(1)[0].mail_line)
+
+    def test_ehlo_resets_the_transaction(self):
+        """EHLO in the middle of a transaction resets it as RSET would (§4.1.4): a
+        RCPT or DATA after it is out of sequence, and nothing is delivered."""
+        c = self.client()
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 250)
+        self.assertReply(c.cmd('EHLO client.test'), 250)
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 503, '5.5.1')
+        self.assertReply(c.cmd('DATA'), 503, '5.5.1')
+        c.nothing_pending()
+        self.assertEqual(self.mx1.messages, [])
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message('after'))
+        self.assertReply(out['data'], 250)
+
+    def test_paths(self):
+        """Lower-case verbs and a space after the colon are taken; a source route
+        (§4.1.1.3, App. C) is accepted and dropped; a quoted local part and the null
+        reverse-path reach the MX as written."""
+        c = self.client()
+        self.assertReply(c.cmd('mail from: <>'), 250, '2.1.0')
+        self.assertReply(c.cmd('rcpt to: <@relay.test,@other.test:a@example.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<"john doe"@example.test>'), 250)
+        self.assertReply(c.data(message('paths')), 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.mail_line, 'MAIL FROM:<>')
+        self.assertEqual(m.rcpt_lines, ['RCPT TO:<a@example.test>',
+                                        'RCPT TO:<"john doe"@example.test>'])
+
+    def test_bare_postmaster(self):
+        """RCPT TO:<postmaster> without a domain (§4.5.1: every relay MUST take it) is
+        this server's postmaster: relayed as postmaster@ the proxy's hostname, the
+        mailbox its TLS reports also name."""
+        own = self.add_mx('mx', '127.0.0.6', domain='proxy.test')
+        c = self.client()
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<PostMaster>'), 250)
+        self.assertReply(c.data(message('to the postmaster')), 250)
+        self.assertEqual(own.wait_messages(1)[0].rcpts, ['postmaster@proxy.test'])
+        self.assertEqual(self.mx1.connections, 0)
+
+    def test_address_literal_recipients_refused(self):
+        """A recipient at an address literal is refused for good (550 5.1.2), IPv4 or
+        IPv6 alike, before any DNS lookup or MX connection."""
+        c = self.client()
+        self.assertReply(c.cmd('MAIL FROM:<sender@[192.0.2.1]>'), 250)
+        for rcpt in ('u@[127.0.0.2]', 'u@[IPv6:::1]', 'u@[x-tag:anything]'):
+            self.assertReply(c.cmd('RCPT TO:<%s>' % rcpt), 550, '5.1.2',
+                             'address literals are not relayed')
+        self.assertReply(c.cmd('DATA'), 554)
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertEqual(self.dns.queries, [])
+
+    def test_utf8_address_needs_smtputf8(self):
+        """A non-ASCII address is taken only in a transaction whose MAIL declared
+        SMTPUTF8 (RFC 6531 3.4); otherwise 553 5.6.7, and the MX never sees it."""
+        c = self.client()
+        self.assertReply(c.cmd('MAIL FROM:<us\u00e9r@client.test>'), 553, '5.6.7')
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250)
+        self.assertReply(c.cmd('RCPT TO:<\u7528\u6237@example.test>'), 553, '5.6.7')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@\u4f8b\u5b50.example.test>'), 553, '5.6.7')
+        self.assertReply(c.cmd('RSET'), 250)
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertReply(c.cmd('MAIL FROM:<us\u00e9r@client.test> SMTPUTF8'), 250)
+        self.assertReply(c.cmd('RCPT TO:<\u7528\u6237@example.test>'), 250)
+        self.assertReply(c.data(message('utf8')), 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.rcpts, ['\u7528\u6237@example.test'])
+
+    def test_parameter_syntax(self):
+        """A parameter the proxy passes on with a value its RFC does not allow (SIZE,
+        RFC 1870; BODY, RFC 6152; SMTPUTF8, RFC 6531; RET, ENVID, NOTIFY, ORCPT, RFC
+        3461), or given twice, gets 501 5.5.4 and never reaches the MX; the forms
+        allowed are taken and passed on."""
+        c = self.client()
+        for params in ('SIZE=abc', 'SIZE', 'BODY=9BIT', 'BODY=BINARYMIME', 'SMTPUTF8=yes',
+                       'RET=ALL', 'ENVID=' + 'e' * 101, 'ENVID=a+zz', 'SIZE=1 SIZE=2',
+                       'RET=FULL RET=HDRS'):
+            self.assertReply(c.cmd('MAIL FROM:<sender@client.test> ' + params), 501,
+                             '5.5.4')
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test> SIZE=100 body=8bitmime '
+                               'RET=hdrs ENVID=Q+2B1'), 250)
+        for params in ('NOTIFY=SOMETIMES', 'NOTIFY=NEVER,SUCCESS', 'NOTIFY=',
+                       'ORCPT=rfc822', 'ORCPT=rfc822;a+4', 'NOTIFY=NEVER NOTIFY=NEVER'):
+            self.assertReply(c.cmd('RCPT TO:<rcpt@example.test> ' + params), 501, '5.5.4')
+        self.assertEqual(self.mx1.connections, 0)
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test> notify=success,delay '
+                               'ORCPT=rfc822;rcpt+40example.test'), 250)
+        self.assertReply(c.data(message('params')), 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.mail_line, 'MAIL FROM:<sender@client.test> SIZE=100 '
+                         'BODY=8bitmime RET=hdrs ENVID=Q+2B1')
+        self.assertEqual(m.rcpt_lines, ['RCPT TO:<rcpt@example.test> NOTIFY=success,delay '
+                                        'ORCPT=rfc822;rcpt+40example.test'])
+
+    def test_other_verbs(self):
+        """NOOP takes an argument; HELP 214; EXPN, AUTH and STARTTLS, not offered,
+        get 502 whatever their arguments; a 512-octet command line (§4.5.3.1.4) is
+        taken."""
+        c = self.client()
+        self.assertReply(c.cmd('NOOP anything at all'), 250, '2.0.0')
+        self.assertReply(c.cmd('HELP MAIL'), 214)
+        for line in ('EXPN staff', 'EXPN', 'AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=', 'AUTH LOGIN',
+                     'AUTH', 'STARTTLS', 'STARTTLS now'):
+            self.assertReply(c.cmd(line), 502, '5.5.1')
+        line = 'NOOP ' + 'x' * (512 - len('NOOP \r\n'))
+        self.assertEqual(len(line) + 2, 512)
+        self.assertReply(c.cmd(line), 250)
+        c.nothing_pending()
+
+    def test_early_talker(self):
+        """A client that sends EHLO before reading the greeting gets the 220 first and
+        then its 250: it is served, not refused."""
+        c = self.client(greet=False)
+        c.send_raw(b'EHLO client.test\r\nNOOP\r\n')
+        self.assertReply(c.read_reply(), 220)
+        self.assertReply(c.read_reply(), 250, 'PIPELINING')
+        self.assertReply(c.read_reply(), 250)
+        c.nothing_pending()
+
+    def test_bare_lf_command_lines(self):
+        """Command lines ended by a bare LF are taken like CRLF ones (the message data
+        still needs CRLF)."""
+        c = self.client()
+        c.send_raw(b'NOOP\nMAIL FROM:<sender@client.test>\nRCPT TO:<rcpt@example.test>\n'
+                   b'DATA\n')
+        self.assertEqual([r[0] for r in c.read_replies(4)], [250, 250, 250, 354])
+        c.send_raw(message('lf') + b'.\r\n')
+        self.assertReply(c.read_reply(), 250)
+        self.assertEqual(split_received(self.mx1.wait_messages(1)[0].data)[1], message('lf'))
+
+    def test_commands_split_across_reads(self):
+        """Pipelined commands arriving a few bytes at a time are neither lost nor
+        answered early; an over-long line arriving in pieces gets one 500 5.5.2."""
+        c = self.client()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wire = (b'MAIL FROM:<sender@client.test>\r\nRCPT TO:<rcpt@example.test>\r\n'
+                b'NOOP ' + b'x' * 3000 + b'\r\nNOOP\r\nDATA\r\n')
+        pos = 0
+        while pos < len(wire):  # 7 bytes a write, then the long line 300 at a time
+            step = 7 if pos < 120 else 300
+            c.send_raw(wire[pos:pos + step])
+            pos += step
+            time.sleep(0.002)
+        got = [r[0] for r in c.read_replies(5)]
+        self.assertEqual(got, [250, 250, 500, 250, 354])
+        c.send_raw(message('split') + b'.\r\n')
+        self.assertReply(c.read_reply(), 250)
+        c.nothing_pending()
+
+    def test_long_text_line_passed_on(self):
+        """A message line longer than 1000 octets (§4.5.3.1.6) is not the proxy's to
+        refuse: it reaches the MX unchanged, which decides."""
+        body = message('long', 'y' * 5000 + '\r\n')
+        out = self.send('rcpt@example.test', body)
+        self.assertReply(out['data'], 250)
+        self.assertEqual(split_received(self.mx1.wait_messages(1)[0].data)[1], body)
 
 
 class Access(TestBase):

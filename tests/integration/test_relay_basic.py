@@ -151,5 +151,40 @@ class RelayBasic(TestBase):
         self.assertIn('NOTIFY=NEVER', m.rcpt_lines[0])
 
 
+    def test_dsn_params_only_where_the_mx_offers_dsn(self):
+        """An MX without DSN gets none of RFC 3461's parameters (RET, ENVID on MAIL;
+        NOTIFY, ORCPT on RCPT); the others it offers (SIZE, BODY) still go."""
+        self.mx1.configure(caps=['PIPELINING', 'SIZE 52428800', '8BITMIME',
+                                 'ENHANCEDSTATUSCODES'])
+        c = self.client()
+        replies = c.pipeline(['MAIL FROM:<sender@client.test> SIZE=1000 BODY=8BITMIME '
+                              'RET=HDRS ENVID=abc123',
+                              'RCPT TO:<rcpt@example.test> NOTIFY=SUCCESS,FAILURE '
+                              'ORCPT=rfc822;rcpt+40example.test', 'DATA'])
+        self.assertEqual([r[0] for r in replies], [250, 250, 354], replies)
+        c.send_raw(message('no dsn') + b'.\r\n')
+        self.assertReply(c.read_reply(), 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual((m.mail_line, m.rcpt_lines),
+                         ('MAIL FROM:<sender@client.test> SIZE=1000 BODY=8BITMIME',
+                          ['RCPT TO:<rcpt@example.test>']))
+
+    def test_enhanced_codes_where_the_mx_gives_none(self):
+        """The proxy advertises ENHANCEDSTATUSCODES, so every reply after EHLO carries
+        one (RFC 2034), also the MX's own replies when the MX has none: its code's
+        class with .0.0 goes before the MX's text, on every line."""
+        self.mx1.configure(caps=['PIPELINING', '8BITMIME'], mail=(250, 'Ok'),
+                           rcpt=lambda s, line: (550, 'no such user') if 'bad@' in line
+                           else (250, 'Ok'),
+                           data_end=(250, 'Ok\nqueued as 1234'))
+        c = self.client()
+        self.assertReply(c.cmd('MAIL FROM:<sender@client.test>'), 250, '2.1.0')
+        self.assertEqual(c.cmd('RCPT TO:<rcpt@example.test>'), (250, ['2.0.0 Ok']))
+        self.assertEqual(c.cmd('RCPT TO:<bad@example.test>'), (550, ['5.0.0 no such user']))
+        self.assertEqual(c.data(message('codes')),
+                         (250, ['2.0.0 Ok', '2.0.0 queued as 1234']))
+        self.assertLog(r'to=<rcpt@example\.test>, .*dsn=2\.0\.0, status=sent \(250.2\.0\.0 Ok')
+
+
 if __name__ == '__main__':
     main()

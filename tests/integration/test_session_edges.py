@@ -35,6 +35,27 @@ class SessionEdges(TestBase):
         self.mx1.wait_messages(1)
         self.assertEqual(len(self.mx1.messages), 1)
 
+    def test_8bitmime_to_mx_without_it_is_refused(self):
+        """BODY=8BITMIME to an MX that lacks 8BITMIME: the proxy cannot convert the
+        message to 7 bit, so (RFC 6152 3) it is refused, each RCPT with 550 5.6.3,
+        and never sent; BODY=7BIT and no BODY go through on that MX."""
+        self.mx1.configure(caps=['PIPELINING', 'STARTTLS'])
+        c = self.client()
+        self.assertEqual(c.cmd('MAIL FROM:<a@client.test> BODY=8BITMIME')[0], 250)
+        code, lines = c.cmd('RCPT TO:<b@example.test>')
+        self.assertEqual(code, 550, lines)
+        self.assertTrue(lines[0].startswith('5.6.3 <b@example.test>: mx1.example.test['),
+                        lines)
+        self.assertIn('does not support 8BITMIME', lines[0])
+        self.assertEqual(c.cmd('RCPT TO:<c@example.test>')[0], 550)
+        self.assertEqual(c.cmd('RSET')[0], 250)
+        self.assertFalse([l for l in self.mx1.all_commands() if l.startswith('MAIL')])
+        for body in (' BODY=7BIT', ''):
+            self.assertEqual(c.cmd('MAIL FROM:<a@client.test>' + body)[0], 250)
+            self.assertEqual(c.cmd('RCPT TO:<b@example.test>')[0], 250)
+            self.assertEqual(c.data(b'Subject: ascii\r\n\r\nbody\r\n')[0], 250)
+        self.assertEqual(len(self.mx1.wait_messages(2)), 2)
+
     def test_mx_lost_before_any_recipient_accepted_tries_a_new_connection(self):
         """The MX connection drops at the transaction's first RCPT: that RCPT gets
         451 4.4.2. No recipient was accepted, so nothing of the transaction lives on that

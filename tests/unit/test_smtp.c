@@ -334,6 +334,80 @@ static void test_command_param_limits(void) {
   ASSERT_EQ(parse(line), SP_E_SYNTAX);
 }
 
+/* The value of the one parameter of line (a MAIL or RCPT) is valid. */
+static bool param_ok(const char *line) {
+  if (parse(line) != 0 || cmd.nparams != 1)
+    TEST_FAIL_("did not parse to one parameter: %s", line);
+  return smtp_param_valid(&cmd.params[0]);
+}
+
+static void test_param_values(void) {
+  static const char *const good[] = {
+      "MAIL FROM:<a@b> SIZE=0",
+      "MAIL FROM:<a@b> SIZE=12345678901234567890", /* 20 digits */
+      "MAIL FROM:<a@b> BODY=7BIT",
+      "MAIL FROM:<a@b> body=8bitmime", /* values are case-insensitive */
+      "MAIL FROM:<a@b> SMTPUTF8",
+      "MAIL FROM:<a@b> RET=FULL",
+      "MAIL FROM:<a@b> ret=hdrs",
+      "MAIL FROM:<a@b> ENVID=QQ314159",
+      "MAIL FROM:<a@b> ENVID=a+2Bb+3dc", /* hexchars, either case */
+      "RCPT TO:<a@b> NOTIFY=NEVER",
+      "RCPT TO:<a@b> NOTIFY=SUCCESS",
+      "RCPT TO:<a@b> notify=success,failure,delay",
+      "RCPT TO:<a@b> ORCPT=rfc822;Bob+40example.net",
+      "RCPT TO:<a@b> ORCPT=RFC822;x",
+      "RCPT TO:<a@b> ORCPT=utf-8;\xe7\x94\xa8@example.net", /* RFC 6533: not xtext */
+      "RCPT TO:<a@b> ORCPT=x-other;anything",
+      "MAIL FROM:<a@b> X-UNKNOWN=whatever", /* not ours to judge */
+      "MAIL FROM:<a@b> AUTH=<>",
+  };
+  static const char *const bad[] = {
+      "MAIL FROM:<a@b> SIZE",
+      "MAIL FROM:<a@b> SIZE=abc",
+      "MAIL FROM:<a@b> SIZE=12x",
+      "MAIL FROM:<a@b> SIZE=-1",
+      "MAIL FROM:<a@b> SIZE=123456789012345678901", /* 21 digits */
+      "MAIL FROM:<a@b> BODY",
+      "MAIL FROM:<a@b> BODY=9BIT",
+      "MAIL FROM:<a@b> BODY=BINARYMIME", /* BINARYMIME is not offered */
+      "MAIL FROM:<a@b> SMTPUTF8=yes",
+      "MAIL FROM:<a@b> RET",
+      "MAIL FROM:<a@b> RET=ALL",
+      "MAIL FROM:<a@b> RET=FULLER",
+      "MAIL FROM:<a@b> ENVID",
+      "MAIL FROM:<a@b> ENVID=a+zz",      /* not a hexchar */
+      "MAIL FROM:<a@b> ENVID=a+4",       /* short */
+      "MAIL FROM:<a@b> ENVID=a\xc3\xa9", /* xtext is ASCII */
+      "RCPT TO:<a@b> NOTIFY",
+      "RCPT TO:<a@b> NOTIFY=SOMETIMES",
+      "RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS", /* NEVER stands alone */
+      "RCPT TO:<a@b> NOTIFY=SUCCESS,",
+      "RCPT TO:<a@b> NOTIFY=,SUCCESS",
+      "RCPT TO:<a@b> NOTIFY=SUCCESS,,DELAY",
+      "RCPT TO:<a@b> ORCPT",
+      "RCPT TO:<a@b> ORCPT=rfc822",
+      "RCPT TO:<a@b> ORCPT=;a@b",
+      "RCPT TO:<a@b> ORCPT=rfc822;",
+      "RCPT TO:<a@b> ORCPT=rfc822;a+4",
+      "RCPT TO:<a@b> ORCPT=x-other;\xc3\xa9", /* only utf-8 takes UTF-8 */
+  };
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    if (!param_ok(good[i]))
+      TEST_FAIL_("refused: %s", good[i]);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (param_ok(bad[i]))
+      TEST_FAIL_("accepted: %s", bad[i]);
+  /* ENVID: at most 100 characters (RFC 3461 4.4). */
+  char line[300], val[120];
+  memset(val, 'e', 100);
+  val[100] = '\0';
+  snprintf(line, sizeof line, "MAIL FROM:<a@b> ENVID=%s", val);
+  ASSERT(param_ok(line));
+  snprintf(line, sizeof line, "MAIL FROM:<a@b> ENVID=%se", val);
+  ASSERT(!param_ok(line));
+}
+
 static void test_command_path_limit(void) {
   char line[600], local[300];
   /* local@b.c: 256 characters fit SMTP_PATH_MAX, 257 do not. */
@@ -1075,6 +1149,7 @@ int main(void) {
   RUN_TEST(test_command_rcpt);
   RUN_TEST(test_command_params);
   RUN_TEST(test_command_param_limits);
+  RUN_TEST(test_param_values);
   RUN_TEST(test_command_path_limit);
   RUN_TEST(test_command_bdat);
   RUN_TEST(test_path_domain);
