@@ -131,7 +131,7 @@ void tlsrpt__post_cancel(struct tlsrpt__post *p);
 /* The facts of one report message (RFC 8460 section 5.3). */
 struct tlsrpt__mail_info {
   const char *domain;    /* the policy domain reported on */
-  const char *submitter; /* organization */
+  const char *submitter; /* the contact's domain (§5.3), also the filename's sender */
   const char *from;      /* contact address, the From: header */
   const char *rcpt;      /* the mailto: address */
   const char *report_id;

@@ -106,13 +106,16 @@ char *tlsrpt__mail_compose(const struct tlsrpt__mail_info *m, size_t *len) {
             "This is an aggregate TLS report (RFC 8460) for %s,\r\n"
             "covering %s to %s.\r\n\r\n--%s\r\n",
             m->domain, start, end, boundary);
-  /* §5.3: sender!policy-domain!begin-timestamp!end-timestamp.json.gz */
+  /* §5.1: sender!policy-domain!begin-timestamp!end-timestamp.json.gz, the sender
+   * being the domain of contact-info. */
+  char sender[200];
+  header_clean(sender, sizeof sender, m->submitter);
   mb_printf(&b,
             "Content-Type: application/tlsrpt+gzip\r\n"
             "Content-Transfer-Encoding: base64\r\n"
             "Content-Disposition: attachment;\r\n"
             " filename=\"%s!%s!%lld!%lld.json.gz\"\r\n\r\n",
-            m->hostname, m->domain, (long long)m->start, (long long)m->end);
+            sender, m->domain, (long long)m->start, (long long)m->end);
   mb_base64(&b, m->gz, m->gzlen);
   mb_printf(&b, "\r\n--%s--\r\n", boundary);
   if (b.oom) {

@@ -264,10 +264,14 @@ static bool start_mail(struct tlsrpt__run *r, const struct tlsrpt_uri *u, char *
     snprintf(fallback, sizeof fallback, "postmaster@%s", cfg->hostname);
     from = fallback;
   }
+  /* RFC 8460 §5.3: TLS-Report-Submitter MUST be the domain of contact-info (and §5.1
+   * names the report file after it too): that of from, contact as checked above. */
+  const char *at = strrchr(from, '@');
+  const char *submitter = at[1] ? at + 1 : cfg->hostname;
   const struct store_tlsrpt_row *w = &r->rows[r->rep];
   struct tlsrpt__mail_info m = {
       .domain = w->domain,
-      .submitter = cfg->tlsrpt_organization,
+      .submitter = submitter,
       .from = from,
       .rcpt = u->addr,
       .report_id = r->report_id,

@@ -40,7 +40,10 @@ DOMAIN = 'example.test'
 RCPT = 'rcpt@example.test'
 REPORT_HOST = 'reports.example.test'
 ORG = 'Proxy Test Org'
-CONTACT = 'tlsrpt@proxy.test'
+# Not the proxy's hostname (proxy.test): the submitter of mailed reports, in their
+# header and filename, is the contact's domain (RFC 8460 §5.1, §5.3).
+CONTACT = 'tlsrpt@reporter.test'
+SUBMITTER = 'reporter.test'
 RESULT_TYPES = {
     'starttls-not-supported', 'certificate-host-mismatch', 'certificate-expired',
     'certificate-not-trusted', 'validation-failure', 'tlsa-invalid', 'dnssec-invalid',
@@ -554,9 +557,10 @@ class MailReports(TlsRptCase):
         self.assertEqual(msg.get_content_type(), 'multipart/report')
         self.assertEqual(msg.get_param('report-type'), 'tlsrpt')
         self.assertEqual(msg['TLS-Report-Domain'], DOMAIN)
-        self.assertEqual(msg['TLS-Report-Submitter'], ORG)
+        # §5.3: the submitter MUST be the domain of contact-info, not the org name.
+        self.assertEqual(msg['TLS-Report-Submitter'], SUBMITTER)
         self.assertRegex(str(msg['Subject']), r'^Report Domain: example\.test '
-                         r'Submitter: Proxy Test Org Report-ID: <.+>$')
+                         r'Submitter: reporter\.test Report-ID: <.+>$')
         self.assertIsNotNone(msg['Message-ID'])
         self.assertIsNotNone(msg['Date'])
         parts = list(msg.iter_parts())
@@ -564,7 +568,9 @@ class MailReports(TlsRptCase):
                          ['text/plain', 'application/tlsrpt+gzip'])
         att = parts[1]
         self.assertEqual(att['Content-Transfer-Encoding'], 'base64')
-        self.assertRegex(att.get_filename(), r'^proxy\.test!example\.test!\d+!\d+\.json\.gz$')
+        # §5.1: sender!policy-domain!begin!end, sender the contact's domain.
+        self.assertRegex(att.get_filename(),
+                         r'^reporter\.test!example\.test!\d+!\d+\.json\.gz$')
         rep = self.validate(json.loads(gzip.decompress(att.get_content())))
         ok, bad, _ = self.totals([rep])
         self.assertEqual((ok, bad), (1, 0))
