@@ -38,7 +38,8 @@ struct tlsrpt__run {
   struct tlsrpt__post *post; /* the POST in flight */
   struct tlsrpt__mail *mail; /* the submission in flight */
   char report_id[400];
-  unsigned char *gz; /* owned: the current report */
+  int64_t range_start, range_end; /* the current report's date-range */
+  unsigned char *gz;              /* owned: the current report */
   size_t gzlen;
   size_t rua; /* next rua of rec to try */
   bool delivered;
@@ -198,12 +199,14 @@ static char *report_json(struct tlsrpt__run *r, size_t *len) {
   tlsrpt_datetime(start, sdt);
   snprintf(r->report_id, sizeof r->report_id, "%s_%s_%lld@%s", sdt, rows[0].domain,
            (long long)end, cfg->hostname);
+  r->range_start = start;
+  r->range_end = end - 1 > start ? end - 1 : start; /* the last second covered */
   struct tlsrpt_report rep = {
       .organization = cfg->tlsrpt_organization,
       .contact = cfg->tlsrpt_contact,
       .report_id = r->report_id,
-      .start = start,
-      .end = end - 1 > start ? end - 1 : start, /* the last second covered */
+      .start = r->range_start,
+      .end = r->range_end,
       .policies = blocks,
       .npolicies = nb,
   };
@@ -276,8 +279,8 @@ static bool start_mail(struct tlsrpt__run *r, const struct tlsrpt_uri *u, char *
       .rcpt = u->addr,
       .report_id = r->report_id,
       .hostname = cfg->hostname,
-      .start = w->period_start,
-      .end = w->period_end < r->now ? w->period_end : r->now,
+      .start = r->range_start, /* as in the report (§5.6: it is authoritative) */
+      .end = r->range_end,
       .now = r->now,
       .gz = r->gz,
       .gzlen = r->gzlen,

@@ -16,6 +16,7 @@ python3-dkim), which fetches the public key from the test DNS.
 """
 
 import base64
+import calendar
 import email
 import email.policy
 import gzip
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import dkim
 import dns.resolver
@@ -51,6 +53,11 @@ RESULT_TYPES = {
 DATETIME = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$')
 DKIM_DOMAIN = 'proxy.test'
 DKIM_SELECTOR = 'tlsrpt2026'
+
+
+def epoch(datetime_z):
+    """Unix seconds of an RFC 3339 'YYYY-MM-DDTHH:MM:SSZ'."""
+    return calendar.timegm(time.strptime(datetime_z, '%Y-%m-%dT%H:%M:%SZ'))
 
 
 def make_dkim_key(directory, kind, name='dkim.key', mode=0o600):
@@ -575,6 +582,11 @@ class MailReports(TlsRptCase):
         ok, bad, _ = self.totals([rep])
         self.assertEqual((ok, bad), (1, 0))
         self.assertIn(rep['report-id'], str(msg['Subject']))
+        # The file name's begin and end timestamps are the report's date-range.
+        begin, end = (int(t) for t in
+                      att.get_filename()[:-len('.json.gz')].split('!')[2:4])
+        self.assertEqual((epoch(rep['date-range']['start-datetime']),
+                          epoch(rep['date-range']['end-datetime'])), (begin, end))
         pol = rep['policies'][0]['policy']
         self.assertEqual(pol['policy-type'], 'no-policy-found')
         self.assertEqual(pol['mx-host'], ['mx1.example.test'])
