@@ -195,9 +195,16 @@ static char *report_json(struct tlsrpt__run *r, size_t *len) {
   }
   int64_t start = rows[0].period_start;
   int64_t end = rows[0].period_end < r->now ? rows[0].period_end : r->now;
-  char sdt[21];
+  /* The id is also the Subject's Report-ID, an RFC 5322 msg-id (§5.3): atext only
+   * on the left ("20240101T000000Z", no ":"). */
+  char sdt[21], compact[21];
+  size_t k = 0;
   tlsrpt_datetime(start, sdt);
-  snprintf(r->report_id, sizeof r->report_id, "%s_%s_%lld@%s", sdt, rows[0].domain,
+  for (const char *c = sdt; *c; c++)
+    if (*c != '-' && *c != ':')
+      compact[k++] = *c;
+  compact[k] = '\0';
+  snprintf(r->report_id, sizeof r->report_id, "%s_%s_%lld@%s", compact, rows[0].domain,
            (long long)end, cfg->hostname);
   r->range_start = start;
   r->range_end = end - 1 > start ? end - 1 : start; /* the last second covered */

@@ -581,7 +581,10 @@ class MailReports(TlsRptCase):
         rep = self.validate(json.loads(gzip.decompress(att.get_content())))
         ok, bad, _ = self.totals([rep])
         self.assertEqual((ok, bad), (1, 0))
-        self.assertIn(rep['report-id'], str(msg['Subject']))
+        # §5.3: the Subject's Report-ID is an RFC 5322 msg-id, the report's report-id.
+        atom = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+        self.assertRegex(str(msg['Subject']), r' Report-ID: <%s@%s>$' % (atom, atom))
+        self.assertIn('<%s>' % rep['report-id'], str(msg['Subject']))
         # The file name's begin and end timestamps are the report's date-range.
         begin, end = (int(t) for t in
                       att.get_filename()[:-len('.json.gz')].split('!')[2:4])
