@@ -513,6 +513,8 @@ static void jb_key_lines(struct jbuf *b, const char *key, const char *text) {
 static void jb_detail(struct jbuf *b, const struct tlsrpt_detail *d) {
   jb_lit(b, "{");
   jb_key_str(b, "result-type", d->result_type, false);
+  if (d->sending_ip && *d->sending_ip)
+    jb_key_str(b, "sending-mta-ip", d->sending_ip, true);
   if (d->mx && *d->mx)
     jb_key_str(b, "receiving-mx-hostname", d->mx, true);
   if (d->ip && *d->ip)

@@ -140,6 +140,7 @@ char *tlsrpt_sts_mx_hosts(const struct sts_policy *p);
 
 struct tlsrpt_detail {
   const char *result_type; /* tlsrpt_result_name() */
+  const char *sending_ip;  /* sending-mta-ip ("" or NULL = omitted: no connection) */
   const char *mx;          /* receiving-mx-hostname ("" = omitted) */
   const char *ip;          /* receiving-ip ("" = omitted) */
   const char *reason;      /* failure-reason-code ("" = omitted) */

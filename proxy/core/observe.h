@@ -35,10 +35,11 @@ enum observe_sts_failure {
 
 /* One TLS session attempt to one MX host, judged under its policy. */
 struct observe_tls {
-  const char *domain;  /* the policy domain (recipient domain) */
-  const char *mx_host; /* receiving MX host name */
-  const char *ip;      /* receiving IP, "" when not connected */
-  const char *policy;  /* "mta-sts/enforce", "dane", "table/secure", "default/may" */
+  const char *domain;   /* the policy domain (recipient domain) */
+  const char *mx_host;  /* receiving MX host name */
+  const char *ip;       /* receiving IP, "" when not connected */
+  const char *local_ip; /* our address on that connection, "" when not connected */
+  const char *policy;   /* "mta-sts/enforce", "dane", "table/secure", "default/may" */
   enum observe_failure failure;
   long verify_error;            /* X509_V_ERR_* when failure is CERTIFICATE, else 0 */
   const char *detail;           /* human reason for failures */

@@ -52,7 +52,8 @@ struct forwarded {
   struct observe_tls o;
   struct sts_policy sts;
   struct dane_tlsa *tlsa;
-  char *strings; /* domain, mx_host, ip, policy, detail, sts_detail: one allocation */
+  char *strings; /* domain, mx_host, ip, local_ip, policy, detail, sts_detail: one
+                  * allocation */
 };
 
 struct workers {
@@ -98,7 +99,7 @@ static char *put_string(char **p, const char *s) {
 
 static void forward_tls(const struct observe_tls *t) {
   struct workers *ws = current->ws;
-  const char *strs[] = {t->domain, t->mx_host, t->ip,
+  const char *strs[] = {t->domain, t->mx_host, t->ip,        t->local_ip,
                         t->policy, t->detail,  t->sts_detail};
   size_t total = 0;
   for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
@@ -119,6 +120,7 @@ static void forward_tls(const struct observe_tls *t) {
   f->o.domain = put_string(&p, t->domain);
   f->o.mx_host = put_string(&p, t->mx_host);
   f->o.ip = put_string(&p, t->ip);
+  f->o.local_ip = put_string(&p, t->local_ip);
   f->o.policy = put_string(&p, t->policy);
   f->o.detail = put_string(&p, t->detail);
   f->o.sts_detail = put_string(&p, t->sts_detail);

@@ -14,7 +14,9 @@
 
 #include "proxy/core/error.h"
 
-#define STORE_SCHEMA_VERSION 1
+/* 1: mta_sts_policy, then tlsrpt_count; 2: tlsrpt_count has sending_ip. */
+#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_PRAGMA "PRAGMA user_version = 2"
 
 struct store {
   sqlite3 *db;           /* owned */
@@ -41,11 +43,12 @@ static const char SQL_PUT[] =
     " fetched_at = excluded.fetched_at, expires_at = excluded.expires_at";
 static const char SQL_DEL[] = "DELETE FROM mta_sts_policy WHERE domain = ?1";
 
-/* Added to schema version 1 as it is: a table more breaks no older reader, so the
- * version stays. */
-#define RPT_KEY                                                                        \
+/* Added to schema version 1 as it is (a table more breaks no older reader); version
+ * 2 added sending_ip to the key, which an older writer cannot fill. */
+#define RPT_KEY_V1                                                                     \
   "period_start, period_end, domain, policy_type, policy_strings, mx_hosts,"           \
   " result_type, mx, ip, reason"
+#define RPT_KEY RPT_KEY_V1 ", sending_ip"
 static const char SQL_RPT_CREATE[] = "CREATE TABLE IF NOT EXISTS tlsrpt_count ("
                                      " period_start INTEGER NOT NULL,"
                                      " period_end INTEGER NOT NULL,"
@@ -57,23 +60,30 @@ static const char SQL_RPT_CREATE[] = "CREATE TABLE IF NOT EXISTS tlsrpt_count ("
                                      " mx TEXT NOT NULL,"
                                      " ip TEXT NOT NULL,"
                                      " reason TEXT NOT NULL,"
+                                     " sending_ip TEXT NOT NULL,"
                                      " count INTEGER NOT NULL,"
                                      " PRIMARY KEY (" RPT_KEY "))";
 static const char SQL_RPT_ADD[] =
     "INSERT INTO tlsrpt_count (" RPT_KEY ", count)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     " ON CONFLICT (" RPT_KEY ") DO UPDATE SET count = count + excluded.count";
 static const char SQL_RPT_SUB[] =
-    "UPDATE tlsrpt_count SET count = count - ?11 WHERE period_start = ?1"
+    "UPDATE tlsrpt_count SET count = count - ?12 WHERE period_start = ?1"
     " AND period_end = ?2 AND domain = ?3 AND policy_type = ?4"
     " AND policy_strings = ?5 AND mx_hosts = ?6 AND result_type = ?7 AND mx = ?8"
-    " AND ip = ?9 AND reason = ?10";
+    " AND ip = ?9 AND reason = ?10 AND sending_ip = ?11";
 static const char SQL_RPT_PRUNE[] = "DELETE FROM tlsrpt_count WHERE count <= 0";
 /* Grouped by domain first: a sending run takes each domain's rows as one run. */
 static const char SQL_RPT_LOAD[] =
     "SELECT " RPT_KEY ", count FROM tlsrpt_count WHERE period_end <= ?1 ORDER BY"
     " domain, period_start, period_end, policy_type, policy_strings, mx_hosts,"
-    " result_type, mx, ip, reason";
+    " result_type, mx, ip, reason, sending_ip";
+/* Version 1 to 2: the counters move to the new table, without a sending IP. */
+static const char SQL_RPT_MIGRATE[] =
+    "ALTER TABLE tlsrpt_count RENAME TO tlsrpt_count_v1";
+static const char SQL_RPT_MIGRATE_COPY[] =
+    "INSERT INTO tlsrpt_count (" RPT_KEY ", count) SELECT " RPT_KEY_V1
+    ", '', count FROM tlsrpt_count_v1; DROP TABLE tlsrpt_count_v1";
 
 static int sql_status(int rc) {
   return rc == SQLITE_NOMEM ? SP_E_NOMEM : SP_E_IO;
@@ -102,22 +112,50 @@ static int read_version(struct store *s, int *version) {
   return ret;
 }
 
-/* Creates the table in a fresh file, or accepts a file already at our version. */
+/* Version 1's counters, when the file has them, go to the table of version 2. */
+static int migrate_1(struct store *s) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->db,
+                              "SELECT 1 FROM sqlite_master WHERE type = 'table' AND"
+                              " name = 'tlsrpt_count'",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc == SQLITE_DONE)
+    return 0; /* no counters yet */
+  if (rc != SQLITE_ROW)
+    return store_fail(s, rc, "upgrading schema");
+  int ret = exec(s, SQL_RPT_MIGRATE, "upgrading schema");
+  if (ret == 0 && (ret = exec(s, SQL_RPT_CREATE, "upgrading schema")) == 0)
+    ret = exec(s, SQL_RPT_MIGRATE_COPY, "upgrading schema");
+  return ret;
+}
+
+/* Creates the table in a fresh file, upgrades a file of version 1, or accepts a file
+ * already at our version. The version is read again once the file is locked: another
+ * process may have done it meanwhile. */
 static int schema(struct store *s) {
   int version = 0, ret;
   if ((ret = read_version(s, &version)) != 0)
     return ret;
   if (version == STORE_SCHEMA_VERSION)
     return 0;
-  if (version != 0) {
-    snprintf(s->err, sizeof(s->err), "schema version %d, expected %d", version,
-             STORE_SCHEMA_VERSION);
-    return SP_E_CONFIG;
-  }
   if ((ret = exec(s, "BEGIN IMMEDIATE", "creating schema")) != 0)
     return ret;
-  if ((ret = exec(s, SQL_CREATE, "creating schema")) == 0 &&
-      (ret = exec(s, "PRAGMA user_version = 1", "creating schema")) == 0 &&
+  if ((ret = read_version(s, &version)) == 0 && version != 0 && version != 1 &&
+      version != STORE_SCHEMA_VERSION) {
+    snprintf(s->err, sizeof(s->err), "schema version %d, expected %d", version,
+             STORE_SCHEMA_VERSION);
+    ret = SP_E_CONFIG;
+  }
+  if (ret == 0 && version == STORE_SCHEMA_VERSION)
+    return exec(s, "COMMIT", "creating schema");
+  if (ret == 0 && version == 0)
+    ret = exec(s, SQL_CREATE, "creating schema");
+  if (ret == 0 && version == 1)
+    ret = migrate_1(s);
+  if (ret == 0 && (ret = exec(s, STORE_SCHEMA_PRAGMA, "creating schema")) == 0 &&
       (ret = exec(s, "COMMIT", "creating schema")) == 0)
     return 0;
   sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -298,11 +336,11 @@ static int bind_row(sqlite3_stmt *st, const struct store_tlsrpt_row *r) {
     rc = sqlite3_bind_int64(st, 2, r->period_end);
   const char *text[] = {r->domain,       r->policy_type, nz(r->policy_strings),
                         nz(r->mx_hosts), r->result_type, r->mx,
-                        r->ip,           r->reason};
-  for (int i = 0; rc == SQLITE_OK && i < 8; i++)
+                        r->ip,           r->reason,      r->sending_ip};
+  for (int i = 0; rc == SQLITE_OK && i < 9; i++)
     rc = sqlite3_bind_text(st, 3 + i, text[i], -1, SQLITE_STATIC);
   if (rc == SQLITE_OK)
-    rc = sqlite3_bind_int64(st, 11, r->count);
+    rc = sqlite3_bind_int64(st, 12, r->count);
   return rc;
 }
 
@@ -380,7 +418,8 @@ static int rpt_read_row(sqlite3_stmt *st, struct store_tlsrpt_row **rows, size_t
   col_copy(st, 7, r->mx, sizeof r->mx);
   col_copy(st, 8, r->ip, sizeof r->ip);
   col_copy(st, 9, r->reason, sizeof r->reason);
-  r->count = sqlite3_column_int64(st, 10);
+  col_copy(st, 10, r->sending_ip, sizeof r->sending_ip);
+  r->count = sqlite3_column_int64(st, 11);
   (*n)++;
   if (!r->policy_strings || !r->mx_hosts)
     return SP_E_NOMEM;

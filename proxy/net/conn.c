@@ -471,7 +471,8 @@ const char *conn_error(const struct conn *c) {
   return c->error;
 }
 
-void conn_peer_ip(const struct conn *c, char *out, size_t cap) {
+/* The address of one end (peer: the other one) as text. */
+static void conn_ip(const struct conn *c, bool peer, char *out, size_t cap) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   out[0] = '\0';
@@ -479,10 +480,19 @@ void conn_peer_ip(const struct conn *c, char *out, size_t cap) {
     snprintf(out, cap, "%s", "unix");
     return;
   }
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+  if ((peer ? uv_tcp_getpeername : uv_tcp_getsockname)(&c->tcp, (struct sockaddr *)&ss,
+                                                       &len) < 0)
     return;
   if (ss.ss_family == AF_INET)
     uv_ip4_name((struct sockaddr_in *)&ss, out, cap);
   else if (ss.ss_family == AF_INET6)
     uv_ip6_name((struct sockaddr_in6 *)&ss, out, cap);
+}
+
+void conn_peer_ip(const struct conn *c, char *out, size_t cap) {
+  conn_ip(c, true, out, cap);
+}
+
+void conn_local_ip(const struct conn *c, char *out, size_t cap) {
+  conn_ip(c, false, out, cap);
 }

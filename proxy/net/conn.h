@@ -106,5 +106,7 @@ const char *conn_error(const struct conn *c);
 
 /* "192.0.2.1" for the peer; "unix" on a unix socket; "" when unknown. */
 void conn_peer_ip(const struct conn *c, char *out, size_t cap);
+/* The same for our end of the connection. */
+void conn_local_ip(const struct conn *c, char *out, size_t cap);
 
 #endif

@@ -145,10 +145,14 @@ static void up_observe(struct upstream *up, enum observe_failure f, long verify_
   const char *open = strchr(up->relay, '['), *close = strrchr(up->relay, ']');
   if (open && close && close > open)
     snprintf(ip, sizeof ip, "%.*s", (int)(close - open - 1), open + 1);
+  char local[64] = "";
+  if (up->conn)
+    conn_local_ip(up->conn, local, sizeof local);
   struct observe_tls t = {
       .domain = up->domain,
       .mx_host = rh->name,
       .ip = ip,
+      .local_ip = local,
       .policy = rh->req.policy,
       .failure = f,
       .verify_error = verify_error,

@@ -178,6 +178,7 @@ static int row_from(struct tlsrpt *t, const struct observe_tls *o,
   snprintf(r->result_type, sizeof r->result_type, "%s", tlsrpt_result_name(res));
   lower_copy(r->mx, sizeof r->mx, o->mx_host);
   copy_clean(r->ip, sizeof r->ip, o->ip);
+  copy_clean(r->sending_ip, sizeof r->sending_ip, o->local_ip);
   if (is_sts_event(ev))
     copy_clean(r->reason, sizeof r->reason, o->sts_detail);
   else if (ev == TLSRPT_EV_CERTIFICATE && o->verify_error != X509_V_OK)
@@ -195,7 +196,7 @@ bool tlsrpt__same_key(const struct store_tlsrpt_row *a,
          !strcmp(a->policy_strings, b->policy_strings) &&
          !strcmp(a->mx_hosts, b->mx_hosts) && !strcmp(a->result_type, b->result_type) &&
          !strcmp(a->mx, b->mx) && !strcmp(a->ip, b->ip) &&
-         !strcmp(a->reason, b->reason);
+         !strcmp(a->reason, b->reason) && !strcmp(a->sending_ip, b->sending_ip);
 }
 
 void tlsrpt__counts_free(struct tlsrpt *t) {

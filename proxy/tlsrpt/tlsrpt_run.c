@@ -187,6 +187,7 @@ static char *report_json(struct tlsrpt__run *r, size_t *len) {
       continue;
     }
     details[nd++] = (struct tlsrpt_detail){.result_type = w->result_type,
+                                           .sending_ip = w->sending_ip,
                                            .mx = w->mx,
                                            .ip = w->ip,
                                            .reason = w->reason,

@@ -68,7 +68,9 @@ int cache_codec_policy_decode(const char *domain, const char *const v[4],
 
 /* ---- TLS-RPT rows ------------------------------------------------------------------ */
 
-#define ROW_FIELDS 8
+/* The ninth, sending_ip, only when not empty: a row without it encodes as it did
+ * before it existed, so counts of older proxies and of newer ones meet. */
+#define ROW_FIELDS 9
 
 char *cache_codec_row_encode(const struct store_tlsrpt_row *r, size_t *len) {
   const char *f[ROW_FIELDS] = {r->domain,
@@ -78,14 +80,16 @@ char *cache_codec_row_encode(const struct store_tlsrpt_row *r, size_t *len) {
                                r->result_type,
                                r->mx,
                                r->ip,
-                               r->reason};
+                               r->reason,
+                               r->sending_ip};
+  int nf = r->sending_ip[0] ? ROW_FIELDS : ROW_FIELDS - 1;
   size_t total = 0;
-  for (int i = 0; i < ROW_FIELDS; i++)
+  for (int i = 0; i < nf; i++)
     total += strlen(f[i]) + 24;
   char *out = malloc(total + 1), *p = out;
   if (!out)
     return NULL;
-  for (int i = 0; i < ROW_FIELDS; i++) {
+  for (int i = 0; i < nf; i++) {
     size_t n = strlen(f[i]);
     p += sprintf(p, "%zu:", n);
     memcpy(p, f[i], n);
@@ -145,11 +149,16 @@ static char *dup_list(const char *s, size_t n, bool *bad) {
 }
 
 int cache_codec_row_decode(const char *s, size_t len, struct store_tlsrpt_row *out) {
-  const char *f[ROW_FIELDS];
-  size_t fl[ROW_FIELDS], pos = 0;
-  for (int i = 0; i < ROW_FIELDS; i++)
+  const char *f[ROW_FIELDS] = {[ROW_FIELDS - 1] = ""};
+  size_t fl[ROW_FIELDS] = {0}, pos = 0;
+  for (int i = 0; i < ROW_FIELDS - 1; i++)
     if (netstring(s, len, &pos, &f[i], &fl[i]) < 0)
       return SP_E_PROTOCOL;
+  /* The ninth field, when there, is never empty (one encoding a row). */
+  if (pos < len &&
+      (netstring(s, len, &pos, &f[ROW_FIELDS - 1], &fl[ROW_FIELDS - 1]) < 0 ||
+       fl[ROW_FIELDS - 1] == 0))
+    return SP_E_PROTOCOL;
   if (pos != len || fl[0] == 0)
     return SP_E_PROTOCOL;
   struct store_tlsrpt_row r;
@@ -159,7 +168,8 @@ int cache_codec_row_decode(const char *s, size_t len, struct store_tlsrpt_row *o
       !copy_fixed(r.result_type, sizeof r.result_type, f[4], fl[4]) ||
       !copy_fixed(r.mx, sizeof r.mx, f[5], fl[5]) ||
       !copy_fixed(r.ip, sizeof r.ip, f[6], fl[6]) ||
-      !copy_fixed(r.reason, sizeof r.reason, f[7], fl[7]))
+      !copy_fixed(r.reason, sizeof r.reason, f[7], fl[7]) ||
+      !copy_fixed(r.sending_ip, sizeof r.sending_ip, f[8], fl[8]))
     return SP_E_PROTOCOL;
   bool bad = false;
   r.policy_strings = dup_list(f[2], fl[2], &bad);

@@ -26,8 +26,8 @@ int cache_codec_policy_decode(const char *domain, const char *const v[4],
 int cache_codec_int(const char *s, size_t len, int64_t *out);
 
 /* The row's key without its period: eight netstrings "<len>:<bytes>," (domain,
- * policy_type, policy_strings, mx_hosts, result_type, mx, ip, reason). malloc'd, NULL
- * when out of memory. */
+ * policy_type, policy_strings, mx_hosts, result_type, mx, ip, reason), and a ninth,
+ * sending_ip, when it is not empty. malloc'd, NULL when out of memory. */
 char *cache_codec_row_encode(const struct store_tlsrpt_row *r, size_t *len);
 /* The inverse, into out (period and count untouched; policy_strings and mx_hosts
  * malloc'd). 0, SP_E_PROTOCOL (nothing allocated) or SP_E_NOMEM. */

@@ -32,6 +32,7 @@ struct store_tlsrpt_row {
   char mx[256];                     /* receiving MX host ("" for successes) */
   char ip[64];                      /* receiving IP ("" when unknown) */
   char reason[256];                 /* failure-reason-code ("" = none) */
+  char sending_ip[64];              /* sending-mta-ip: ours ("" when not connected) */
   int64_t count;
 };
 /* Frees n rows (as loaded or decoded: malloc'd array, malloc'd strings). */

@@ -15,7 +15,8 @@ static void same_row(const struct store_tlsrpt_row *a,
   if (strcmp(a->domain, b->domain) || strcmp(a->policy_type, b->policy_type) ||
       strcmp(a->policy_strings, b->policy_strings) ||
       strcmp(a->mx_hosts, b->mx_hosts) || strcmp(a->result_type, b->result_type) ||
-      strcmp(a->mx, b->mx) || strcmp(a->ip, b->ip) || strcmp(a->reason, b->reason))
+      strcmp(a->mx, b->mx) || strcmp(a->ip, b->ip) || strcmp(a->reason, b->reason) ||
+      strcmp(a->sending_ip, b->sending_ip))
     abort();
 }
 

@@ -162,6 +162,8 @@ class TlsRptCase(TestBase):
                 self.assertIn(d['result-type'], RESULT_TYPES)
                 self.assertIsInstance(d['receiving-mx-hostname'], str)
                 self.assertGreaterEqual(d['failed-session-count'], 1)
+                if 'receiving-ip' in d:  # connected: our end of it (§4.4)
+                    self.assertEqual(d['sending-mta-ip'], '127.0.0.1', d)
             self.assertEqual(s['total-failure-session-count'],
                              sum(d['failed-session-count'] for d in details))
         return rep
@@ -215,6 +217,7 @@ class HttpsReports(TlsRptCase):
         self.assertEqual(d['result-type'], 'certificate-host-mismatch')
         self.assertEqual(d['receiving-mx-hostname'], 'mx1.example.test')
         self.assertEqual(d['receiving-ip'], '127.0.0.2')
+        self.assertEqual(d['sending-mta-ip'], '127.0.0.1')
         self.assertEqual(d['failed-session-count'], 1)
         self.assertIn('hostname mismatch', d['failure-reason-code'])
         pol = d['policy']

@@ -189,7 +189,22 @@ static void test_row_roundtrip(void) {
   ASSERT_EQ(cache_codec_row_decode(more, len + 1, &d), SP_E_PROTOCOL);
   free(more);
   free(enc);
+  /* A sending IP is a ninth field; an empty ninth field is not a row. */
+  strcpy(r.sending_ip, "198.51.100.25");
+  enc = cache_codec_row_encode(&r, &len);
+  ASSERT(enc != NULL);
+  ASSERT_STR_EQ(enc + len - 17, "13:198.51.100.25,");
+  ASSERT(strstr(enc, "17:hostname mismatch,13:198.51.100.25,") != NULL);
+  ASSERT_EQ(cache_codec_row_decode(enc, len, &d), 0);
+  ASSERT_STR_EQ(d.sending_ip, "198.51.100.25");
+  ASSERT_STR_EQ(d.ip, "192.0.2.1");
+  free(d.policy_strings);
+  free(d.mx_hosts);
+  free(enc);
   const char *bad[] = {
+      "1:a,0:,0:,0:,0:,0:,0:,0:,0:,",                /* an empty ninth field */
+      "1:a,0:,0:,0:,0:,0:,0:,0:,1:\x01,",            /* a control character in it */
+      "1:a,0:,0:,0:,0:,0:,0:,0:,1:x,0:,",            /* ten fields */
       "0:,0:,0:,0:,0:,0:,0:,0:,",                    /* empty domain */
       "01:a,0:,0:,0:,0:,0:,0:,0:,",                  /* leading zero */
       "1:a,0:,0:,0:,0:,0:,0:,0:;",                   /* wrong terminator */

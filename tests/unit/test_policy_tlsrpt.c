@@ -311,11 +311,13 @@ static void test_datetime(void) {
   ASSERT_STR_EQ(dt, "2023-12-31T23:59:59Z");
 }
 
-/* One sts policy with a success count and two kinds of failure, one no-policy-found
- * policy without failures: every §4.4 field, in order. */
+/* One sts policy with a success count and two kinds of failure (the second without a
+ * connection: no sending or receiving IP), one no-policy-found policy without
+ * failures: every §4.4 field, in order. */
 static void test_json_report(void) {
   struct tlsrpt_detail d[] = {
       {.result_type = "certificate-host-mismatch",
+       .sending_ip = "198.51.100.25",
        .mx = "mx1.example.com",
        .ip = "192.0.2.1",
        .reason = "hostname mismatch",
@@ -368,6 +370,7 @@ static void test_json_report(void) {
       "\"total-failure-session-count\":3},"
       "\"failure-details\":["
       "{\"result-type\":\"certificate-host-mismatch\","
+      "\"sending-mta-ip\":\"198.51.100.25\","
       "\"receiving-mx-hostname\":\"mx1.example.com\",\"receiving-ip\":\"192.0.2.1\","
       "\"failed-session-count\":2,\"failure-reason-code\":\"hostname mismatch\"},"
       "{\"result-type\":\"validation-failure\","

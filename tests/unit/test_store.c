@@ -179,7 +179,7 @@ static void test_schema_version(void) {
   sqlite3_stmt *st;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  ASSERT_EQ(sqlite3_column_int(st, 0), 1);
+  ASSERT_EQ(sqlite3_column_int(st, 0), 2);
   sqlite3_finalize(st);
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
@@ -187,8 +187,69 @@ static void test_schema_version(void) {
   s = NULL;
   ASSERT(store_open(path, &s, err, sizeof(err)) < 0);
   ASSERT(s == NULL);
-  ASSERT_STR_EQ(err, "schema version 99, expected 1");
+  ASSERT_STR_EQ(err, "schema version 99, expected 2");
   remove_db("v.db");
+}
+
+/* A file of version 1 (TLS-RPT counters without sending_ip) is upgraded as it opens:
+ * its policies and counts are kept, the counts with an empty sending IP. */
+static void test_upgrade_from_1(void) {
+  char path[128];
+  path_of(path, sizeof(path), "v1.db");
+  sqlite3 *db;
+  ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(
+          db,
+          "CREATE TABLE mta_sts_policy (domain TEXT PRIMARY KEY, id TEXT, policy TEXT,"
+          " fetched_at INTEGER, expires_at INTEGER);"
+          "INSERT INTO mta_sts_policy VALUES ('example.org', 'v1', 'text', 1, 2);"
+          "CREATE TABLE tlsrpt_count (period_start INTEGER NOT NULL, period_end INTEGER"
+          " NOT NULL, domain TEXT NOT NULL, policy_type TEXT NOT NULL, policy_strings"
+          " TEXT NOT NULL, mx_hosts TEXT NOT NULL, result_type TEXT NOT NULL, mx TEXT"
+          " NOT NULL, ip TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,"
+          " PRIMARY KEY (period_start, period_end, domain, policy_type, policy_strings,"
+          " mx_hosts, result_type, mx, ip, reason));"
+          "INSERT INTO tlsrpt_count VALUES (0, 86400, 'example.org', 'no-policy-found',"
+          " '', 'mx.example.org', 'starttls-not-supported', 'mx.example.org',"
+          " '192.0.2.1', 'no STARTTLS', 3);"
+          "PRAGMA user_version = 1",
+          NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+
+  struct store *s = open_ok("v1.db");
+  expect(s, "example.org", "v1", "text", 1, 2);
+  struct store_tlsrpt_row *rows = NULL;
+  size_t n = 0;
+  ASSERT_EQ(store_tlsrpt_load(s, INT64_MAX, &rows, &n), 0);
+  ASSERT_EQ(n, 1);
+  struct store_tlsrpt_row r = rows[0];
+  ASSERT_STR_EQ(r.result_type, "starttls-not-supported");
+  ASSERT_STR_EQ(r.ip, "192.0.2.1");
+  ASSERT_STR_EQ(r.sending_ip, "");
+  ASSERT_EQ(r.count, 3);
+  /* The same key counts on; another sending IP is a counter of its own. */
+  r.count = 1;
+  ASSERT_EQ(store_tlsrpt_add(s, &r, 1), 0);
+  snprintf(r.sending_ip, sizeof r.sending_ip, "198.51.100.25");
+  ASSERT_EQ(store_tlsrpt_add(s, &r, 1), 0);
+  store_tlsrpt_rows_free(rows, n);
+  ASSERT_EQ(store_tlsrpt_load(s, INT64_MAX, &rows, &n), 0);
+  ASSERT_EQ(n, 2);
+  ASSERT_STR_EQ(rows[0].sending_ip, "");
+  ASSERT_EQ(rows[0].count, 4);
+  ASSERT_STR_EQ(rows[1].sending_ip, "198.51.100.25");
+  ASSERT_EQ(rows[1].count, 1);
+  ASSERT_EQ(store_tlsrpt_subtract(s, &rows[1], 1), 0);
+  store_tlsrpt_rows_free(rows, n);
+  ASSERT_EQ(store_tlsrpt_load(s, INT64_MAX, &rows, &n), 0);
+  ASSERT_EQ(n, 1);
+  store_tlsrpt_rows_free(rows, n);
+  store_close(s);
+  s = open_ok("v1.db"); /* already upgraded */
+  store_close(s);
+  remove_db("v1.db");
 }
 
 int main(void) {
@@ -199,6 +260,7 @@ int main(void) {
   RUN_TEST(test_reopen_keeps_data);
   RUN_TEST(test_corrupt_file);
   RUN_TEST(test_schema_version);
+  RUN_TEST(test_upgrade_from_1);
   ASSERT_EQ(rmdir(dir), 0);
   return 0;
 }
