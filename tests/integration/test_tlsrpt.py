@@ -464,6 +464,55 @@ class StsFetchFailureReports(TlsRptCase):
                                                 'max_age: 86400'])
 
 
+class StsEnforceReports(TlsRptCase):
+    """MTA-STS enforce (RFC 8461) with mx1 (pref 10) and mx2 (pref 20): mx1 fails the
+    policy, the message goes to mx2; the one report (tlsrpt send) has one sts policy
+    with mx2's success and mx1's failure under its RFC 8460 §4.3 result type."""
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+
+    def report(self, mx):
+        self.publish_sts(mx)
+        self.publish_rua(self.rua_https())
+        out = self.send(RCPT, message('tlsrpt-sts-enforce'))
+        self.assertReply(out['data'], 250)
+        self.mx2.wait_messages(1)
+        self.wait_stored(2)
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        reports = self.posted_reports()
+        self.assertEqual(len(reports), 1)
+        ok, bad, details = self.totals(reports)
+        self.assertEqual((ok, bad, len(details)), (1, 1, 1), reports)
+        self.assertEqual([p['policy']['policy-type'] for p in reports[0]['policies']],
+                         ['sts'])
+        self.assertNoMail(self.mx1)
+        return details[0]
+
+    def test_expired_certificate(self):
+        """§4.3.1: an expired certificate is certificate-expired (not
+        validation-failure nor certificate-not-trusted)."""
+        self.mx1.configure(starttls=self.pki.issue('mx1.example.test', expired=True))
+        d = self.report(('mx1.example.test', 'mx2.example.test'))
+        self.assertEqual(d['result-type'], 'certificate-expired')
+        self.assertEqual(d['receiving-mx-hostname'], 'mx1.example.test')
+        self.assertEqual(d['receiving-ip'], '127.0.0.2')
+        self.assertIn('expired', d['failure-reason-code'])
+
+    def test_mx_not_in_policy(self):
+        """An MX host the enforce policy does not list is never connected to: a
+        validation-failure for it, without addresses (no session was opened)."""
+        d = self.report(('mx2.example.test',))
+        self.assertEqual(d['result-type'], 'validation-failure')
+        self.assertEqual(d['receiving-mx-hostname'], 'mx1.example.test')
+        self.assertNotIn('receiving-ip', d)
+        self.assertNotIn('sending-mta-ip', d)
+        self.assertIn('MTA-STS', d['failure-reason-code'])
+        self.assertEqual(d['policy']['mx-host'], ['mx2.example.test'])
+
+
 class StsTestingCase(TlsRptCase):
     """MTA-STS mode testing (RFC 8461 §5): the checks of enforce are made and their
     failures counted for the report (RFC 8460), but the message is still delivered to
