@@ -108,6 +108,13 @@ static void test_txt_uris(void) {
   ASSERT_EQ(r.nrua, 1);
   ASSERT_STR_EQ(r.rua[0].addr, "tls-rpt@Example.COM");
   ASSERT_EQ(r.nskipped, 2);
+  /* "!" is no size limit here (that is DMARC's rua): RFC 8460 §3 wants it %-encoded,
+   * so a bare one leaves no address; encoded, it is part of the local part. */
+  ASSERT_EQ(parse1(&r, "v=TLSRPTv1; rua=mailto:a@b.example!10m,mailto:c%21d@e.example"),
+            TLSRPT_TXT_OK);
+  ASSERT_EQ(r.nrua, 1);
+  ASSERT_EQ(r.nskipped, 1);
+  ASSERT_STR_EQ(r.rua[0].addr, "c!d@e.example");
   /* The first rua wins. */
   ASSERT_EQ(parse1(&r, "v=TLSRPTv1; rua=mailto:a@b.example; rua=mailto:c@d.example"),
             TLSRPT_TXT_OK);
