@@ -336,7 +336,9 @@ static int tlsrpt_new(uv_loop_t *loop, struct runtime *rt, struct tlsrpt **out,
   uv_timer_init(loop, &t->period_timer);
   uv_timer_init(loop, &t->flush_timer);
   uv_timer_init(loop, &t->run_timer);
+  uv_timer_init(loop, &t->retry_timer);
   t->period_timer.data = t->flush_timer.data = t->run_timer.data = t;
+  t->retry_timer.data = t;
   t->redis = rt->redis;
   snprintf(t->owner, sizeof t->owner, "%s/%ld", t->cfg->hostname, (long)getpid());
   t->rt = runtime_ref(rt);
@@ -362,7 +364,7 @@ void tlsrpt_close(struct tlsrpt *t) {
   cache_op_cancel(t->lock_op);
   cache_op_cancel(t->load_op);
   t->lock_op = t->load_op = NULL;
-  t->pending_closes = 4;
+  t->pending_closes = 5;
   if (t->redis) {
     tlsrpt__shared_close(t);
   } else {
@@ -379,6 +381,7 @@ void tlsrpt_close(struct tlsrpt *t) {
   uv_close((uv_handle_t *)&t->period_timer, on_handle_closed);
   uv_close((uv_handle_t *)&t->flush_timer, on_handle_closed);
   uv_close((uv_handle_t *)&t->run_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&t->retry_timer, on_handle_closed);
   http_close(t->http, on_http_closed, t);
 }
 
@@ -388,13 +391,47 @@ static void schedule(struct tlsrpt *t);
 static void on_send_done(struct tlsrpt *t, unsigned sent, unsigned failed,
                          unsigned dropped);
 
+static int64_t wall_ms(void) {
+  uv_timeval64_t tv;
+  return uv_gettimeofday(&tv) == 0 ? tv.tv_sec * 1000 + tv.tv_usec / 1000 : 0;
+}
+
+static void on_run_done(struct tlsrpt *t, unsigned sent, unsigned failed,
+                        unsigned dropped);
+
+/* Tries the failed reports of the periods that ended by t->retry_before again. */
+static void on_retry(uv_timer_t *h) {
+  struct tlsrpt *t = h->data;
+  CHECK_OBJ_NOTNULL(t, TLSRPT_MAGIC);
+  if (t->run || t->load_op)
+    return;
+  if (t->redis) /* this proxy still holds the period's report lock */
+    tlsrpt__shared_load(t, t->lock_end);
+  else
+    tlsrpt__run_start(t, t->retry_before, (int64_t)time(NULL), on_run_done);
+}
+
+/* RFC 8460 §5.5: a failed delivery SHOULD be tried again for up to 24 hours, with
+ * exponential backoff. Here: interval/288 after the run (5 minutes for a day; 1 s at
+ * least), doubling each time, for as long as the next try comes before the end of
+ * the current period, whose run takes the reports over (and later periods' runs, up
+ * to 7 days). */
 static void on_run_done(struct tlsrpt *t, unsigned sent, unsigned failed,
                         unsigned dropped) {
-  (void)t;
   log_msg(LOG_INFO, NULL,
           "tlsrpt: %u report(s) sent, %u failed (kept for the next run)"
           ", %u domain(s) without a TLS-RPT record dropped",
           sent, failed, dropped);
+  if (failed == 0 || t->closing)
+    return;
+  uint64_t base = (uint64_t)tlsrpt__interval_s(t) * 1000 / 288;
+  uint64_t delay = t->retry_ms ? 2 * t->retry_ms : base > 1000 ? base : 1000;
+  if (wall_ms() + (int64_t)delay >= t->boundary * 1000)
+    return;
+  t->retry_ms = delay;
+  log_msg(LOG_INFO, NULL, "tlsrpt: %u report(s) failed: retrying in %llu s", failed,
+          (unsigned long long)(delay + 500) / 1000);
+  uv_timer_start(&t->retry_timer, on_retry, delay, 0);
 }
 
 static void on_period(uv_timer_t *h) {
@@ -406,6 +443,9 @@ static void on_period(uv_timer_t *h) {
   int64_t now = (int64_t)time(NULL);
   if (now < t->boundary)
     now = t->boundary;
+  uv_timer_stop(&t->retry_timer); /* this period's run takes the reports over */
+  t->retry_ms = 0;
+  t->retry_before = now;
   if (t->redis)
     tlsrpt__shared_period(t);
   else if (!t->run)

@@ -47,6 +47,9 @@ struct tlsrpt {
   struct cache_op *lock_op;           /* taking the report lock */
   struct cache_op *load_op;           /* loading the counters to report */
   uv_timer_t run_timer;               /* owned: grace before loading, CLI retries */
+  uv_timer_t retry_timer;             /* owned: the next try of failed reports */
+  uint64_t retry_ms;                  /* its last delay (0: none since the period) */
+  int64_t retry_before;               /* the periods it sends: ending by this */
   int64_t lock_end;                   /* the period end the lock is for */
   uint64_t cli_deadline;              /* `tlsrpt send`: loop ms to wait for Redis */
   bool shared_down;                   /* a failure was logged; log the recovery */

@@ -334,6 +334,31 @@ class CliReports(EncryptCase):
         self.assertEqual(sum(r['count'] for r in self.stored()), 2)
 
 
+class DaemonRetry(EncryptCase):
+    """RFC 8460 §5.5: a report that could not be delivered is tried again within the
+    day, with exponential backoff, not only at the next period's end. 10 s periods:
+    the retries come 1, 3 and 7 s after the run (interval/288, at least 1 s, then
+    doubling while before the next period's end)."""
+
+    interval = 10
+
+    def test_failed_post_retried_before_next_period(self):
+        self.https.accept_posts('/tlsrpt', status=503)
+        self.publish_rua(self.rua_https())
+        self.cause_failure_and_success()
+        wait_until(lambda: self.https.posts, 15, 'no report POSTed')
+        first = time.monotonic()
+        self.https.accept_posts('/tlsrpt', status=200)
+        wait_until(lambda: len(self.https.posts) >= 2, 5,
+                   lambda: 'not retried within 5 s:\n%s' % self.proxy.log_text())
+        self.assertLess(time.monotonic() - first, 5)
+        self.assertLog(r'tlsrpt: 1 report\(s\) failed: retrying in 1 s')
+        ok, bad, _ = self.totals(self.posted_reports()[1:])
+        self.assertEqual((ok, bad), (1, 1))
+        wait_until(lambda: not self.stored(), 10,
+                   lambda: 'counts left after the retry: %r' % self.stored())
+
+
 class NonGlobalRua(EncryptCase):
     """tlsrpt.allow_private_addresses: no (the default; the other tests allow their
     loopback fixture): https: rua endpoints on loopback, named by a literal or by a
