@@ -62,7 +62,8 @@ def epoch(datetime_z):
 
 def make_dkim_key(directory, kind, name='dkim.key', mode=0o600):
     """Writes a private key of KIND ('rsa' or 'ed25519') with openssl; returns (path,
-    the TXT record publishing its public key, RFC 6376 §3.6.1 / RFC 8463 §4)."""
+    the TXT record publishing its public key, RFC 6376 §3.6.1 / RFC 8463 §4, for the
+    service type tlsrpt as RFC 8460 §5.3 wants)."""
     path = os.path.join(directory, name)
     args = (['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'] if kind == 'rsa'
             else ['-algorithm', 'ED25519'])
@@ -73,7 +74,7 @@ def make_dkim_key(directory, kind, name='dkim.key', mode=0o600):
                          check=True, capture_output=True).stdout
     # RSA: the SubjectPublicKeyInfo; Ed25519: the raw 32-byte key, its last bytes.
     p = base64.b64encode(der if kind == 'rsa' else der[-32:]).decode()
-    return path, 'v=DKIM1; k=%s; p=%s' % (kind, p)
+    return path, 'v=DKIM1; k=%s; s=tlsrpt; p=%s' % (kind, p)
 
 
 class TlsRptCase(TestBase):
@@ -614,7 +615,9 @@ class MailReports(TlsRptCase):
                                                 'key_file': key}}}
 
     def dkim_verify(self, data):
-        """dkimpy's verdict on DATA; it reads the key record from the test DNS."""
+        """dkimpy's verdict on DATA as a TLS report (its tlsrpt='strict': the key
+        record must be for s=tlsrpt, l= is not honoured); it reads the key record from
+        the test DNS."""
         res = dns.resolver.Resolver(configure=False)
         res.nameservers = ['127.0.0.1']
         res.port = self.dns.port
@@ -623,7 +626,7 @@ class MailReports(TlsRptCase):
             name = name.decode() if isinstance(name, bytes) else name
             ans = res.resolve(name.rstrip('.'), 'TXT', lifetime=timeout)
             return b''.join(b''.join(r.strings) for r in ans)
-        return dkim.verify(data, dnsfunc=dnsfunc)
+        return dkim.verify(data, dnsfunc=dnsfunc, tlsrpt='strict')
 
     def mailed_report(self):
         self.publish_rua('mailto:tls-rpt@reports.test')
@@ -683,6 +686,7 @@ class MailReports(TlsRptCase):
         sig = dkim.util.parse_tag_value(msg['DKIM-Signature'].encode())
         self.assertEqual(sig[b'a'], b'%s-sha256' % self.key_type.encode())
         self.assertEqual(sig[b'c'], b'relaxed/relaxed')
+        self.assertNotIn(b'l', sig)  # §5.3: no body length limit
         self.assertEqual(sig[b'd'], DKIM_DOMAIN.encode())
         self.assertEqual(sig[b's'], DKIM_SELECTOR.encode())
         signed = [h.strip().lower() for h in sig[b'h'].decode().split(':')]
