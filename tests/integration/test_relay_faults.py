@@ -202,7 +202,49 @@ class RelayFaults(TestBase):
         self.assertEqual(mx1.connections, 1)
         self.assertNoDelivery(mx1)
 
-    # ---- TLS failures at level may: one plaintext retry ----------------------------------
+    # ---- a host that fails before the transaction: QUIT, next MX ------------------------
+    def two_mx(self, **mx1kw):
+        """multi.test: mx1 (pref 10, MxServer options MX1KW) and a good mx2 (pref 20)."""
+        mx1 = self.add_mx('mx1', '127.0.0.3', domain='multi.test', pref=10, **mx1kw)
+        mx2 = self.add_mx('mx2', '127.0.0.4', domain='multi.test', pref=20)
+        return mx1, mx2
+
+    def assertQuitOnly(self, mx, before=('EHLO', 'HELO', 'STARTTLS')):
+        """MX's one session ended with QUIT (RFC 5321 4.1.1.10, as Postfix closes a
+        session it gives up on) after commands of BEFORE only, and was not reset."""
+        mx.wait_for(lambda: mx.sessions and mx.sessions[0].closed, 10)
+        cmds = [c.split(' ')[0].upper() for c in mx.sessions[0].commands]
+        self.assertEqual(cmds[-1:], ['QUIT'], mx.sessions[0].commands)
+        self.assertTrue(set(cmds[:-1]) <= set(before), mx.sessions[0].commands)
+        self.assertNoDelivery(mx)
+
+    def test_greeting_554_quit_next_mx(self):
+        """RFC 5321 3.1: a server that greets 554 waits for QUIT; the client sends it
+        (no reset) and the next MX gets the message."""
+        mx1, mx2 = self.two_mx(greeting=(554, '5.3.2 no service here'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertQuitOnly(mx1, before=())
+
+    @proxy_config({'policy': {'table': {'multi.test': 'encrypt'}}})
+    def test_starttls_refused_at_encrypt_quit_next_mx(self):
+        """encrypt, and mx1 answers STARTTLS 454: QUIT to mx1, mx2 gets the mail."""
+        mx1, mx2 = self.two_mx(starttls_reply=(454, '4.7.0 TLS not available'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        self.assertEqual(mx2.wait_messages(1)[0].tls_version, 'TLSv1.3')
+        self.assertQuitOnly(mx1)
+
+    @proxy_config({'policy': {'table': {'multi.test': 'verify'}}})
+    def test_certificate_not_verified_quit_inside_tls(self):
+        """verify, and mx1's certificate names another host: mx1 gets QUIT inside the
+        TLS session (nothing else), mx2 gets the mail."""
+        mx1, mx2 = self.two_mx(starttls=self.pki.issue('other.invalid'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertQuitOnly(mx1)
+        self.assertIn(b'QUIT', bytes(mx1.sessions[0].rx_tls))
+        self.assertNotIn(b'QUIT', bytes(mx1.sessions[0].rx_plain))
+
     def _plaintext_retry(self):
         out = self.send('rcpt@example.test', message('retry'))
         self.assertReply(out['data'], 250)
