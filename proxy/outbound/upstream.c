@@ -504,6 +504,10 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
       up->policy_failed = true;
       up_observe(up, OBSERVE_NO_STARTTLS, 0, why);
       up_refused(up, why, r->code);
+    } else if (r->code == 421) {
+      /* The server is closing the connection (RFC 5321 §3.8): no plaintext session
+       * is left to go on with, so this host fails and the next one is tried. */
+      up_refused(up, why, r->code);
     } else {
       /* At level may a refused STARTTLS means plaintext, as in Postfix. */
       log_as(LOG_PROG_SMTP, LOG_INFO, up->id,

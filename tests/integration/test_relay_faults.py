@@ -245,6 +245,18 @@ class RelayFaults(TestBase):
         self.assertIn(b'QUIT', bytes(mx1.sessions[0].rx_tls))
         self.assertNotIn(b'QUIT', bytes(mx1.sessions[0].rx_plain))
 
+    def test_starttls_421_next_mx(self):
+        """421 to STARTTLS (level may): the server is closing the connection, so the
+        host fails there and the next MX gets the message; the session is not taken
+        on in plaintext."""
+        mx1, mx2 = self.two_mx(starttls_reply=(421, '4.3.2 shutting down'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        self.assertEqual(mx2.wait_messages(1)[0].tls_version, 'TLSv1.3')
+        self.assertNoDelivery(mx1)
+        self.assertEqual([c.split(' ')[0].upper() for c in mx1.all_commands()],
+                         ['EHLO', 'STARTTLS'])
+
+    # ---- TLS failures at level may: one plaintext retry ----------------------------------
     def _plaintext_retry(self):
         out = self.send('rcpt@example.test', message('retry'))
         self.assertReply(out['data'], 250)
