@@ -548,8 +548,18 @@ static void up_on_command_reply(struct upstream *up, const struct smtp_reply *r)
   }
   if (up->arg)
     up->ev->on_reply(up->arg, r);
-  if (up->state == UP_READY && up->conn)
-    up_send_queued(up);
+  if (up->state != UP_READY || !up->conn)
+    return;
+  if (r->code == 421) {
+    /* RFC 5321 §3.8: the server is closing the channel, whatever it does next.
+     * Nothing more is sent, and the connection is never used again. */
+    char why[SMTP_REPLY_LINE_MAX + 16];
+    snprintf(why, sizeof why, "421 %s", r->nlines ? r->lines[0] : "");
+    up_drop_conn(up, true);
+    up_lost(up, why);
+    return;
+  }
+  up_send_queued(up);
 }
 
 /* Replies are assembled in one buffer per thread: a complete reply is handled before

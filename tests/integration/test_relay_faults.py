@@ -256,6 +256,25 @@ class RelayFaults(TestBase):
         self.assertEqual([c.split(' ')[0].upper() for c in mx1.all_commands()],
                          ['EHLO', 'STARTTLS'])
 
+    def test_421_mid_session_closes_the_connection(self):
+        """RFC 5321 3.8: 421 means the server closes the channel. An MX that answers
+        MAIL with 421 and (wrongly) keeps the connection open gets nothing more on it
+        but QUIT; the next transaction opens a new connection."""
+        self.mx1.configure(mail=[(421, '4.7.0 too busy')], close_after_421=False)
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 4)
+        self.assertReply(c.cmd('RSET'), 250)
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message('again'))
+        self.assertReply(out['data'], 250)
+        self.assertEqual(len(self.mx1.wait_messages(1)), 1)
+        self.assertEqual(self.mx1.connections, 2)
+        first = [x.split(' ')[0].upper() for x in self.mx1.sessions[0].commands]
+        after = first[first.index('MAIL') + 1:]
+        self.assertTrue(set(after) <= {'RCPT', 'QUIT'}, self.mx1.sessions[0].commands)
+        self.assertNotIn('MAIL', after)
+        self.assertNotIn('RSET', after)
+
     # ---- TLS failures at level may: one plaintext retry ----------------------------------
     def _plaintext_retry(self):
         out = self.send('rcpt@example.test', message('retry'))
