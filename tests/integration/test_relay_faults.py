@@ -275,6 +275,36 @@ class RelayFaults(TestBase):
         self.assertNotIn('MAIL', after)
         self.assertNotIn('RSET', after)
 
+    def test_malformed_greeting_next_mx(self):
+        """A greeting whose code changes between its lines is malformed (RFC 5321
+        4.2.1): that host fails and the next MX gets the message."""
+        mx1, mx2 = self.two_mx(greeting=(220, b'220-mx1.multi.test hello\r\n'
+                                              b'250 mx1.multi.test ESMTP\r\n'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertNoDelivery(mx1)
+        self.assertNotIn('MAIL', [c.split(' ')[0].upper() for c in mx1.all_commands()])
+
+    def test_malformed_ehlo_reply_next_mx(self):
+        """An EHLO reply line without the space or hyphen after its code is malformed:
+        that host fails (nothing is sent to it after the EHLO), the next MX gets it."""
+        mx1, mx2 = self.two_mx(ehlo=(250, b'250-mx1.multi.test hello\r\n'
+                                          b'250PIPELINING\r\n250 8BITMIME\r\n'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertNoDelivery(mx1)
+        self.assertEqual([c.split(' ')[0].upper() for c in mx1.all_commands()], ['EHLO'])
+
+    def test_capabilities_before_tls_are_forgotten(self):
+        """RFC 3207 4.2: what the MX said before STARTTLS is discarded. It offers SIZE
+        and DSN before TLS only: MAIL inside TLS carries neither SIZE= nor RET=."""
+        self.mx1.configure(ehlo_tls=(250, 'mx1.example.test\nPIPELINING\n8BITMIME'))
+        out = self.send('rcpt@example.test', params=' SIZE=100 RET=HDRS')
+        self.assertReply(out['data'], 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.tls_version, 'TLSv1.3')
+        self.assertEqual(m.mail_line, 'MAIL FROM:<sender@client.test>')
+
     # ---- TLS failures at level may: one plaintext retry ----------------------------------
     def _plaintext_retry(self):
         out = self.send('rcpt@example.test', message('retry'))

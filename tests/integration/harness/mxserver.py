@@ -35,7 +35,8 @@ Options (constructor keywords, or later through configure()):
       greeting, ehlo, helo, mail, rcpt, data (the 354), data_end (final reply), rset,
       noop, quit, starttls (the 220), ehlo_tls (EHLO inside TLS only; default: as ehlo)
     A 421 reply closes the connection after it is sent (unless close_after_421 is
-    False); a non-220 greeting makes every later command but QUIT get 503.
+    False); a non-220 greeting makes every later command but QUIT get 503. A text of
+    bytes is sent as it is, as the whole reply (a malformed reply).
   reset_at               'greeting' (RST at once), 'ehlo', 'starttls' (before the 220),
                          'tls' (after the 220, instead of the handshake), 'tls_done'
                          (right after a completed handshake), 'mail', 'rcpt',
@@ -399,11 +400,14 @@ class MxServer:
 
     def _reply(self, c, sess, code, text, trailer=b''):
         """Sends one reply; TRAILER (bytes) goes out in the same write, after it."""
-        lines = str(text).split('\n')
-        wire = ''.join('%d%s%s\r\n' % (code, '-' if i < len(lines) - 1 else ' ', l)
-                       for i, l in enumerate(lines))
+        if isinstance(text, bytes):
+            lines, wire = [text], text
+        else:
+            lines = str(text).split('\n')
+            wire = ''.join('%d%s%s\r\n' % (code, '-' if i < len(lines) - 1 else ' ', l)
+                           for i, l in enumerate(lines)).encode()
         sess.replies.append((code, text))
-        wire = wire.encode() + trailer
+        wire = wire + trailer
         pieces = [wire]
         gap = self.cfg['split_replies']
         if gap and len(lines) > 1 and self._faulty(sess):
