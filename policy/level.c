@@ -1,6 +1,6 @@
 #include "policy/level.h"
 
-#include <string.h>
+#include <strings.h>
 
 static const char *const level_names[] = {
     [TLS_LEVEL_NONE] = "none",           [TLS_LEVEL_MAY] = "may",
@@ -19,7 +19,7 @@ const char *tls_level_name(enum tls_level level) {
 
 int tls_level_parse(const char *name, enum tls_level *out) {
   for (unsigned i = 0; i < LEVEL_COUNT; i++) {
-    if (strcmp(name, level_names[i]) == 0) {
+    if (strcasecmp(name, level_names[i]) == 0) {
       *out = (enum tls_level)i;
       return 0;
     }

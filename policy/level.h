@@ -16,7 +16,7 @@ enum tls_level {
 
 /* "none", "may", ... Static strings. */
 const char *tls_level_name(enum tls_level level);
-/* Parses a level name (case-sensitive, Postfix spelling). Returns 0 or -1. */
+/* Parses a level name, in any case as Postfix does ("Encrypt"). Returns 0 or -1. */
 int tls_level_parse(const char *name, enum tls_level *out);
 
 #endif

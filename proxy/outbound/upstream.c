@@ -199,6 +199,20 @@ static void up_attempt_failed(struct upstream *up, const char *why, bool retry_p
   up_try_candidate(up);
 }
 
+/* The host refused us with a complete reply (code 0: a decision of ours after one,
+ * such as a certificate that failed the policy), so the session is in step: it is
+ * ended with QUIT (RFC 5321 §4.1.1.10; Postfix quits a session it gives up on), and
+ * after a 421 (the server is closing, §3.8) just closed, in either case without a
+ * reset. The next candidate is then tried. */
+static void up_refused(struct upstream *up, const char *why, int code) {
+  if (up->conn && !up->conn->closing) {
+    if (code != 421)
+      (void)up_write(up, "QUIT");
+    up_drop_conn(up, true);
+  }
+  up_attempt_failed(up, why, false);
+}
+
 /* A fault after the connection was ready: the owner hears of it once. */
 static void up_lost(struct upstream *up, const char *why) {
   log_as(LOG_PROG_SMTP, LOG_INFO, up->id, "%s: connection lost: %s", up->relay, why);
@@ -417,7 +431,7 @@ static void up_on_handshake(struct conn *c, int err) {
              reason);
     up->policy_failed = true;
     up_observe(up, OBSERVE_CERTIFICATE, SSL_get_verify_result(ssl), why);
-    up_attempt_failed(up, why, false);
+    up_refused(up, why, 0);
     return;
   }
   observe_handshake((double)(uv_now(up->rt->loop) - up->tls_started_ms) / 1000.0);
@@ -446,7 +460,7 @@ static void up_after_ehlo(struct upstream *up) {
     up->policy_failed = true;
     up_observe(up, OBSERVE_NO_STARTTLS, 0,
                "TLS is required, but was not offered by host");
-    up_attempt_failed(up, "TLS is required, but was not offered by host", false);
+    up_refused(up, "TLS is required, but was not offered by host", 0);
   } else {
     if (req->sts_testing && !offered)
       up_testing_failed(up, OBSERVE_NO_STARTTLS, 0, "STARTTLS was not offered by host");
@@ -465,13 +479,13 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
     if (cls == 2)
       up_send_hello(up, "EHLO", UP_EHLO);
     else
-      up_attempt_failed(up, why, false);
+      up_refused(up, why, r->code);
     break;
   case UP_EHLO:
     if (cls == 5) {
       up_send_hello(up, "HELO", UP_HELO);
     } else if (cls != 2) {
-      up_attempt_failed(up, why, false);
+      up_refused(up, why, r->code);
     } else {
       smtp_ehlo_caps(r, &up->caps);
       up_after_ehlo(up);
@@ -485,7 +499,7 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
     if (cls == 2)
       up_after_ehlo(up);
     else
-      up_attempt_failed(up, why, false);
+      up_refused(up, why, r->code);
     break;
   case UP_STARTTLS:
     if (cls == 2) {
@@ -493,7 +507,11 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
     } else if (up_req(up)->tls_required) {
       up->policy_failed = true;
       up_observe(up, OBSERVE_NO_STARTTLS, 0, why);
-      up_attempt_failed(up, why, false);
+      up_refused(up, why, r->code);
+    } else if (r->code == 421) {
+      /* The server is closing the connection (RFC 5321 §3.8): no plaintext session
+       * is left to go on with, so this host fails and the next one is tried. */
+      up_refused(up, why, r->code);
     } else {
       /* At level may a refused STARTTLS means plaintext, as in Postfix. */
       log_as(LOG_PROG_SMTP, LOG_INFO, up->id,
@@ -508,7 +526,7 @@ static void up_on_setup_reply(struct upstream *up, const struct smtp_reply *r) {
       smtp_ehlo_caps(r, &up->caps);
       up_ready(up);
     } else {
-      up_attempt_failed(up, why, false);
+      up_refused(up, why, r->code);
     }
     break;
   default:
@@ -534,8 +552,18 @@ static void up_on_command_reply(struct upstream *up, const struct smtp_reply *r)
   }
   if (up->arg)
     up->ev->on_reply(up->arg, r);
-  if (up->state == UP_READY && up->conn)
-    up_send_queued(up);
+  if (up->state != UP_READY || !up->conn)
+    return;
+  if (r->code == 421) {
+    /* RFC 5321 §3.8: the server is closing the channel, whatever it does next.
+     * Nothing more is sent, and the connection is never used again. */
+    char why[SMTP_REPLY_LINE_MAX + 16];
+    snprintf(why, sizeof why, "421 %s", r->nlines ? r->lines[0] : "");
+    up_drop_conn(up, true);
+    up_lost(up, why);
+    return;
+  }
+  up_send_queued(up);
 }
 
 /* Replies are assembled in one buffer per thread: a complete reply is handled before

@@ -184,6 +184,55 @@ class Levels(TestBase):
         self.assertDeferred(out, 'mx1.example.test')
         self.assertNoMail(self.mx1)
 
+    # ---- names: wildcards, and the name the policy says -----------------------------------
+    def test_verify_wildcard_certificate(self):
+        """A certificate for *.example.test (only) covers mx1.example.test: Verified,
+        by OpenSSL's host check (RFC 6125: the wildcard is one whole label)."""
+        self.serve(self.mx1, wrong_name='*.example.test')
+        self.start_policy({'example.test': 'verify'})
+        self.assertTLS(self.send(RCPT), self.mx1, 'Verified', 'table/verify')
+
+    def test_wildcard_one_whole_label_only(self):
+        """*.deep.test does not cover a.mx.deep.test (two labels), and a partial
+        wildcard mx*.part.test does not cover mx1.part.test: both fail verify."""
+        deep = self.add_mx('a.mx', '127.0.0.4', domain='deep.test')
+        deep.configure(starttls=self.pki.issue('a.mx.deep.test', wrong_name='*.deep.test'))
+        part = self.add_mx('mx1', '127.0.0.5', domain='part.test')
+        part.configure(starttls=self.pki.issue('mx1.part.test', wrong_name='mx*.part.test'))
+        self.start_policy({'deep.test': 'verify', 'part.test': 'verify'})
+        for mx, rcpt in ((deep, 'rcpt@deep.test'), (part, 'rcpt@part.test')):
+            out = self.send(rcpt)
+            self.assertDeferred(out, mx.cfg['name'], policy='table/verify', rcpt=rcpt)
+            self.assertReason(out, mx.cfg['name'], 'Server certificate not verified')
+            self.assertNoMail(mx)
+
+    def test_secure_matches_the_nexthop_not_the_mx_hostname(self):
+        """An MX outside the recipient domain with a certificate for its own name:
+        verify (match hostname) accepts it, secure (match nexthop:dot-nexthop, the
+        recipient domain) does not: the MX name came from insecure DNS."""
+        mx = self.add_mx('mx', '127.0.0.4', domain='provider.test', pref=None)
+        self.dns.add('ver.test', 'MX', (10, 'mx.provider.test'))
+        self.dns.add('sec.test', 'MX', (10, 'mx.provider.test'))
+        self.start_policy({'ver.test': 'verify', 'sec.test': 'secure'})
+        out = self.send('rcpt@sec.test')
+        self.assertDeferred(out, 'mx.provider.test', policy='table/secure',
+                            rcpt='rcpt@sec.test')
+        self.assertReason(out, 'mx.provider.test', 'Server certificate not verified')
+        self.assertNoMail(mx)
+        self.assertTLS(self.send('rcpt@ver.test'), mx, 'Verified', 'table/verify',
+                       rcpt='rcpt@ver.test')
+
+    def test_verify_ignores_the_name_the_server_announces(self):
+        """The MX greets and answers EHLO as evil.test and presents a valid certificate
+        for evil.test: verify checks the MX name from DNS (mx1.example.test), never
+        the name the server gives itself."""
+        self.mx1.configure(name='evil.test', starttls=self.pki.issue('evil.test'))
+        self.start_policy({'example.test': 'verify'})
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='table/verify')
+        self.assertReason(out, 'mx1.example.test', 'Server certificate not verified')
+        self.assertNoMail(self.mx1)
+
     # ---- encrypt -----------------------------------------------------------------------
     def test_encrypt_plaintext_mx_451(self):
         """encrypt and an MX without STARTTLS: 4.7.5 "TLS is required, but was not

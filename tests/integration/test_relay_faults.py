@@ -202,6 +202,109 @@ class RelayFaults(TestBase):
         self.assertEqual(mx1.connections, 1)
         self.assertNoDelivery(mx1)
 
+    # ---- a host that fails before the transaction: QUIT, next MX ------------------------
+    def two_mx(self, **mx1kw):
+        """multi.test: mx1 (pref 10, MxServer options MX1KW) and a good mx2 (pref 20)."""
+        mx1 = self.add_mx('mx1', '127.0.0.3', domain='multi.test', pref=10, **mx1kw)
+        mx2 = self.add_mx('mx2', '127.0.0.4', domain='multi.test', pref=20)
+        return mx1, mx2
+
+    def assertQuitOnly(self, mx, before=('EHLO', 'HELO', 'STARTTLS')):
+        """MX's one session ended with QUIT (RFC 5321 4.1.1.10, as Postfix closes a
+        session it gives up on) after commands of BEFORE only, and was not reset."""
+        mx.wait_for(lambda: mx.sessions and mx.sessions[0].closed, 10)
+        cmds = [c.split(' ')[0].upper() for c in mx.sessions[0].commands]
+        self.assertEqual(cmds[-1:], ['QUIT'], mx.sessions[0].commands)
+        self.assertTrue(set(cmds[:-1]) <= set(before), mx.sessions[0].commands)
+        self.assertNoDelivery(mx)
+
+    def test_greeting_554_quit_next_mx(self):
+        """RFC 5321 3.1: a server that greets 554 waits for QUIT; the client sends it
+        (no reset) and the next MX gets the message."""
+        mx1, mx2 = self.two_mx(greeting=(554, '5.3.2 no service here'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertQuitOnly(mx1, before=())
+
+    @proxy_config({'policy': {'table': {'multi.test': 'encrypt'}}})
+    def test_starttls_refused_at_encrypt_quit_next_mx(self):
+        """encrypt, and mx1 answers STARTTLS 454: QUIT to mx1, mx2 gets the mail."""
+        mx1, mx2 = self.two_mx(starttls_reply=(454, '4.7.0 TLS not available'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        self.assertEqual(mx2.wait_messages(1)[0].tls_version, 'TLSv1.3')
+        self.assertQuitOnly(mx1)
+
+    @proxy_config({'policy': {'table': {'multi.test': 'verify'}}})
+    def test_certificate_not_verified_quit_inside_tls(self):
+        """verify, and mx1's certificate names another host: mx1 gets QUIT inside the
+        TLS session (nothing else), mx2 gets the mail."""
+        mx1, mx2 = self.two_mx(starttls=self.pki.issue('other.invalid'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertQuitOnly(mx1)
+        self.assertIn(b'QUIT', bytes(mx1.sessions[0].rx_tls))
+        self.assertNotIn(b'QUIT', bytes(mx1.sessions[0].rx_plain))
+
+    def test_starttls_421_next_mx(self):
+        """421 to STARTTLS (level may): the server is closing the connection, so the
+        host fails there and the next MX gets the message; the session is not taken
+        on in plaintext."""
+        mx1, mx2 = self.two_mx(starttls_reply=(421, '4.3.2 shutting down'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        self.assertEqual(mx2.wait_messages(1)[0].tls_version, 'TLSv1.3')
+        self.assertNoDelivery(mx1)
+        self.assertEqual([c.split(' ')[0].upper() for c in mx1.all_commands()],
+                         ['EHLO', 'STARTTLS'])
+
+    def test_421_mid_session_closes_the_connection(self):
+        """RFC 5321 3.8: 421 means the server closes the channel. An MX that answers
+        MAIL with 421 and (wrongly) keeps the connection open gets nothing more on it
+        but QUIT; the next transaction opens a new connection."""
+        self.mx1.configure(mail=[(421, '4.7.0 too busy')], close_after_421=False)
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@example.test>'), 4)
+        self.assertReply(c.cmd('RSET'), 250)
+        out = c.send_message('sender@client.test', ['rcpt@example.test'], message('again'))
+        self.assertReply(out['data'], 250)
+        self.assertEqual(len(self.mx1.wait_messages(1)), 1)
+        self.assertEqual(self.mx1.connections, 2)
+        first = [x.split(' ')[0].upper() for x in self.mx1.sessions[0].commands]
+        after = first[first.index('MAIL') + 1:]
+        self.assertTrue(set(after) <= {'RCPT', 'QUIT'}, self.mx1.sessions[0].commands)
+        self.assertNotIn('MAIL', after)
+        self.assertNotIn('RSET', after)
+
+    def test_malformed_greeting_next_mx(self):
+        """A greeting whose code changes between its lines is malformed (RFC 5321
+        4.2.1): that host fails and the next MX gets the message."""
+        mx1, mx2 = self.two_mx(greeting=(220, b'220-mx1.multi.test hello\r\n'
+                                              b'250 mx1.multi.test ESMTP\r\n'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertNoDelivery(mx1)
+        self.assertNotIn('MAIL', [c.split(' ')[0].upper() for c in mx1.all_commands()])
+
+    def test_malformed_ehlo_reply_next_mx(self):
+        """An EHLO reply line without the space or hyphen after its code is malformed:
+        that host fails (nothing is sent to it after the EHLO), the next MX gets it."""
+        mx1, mx2 = self.two_mx(ehlo=(250, b'250-mx1.multi.test hello\r\n'
+                                          b'250PIPELINING\r\n250 8BITMIME\r\n'))
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.assertNoDelivery(mx1)
+        self.assertEqual([c.split(' ')[0].upper() for c in mx1.all_commands()], ['EHLO'])
+
+    def test_capabilities_before_tls_are_forgotten(self):
+        """RFC 3207 4.2: what the MX said before STARTTLS is discarded. It offers SIZE
+        and DSN before TLS only: MAIL inside TLS carries neither SIZE= nor RET=."""
+        self.mx1.configure(ehlo_tls=(250, 'mx1.example.test\nPIPELINING\n8BITMIME'))
+        out = self.send('rcpt@example.test', params=' SIZE=100 RET=HDRS')
+        self.assertReply(out['data'], 250)
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.tls_version, 'TLSv1.3')
+        self.assertEqual(m.mail_line, 'MAIL FROM:<sender@client.test>')
+
     # ---- TLS failures at level may: one plaintext retry ----------------------------------
     def _plaintext_retry(self):
         out = self.send('rcpt@example.test', message('retry'))

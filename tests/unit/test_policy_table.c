@@ -128,8 +128,13 @@ static void test_level_names(void) {
   }
   ASSERT_EQ(TLS_LEVEL_SECURE, 7);
   ASSERT_STR_EQ(tls_level_name((enum tls_level)8), "unknown");
+  /* Case-insensitive, as Postfix's tls_level_lookup (name_code without
+   * NAME_CODE_FLAG_STRICT_CASE): a table written "Encrypt" carries over. */
+  ASSERT_EQ(tls_level_parse("MAY", &level), 0);
+  ASSERT_EQ(level, TLS_LEVEL_MAY);
+  ASSERT_EQ(tls_level_parse("Dane-Only", &level), 0);
+  ASSERT_EQ(level, TLS_LEVEL_DANE_ONLY);
   level = TLS_LEVEL_DANE;
-  ASSERT_EQ(tls_level_parse("MAY", &level), -1);
   ASSERT_EQ(tls_level_parse("", &level), -1);
   ASSERT_EQ(tls_level_parse("dane_only", &level), -1);
   ASSERT_EQ(tls_level_parse("must", &level), -1);
@@ -173,6 +178,10 @@ static void test_parse_each_level(void) {
   ASSERT_EQ(e.line, 9);
   ASSERT_EQ(e.nmatch, 0);
   ASSERT_EQ(e.min_protocol, 0);
+  /* A Postfix table may spell the level in any case. */
+  ASSERT_EQ(table_parse_value("Secure match=NextHop", 20, &e, err, sizeof err), 0);
+  ASSERT_EQ(e.level, TLS_LEVEL_SECURE);
+  ASSERT_STR_EQ(e.match[0], "nexthop");
   /* len bounds the text: "secure" cut to "sec" is no level. */
   ASSERT_EQ(table_parse_value("secure", 3, &e, err, sizeof err), -1);
   ASSERT_STR_EQ(err, "unknown level \"sec\" (none, may, encrypt, dane, dane-only, "
@@ -707,7 +716,7 @@ static void test_yaml_table_errors(void) {
       "    j.example: {level: fingerprint}\n"
       "    k.example: {level: verify, match: []}\n"
       "    l.example: {level: verify, level: secure}\n"
-      "    m.example: {level: Secure}\n"
+      "    m.example: {level: secured}\n"
       "    n_x.example: may\n"
       "    o.example: {level: may, fingerprints: [" FP_B_HEX "]}\n"
       "    p.example: {level: secure, match: [a, {b: c}], protocols: [x]}\n"

@@ -34,8 +34,9 @@ Options (constructor keywords, or later through configure()):
   callable(session, line) -> (code, text) or None; text may have '\\n' for more lines:
       greeting, ehlo, helo, mail, rcpt, data (the 354), data_end (final reply), rset,
       noop, quit, starttls (the 220), ehlo_tls (EHLO inside TLS only; default: as ehlo)
-    A 421 reply closes the connection after it is sent; a non-220 greeting makes every
-    later command but QUIT get 503.
+    A 421 reply closes the connection after it is sent (unless close_after_421 is
+    False); a non-220 greeting makes every later command but QUIT get 503. A text of
+    bytes is sent as it is, as the whole reply (a malformed reply).
   reset_at               'greeting' (RST at once), 'ehlo', 'starttls' (before the 220),
                          'tls' (after the 220, instead of the handshake), 'tls_done'
                          (right after a completed handshake), 'mail', 'rcpt',
@@ -50,6 +51,8 @@ Options (constructor keywords, or later through configure()):
   fault_connections      faults (overrides, reset_at, delay_at, fault_fn, injection,
                          tls_garbage, split_replies) apply to the first N connections
                          only; None: to all
+  close_after_421        False: a 421 reply leaves the connection open, and later
+                         commands are answered as usual (a server that breaks RFC 5321)
   pipeline_after_starttls  bytes sent in plaintext right after "220 ready for TLS", in
                          the same write (a CVE-2011-0411-style injection towards the client)
   discard_body           keep only the length, SHA-256 and first 4 KiB of each message
@@ -176,7 +179,7 @@ class MxServer:
         data_end=None, rset=None, noop=None, quit=None, starttls_reply=None,
         reset_at=None, delay_at=None, fault_fn=None, fault_connections=None,
         pipeline_after_starttls=None, discard_body=False, lenient_data_end=False,
-        idle_timeout=60, split_replies=False, tls_tickets=None,
+        idle_timeout=60, split_replies=False, tls_tickets=None, close_after_421=True,
     )
 
     def __init__(self, ip, port, **kw):
@@ -397,11 +400,14 @@ class MxServer:
 
     def _reply(self, c, sess, code, text, trailer=b''):
         """Sends one reply; TRAILER (bytes) goes out in the same write, after it."""
-        lines = str(text).split('\n')
-        wire = ''.join('%d%s%s\r\n' % (code, '-' if i < len(lines) - 1 else ' ', l)
-                       for i, l in enumerate(lines))
+        if isinstance(text, bytes):
+            lines, wire = [text], text
+        else:
+            lines = str(text).split('\n')
+            wire = ''.join('%d%s%s\r\n' % (code, '-' if i < len(lines) - 1 else ' ', l)
+                           for i, l in enumerate(lines)).encode()
         sess.replies.append((code, text))
-        wire = wire.encode() + trailer
+        wire = wire + trailer
         pieces = [wire]
         gap = self.cfg['split_replies']
         if gap and len(lines) > 1 and self._faulty(sess):
@@ -412,7 +418,7 @@ class MxServer:
             if i:
                 time.sleep(gap)  # each piece its own segment: a fault, not a wait
             c.send(piece)
-        if code == 421:
+        if code == 421 and self.cfg['close_after_421']:
             raise _Closed()
 
     def _answer(self, c, sess, cmd, line, default, stage=None, reset=True):
