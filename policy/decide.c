@@ -160,9 +160,13 @@ static void decide_sts(const struct decide_domain *d, struct decide_host *h,
   add_name(h, "", h->host); /* §4.2: valid for the MX host name */
 }
 
-void decide_host(const struct decide_domain *d, struct decide_host *h) {
-  /* Every out field, so no path leaves a value from an earlier host. */
+/* Every out field, so no path leaves a value from an earlier decision. */
+static void clear_out(struct decide_host *h) {
   memset(&h->skip, 0, sizeof(*h) - offsetof(struct decide_host, skip));
+}
+
+void decide_host(const struct decide_domain *d, struct decide_host *h) {
+  clear_out(h);
   h->level = decide_level(d);
   h->min_protocol = d->entry != NULL ? d->entry->min_protocol : 0;
   bool by_dane = false;
@@ -194,4 +198,10 @@ void decide_host(const struct decide_domain *d, struct decide_host *h) {
   }
   set_policy(d, h, by_dane);
   decide_sts(d, h, by_dane);
+}
+
+void decide_report(struct decide_host *h) {
+  clear_out(h);
+  h->level = TLS_LEVEL_MAY;
+  snprintf(h->policy, sizeof(h->policy), "tlsrpt/may");
 }

@@ -94,4 +94,10 @@ bool decide_wants_tlsa(const struct decide_domain *d);
 /* Fills h's out fields. */
 void decide_host(const struct decide_domain *d, struct decide_host *h);
 
+/* The delivery of a TLS report by mail (RFC 8460 §5.3: "MUST deliver reports despite
+ * any TLS-related failures"): whatever decide_host() said, h becomes level may (TLS
+ * when offered, any certificate, plaintext after a failed handshake), not skipped,
+ * policy "tlsrpt/may". The caller logs the decision it replaces. */
+void decide_report(struct decide_host *h);
+
 #endif

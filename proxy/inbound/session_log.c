@@ -11,29 +11,14 @@
 void session__log_delivery(struct session *s, struct upstream *up, const char *policy,
                            const char *to, int code, const char *enh,
                            const char *reply) {
-  char dsn[16];
-  if (enh && enh[0])
-    snprintf(dsn, sizeof dsn, "%s", enh);
-  else
-    snprintf(dsn, sizeof dsn, "%d.0.0", code / 100);
   struct log_delivery d = {
       .id = s->txn.qid[0] ? s->txn.qid : s->id,
       .from = s->txn.from,
       .to = to,
-      .relay = up ? upstream_relay(up) : "none",
       .delay = (double)(uv_now(s->conn.tcp.loop) - s->txn.started_ms) / 1000.0,
-      .tls = up ? upstream_tls(up) : "none",
-      .verdict = up ? upstream_verdict(up) : NULL,
-      .policy = up                    ? upstream_policy(up)
-                : policy && policy[0] ? policy
-                                      : NULL,
-      .dsn = dsn,
-      .status = code / 100 == 2   ? "sent"
-                : code / 100 == 5 ? "bounced"
-                                  : "deferred",
       .reply = reply,
   };
-  log_delivery(&d);
+  upstream_log_delivery(up, policy, code, enh, &d);
   observe_delivery(d.status, d.verdict, d.policy, d.delay);
 }
 

@@ -28,6 +28,7 @@ struct router_query {
   router_cb cb;
   void *arg;
   char domain[256];
+  bool report; /* router_route_report() */
   bool trust_ad;
   struct decide_domain d;
   struct route *route;      /* being built; handed to cb */
@@ -172,6 +173,18 @@ static void router_log_decision(const struct router_query *q) {
           f != OBSERVE_STS_OK ? ")" : "", n ? text : "no MX hosts");
 }
 
+/* A TLS report's route: the decision just logged is replaced by level may. */
+static void route_relax(struct router_query *q) {
+  struct route *r = q->route;
+  r->report = true;
+  for (size_t i = 0; i < r->nhosts; i++)
+    decide_report(&r->hosts[i].req);
+  log_msg(LOG_INFO, NULL,
+          "policy: %s: TLS report delivery (RFC 8460 section 5.3): the policy above is "
+          "not enforced, every MX host at tlsrpt/may",
+          q->domain);
+}
+
 /* Applies the policy to every host and lists the addresses to dial. */
 static void route_finish(struct router_query *q, const struct dns_mx_result *res) {
   struct route *r = q->route;
@@ -184,6 +197,13 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
     rh->req.records = rh->records;
     rh->req.nrecords = rh->nrecords;
     decide_host(&q->d, &rh->req);
+  }
+  router_log_decision(q);
+  if (q->report)
+    route_relax(q);
+  for (size_t i = 0; i < r->nhosts; i++) {
+    struct route_host *rh = &r->hosts[i];
+    const struct dns_mx_host *h = &res->hosts[i];
     if (i == 0)
       snprintf(r->policy, sizeof r->policy, "%s", rh->req.policy);
     if (h->status != 0 || h->naddrs == 0) {
@@ -196,7 +216,6 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
       route_add_addrs(r, i, h, port);
     }
   }
-  router_log_decision(q);
   if (r->ncandidates > 0)
     return;
   if (r->policy_skipped) {
@@ -393,12 +412,13 @@ static void on_mx(void *arg, const struct dns_mx_result *res) {
   router_answered(q);
 }
 
-struct router_query *router_route(struct runtime *rt, const char *domain, router_cb cb,
-                                  void *arg) {
+static struct router_query *route_start(struct runtime *rt, const char *domain,
+                                        bool report, router_cb cb, void *arg) {
   struct router_query *q = calloc(1, sizeof *q);
   if (!q)
     return NULL;
   q->magic = ROUTER_MAGIC;
+  q->report = report;
   q->rt = runtime_ref(rt);
   q->cb = cb;
   q->arg = arg;
@@ -414,6 +434,16 @@ struct router_query *router_route(struct runtime *rt, const char *domain, router
   if (!q->d.entry && rt->sts && (q->sq = sts_lookup(rt->sts, domain, on_sts, q)))
     q->pending++;
   return q;
+}
+
+struct router_query *router_route(struct runtime *rt, const char *domain, router_cb cb,
+                                  void *arg) {
+  return route_start(rt, domain, false, cb, arg);
+}
+
+struct router_query *router_route_report(struct runtime *rt, const char *domain,
+                                         router_cb cb, void *arg) {
+  return route_start(rt, domain, true, cb, arg);
 }
 
 void router_cancel(struct router_query *q) {

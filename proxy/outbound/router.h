@@ -62,6 +62,9 @@ struct route {
   /* No policy in force because the domain's could not be fetched (for TLS reports);
    * kind OBSERVE_STS_OK otherwise. */
   struct sts_failure sts_failure;
+  /* Routed by router_route_report(): every host at tlsrpt/may, and the sessions are
+   * not counted for TLS reports. */
+  bool report;
 };
 
 void route_free(struct route *r);
@@ -82,6 +85,13 @@ struct router_query;
  * this call. NULL on allocation failure. */
 struct router_query *router_route(struct runtime *rt, const char *domain, router_cb cb,
                                   void *arg);
+/* The same for a TLS report by mail (RFC 8460 §5.3: delivered despite any TLS-related
+ * failures, its session not counted in the next report): the domain's own MX hosts,
+ * the policy decided and logged as for any message, then every host with addresses
+ * given level may (decide_report). For the reporter's own submissions only: an
+ * upstream opened on such a route must never go to the connection pool. */
+struct router_query *router_route_report(struct runtime *rt, const char *domain,
+                                         router_cb cb, void *arg);
 void router_cancel(struct router_query *q);
 
 #endif

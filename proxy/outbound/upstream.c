@@ -136,9 +136,12 @@ static const struct decide_host *up_req(const struct upstream *up) {
   return &up->route->hosts[up->route->candidates[up->cand].host].req;
 }
 
-/* Tells the reports and metrics how a TLS session attempt to this host went. */
+/* Tells the reports and metrics how a TLS session attempt to this host went; not the
+ * sessions of a TLS report's own delivery (RFC 8460 §5.3: not in the next report). */
 static void up_observe(struct upstream *up, enum observe_failure f, long verify_error,
                        const char *detail) {
+  if (up->route->report)
+    return;
   const struct route_candidate *rc = &up->route->candidates[up->cand];
   const struct route_host *rh = &up->route->hosts[rc->host];
   char ip[64] = "";
@@ -650,7 +653,7 @@ static void up_on_error(struct conn *c, int err) {
 
 static void up_on_drain(struct conn *c) {
   struct upstream *up = up_from_conn(c);
-  if (up && c == up->conn && up->state == UP_READY && up->arg)
+  if (up && c == up->conn && up->state == UP_READY && up->arg && up->ev->on_drain)
     up->ev->on_drain(up->arg);
 }
 
@@ -870,6 +873,23 @@ SSL *upstream_ssl(const struct upstream *up) {
   if (up->state != UP_READY || !up->conn || !up->conn->tls)
     return NULL;
   return tls_ssl(up->conn->tls);
+}
+
+void upstream_log_delivery(const struct upstream *up, const char *policy, int code,
+                           const char *enh, struct log_delivery *d) {
+  char dsn[16];
+  if (enh && enh[0])
+    snprintf(dsn, sizeof dsn, "%s", enh);
+  else
+    snprintf(dsn, sizeof dsn, "%d.0.0", code / 100);
+  d->relay = up ? upstream_relay(up) : "none";
+  d->tls = up ? upstream_tls(up) : "none";
+  d->verdict = up ? upstream_verdict(up) : NULL;
+  d->policy = up ? upstream_policy(up) : policy && policy[0] ? policy : NULL;
+  d->dsn = dsn;
+  d->status = code / 100 == 2 ? "sent" : code / 100 == 5 ? "bounced" : "deferred";
+  log_delivery(d);
+  d->dsn = NULL;
 }
 
 void upstream_set_owner(struct upstream *up, const struct upstream_events *ev,

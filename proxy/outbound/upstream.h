@@ -23,6 +23,7 @@
 #include "proxy/wire/smtp.h"
 
 struct upstream;
+struct log_delivery;
 
 /* "host[ip]:port" of an MX connection: a 255-byte name, an IPv6 address, a port. */
 #define UPSTREAM_RELAY_MAX 320
@@ -34,7 +35,8 @@ struct upstream_events {
    * 4.7.5 rather than 4.4.1). */
   void (*on_failed)(void *arg, const char *reasons, bool policy);
   void (*on_reply)(void *arg, const struct smtp_reply *reply);
-  /* The body write queue drained: upstream_body_busy() is false again. */
+  /* The body write queue drained: upstream_body_busy() is false again (may be
+   * NULL). */
   void (*on_drain)(void *arg);
   void (*on_lost)(void *arg, const char *reason);
 };
@@ -55,6 +57,13 @@ int upstream_body_end(struct upstream *up);
 /* graceful: say QUIT first; otherwise reset the connection, so an unfinished message
  * is discarded by the MX (no final dot was sent). */
 void upstream_close(struct upstream *up, bool graceful);
+
+/* Logs one recipient's outcome (core/log.h's delivery line): d's id, from, to, delay
+ * and reply as the caller set them; relay, tls, verdict and policy from up (NULL:
+ * none, and policy when not empty); dsn from enh (else the code's class); status
+ * (sent, deferred, bounced) from code. d->dsn points into this call only. */
+void upstream_log_delivery(const struct upstream *up, const char *policy, int code,
+                           const char *enh, struct log_delivery *d);
 
 /* Hands the upstream to another owner: the connection pool when parked between
  * transactions, or a session taking it from there. Callbacks go to ev/arg from now

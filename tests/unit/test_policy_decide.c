@@ -855,6 +855,39 @@ static void test_reuse(void) {
   ASSERT_EQ(h.nrecords, 1);
 }
 
+/* RFC 8460 §5.3: a report's delivery gets level may from any decision (DANE, a pinned
+ * table entry with min_protocol, an MTA-STS skip, a failed TLSA lookup), its inputs
+ * left alone. */
+static void test_report(void) {
+  struct dane_tlsa good = rec(3, 1, 1, 32);
+  struct table_entry e;
+  struct decide_domain d;
+  struct decide_host h;
+  entry_init(&e, TLS_LEVEL_FINGERPRINT);
+  e.nfingerprints = 1;
+  e.min_protocol = 0x0304;
+  const struct table_entry *entries[] = {NULL, &e};
+  for (int i = 0; i < 4; i++) {
+    domain_init(&d, entries[i % 2], TLS_LEVEL_DANE_ONLY, true);
+    host_init(&h, "mx.example.net", true,
+              i < 2 ? DECIDE_TLSA_FOUND : DECIDE_TLSA_FAILED, &good, 1);
+    decide_host(&d, &h);
+    decide_report(&h);
+    ASSERT(!h.skip && !h.tls_required && !h.sts_testing);
+    ASSERT(h.level == TLS_LEVEL_MAY && h.auth == DECIDE_AUTH_NONE);
+    ASSERT_EQ(h.min_protocol, 0);
+    ASSERT_STR_EQ(h.policy, "tlsrpt/may");
+    assert_clean_unused(&h);
+    ASSERT(h.records == &good && h.nrecords == 1 && h.addr_secure);
+  }
+  sts_decide(STS_MODE_ENFORCE, TLS_LEVEL_MAY, "a.mx.example.net", &h);
+  ASSERT(h.skip);
+  decide_report(&h);
+  ASSERT(!h.skip && !h.tls_required && h.nnames == 0);
+  assert_clean_unused(&h);
+  ASSERT_STR_EQ(h.host, "a.mx.example.net");
+}
+
 int main(void) {
   RUN_TEST(test_tlsa_parse);
   RUN_TEST(test_tlsa_usable_rows);
@@ -876,5 +909,6 @@ int main(void) {
   RUN_TEST(test_sts_enforce);
   RUN_TEST(test_sts_testing);
   RUN_TEST(test_reuse);
+  RUN_TEST(test_report);
   return 0;
 }
