@@ -1,8 +1,8 @@
 /* TLS reporting, shared between its files: tlsrpt.c (counting, timers, the CLI),
  * tlsrpt_run.c (one sending run: TXT lookups, reports, deletion of what was sent),
- * tlsrpt_post.c (gzip, HTTPS POST), tlsrpt_mail.c (the report as a message,
- * submitted through the proxy's own listener) and tlsrpt_shared.c (a fleet's counters
- * and report lock in Redis).
+ * tlsrpt_post.c (gzip, HTTPS POST), tlsrpt_mail.c (the report as a message, delivered
+ * to the rua's MX hosts through the outbound layer) and tlsrpt_shared.c (a fleet's
+ * counters and report lock in Redis).
  *
  * Ownership: struct tlsrpt owns its store handle, its http client, its timers, the
  * memory counters, the shared-cache operations in flight and the run in progress, and
@@ -149,10 +149,11 @@ struct tlsrpt__mail_info {
  * out of memory. */
 char *tlsrpt__mail_compose(const struct tlsrpt__mail_info *m, size_t *len);
 
-/* Submits msg (copied) to rcpt through the proxy's first listen address (EHLO, MAIL
- * FROM:<from or empty>, RCPT TO, DATA, QUIT), so the report takes the normal route,
- * policy and TLS. cb runs once, never from inside this call. NULL (with err) when it
- * cannot start. */
+/* Delivers msg (copied) from from to rcpt at the MX hosts of rcpt's domain (MAIL,
+ * RCPT, DATA, QUIT) under RFC 8460 §5.3: opportunistic TLS whatever the domain's
+ * policy (which is logged, not enforced), the sessions not counted for TLS reports
+ * (router_route_report). cb runs once, never from inside this call. NULL (with err)
+ * when it cannot start. */
 struct tlsrpt__mail;
 struct tlsrpt__mail *tlsrpt__mail_start(struct tlsrpt *t, const char *from,
                                         const char *rcpt, const char *msg, size_t len,

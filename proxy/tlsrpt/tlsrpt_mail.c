@@ -1,12 +1,15 @@
 /* TLS reports by mail (RFC 8460 §5.3): the report as a multipart/report message, and
- * a small SMTP client that hands it to the proxy's own listener, so that it takes the
- * same route, policy and TLS as any other message.
+ * its delivery straight to the MX hosts of the rua's domain through the outbound layer
+ * (router, upstream), never through the proxy's listener. Reports "MUST be delivered
+ * despite any TLS-related failures", and their sessions are not counted for the next
+ * report: the route comes from router_route_report() (every MX host at tlsrpt/may,
+ * nothing observed). Nothing from outside the process can ask for that treatment: it
+ * is only reached from here.
  *
- * Ownership: struct tlsrpt__mail owns its conn (and so the uv_tcp_t), its timer and a
- * dot-stuffed copy of the message; it is freed after both handles closed. It keeps no
- * pointer to the reporter after start: cancel only detaches the callback and closes. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
+ * Ownership: struct tlsrpt__mail owns its routing query or its upstream (never
+ * pooled), a runtime reference and a dot-stuffed copy of the message. It keeps no
+ * pointer to the reporter: ending or cancelling closes the upstream (which frees
+ * itself once closed) and frees the rest at once. */
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,11 +22,12 @@
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
 #include "proxy/core/obj.h"
-#include "proxy/net/conn.h"
+#include "proxy/outbound/router.h"
+#include "proxy/outbound/upstream.h"
 #include "proxy/tlsrpt/tlsrpt_internal.h"
-#include "proxy/wire/smtp.h"
 
 #define MAIL_MAGIC 0x746d6169u /* "tmai" */
+#define MAIL_LOG_ID "tlsrpt"   /* the id of its log lines (sessions have a queue id) */
 #define B64_LINE_BYTES 57      /* 76 base64 characters a line */
 
 /* ---- the message ----------------------------------------------------------------- */
@@ -126,213 +130,171 @@ char *tlsrpt__mail_compose(const struct tlsrpt__mail_info *m, size_t *len) {
   return b.p;
 }
 
-/* ---- the SMTP client -------------------------------------------------------------- */
+/* ---- the delivery ----------------------------------------------------------------- */
 
-enum mail_state {
-  MAIL_CONNECT,
-  MAIL_GREETING,
-  MAIL_EHLO,
-  MAIL_HELO,
-  MAIL_MAIL,
-  MAIL_RCPT,
-  MAIL_DATA,
-  MAIL_BODY,
-  MAIL_QUIT,
-  MAIL_CLOSED,
-};
+enum mail_state { MAIL_ROUTE, MAIL_CONNECT, MAIL_MAIL, MAIL_RCPT, MAIL_DATA, MAIL_DOT };
 
-static const char *const mail_state_names[] = {
-    "CONNECT", "GREETING", "EHLO", "HELO", "MAIL",
-    "RCPT",    "DATA",     "BODY", "QUIT", "CLOSED",
-};
+static const char *const mail_state_names[] = {"ROUTE", "CONNECT", "MAIL",
+                                               "RCPT",  "DATA",    "DOT"};
 
 struct tlsrpt__mail {
   uint32_t magic;
-  struct conn conn;
-  uv_timer_t timer;
-  tlsrpt__done_cb cb; /* NULL once called or cancelled */
+  struct runtime *rt;      /* one reference */
+  struct router_query *rq; /* routing the rcpt's domain, until answered */
+  struct upstream *up;     /* the MX connection, once routed */
+  tlsrpt__done_cb cb;
   void *arg;
   enum mail_state state;
-  char helo[256];
   char from[TLSRPT_ADDR_MAX + 1], rcpt[TLSRPT_ADDR_MAX + 1];
-  char relay[80]; /* the listener, for messages */
-  uint64_t command_ms, data_done_ms;
-  char *data; /* owned: dot-stuffed message and the final "." */
+  char domain[TLSRPT_ADDR_MAX + 1]; /* rcpt's, lower-case */
+  uint64_t started_ms;
+  char *data; /* owned: the message, dot-stuffed; upstream_body_end() sends the "." */
   size_t len;
-  char in[SMTP_REPLY_LINE_MAX + 3];
-  size_t inlen;
-  struct smtp_reply_parser rp;
-  struct smtp_reply reply;
-  unsigned pending_closes;
 };
 
+/* A callback's argument, checked. */
+static struct tlsrpt__mail *mail_of(void *arg) {
+  struct tlsrpt__mail *m;
+  CAST_OBJ_NOTNULL(m, arg, MAIL_MAGIC);
+  return m;
+}
+
 static void mail_set_state(struct tlsrpt__mail *m, enum mail_state st) {
-  log_msg(LOG_DEBUG, NULL, "tlsrpt: mail to <%s>: %s -> %s", m->rcpt,
+  log_msg(LOG_DEBUG, MAIL_LOG_ID, "mail to <%s>: %s -> %s", m->rcpt,
           mail_state_names[m->state], mail_state_names[st]);
   m->state = st;
 }
 
-/* For both close callbacks, whose argument comes back untyped. */
-static void on_mail_closed_handle(struct tlsrpt__mail *m) {
-  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
-  if (--m->pending_closes > 0)
-    return;
-  m->magic = 0;
+/* The line a session logs for each recipient, here with policy=tlsrpt/may. */
+static void mail_log(const struct tlsrpt__mail *m, int code, const char *enh,
+                     const char *reply) {
+  struct log_delivery d = {
+      .id = MAIL_LOG_ID,
+      .from = m->from,
+      .to = m->rcpt,
+      .delay = (double)(uv_now(m->rt->loop) - m->started_ms) / 1000.0,
+      .reply = reply,
+  };
+  upstream_log_delivery(m->up, "tlsrpt/may", code, enh, &d);
+}
+
+/* graceful: QUIT after an accepted report; otherwise a reset, so that the MX drops a
+ * message without its final dot. */
+static void mail_free(struct tlsrpt__mail *m, bool graceful) {
+  router_cancel(m->rq);
+  upstream_close(m->up, graceful);
+  runtime_unref(m->rt);
   free(m->data);
+  m->magic = 0;
   free(m);
 }
-static void on_timer_closed(uv_handle_t *h) {
-  on_mail_closed_handle(h->data);
-}
-static void on_conn_closed(struct conn *c) {
-  on_mail_closed_handle(c->owner);
-}
 
-static void mail_close(struct tlsrpt__mail *m, bool graceful) {
-  if (m->state == MAIL_CLOSED)
-    return;
-  mail_set_state(m, MAIL_CLOSED);
-  m->pending_closes = 2;
-  conn_close(&m->conn, graceful);
-  uv_close((uv_handle_t *)&m->timer, on_timer_closed);
-}
-
-/* Tells the run once; the connection goes. */
-static void mail_end(struct tlsrpt__mail *m, bool ok, const char *why) {
+/* Logs the outcome and lets go of everything, then tells the run (which may start
+ * its next delivery from the callback). why is NULL when the report was accepted. */
+static void mail_end(struct tlsrpt__mail *m, int code, const char *enh,
+                     const char *reply, const char *why) {
+  mail_log(m, code, enh, reply);
   tlsrpt__done_cb cb = m->cb;
-  m->cb = NULL;
-  if (cb)
-    cb(m->arg, ok, why);
+  void *arg = m->arg;
+  mail_free(m, why == NULL);
+  cb(arg, why == NULL, why);
 }
 
-__attribute__((format(printf, 2, 3))) static void mail_fail(struct tlsrpt__mail *m,
-                                                            const char *fmt, ...) {
-  char why[700];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(why, sizeof why, fmt, ap);
-  va_end(ap);
-  mail_close(m, false);
-  mail_end(m, false, why);
+/* A failure of ours, not an MX reply: logged as a 451. */
+static void mail_fail(struct tlsrpt__mail *m, const char *enh, const char *why) {
+  char reply[SMTP_REPLY_LINE_MAX];
+  snprintf(reply, sizeof reply, "451 %s %s", enh, why);
+  mail_end(m, 451, enh, reply, why);
 }
 
-static void on_mail_timer(uv_timer_t *h) {
-  struct tlsrpt__mail *m = h->data;
-  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
-  if (m->state == MAIL_QUIT) {
-    mail_close(m, true);
+static void on_mail_ready(void *arg) {
+  struct tlsrpt__mail *m = mail_of(arg);
+  char mail[SMTP_COMMAND_LINE_MAX], rcpt[SMTP_COMMAND_LINE_MAX];
+  snprintf(mail, sizeof mail, "MAIL FROM:<%s>", m->from);
+  snprintf(rcpt, sizeof rcpt, "RCPT TO:<%s>", m->rcpt);
+  mail_set_state(m, MAIL_MAIL);
+  /* Pipelined when the MX offers PIPELINING. */
+  if (upstream_command(m->up, mail) < 0 || upstream_command(m->up, rcpt) < 0)
+    mail_fail(m, "4.3.0", "cannot queue MAIL and RCPT");
+}
+
+static void on_mail_reply(void *arg, const struct smtp_reply *r) {
+  struct tlsrpt__mail *m = mail_of(arg);
+  char reply[SMTP_REPLY_LINE_MAX + 8], why[sizeof reply + UPSTREAM_RELAY_MAX + 32];
+  snprintf(reply, sizeof reply, "%d %s", r->code, r->nlines ? r->lines[0] : "");
+  if (m->state == MAIL_DATA ? r->code != 354 : r->code / 100 != 2) {
+    snprintf(why, sizeof why, "%s: %s reply: %s", upstream_relay(m->up),
+             mail_state_names[m->state], reply);
+    mail_end(m, r->code, r->enhanced, reply, why);
     return;
   }
-  mail_fail(m, "%s: timeout in state %s", m->relay, mail_state_names[m->state]);
-}
-
-static void mail_send(struct tlsrpt__mail *m, enum mail_state st, const char *fmt,
-                      const char *arg) {
-  char line[SMTP_COMMAND_LINE_MAX];
-  int n = snprintf(line, sizeof line, fmt, arg);
-  mail_set_state(m, st);
-  uv_timer_start(&m->timer, on_mail_timer, m->command_ms, 0);
-  if (n < 0 || (size_t)n >= sizeof line || conn_write(&m->conn, line, (size_t)n) < 0)
-    mail_fail(m, "%s: cannot send: %s", m->relay, conn_error(&m->conn));
-}
-
-static void mail_reply(struct tlsrpt__mail *m, const struct smtp_reply *r) {
-  int cls = r->code / 100;
-  const char *text = r->nlines ? r->lines[0] : "";
-  enum mail_state st = m->state;
-  if (st == MAIL_QUIT) {
-    mail_close(m, true);
-  } else if (st == MAIL_EHLO && cls == 5) {
-    mail_send(m, MAIL_HELO, "HELO %s\r\n", m->helo);
-  } else if (st == MAIL_DATA && r->code == 354) {
-    mail_set_state(m, MAIL_BODY);
-    uv_timer_start(&m->timer, on_mail_timer, m->data_done_ms, 0);
-    if (conn_write(&m->conn, m->data, m->len) < 0)
-      mail_fail(m, "%s: cannot send: %s", m->relay, conn_error(&m->conn));
-  } else if (cls != 2 || st == MAIL_DATA) {
-    mail_fail(m, "%s: %s reply: %d %s", m->relay, mail_state_names[st], r->code, text);
-  } else if (st == MAIL_GREETING) {
-    mail_send(m, MAIL_EHLO, "EHLO %s\r\n", m->helo);
-  } else if (st == MAIL_EHLO || st == MAIL_HELO) {
-    mail_send(m, MAIL_MAIL, "MAIL FROM:<%s>\r\n", m->from);
-  } else if (st == MAIL_MAIL) {
-    mail_send(m, MAIL_RCPT, "RCPT TO:<%s>\r\n", m->rcpt);
-  } else if (st == MAIL_RCPT) {
-    mail_send(m, MAIL_DATA, "%sDATA\r\n", "");
-  } else if (st == MAIL_BODY) {
-    log_msg(LOG_INFO, NULL, "tlsrpt: report to <%s> accepted: %d %s", m->rcpt, r->code,
-            text);
-    mail_end(m, true, NULL); /* accepted: what QUIT brings changes nothing */
-    mail_send(m, MAIL_QUIT, "%sQUIT\r\n", "");
+  switch (m->state) {
+  case MAIL_MAIL:
+    mail_set_state(m, MAIL_RCPT);
+    break;
+  case MAIL_RCPT:
+    mail_set_state(m, MAIL_DATA);
+    if (upstream_command(m->up, "DATA") < 0)
+      mail_fail(m, "4.3.0", "cannot queue DATA");
+    break;
+  case MAIL_DATA:
+    mail_set_state(m, MAIL_DOT);
+    if (upstream_body(m->up, m->data, m->len) < 0 || upstream_body_end(m->up) < 0)
+      mail_fail(m, "4.4.2", "cannot send the message");
+    break;
+  case MAIL_DOT:
+    mail_end(m, r->code, r->enhanced, reply, NULL);
+    break;
+  default:
+    break;
   }
 }
 
-static void on_mail_data(struct conn *c, const char *data, size_t len) {
-  struct tlsrpt__mail *m = c->owner;
-  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
-  while (len > 0 && m->state != MAIL_CLOSED) {
-    size_t take = sizeof m->in - m->inlen;
-    take = take < len ? take : len;
-    memcpy(m->in + m->inlen, data, take);
-    m->inlen += take;
-    data += take;
-    len -= take;
-    size_t line_len, used;
-    int rc;
-    while (m->state != MAIL_CLOSED &&
-           (rc = smtp_find_line(m->in, m->inlen, SMTP_REPLY_LINE_MAX, &line_len,
-                                &used)) != 0) {
-      int done = rc < 0 ? rc : smtp_reply_feed_line(&m->rp, m->in, line_len, &m->reply);
-      if (done < 0) {
-        mail_fail(m, "%s: malformed reply", m->relay);
-        return;
-      }
-      memmove(m->in, m->in + used, m->inlen - used);
-      m->inlen -= used;
-      if (done == 1)
-        mail_reply(m, &m->reply);
-    }
-  }
+static void on_mail_failed(void *arg, const char *reasons, bool policy) {
+  struct tlsrpt__mail *m = mail_of(arg);
+  char text[SMTP_REPLY_LINE_MAX - 16];
+  const char *enh = route_no_mx(text, sizeof text, m->domain, policy, reasons);
+  upstream_close(m->up, false);
+  m->up = NULL;
+  mail_fail(m, enh, text);
 }
 
-static void on_mail_error(struct conn *c, int err) {
-  struct tlsrpt__mail *m = c->owner;
-  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
-  if (m->state == MAIL_QUIT)
-    mail_close(m, false);
-  else
-    mail_fail(m, "%s: %s in state %s", m->relay,
-              conn_error(c)[0] ? conn_error(c) : sp_strerror(err),
-              mail_state_names[m->state]);
+static void on_mail_lost(void *arg, const char *reason) {
+  struct tlsrpt__mail *m = mail_of(arg);
+  char why[SMTP_REPLY_LINE_MAX - 16];
+  snprintf(why, sizeof why, "connection to %s lost: %s", upstream_relay(m->up), reason);
+  mail_fail(m, "4.4.2", why);
 }
 
-static void on_mail_connect(struct conn *c, int status) {
-  struct tlsrpt__mail *m = c->owner;
-  CHECK_OBJ_NOTNULL(m, MAIL_MAGIC);
-  if (status < 0) {
-    mail_fail(m, "cannot connect to %s: %s", m->relay, conn_error(c));
-    return;
-  }
-  mail_set_state(m, MAIL_GREETING);
-  uv_timer_start(&m->timer, on_mail_timer, m->command_ms, 0);
-  conn_read_start(c);
-}
-
-static void on_mail_handshake(struct conn *c, int err) {
-  (void)c, (void)err; /* plain SMTP over loopback: never called */
-}
-
-static const struct conn_events mail_events = {
-    .on_data = on_mail_data,
-    .on_error = on_mail_error,
-    .on_handshake = on_mail_handshake,
-    .on_connect = on_mail_connect,
-    .on_closed = on_conn_closed,
+static const struct upstream_events mail_up_events = {
+    .on_ready = on_mail_ready,
+    .on_failed = on_mail_failed,
+    .on_reply = on_mail_reply,
+    .on_lost = on_mail_lost, /* no on_drain: the whole message is queued at once */
 };
 
-/* The message with leading dots doubled (RFC 5321 §4.5.2), then ".". */
+static void on_mail_route(void *arg, struct route *route) {
+  struct tlsrpt__mail *m = mail_of(arg);
+  m->rq = NULL;
+  if (!route) {
+    mail_fail(m, "4.3.0", "out of memory");
+  } else if (route->status != 0) {
+    char reply[sizeof route->reply_text + 32];
+    snprintf(reply, sizeof reply, "%d %s %s", route->reply_code, route->reply_enh,
+             route->reply_text);
+    mail_end(m, route->reply_code, route->reply_enh, reply, route->reply_text);
+    route_free(route); /* ours, not m's: still here */
+  } else {
+    mail_set_state(m, MAIL_CONNECT);
+    m->up = upstream_open(m->rt, route, m->domain, MAIL_LOG_ID, &mail_up_events, m);
+    if (!m->up)
+      mail_fail(m, "4.3.0", "out of memory");
+  }
+}
+
+/* The message with leading dots doubled (RFC 5321 §4.5.2), ending with CRLF. */
 static char *dot_stuff(const char *msg, size_t len, size_t *out_len) {
-  char *out = malloc(2 * len + 8);
+  char *out = malloc(2 * len + 2);
   size_t n = 0;
   if (!out)
     return NULL;
@@ -345,30 +307,20 @@ static char *dot_stuff(const char *msg, size_t len, size_t *out_len) {
     out[n++] = '\r';
     out[n++] = '\n';
   }
-  memcpy(out + n, ".\r\n", 3);
-  *out_len = n + 3;
+  *out_len = n;
   return out;
-}
-
-/* The first listen address; a wildcard means this host. */
-static void listen_target(const struct config *cfg, struct sockaddr_storage *ss) {
-  memcpy(ss, &cfg->listen[0].sa, sizeof *ss);
-  if (ss->ss_family == AF_INET) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
-      sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  } else if (ss->ss_family == AF_INET6) {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    if (!memcmp(&sin6->sin6_addr, &in6addr_any, sizeof in6addr_any))
-      sin6->sin6_addr = in6addr_loopback;
-  }
 }
 
 struct tlsrpt__mail *tlsrpt__mail_start(struct tlsrpt *t, const char *from,
                                         const char *rcpt, const char *msg, size_t len,
                                         tlsrpt__done_cb cb, void *arg, char *err,
                                         size_t errlen) {
-  const struct config *cfg = t->cfg;
+  const char *at = strrchr(rcpt, '@');
+  if (!at || !at[1] || strlen(rcpt) > TLSRPT_ADDR_MAX ||
+      strlen(from) > TLSRPT_ADDR_MAX) {
+    snprintf(err, errlen, "unusable address");
+    return NULL;
+  }
   struct tlsrpt__mail *m = calloc(1, sizeof *m);
   if (!m || !(m->data = dot_stuff(msg, len, &m->len))) {
     free(m);
@@ -378,36 +330,23 @@ struct tlsrpt__mail *tlsrpt__mail_start(struct tlsrpt *t, const char *from,
   m->magic = MAIL_MAGIC;
   m->cb = cb;
   m->arg = arg;
-  snprintf(m->helo, sizeof m->helo, "%s", cfg->hostname);
   snprintf(m->from, sizeof m->from, "%s", from);
   snprintf(m->rcpt, sizeof m->rcpt, "%s", rcpt);
-  snprintf(m->relay, sizeof m->relay, "listener %s", cfg->listen[0].text);
-  m->command_ms = cfg->timeout_connect + cfg->timeout_command;
-  m->data_done_ms = cfg->timeout_data_done + cfg->timeout_connect;
-  smtp_reply_parser_init(&m->rp);
-  if (conn_init(t->loop, &m->conn, &mail_events, m) < 0) {
-    snprintf(err, errlen, "cannot create a socket");
-    free(m->data);
-    free(m);
+  size_t n = 0;
+  for (const char *c = at + 1; *c; c++)
+    m->domain[n++] = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+  m->rt = runtime_ref(t->rt);
+  m->started_ms = uv_now(t->loop);
+  m->rq = router_route_report(m->rt, m->domain, on_mail_route, m);
+  if (!m->rq) {
+    snprintf(err, errlen, "cannot route %s: out of memory", m->domain);
+    mail_free(m, false);
     return NULL;
   }
-  uv_timer_init(t->loop, &m->timer);
-  m->timer.data = m;
-  struct sockaddr_storage ss;
-  listen_target(cfg, &ss);
-  if (conn_connect(&m->conn, (struct sockaddr *)&ss) < 0) {
-    snprintf(err, errlen, "cannot connect to %s: %s", m->relay, conn_error(&m->conn));
-    m->cb = NULL;
-    mail_close(m, false); /* freed once closed */
-    return NULL;
-  }
-  uv_timer_start(&m->timer, on_mail_timer, m->command_ms, 0);
   return m;
 }
 
 void tlsrpt__mail_cancel(struct tlsrpt__mail *m) {
-  if (!OBJ_VALID(m, MAIL_MAGIC))
-    return;
-  m->cb = NULL;
-  mail_close(m, false);
+  if (OBJ_VALID(m, MAIL_MAGIC))
+    mail_free(m, false);
 }
