@@ -594,10 +594,11 @@ class StsTestingNoStarttls(StsTestingCase):
         self.deliver_and_count('starttls-not-supported')
 
 
-class MailReports(TlsRptCase):
-    """rua=mailto: the daemon (2 s periods) submits the report to its own listener,
-    which relays it to the MX of reports.test like any other message; it is signed
-    with the tlsrpt.dkim key of class attribute `key_type`."""
+class MailCase(TlsRptCase):
+    """rua=mailto: the daemon (2 s periods) delivers the report itself to the MX hosts
+    of the rua's domain (the MX of reports.test, 127.0.0.4, unless a test says
+    otherwise), never through its listener; it is signed with the tlsrpt.dkim key of
+    class attribute `key_type`."""
 
     interval = 2
     key_type = 'rsa'
@@ -627,6 +628,15 @@ class MailReports(TlsRptCase):
             ans = res.resolve(name.rstrip('.'), 'TXT', lifetime=timeout)
             return b''.join(b''.join(r.strings) for r in ans)
         return dkim.verify(data, dnsfunc=dnsfunc, tlsrpt='strict')
+
+    def mx1_fails_sts_enforce(self):
+        """MTA-STS enforce listing mx1, whose certificate names another host."""
+        self.mx1.configure(starttls=self.pki.issue('mx1.example.test',
+                                                   wrong_name='other.example.test'))
+        self.publish_sts(('mx1.example.test',))
+
+
+class MailReports(MailCase):
 
     def mailed_report(self):
         self.publish_rua('mailto:tls-rpt@reports.test')
@@ -726,6 +736,110 @@ class MailReportsEd25519(MailReports):
     """The same with an Ed25519 key: ed25519-sha256 (RFC 8463)."""
 
     key_type = 'ed25519'
+
+
+class MailDespiteTls:
+    """RFC 8460 §5.3: "sending MTAs MUST deliver reports despite any TLS-related
+    failures and SHOULD NOT include this SMTP session in the next report". example.test
+    asks for its reports at mailto:tls-rpt@example.test, and its one MX (mx1) fails
+    the policy of break_tls(): mail to it is deferred, its report is delivered there
+    all the same (opportunistic TLS, policy=tlsrpt/may), and the report's own session
+    is counted nowhere. The relaxed treatment cannot be had through the listener: the
+    report's own envelope sent there is deferred like any message. A mixin of
+    MailCase: break_tls() and `policy` come with each variant."""
+
+    policy = None  # the policy name of the deferrals
+
+    def break_tls(self):
+        raise NotImplementedError
+
+    def test_report_delivered_despite_policy(self):
+        self.break_tls()
+        self.publish_rua('mailto:tls-rpt@example.test')
+        self.assertDeferred(self.send(RCPT, message('tlsrpt-broken')), 'mx1.example.test',
+                            policy=self.policy)
+        m = self.mx1.wait_messages(1, timeout=20)[0]
+        self.assertEqual((m.mail_from, m.rcpts), (CONTACT, ['tls-rpt@example.test']))
+        self.assertEqual(m.tls_version, 'TLSv1.3')  # STARTTLS offered: taken
+        self.assertTrue(self.dkim_verify(m.data), 'signature does not verify')
+        msg = email.message_from_bytes(m.data, policy=email.policy.default)
+        att = list(msg.iter_parts())[1]
+        rep = self.validate(json.loads(gzip.decompress(att.get_content())))
+        ok, bad, details = self.totals([rep])
+        self.assertEqual((ok, bad), (0, 1), rep)  # the deferral, not the report
+        self.assertEqual(details[0]['receiving-mx-hostname'], 'mx1.example.test')
+        self.assertLog(r'policy: example\.test: TLS report delivery \(RFC 8460 section '
+                       r'5\.3\): the policy above is not enforced')
+        self.assertLog(r'(?m)tlsrpt: to=<tls-rpt@example\.test>, relay=%s, .*status=sent '
+                       r'\(250 .*\), tls=TLSv1\.3/\w+, policy=tlsrpt/may$'
+                       % self.relay(self.mx1))
+        self.assertLog(r'tlsrpt: example\.test: report \S+ sent to '
+                       r'mailto:tls-rpt@example\.test')
+        # Two more periods: had the report's session been counted, a second report
+        # would be on its way by now (a report loop).
+        time.sleep(2 * self.interval + 1.5)
+        self.assertEqual([r for r in self.stored() if r['domain'] == DOMAIN], [])
+        self.assertEqual(len(self.mx1.messages), 1)
+        self.assertEqual(len(re.findall(r'report \S+ sent to mailto:',
+                                        self.proxy.log_text())), 1)
+        # A message with the report's envelope, through the listener: still deferred,
+        # and counted.
+        out = self.send('tls-rpt@example.test', message('not-a-report'),
+                        mail_from=CONTACT)
+        self.assertDeferred(out, 'mx1.example.test', policy=self.policy,
+                            rcpt='tls-rpt@example.test')
+        self.assertEqual(len(self.mx1.messages), 1)
+        self.wait_stored(1)
+
+
+class MailDespiteStsEnforce(MailDespiteTls, MailCase):
+    """MTA-STS enforce listing mx1, whose certificate names another host."""
+
+    policy = 'mta-sts/enforce'
+
+    def break_tls(self):
+        self.mx1_fails_sts_enforce()
+
+
+class MailDespiteDane(MailDespiteTls, MailCase):
+    """DANE (every answer DNSSEC-secure): mx1's TLSA record is for another key."""
+
+    policy = 'table/dane'
+
+    def setup_fixtures(self):
+        super().setup_fixtures()
+        self.dns.ad = True
+        self.proxy_extra = deep_merge(self.proxy_extra,
+                                      {'policy': {'table': {DOMAIN: 'dane'}}})
+
+    def break_tls(self):
+        other = self.pki.issue('unrelated.example.test')[0]
+        self.dns.add('_%d._tcp.mx1.example.test' % self.mx_port, 'TLSA',
+                     self.pki.tlsa(other, 3, 1, 1))
+
+
+class MailByCli(MailCase):
+    """`tlsrpt send` delivers a mailed report itself, under the same rules: the daemon
+    need not run."""
+
+    interval = 3600
+
+    def test_cli_mails_report_despite_policy(self):
+        self.mx1_fails_sts_enforce()
+        self.publish_rua('mailto:tls-rpt@example.test')
+        self.assertDeferred(self.send(RCPT, message('tlsrpt-cli')), 'mx1.example.test',
+                            policy='mta-sts/enforce')
+        self.wait_stored(1)
+        self.proxy.stop()
+        r = self.cli_send()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('1 report(s) sent, 0 failed', r.stdout)
+        self.assertRegex(r.stderr, r'tlsrpt: to=<tls-rpt@example\.test>, relay=%s, '
+                         r'.*status=sent \(250 .*policy=tlsrpt/may' % self.relay(self.mx1))
+        m = self.mx1.wait_messages(1)[0]
+        self.assertEqual(m.rcpts, ['tls-rpt@example.test'])
+        self.assertTrue(self.dkim_verify(m.data), 'signature does not verify')
+        self.assertEqual(self.stored(), [])
 
 
 class MailReportsWithoutKey(TlsRptCase):
