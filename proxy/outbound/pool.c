@@ -162,7 +162,7 @@ struct pool *pool_new(uv_loop_t *loop, const struct pool_limits *lim) {
 static bool pool_refuses(const struct pool *p, const struct upstream *up) {
   return !p || p->closing || p->lim.idle_ms == 0 || p->lim.max_idle == 0 ||
          p->lim.max_per_domain == 0 || upstream_messages(up) >= POOL_MAX_MESSAGES ||
-         !upstream_idle(up);
+         !upstream_idle(up) || upstream_for_report(up); /* never judged by its policy */
 }
 
 void pool_put(struct pool *p, struct upstream *up) {

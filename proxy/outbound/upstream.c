@@ -913,6 +913,9 @@ void *upstream_pool(const struct upstream *up) {
 unsigned upstream_messages(const struct upstream *up) {
   return up->messages;
 }
+bool upstream_for_report(const struct upstream *up) {
+  return up->route && up->route->report;
+}
 bool upstream_idle(const struct upstream *up) {
   return up->state == UP_READY && up->conn && up->nqueued == 0 && !up->final_pending;
 }

@@ -80,6 +80,9 @@ const struct runtime *upstream_runtime(const struct upstream *up);
 unsigned upstream_messages(const struct upstream *up);
 /* Ready for a new transaction: connected, greeted, nothing queued or awaited. */
 bool upstream_idle(const struct upstream *up);
+/* Routed for a TLS report's delivery (router_route_report): judged at tlsrpt/may, so
+ * it must never serve another transaction. */
+bool upstream_for_report(const struct upstream *up);
 
 const char *upstream_domain(const struct upstream *up);
 const struct smtp_caps *upstream_caps(const struct upstream *up);
