@@ -83,9 +83,33 @@ static const char *host_skip_reason(int status) {
   }
 }
 
-static void route_add_addrs(struct route *r, size_t host, const struct dns_mx_host *h,
+/* Whether an MX address may be dialled: not 0.0.0.0/8 or :: (the kernel connects
+ * those to this host), nor a multicast, broadcast or reserved IPv4 address (also
+ * IPv4-mapped). Loopback is dialled: a local MX is a deployment's choice. */
+static bool addr_dialable(const struct sockaddr_storage *ss) {
+  uint32_t v4;
+  if (ss->ss_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_MULTICAST(a))
+      return false;
+    if (!IN6_IS_ADDR_V4MAPPED(a))
+      return true;
+    memcpy(&v4, &a->s6_addr[12], 4);
+  } else {
+    v4 = ((const struct sockaddr_in *)ss)->sin_addr.s_addr;
+  }
+  uint32_t top = ntohl(v4) >> 24;
+  return top != 0 && top < 224;
+}
+
+/* Adds h's dialable addresses; false when it has none. */
+static bool route_add_addrs(struct route *r, size_t host, const struct dns_mx_host *h,
                             uint16_t port) {
+  bool any = false;
   for (size_t j = 0; j < h->naddrs && r->ncandidates < ROUTE_MAX_CANDIDATES; j++) {
+    if (!addr_dialable(&h->addrs[j]))
+      continue;
+    any = true;
     struct route_candidate *c = &r->candidates[r->ncandidates++];
     c->host = host;
     c->addr = h->addrs[j];
@@ -94,6 +118,7 @@ static void route_add_addrs(struct route *r, size_t host, const struct dns_mx_ho
     else
       ((struct sockaddr_in6 *)&c->addr)->sin6_port = htons(port);
   }
+  return any;
 }
 
 /* DNS outcomes that leave nowhere to deliver. Returns true when r got a reply. */
@@ -212,8 +237,9 @@ static void route_finish(struct router_query *q, const struct dns_mx_result *res
       route_skip(r, h->name, rh->req.skip_reason);
       r->policy_skipped = true;
       router_observe_skip(q, rh);
-    } else {
-      route_add_addrs(r, i, h, port);
+    } else if (!route_add_addrs(r, i, h, port) &&
+               r->ncandidates < ROUTE_MAX_CANDIDATES) {
+      route_skip(r, h->name, "no usable address");
     }
   }
   if (r->ncandidates > 0)

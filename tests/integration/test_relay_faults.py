@@ -162,6 +162,22 @@ class RelayFaults(TestBase):
         self.assertEqual(mx.wait_messages(1)[0].rcpts, ['rcpt@amx.test'])
 
     # ---- MX selection --------------------------------------------------------------------
+    def test_unspecified_address_never_dialled(self):
+        """An MX resolving to 0.0.0.0 or :: (which the kernel takes for this host) is
+        skipped, never dialled: the next MX gets the message."""
+        self.dns.add('multi.test', 'MX', (10, 'zero.multi.test'))
+        self.dns.add('zero.multi.test', 'A', '0.0.0.0')
+        self.dns.add('zero.multi.test', 'AAAA', '::')
+        mx2 = self.add_mx('mx2', '127.0.0.3', domain='multi.test', pref=20)
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+        self.dns.add('zero.test', 'MX', (10, 'zero.multi.test'))
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@zero.test>'), 451, '4.4.4',
+                         'zero.multi.test: no usable address')
+        self.assertNotRegex(self.proxy.log_text(), r'zero\.multi\.test\[')
+
     def test_first_mx_refuses_second_gets_it(self):
         """The preferred MX refuses the TCP connection: the next MX gets the message."""
         self.dns.add('multi.test', 'MX', (10, 'dead.multi.test'))
