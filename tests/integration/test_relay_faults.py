@@ -161,7 +161,82 @@ class RelayFaults(TestBase):
         self.assertReply(out['data'], 250)
         self.assertEqual(mx.wait_messages(1)[0].rcpts, ['rcpt@amx.test'])
 
+    def test_mx_lookup_failure_never_uses_the_address_records(self):
+        """RFC 5321 5.1: SERVFAIL or no answer to the MX query defers (4.4.3); the
+        domain's own A record is not taken for an implicit MX (whoever drops the MX
+        answer must not redirect the mail)."""
+        mx = self.add_mx(None, '127.0.0.6', fqdn='amx.test', pref=None)
+        for fault in (self.dns.servfail, self.dns.drop):
+            fault('amx.test', 'MX')
+            c = self.client()
+            c.cmd('MAIL FROM:<sender@client.test>')
+            self.assertReply(c.cmd('RCPT TO:<rcpt@amx.test>'), 451, '4.4.3')
+            c.close()
+        self.assertEqual(mx.connections, 0)
+
+    def test_domain_case_and_trailing_dot(self):
+        """Example.TEST routes as example.test; a trailing dot is not in RFC 5321's
+        Domain syntax (4.1.2): 501 5.5.4."""
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@Example.TEST.>'), 501, '5.5.4')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@Example.TEST>'), 250)
+        self.assertReply(c.data(message()), 250)
+        self.assertEqual(len(self.mx1.wait_messages(1)), 1)
+
     # ---- MX selection --------------------------------------------------------------------
+    def test_all_addresses_of_a_host_before_the_next_host(self):
+        """RFC 5321 5.1: lowest preference first, every address of a host (IPv4, then
+        IPv6) before the next host."""
+        self.dns.add('multi.test', 'MX', (20, 'b.multi.test'))
+        self.dns.add('multi.test', 'MX', (10, 'a.multi.test'))
+        self.dns.add('a.multi.test', 'A', NO_SERVER_IPS[0])
+        self.dns.add('a.multi.test', 'AAAA', '::1')
+        self.dns.add('b.multi.test', 'A', NO_SERVER_IPS[1])
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        got, lines = c.cmd('RCPT TO:<rcpt@multi.test>')
+        self.assertEqual(got, 451, lines)
+        tried = re.findall(r'([a-z.]+\[[0-9a-f.:]+\])', ' '.join(lines))
+        self.assertEqual(tried, ['a.multi.test[%s]' % NO_SERVER_IPS[0], 'a.multi.test[::1]',
+                                 'b.multi.test[%s]' % NO_SERVER_IPS[1]])
+
+    def test_equal_preferences_shuffled(self):
+        """RFC 5321 5.1: hosts of equal preference are tried in random order: over 24
+        routings both orders occur (each has probability 2^-24 of never occurring)."""
+        self.dns.add('multi.test', 'MX', (10, 'd1.multi.test'))
+        self.dns.add('multi.test', 'MX', (10, 'd2.multi.test'))
+        self.dns.add('d1.multi.test', 'A', NO_SERVER_IPS[0])
+        self.dns.add('d2.multi.test', 'A', NO_SERVER_IPS[1])
+        firsts = set()
+        c = self.client()
+        for _ in range(24):
+            c.cmd('MAIL FROM:<sender@client.test>')
+            got, lines = c.cmd('RCPT TO:<rcpt@multi.test>')
+            self.assertEqual(got, 451, lines)
+            firsts.add(re.search(r'(d[12])\.multi\.test\[', ' '.join(lines)).group(1))
+            self.assertReply(c.cmd('RSET'), 250)
+        self.assertEqual(firsts, {'d1', 'd2'})
+
+    def test_null_mx_next_to_other_mx_ignored(self):
+        """RFC 7505 3: a null MX must stand alone; next to real MX records it is
+        ignored and the real ones are used."""
+        self.dns.add('multi.test', 'MX', (0, '.'))
+        mx2 = self.add_mx('mx2', '127.0.0.3', domain='multi.test', pref=20)
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+
+    def test_mx_target_address_literal_is_a_name(self):
+        """RFC 5321 5.1: an MX naming "127.0.0.3" is a name to resolve, never an
+        address to dial: it has no address records here, so nothing is dialled."""
+        mx = self.add_mx('lit', '127.0.0.3', domain='multi.test', pref=None,
+                         a_record=False)
+        self.dns.add('multi.test', 'MX', (10, '127.0.0.3'))
+        c = self.client()
+        c.cmd('MAIL FROM:<sender@client.test>')
+        self.assertReply(c.cmd('RCPT TO:<rcpt@multi.test>'), 4, '127.0.0.3: host not found')
+        self.assertEqual(mx.connections, 0)
+
     def test_unspecified_address_never_dialled(self):
         """An MX resolving to 0.0.0.0 or :: (which the kernel takes for this host) is
         skipped, never dialled: the next MX gets the message."""
@@ -177,6 +252,28 @@ class RelayFaults(TestBase):
         self.assertReply(c.cmd('RCPT TO:<rcpt@zero.test>'), 451, '4.4.4',
                          'zero.multi.test: no usable address')
         self.assertNotRegex(self.proxy.log_text(), r'zero\.multi\.test\[')
+
+    def test_mx_address_lookup_failure_skipped(self):
+        """SERVFAIL for one MX host's addresses: that host is skipped, the next one
+        gets the message."""
+        self.dns.add('multi.test', 'MX', (10, 'broken.multi.test'))
+        self.dns.servfail('broken.multi.test')
+        mx2 = self.add_mx('mx2', '127.0.0.3', domain='multi.test', pref=20)
+        self.assertReply(self.send('rcpt@multi.test')['data'], 250)
+        mx2.wait_messages(1)
+
+    def test_no_mx_host_has_addresses_defers(self):
+        """Every MX host's address lookup failing (SERVFAIL) or finding no host
+        (NXDOMAIN) defers with 451 4.4.4: a DNS fault that may heal, never a bounce."""
+        self.dns.add('multi.test', 'MX', (10, 'broken.multi.test'))
+        self.dns.add('multi.test', 'MX', (20, 'gone.multi.test'))
+        self.dns.servfail('broken.multi.test')
+        self.dns.add('nxmx.test', 'MX', (10, 'gone.nxmx.test'))
+        c = self.client()
+        for domain in ('multi.test', 'nxmx.test'):
+            c.cmd('MAIL FROM:<sender@client.test>')
+            self.assertReply(c.cmd('RCPT TO:<rcpt@%s>' % domain), 451, '4.4.4')
+            self.assertReply(c.cmd('RSET'), 250)
 
     def test_first_mx_refuses_second_gets_it(self):
         """The preferred MX refuses the TCP connection: the next MX gets the message."""
