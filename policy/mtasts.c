@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define STS_TXT_PREFIX "v=STSv1;"
@@ -157,6 +158,36 @@ static bool pattern_store(const char *v, size_t n, char out[STS_NAME_MAX + 1]) {
   return true;
 }
 
+void sts_policy_free(struct sts_policy *p) {
+  if (!p)
+    return;
+  free(p->mx);
+  memset(p, 0, sizeof *p);
+}
+
+int sts_policy_copy(struct sts_policy *dst, const struct sts_policy *src) {
+  char *mx = NULL;
+  if (src->mx_len > 0) {
+    if (!(mx = malloc(src->mx_len))) {
+      memset(dst, 0, sizeof *dst);
+      return -1;
+    }
+    memcpy(mx, src->mx, src->mx_len);
+  }
+  *dst = *src;
+  dst->mx = mx;
+  return 0;
+}
+
+const char *sts_mx_next(const struct sts_policy *p, const char *prev) {
+  if (!p || !p->mx || p->mx_len == 0)
+    return NULL;
+  if (!prev)
+    return p->mx;
+  const char *next = prev + strlen(prev) + 1;
+  return next < p->mx + p->mx_len ? next : NULL;
+}
+
 /* §4.1: "*.example.com" matches one extra left-most label, never the bare domain. */
 bool sts_mx_match(const struct sts_policy *p, const char *host) {
   if (!p || !host)
@@ -166,10 +197,8 @@ bool sts_mx_match(const struct sts_policy *p, const char *host) {
     hl--;
   if (hl == 0 || hl > STS_NAME_MAX)
     return false;
-  size_t nmx = p->nmx < STS_MAX_MX ? p->nmx : STS_MAX_MX;
-  for (size_t i = 0; i < nmx; i++) {
-    const char *pat = p->mx[i];
-    size_t pl = strnlen(pat, STS_NAME_MAX + 1);
+  for (const char *pat = sts_mx_next(p, NULL); pat; pat = sts_mx_next(p, pat)) {
+    size_t pl = strlen(pat);
     if (pl >= 2 && pat[0] == '*' && pat[1] == '.') {
       const char *suffix = pat + 1; /* ".example.com" */
       size_t sl = pl - 1;
@@ -189,6 +218,8 @@ bool sts_mx_match(const struct sts_policy *p, const char *host) {
 
 struct policy_parse {
   struct sts_policy *out;
+  size_t mx_cap; /* bytes allocated at out->mx */
+  bool nomem;
   bool have_version, have_mode, have_max_age;
   unsigned line;
   char *err;
@@ -265,6 +296,29 @@ static bool parse_max_age(const char *v, size_t n, uint32_t *out) {
   return true;
 }
 
+/* Adds pat to the policy's block, grown by doubling (the file bounds it: a pattern is
+ * never longer than its line) and cut to size at the end. */
+static int pattern_append(struct policy_parse *st, const char *pat) {
+  struct sts_policy *p = st->out;
+  size_t n = strlen(pat) + 1;
+  if (st->mx_cap - p->mx_len < n) {
+    size_t cap = st->mx_cap ? st->mx_cap : 64;
+    while (cap - p->mx_len < n)
+      cap *= 2;
+    char *mx = realloc(p->mx, cap);
+    if (!mx) {
+      st->nomem = true;
+      return policy_fail(st, "out of memory");
+    }
+    p->mx = mx;
+    st->mx_cap = cap;
+  }
+  memcpy(p->mx + p->mx_len, pat, n);
+  p->mx_len += n;
+  p->nmx++;
+  return 0;
+}
+
 /* One known or unknown field; for the singular keys the first occurrence wins. */
 static int policy_field(struct policy_parse *st, const char *k, size_t kl,
                         const char *v, size_t vl) {
@@ -288,11 +342,10 @@ static int policy_field(struct policy_parse *st, const char *k, size_t kl,
     if (!parse_max_age(v, vl, &p->max_age))
       return policy_fail(st, "max_age: must be 1 to 10 decimal digits");
   } else if (str_eq(k, kl, "mx")) {
-    if (p->nmx >= STS_MAX_MX)
-      return policy_fail(st, "mx: more than %d patterns", STS_MAX_MX);
-    if (!pattern_store(v, vl, p->mx[p->nmx]))
+    char pat[STS_NAME_MAX + 1];
+    if (!pattern_store(v, vl, pat))
       return policy_fail(st, "mx: invalid host name pattern");
-    p->nmx++;
+    return pattern_append(st, pat);
   }
   return 0;
 }
@@ -363,8 +416,13 @@ int sts_policy_parse(const char *text, size_t len, struct sts_policy *out, char 
   if (!text && len > 0)
     return policy_fail(&st, "no policy text");
   if (policy_lines(&st, text, len) < 0) {
-    memset(out, 0, sizeof *out);
-    return -1;
+    sts_policy_free(out);
+    return st.nomem ? -2 : -1;
+  }
+  if (st.mx_cap > out->mx_len) { /* compact: a cached policy keeps only its patterns */
+    char *mx = realloc(out->mx, out->mx_len);
+    if (mx)
+      out->mx = mx;
   }
   return 0;
 }

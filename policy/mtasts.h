@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #define STS_ID_MAX 32
-#define STS_MAX_MX 32
 #define STS_NAME_MAX 253
 #define STS_MAX_AGE_CAP 31557600u /* §3.2: larger values are capped */
 #define STS_POLICY_MAX_BYTES 65536
@@ -30,19 +29,37 @@ enum sts_txt_result {
 int sts_txt_parse(const char *const *records, const size_t *lens, size_t n,
                   char id[STS_ID_MAX + 1]);
 
+/* The mx patterns are lower-case A-label names, "*." allowed as the whole first label
+ * only, each NUL-terminated and stored one after the other in one malloc'd block of
+ * mx_len bytes (NULL when there are none). RFC 8461 sets no limit on their number; the
+ * block is never larger than the policy file (STS_POLICY_MAX_BYTES). The struct owns
+ * the block: a copy by value is a move (the source is then forgotten, never freed);
+ * sts_policy_copy() makes an independent copy and sts_policy_free() ends it. */
 struct sts_policy {
   enum sts_mode mode;
   uint32_t max_age; /* seconds, capped at STS_MAX_AGE_CAP */
-  size_t nmx;
-  char mx[STS_MAX_MX][STS_NAME_MAX + 1]; /* lower-case A-label patterns, "*." allowed
-                                            as the whole first label only */
+  size_t nmx;       /* patterns in mx */
+  size_t mx_len;    /* bytes in mx, NULs included */
+  char *mx;         /* owned */
 };
+
+/* Frees p's patterns and empties it (p itself is the caller's); NULL is a no-op. */
+void sts_policy_free(struct sts_policy *p);
+/* dst = an independent copy of src (dst's old content is not freed). 0, or -1 when out
+ * of memory (dst then empty). */
+int sts_policy_copy(struct sts_policy *dst, const struct sts_policy *src);
+/* The pattern after prev (NULL: the first), or NULL after the last:
+ *   for (const char *m = sts_mx_next(p, NULL); m; m = sts_mx_next(p, m)) */
+const char *sts_mx_next(const struct sts_policy *p, const char *prev);
 
 /* Parses a policy file (§3.2). CRLF or LF line ends; "key: value" with optional
  * whitespace around both; the first of duplicate keys wins (but mx may repeat and
  * accumulates); unknown keys ignored when well-formed; version must be "STSv1"; mode
- * enforce|testing|none; mx required unless mode is none; max_age required, decimal,
- * at most 10 digits, capped. Any other problem → -1 with a reason in err. Returns 0. */
+ * enforce|testing|none; mx required unless mode is none, as many as the file holds;
+ * max_age required, decimal, at most 10 digits, capped. Any other problem → -1 with a
+ * reason in err (out empty). Returns 0 (out's patterns then owned by the caller:
+ * sts_policy_free), or -2 when out of memory (out empty; not a verdict on the
+ * policy). */
 int sts_policy_parse(const char *text, size_t len, struct sts_policy *out, char *err,
                      size_t errlen);
 

@@ -359,7 +359,7 @@ enum tlsrpt_result tlsrpt_classify(enum tlsrpt_policy_type t, enum tlsrpt_event 
 /* ---- policy strings ------------------------------------------------------------------ */
 
 char *tlsrpt_sts_strings(const struct sts_policy *p) {
-  size_t cap = 96 + p->nmx * (STS_NAME_MAX + 6);
+  size_t cap = 96 + p->mx_len + p->nmx * 5; /* "\nmx: " and the name for each */
   char *out = malloc(cap);
   if (!out)
     return NULL;
@@ -367,8 +367,8 @@ char *tlsrpt_sts_strings(const struct sts_policy *p) {
                      : p->mode == STS_MODE_TESTING ? "testing"
                                                    : "none";
   size_t pos = (size_t)snprintf(out, cap, "version: STSv1\nmode: %s", mode);
-  for (size_t i = 0; i < p->nmx && i < STS_MAX_MX; i++)
-    pos += (size_t)snprintf(out + pos, cap - pos, "\nmx: %s", p->mx[i]);
+  for (const char *m = sts_mx_next(p, NULL); m; m = sts_mx_next(p, m))
+    pos += (size_t)snprintf(out + pos, cap - pos, "\nmx: %s", m);
   snprintf(out + pos, cap - pos, "\nmax_age: %u", (unsigned)p->max_age);
   return out;
 }
@@ -392,13 +392,13 @@ char *tlsrpt_tlsa_strings(const struct dane_tlsa *records, size_t n) {
 }
 
 char *tlsrpt_sts_mx_hosts(const struct sts_policy *p) {
-  size_t cap = 1 + p->nmx * (STS_NAME_MAX + 2), pos = 0;
+  size_t cap = 1 + p->mx_len, pos = 0; /* a '\n' or the final NUL for each */
   char *out = malloc(cap);
   if (!out)
     return NULL;
   out[0] = '\0';
-  for (size_t i = 0; i < p->nmx && i < STS_MAX_MX; i++)
-    pos += (size_t)snprintf(out + pos, cap - pos, "%s%s", i ? "\n" : "", p->mx[i]);
+  for (const char *m = sts_mx_next(p, NULL); m; m = sts_mx_next(p, m))
+    pos += (size_t)snprintf(out + pos, cap - pos, "%s%s", pos ? "\n" : "", m);
   return out;
 }
 

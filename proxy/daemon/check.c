@@ -240,8 +240,8 @@ static void human_sts(const struct check *ck) {
   else {
     const struct sts_policy *p = &ck->route->sts;
     printf("  policy: mode %s, max_age %u, mx:", sts_mode_name(p->mode), p->max_age);
-    for (size_t i = 0; i < p->nmx; i++)
-      printf(" %s", p->mx[i]);
+    for (const char *m = sts_mx_next(p, NULL); m; m = sts_mx_next(p, m))
+      printf(" %s", m);
     printf("\n");
   }
   if (ck->have_cached) {
@@ -362,9 +362,9 @@ static void json_sts(const struct check *ck) {
     json_kv(true, "mode", sts_mode_name(p->mode));
     json_kn(false, "max_age", p->max_age);
     printf(",\"mx\":[");
-    for (size_t i = 0; i < p->nmx; i++) {
-      printf("%s", i ? "," : "");
-      json_str(p->mx[i]);
+    for (const char *m = sts_mx_next(p, NULL); m; m = sts_mx_next(p, m)) {
+      printf("%s", m != p->mx ? "," : "");
+      json_str(m);
     }
     printf("]}");
   } else {
@@ -508,7 +508,10 @@ static struct route *route_for_candidate(const struct route *r, size_t c) {
   one->candidates[0].host = 0;
   snprintf(one->policy, sizeof one->policy, "%s", h->req.policy);
   one->has_sts = r->has_sts;
-  one->sts = r->sts;
+  if (sts_policy_copy(&one->sts, &r->sts) < 0) {
+    route_free(one); /* and h with it */
+    return NULL;
+  }
   return one;
 fail:
   free(h);

@@ -107,7 +107,9 @@ static void forward_tls(const struct observe_tls *t) {
   struct forwarded *f = calloc(1, sizeof *f);
   char *p = f ? malloc(total + 1) : NULL;
   struct dane_tlsa *tlsa = p ? dane_tlsa_dup(t->tlsa, t->ntlsa) : NULL;
-  if (!f || !p || (t->ntlsa && !tlsa)) {
+  bool sts_ok = p && (t->ntlsa == 0 || tlsa) &&
+                (!t->sts || sts_policy_copy(&f->sts, t->sts) == 0);
+  if (!f || !p || (t->ntlsa && !tlsa) || !sts_ok) {
     free(f);
     free(p);
     free(tlsa);
@@ -124,10 +126,8 @@ static void forward_tls(const struct observe_tls *t) {
   f->o.policy = put_string(&p, t->policy);
   f->o.detail = put_string(&p, t->detail);
   f->o.sts_detail = put_string(&p, t->sts_detail);
-  if (t->sts) {
-    f->sts = *t->sts;
-    f->o.sts = &f->sts;
-  }
+  if (t->sts)
+    f->o.sts = &f->sts; /* copied above */
   f->tlsa = tlsa;
   f->o.tlsa = tlsa;
   uv_mutex_lock(&ws->lock);
@@ -140,6 +140,7 @@ static void forward_tls(const struct observe_tls *t) {
 static void forwarded_free(struct forwarded *f) {
   free(f->strings);
   free(f->tlsa);
+  sts_policy_free(&f->sts);
   free(f);
 }
 

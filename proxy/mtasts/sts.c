@@ -220,7 +220,10 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
   f->hf = NULL;
   struct sts_policy p;
   char why[256] = "";
-  bool ok = status == 0 && sts_policy_parse(body, len, &p, why, sizeof why) == 0;
+  int prc = status == 0 ? sts_policy_parse(body, len, &p, why, sizeof why) : -1;
+  if (prc == -2)
+    status = SP_E_NOMEM; /* the policy was not judged: a failed fetch, not invalid */
+  bool ok = status == 0 && prc == 0;
   observe_sts_fetch(ok);
   if (ok) {
     int64_t now = now_s();
@@ -235,6 +238,7 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
       sts_store_policy(f->s, e, text, true);
     }
     free(text);
+    sts_policy_free(&p);
   } else {
     /* RFC 8460 §4.3.2.2: a policy that did not parse is "sts-policy-invalid", a
      * policy host whose certificate did not validate "sts-webpki-invalid", any
@@ -248,7 +252,10 @@ static void on_fetched(void *arg, int status, const char *body, size_t len,
                                        : sp_strerror(status),
                            now_s());
     log_msg(LOG_WARNING, NULL, "mta-sts: %s: policy fetch failed: %s%s%s", e->domain,
-            status == 0 ? "invalid policy: " : "", status == 0 ? why : err,
+            status == 0 ? "invalid policy: " : "",
+            status == 0 ? why
+            : err       ? err
+                        : sp_strerror(status),
             status == SP_E_ADDRESS ? " (mta_sts.allow_private_addresses: no)" : "");
     if (cached_valid(e))
       log_msg(LOG_INFO, NULL, "mta-sts: %s: keeping the cached policy id=%s", e->domain,
@@ -333,10 +340,13 @@ static bool adopt(struct sts_fetch *f, const struct store_policy *sp) {
             e->domain, why);
     return false;
   }
-  if (sts__entry_set_policy(e, sp->id, &p, sp->fetched_at, sp->expires_at) < 0)
+  enum sts_mode mode = p.mode;
+  int rc = sts__entry_set_policy(e, sp->id, &p, sp->fetched_at, sp->expires_at);
+  sts_policy_free(&p);
+  if (rc < 0)
     return false;
   log_msg(LOG_INFO, NULL, "mta-sts: %s: policy id=%s mode=%s from the shared cache",
-          e->domain, sp->id, mode_name(p.mode));
+          e->domain, sp->id, mode_name(mode));
   sts_store_policy(f->s, e, sp->text, false);
   return true;
 }

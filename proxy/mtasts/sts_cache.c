@@ -32,6 +32,8 @@ int sts__cache_new(size_t capacity, struct sts_cache **out) {
 }
 
 static void entry_free(struct sts_entry *e) {
+  if (e->cached)
+    sts_policy_free(&e->cached->policy);
   free(e->cached);
   free(e->failure);
   free(e);
@@ -79,6 +81,7 @@ static void entry_load(struct sts_entry *e, struct store *store) {
   char why[200];
   if (sts_policy_parse(sp.text, strlen(sp.text), &p, why, sizeof why) == 0)
     sts__entry_set_policy(e, sp.id, &p, sp.fetched_at, sp.expires_at);
+  sts_policy_free(&p);
   store_policy_free(&sp);
 }
 
@@ -101,14 +104,15 @@ struct sts_entry *sts__cache_get(struct sts_cache *c, struct store *store,
   return e;
 }
 
-int sts__entry_set_policy(struct sts_entry *e, const char *id,
-                          const struct sts_policy *p, int64_t fetched_at,
-                          int64_t expires_at) {
+int sts__entry_set_policy(struct sts_entry *e, const char *id, struct sts_policy *p,
+                          int64_t fetched_at, int64_t expires_at) {
   if (!e->cached && !(e->cached = calloc(1, sizeof *e->cached)))
     return SP_E_NOMEM;
   e->cached->present = true;
   snprintf(e->cached->id, sizeof e->cached->id, "%s", id);
-  e->cached->policy = *p;
+  sts_policy_free(&e->cached->policy);
+  e->cached->policy = *p; /* moved */
+  memset(p, 0, sizeof *p);
   e->cached->fetched_at = fetched_at;
   e->cached->expires_at = expires_at;
   e->failed_at = 0;
@@ -136,7 +140,7 @@ size_t sts__cache_bytes(const struct sts_cache *c) {
   for (const struct lru_node *n = lru_oldest(&c->map); n; n = lru_newer(n)) {
     const struct sts_entry *e = (const struct sts_entry *)n;
     bytes += entry_size(strlen(e->domain));
-    bytes += e->cached ? sizeof *e->cached : 0;
+    bytes += e->cached ? sizeof *e->cached + e->cached->policy.mx_len : 0;
     bytes += e->failure ? sizeof *e->failure : 0;
   }
   return bytes;

@@ -5,8 +5,9 @@
  *
  * Memory per domain: a domain with no policy costs a small entry (the name and the
  * negative facts: "nothing persisted for it", and when a fetch failed, when and why,
- * so the fetch is not retried on every message); the 8 KB policy is allocated only
- * for a domain that has one.
+ * so the fetch is not retried on every message); a policy is allocated only for a
+ * domain that has one, and costs about a hundred bytes plus its mx patterns (their
+ * text, each NUL-terminated: a policy's usual few names take tens of bytes).
  *
  * Dropping an entry never reopens the trust-on-first-use window: a policy in force
  * was persisted to the store when it was fetched or adopted, and a domain not in
@@ -58,10 +59,10 @@ void sts__cache_free(struct sts_cache *c);
 struct sts_entry *sts__cache_get(struct sts_cache *c, struct store *store,
                                  const char *domain);
 
-/* Sets the policy in force (copied) and clears the failure. SP_E_NOMEM: unchanged. */
-int sts__entry_set_policy(struct sts_entry *e, const char *id,
-                          const struct sts_policy *p, int64_t fetched_at,
-                          int64_t expires_at);
+/* Sets the policy in force and clears the failure. p's patterns move into the entry
+ * (p is left empty; sts_policy_free(p) stays harmless). SP_E_NOMEM: both unchanged. */
+int sts__entry_set_policy(struct sts_entry *e, const char *id, struct sts_policy *p,
+                          int64_t fetched_at, int64_t expires_at);
 /* Records a failed fetch of the policy with TXT id at now; the policy in force, if
  * any, stays. Without memory for the reason and id, only the time is kept (the
  * backoff then holds for any id). */

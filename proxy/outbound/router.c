@@ -34,8 +34,9 @@ struct router_query {
   struct route *route;      /* being built; handed to cb */
   struct dns_mx_result *mx; /* owned copy, kept while other answers are awaited */
   struct sts_query *sq;     /* the MTA-STS lookup, until answered */
-  struct sts_policy sts;    /* its answer */
+  struct sts_policy sts;    /* its answer (owned, until moved into the route) */
   bool has_sts;
+  bool sts_nomem; /* the answer could not be copied: no route (out of memory) */
   struct sts_failure sts_failure; /* why there is none, when the fetch failed */
   size_t pending;                 /* MX, MTA-STS and TLSA answers still awaited */
   struct tlsa_lookup *lookups;    /* owned, one per host */
@@ -48,6 +49,7 @@ void route_free(struct route *r) {
   for (size_t i = 0; i < r->nhosts; i++)
     free(r->hosts[i].records);
   free(r->hosts);
+  sts_policy_free(&r->sts);
   free(r);
 }
 
@@ -159,7 +161,7 @@ static void router_observe_skip(const struct router_query *q,
       .policy = rh->req.policy,
       .failure = f,
       .detail = rh->req.skip_reason,
-      .sts = q->has_sts ? &q->sts : NULL,
+      .sts = q->d.sts,
       .tlsa = rh->records,
       .ntlsa = rh->nrecords,
       .sts_failure = q->sts_failure.kind,
@@ -189,11 +191,11 @@ static void router_log_decision(const struct router_query *q) {
   enum observe_sts_failure f = q->has_sts ? OBSERVE_STS_OK : q->sts_failure.kind;
   log_msg(LOG_INFO, NULL, "policy: %s: mx_secure=%s sts=%s%s%s: %s", q->domain,
           q->d.mx_secure ? "yes" : "no",
-          f != OBSERVE_STS_OK               ? unavailable[f]
-          : !q->has_sts                     ? "none"
-          : q->sts.mode == STS_MODE_ENFORCE ? "enforce"
-          : q->sts.mode == STS_MODE_TESTING ? "testing"
-                                            : "mode-none",
+          f != OBSERVE_STS_OK                  ? unavailable[f]
+          : !q->has_sts                        ? "none"
+          : q->d.sts->mode == STS_MODE_ENFORCE ? "enforce"
+          : q->d.sts->mode == STS_MODE_TESTING ? "testing"
+                                               : "mode-none",
           f != OBSERVE_STS_OK ? q->sts_failure.reason : "",
           f != OBSERVE_STS_OK ? ")" : "", n ? text : "no MX hosts");
 }
@@ -262,6 +264,7 @@ static void router_free(struct router_query *q) {
     q->lookups[i].magic = 0;
   free(q->mx);
   free(q->lookups);
+  sts_policy_free(&q->sts);
   runtime_unref(q->rt);
   q->magic = 0;
   free(q);
@@ -270,6 +273,10 @@ static void router_free(struct router_query *q) {
 static void router_done(struct router_query *q) {
   struct route *r = q->route;
   q->route = NULL;
+  if (q->sts_nomem) { /* never routed as if the domain had no policy */
+    route_free(r);
+    r = NULL;
+  }
   q->cb(q->arg, r);
   router_free(q);
 }
@@ -279,9 +286,10 @@ static void router_answered(struct router_query *q) {
   if (--q->pending > 0)
     return;
   if (q->route->status == 0) {
-    q->d.sts = q->has_sts ? &q->sts : NULL;
     q->route->has_sts = q->has_sts;
-    q->route->sts = q->sts;
+    q->route->sts = q->sts; /* moved: from here on the route's is the one */
+    memset(&q->sts, 0, sizeof q->sts);
+    q->d.sts = q->has_sts ? &q->route->sts : NULL;
     q->route->sts_failure = q->sts_failure;
     route_finish(q, q->mx);
   }
@@ -294,8 +302,10 @@ static void on_sts(void *arg, const struct sts_policy *policy,
   CAST_OBJ_NOTNULL(q, arg, ROUTER_MAGIC);
   q->sq = NULL;
   q->has_sts = policy != NULL;
-  if (policy)
-    q->sts = *policy;
+  if (policy && sts_policy_copy(&q->sts, policy) < 0) {
+    q->has_sts = false;
+    q->sts_nomem = true;
+  }
   if (failed)
     q->sts_failure = *failed;
   if (q->route) /* the MX answer is in: it allocated the route */

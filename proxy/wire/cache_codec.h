@@ -14,7 +14,10 @@
 
 #include "proxy/wire/store_rows.h"
 
-#define CACHE_CODEC_FIELD_MAX 65536 /* longest string in an encoded row */
+/* Longest string in an encoded row. A policy's strings (tlsrpt_sts_strings) are its
+ * file rewritten, "mx: " for "mx:" on each line: at most a fifth longer than the
+ * file's STS_POLICY_MAX_BYTES, with any number of mx lines. */
+#define CACHE_CODEC_FIELD_MAX (2 * STS_POLICY_MAX_BYTES)
 
 /* v[0..3] = id, fetched_at, expires_at, policy as returned by HMGET (NULL = nil).
  * Returns 1 with out filled (out->text malloc'd: store_policy_free), 0 when all four

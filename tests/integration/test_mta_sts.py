@@ -257,6 +257,26 @@ class Enforce(StsCase):
         self.publish(text=dict(mx=('MX1.Example.TEST',)))
         self.assertDelivered(self.send(RCPT), self.mx1, 'mta-sts/enforce')
 
+    def test_many_patterns_listed_40th(self):
+        """A policy of 60 mx patterns (RFC 8461 sets no limit), mx2 the 40th: mx2 gets
+        the message over verified TLS; mx1 (pref 10, not listed) is skipped."""
+        mx2 = self.add_mx('mx2', '127.0.0.3', pref=20)
+        others = ['mx%d.other.test' % i for i in range(59)]
+        self.publish(text=dict(mx=others[:39] + ['mx2.example.test'] + others[39:]))
+        out = self.send(RCPT)
+        self.assertDelivered(out, mx2, 'mta-sts/enforce', verdict='Verified')
+        self.assertNoMail(self.mx1)
+        self.assertLog(r'mx1\.example\.test .*not listed in the MTA-STS policy')
+        self.assertFalse(self.fetch_lines(failed=True), self.proxy.log_text())
+
+    def test_many_patterns_unlisted_451(self):
+        """A policy of 60 mx patterns, none of them mx1: enforced, 451 4.7.5."""
+        self.publish(text=dict(mx=['mx%d.other.test' % i for i in range(60)]))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test')
+        self.assertReason(out, 'mx1.example.test', 'not listed in the MTA-STS policy')
+        self.assertNoMail(self.mx1)
+
 
 class Modes(StsCase):
 

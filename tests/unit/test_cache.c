@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/mtasts.h"
+#include "policy/tlsrpt.h"
 #include "proxy/config/config.h"
 #include "proxy/config/config_cache.h"
 #include "proxy/core/error.h"
@@ -219,6 +221,111 @@ static void test_row_roundtrip(void) {
       TEST_FAIL_("accepted %s", bad[i]);
 }
 
+/* What the proxies before patterns had no count limit wrote is read as it was: the
+ * policy entry (its file as fetched) and a TLS-RPT row key. */
+static void test_old_format(void) {
+  static const char policy[] = "version: STSv1\r\nmode: enforce\r\n"
+                               "mx: mx1.example.test\r\nmx: *.example.net\r\n"
+                               "max_age: 86400\r\n";
+  const char *v[4] = {"abc1", "1764028800", "1764115200", policy};
+  size_t len[4] = {4, 10, 10, sizeof policy - 1};
+  struct store_policy sp;
+  ASSERT_EQ(cache_codec_policy_decode("example.test", v, len, &sp), 1);
+  struct sts_policy p;
+  char err[128];
+  ASSERT_EQ(sts_policy_parse(sp.text, strlen(sp.text), &p, err, sizeof err), 0);
+  ASSERT_EQ(p.nmx, 2);
+  ASSERT(sts_mx_match(&p, "mx1.example.test") && sts_mx_match(&p, "a.example.net"));
+  sts_policy_free(&p);
+  store_policy_free(&sp);
+  static const char row[] =
+      "12:example.test,3:sts,64:version: STSv1\nmode: enforce\nmx: mx1.example.test\n"
+      "max_age: 86400,16:mx1.example.test,25:certificate-host-mismatch,"
+      "16:mx1.example.test,9:192.0.2.1,17:hostname mismatch,";
+  struct store_tlsrpt_row d = {0};
+  ASSERT_EQ(cache_codec_row_decode(row, sizeof row - 1, &d), 0);
+  ASSERT_STR_EQ(d.policy_strings,
+                "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 86400");
+  ASSERT_STR_EQ(d.mx_hosts, "mx1.example.test");
+  ASSERT_STR_EQ(d.sending_ip, "");
+  free(d.policy_strings);
+  free(d.mx_hosts);
+}
+
+/* A TLS-RPT row for policy p (its strings and mx hosts, mx the failing host) encodes
+ * and decodes back to the same; returns the policy strings (malloc'd). */
+static char *row_roundtrip(const struct sts_policy *p, const char *mx) {
+  struct store_tlsrpt_row r = {.period_start = 10, .period_end = 20, .count = 1};
+  strcpy(r.domain, "example.test");
+  strcpy(r.policy_type, "sts");
+  strcpy(r.result_type, "validation-failure");
+  strcpy(r.mx, mx);
+  r.policy_strings = tlsrpt_sts_strings(p);
+  r.mx_hosts = tlsrpt_sts_mx_hosts(p);
+  ASSERT(r.policy_strings && r.mx_hosts);
+  size_t elen;
+  char *enc = cache_codec_row_encode(&r, &elen);
+  ASSERT(enc != NULL);
+  struct store_tlsrpt_row d = {0};
+  ASSERT_EQ(cache_codec_row_decode(enc, elen, &d), 0);
+  ASSERT_STR_EQ(d.policy_strings, r.policy_strings);
+  ASSERT_STR_EQ(d.mx_hosts, r.mx_hosts);
+  ASSERT_STR_EQ(d.mx, mx);
+  free(d.policy_strings);
+  free(d.mx_hosts);
+  free(enc);
+  free(r.mx_hosts);
+  return r.policy_strings;
+}
+
+/* A policy of 100 mx lines through the shared cache: the entry decodes and parses to
+ * the same patterns, and a TLS-RPT row naming them all encodes and decodes back. */
+static void test_many_mx(void) {
+  static char text[8192];
+  size_t n = (size_t)snprintf(text, sizeof text, "version: STSv1\nmode: enforce\n");
+  for (int i = 0; i < 100; i++)
+    n += (size_t)snprintf(text + n, sizeof text - n, "mx: mx%d.example.test\n", i);
+  n += (size_t)snprintf(text + n, sizeof text - n, "max_age: 86400\n");
+  const char *v[4] = {"many", "100", "200", text};
+  size_t len[4] = {4, 3, 3, n};
+  struct store_policy sp;
+  ASSERT_EQ(cache_codec_policy_decode("example.test", v, len, &sp), 1);
+  struct sts_policy p;
+  char err[128];
+  ASSERT_EQ(sts_policy_parse(sp.text, strlen(sp.text), &p, err, sizeof err), 0);
+  store_policy_free(&sp);
+  ASSERT_EQ(p.nmx, 100);
+  ASSERT(sts_mx_match(&p, "mx0.example.test") && sts_mx_match(&p, "mx99.example.test"));
+  ASSERT(!sts_mx_match(&p, "mx100.example.test"));
+  char *strings = row_roundtrip(&p, "mx99.example.test");
+  ASSERT(
+      !strncmp(strings, "version: STSv1\nmode: enforce\nmx: mx0.example.test\n", 50));
+  ASSERT(strstr(strings, "\nmx: mx99.example.test\nmax_age: 86400") != NULL);
+  char *hosts = tlsrpt_sts_mx_hosts(&p);
+  ASSERT(!strncmp(hosts, "mx0.example.test\nmx1.example.test\n", 34));
+  free(hosts);
+  free(strings);
+  sts_policy_free(&p);
+}
+
+/* The longest policy strings a policy file within the size limit can give (one
+ * character names on "mx:" lines, each rewritten "mx: ") still fit a row field. */
+static void test_largest_policy_row(void) {
+  static char text[STS_POLICY_MAX_BYTES + 1];
+  size_t n = (size_t)snprintf(text, sizeof text, "version: STSv1\nmode: enforce\n");
+  while (n + 5 <= STS_POLICY_MAX_BYTES - 16)
+    n += (size_t)snprintf(text + n, sizeof text - n, "mx:a\n");
+  n += (size_t)snprintf(text + n, sizeof text - n, "max_age: 1\n");
+  struct sts_policy p;
+  char err[128];
+  ASSERT_EQ(sts_policy_parse(text, n, &p, err, sizeof err), 0);
+  char *strings = row_roundtrip(&p, "a");
+  ASSERT(strlen(strings) > STS_POLICY_MAX_BYTES);
+  ASSERT(strlen(strings) <= CACHE_CODEC_FIELD_MAX);
+  free(strings);
+  sts_policy_free(&p);
+}
+
 static void test_periods(void) {
   int64_t a, b;
   ASSERT_EQ(cache_codec_period_decode("86400:172800", 12, &a, &b), 0);
@@ -244,6 +351,9 @@ int main(void) {
   RUN_TEST(test_urls);
   RUN_TEST(test_policy_decode);
   RUN_TEST(test_row_roundtrip);
+  RUN_TEST(test_old_format);
+  RUN_TEST(test_many_mx);
+  RUN_TEST(test_largest_policy_row);
   RUN_TEST(test_periods);
   return 0;
 }

@@ -590,8 +590,10 @@ static void test_dane_then_sts(void) {
   struct sts_policy sts;
   memset(&sts, 0, sizeof sts);
   sts.mode = STS_MODE_ENFORCE;
+  static char one_mx[] = "mx.example.net"; /* the patterns' block, NUL included */
   sts.nmx = 1;
-  snprintf(sts.mx[0], sizeof sts.mx[0], "mx.example.net");
+  sts.mx = one_mx;
+  sts.mx_len = sizeof one_mx;
   struct dane_tlsa usable = rec(3, 1, 1, 32), unusable = rec(1, 1, 1, 32);
   for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
     struct decide_domain d;
@@ -774,8 +776,10 @@ static void sts_decide(enum sts_mode mode, enum tls_level def, const char *host,
   static struct sts_policy p;
   memset(&p, 0, sizeof(p));
   p.mode = mode;
+  static char wild[] = "*.example.net";
   p.nmx = 1;
-  snprintf(p.mx[0], sizeof(p.mx[0]), "*.example.net");
+  p.mx = wild;
+  p.mx_len = sizeof wild;
   struct decide_domain d;
   domain_init(&d, NULL, def, false);
   d.sts = &p;

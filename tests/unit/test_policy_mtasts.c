@@ -1,5 +1,8 @@
 /* MTA-STS: TXT record sets, policy files, MX matching, cache rules. */
 #include "policy/mtasts.h"
+
+#include <stdlib.h>
+
 #include "tests/unit/test.h"
 
 /* ---- TXT ----------------------------------------------------------------------------- */
@@ -116,6 +119,11 @@ static const char rfc_policy[] = "version: STSv1\n"
                                  "mx: backupmx.example.com\n"
                                  "max_age: 604800\n";
 
+/* The pattern blocks of policies parse() made, freed at the end: the tests reuse
+ * their structs from one parse to the next. */
+static char *parsed[64];
+static size_t nparsed;
+
 static int parse(const char *text, struct sts_policy *p) {
   char err[128] = "";
   int rc = sts_policy_parse(text, strlen(text), p, err, sizeof err);
@@ -123,7 +131,24 @@ static int parse(const char *text, struct sts_policy *p) {
     ASSERT_STR_EQ(err, "");
   else
     ASSERT(err[0] != '\0');
+  if (p->mx) {
+    ASSERT(nparsed < sizeof parsed / sizeof *parsed);
+    parsed[nparsed++] = p->mx;
+  }
   return rc;
+}
+
+static void free_parsed(void) {
+  while (nparsed > 0)
+    free(parsed[--nparsed]);
+}
+
+/* The i-th pattern of p, or "" past the last. */
+static const char *mx_at(const struct sts_policy *p, size_t i) {
+  const char *m = sts_mx_next(p, NULL);
+  while (m && i-- > 0)
+    m = sts_mx_next(p, m);
+  return m ? m : "";
 }
 
 static void test_policy_rfc_example(void) {
@@ -132,9 +157,9 @@ static void test_policy_rfc_example(void) {
   ASSERT_EQ(p.mode, STS_MODE_ENFORCE);
   ASSERT_EQ(p.max_age, 604800);
   ASSERT_EQ(p.nmx, 3);
-  ASSERT_STR_EQ(p.mx[0], "mail.example.com");
-  ASSERT_STR_EQ(p.mx[1], "*.example.net");
-  ASSERT_STR_EQ(p.mx[2], "backupmx.example.com");
+  ASSERT_STR_EQ(mx_at(&p, 0), "mail.example.com");
+  ASSERT_STR_EQ(mx_at(&p, 1), "*.example.net");
+  ASSERT_STR_EQ(mx_at(&p, 2), "backupmx.example.com");
 }
 
 static void test_policy_line_ends(void) {
@@ -161,7 +186,7 @@ static void test_policy_whitespace(void) {
             0);
   ASSERT_EQ(p.mode, STS_MODE_ENFORCE);
   ASSERT_EQ(p.max_age, 300);
-  ASSERT_STR_EQ(p.mx[0], "a.example.com");
+  ASSERT_STR_EQ(mx_at(&p, 0), "a.example.com");
 }
 
 static void test_policy_keys(void) {
@@ -175,8 +200,8 @@ static void test_policy_keys(void) {
   ASSERT_EQ(p.mode, STS_MODE_TESTING);
   ASSERT_EQ(p.max_age, 10);
   ASSERT_EQ(p.nmx, 2);
-  ASSERT_STR_EQ(p.mx[0], "a.example");
-  ASSERT_STR_EQ(p.mx[1], "*.b.example");
+  ASSERT_STR_EQ(mx_at(&p, 0), "a.example");
+  ASSERT_STR_EQ(mx_at(&p, 1), "*.b.example");
   /* mode none needs no mx, and may have some */
   ASSERT_EQ(parse("mode: none\nmax_age: 0\nversion: STSv1\n", &p), 0);
   ASSERT_EQ(p.mode, STS_MODE_NONE);
@@ -265,7 +290,7 @@ static void test_policy_mx_patterns(void) {
       fprintf(stderr, "mx \"%s\"\n", cases[i].v);
     ASSERT_EQ(rc, cases[i].want ? 0 : -1);
     if (rc == 0)
-      ASSERT_STR_EQ(p.mx[0], cases[i].want);
+      ASSERT_STR_EQ(mx_at(&p, 0), cases[i].want);
   }
 }
 
@@ -289,7 +314,7 @@ static void test_policy_name_lengths(void) {
   snprintf(buf, sizeof buf, "version: STSv1\nmode: enforce\nmax_age: 1\nmx: %s.\n",
            name);
   ASSERT_EQ(parse(buf, &p), 0);
-  ASSERT_EQ(strlen(p.mx[0]), 253);
+  ASSERT_EQ(strlen(mx_at(&p, 0)), 253);
   name[253] = 'b';
   name[254] = '\0';
   snprintf(buf, sizeof buf, "version: STSv1\nmode: enforce\nmax_age: 1\nmx: %s\n",
@@ -348,19 +373,68 @@ static void test_policy_missing_and_bad(void) {
       -1);
 }
 
-static void test_policy_limits(void) {
-  char buf[STS_POLICY_MAX_BYTES + 64], err[128];
+/* RFC 8461 sets no limit on the mx lines: 100 are kept, in order, and match. */
+static void test_policy_many_mx(void) {
+  static char buf[8192];
+  char err[128];
   struct sts_policy p;
   size_t n =
       (size_t)snprintf(buf, sizeof buf, "version: STSv1\nmode: enforce\nmax_age: 1\n");
-  for (int i = 0; i < STS_MAX_MX; i++)
-    n += (size_t)snprintf(buf + n, sizeof buf - n, "mx: mx%d.example\n", i);
+  for (int i = 0; i < 100; i++)
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "mx: %smx%d.Example.\n",
+                          i % 10 == 9 ? "*." : "", i);
   ASSERT_EQ(sts_policy_parse(buf, n, &p, err, sizeof err), 0);
-  ASSERT_EQ(p.nmx, STS_MAX_MX);
-  ASSERT_STR_EQ(p.mx[STS_MAX_MX - 1], "mx31.example");
-  n += (size_t)snprintf(buf + n, sizeof buf - n, "mx: one-too-many.example\n");
-  ASSERT_EQ(sts_policy_parse(buf, n, &p, err, sizeof err), -1);
-  ASSERT(strstr(err, "mx") != NULL);
+  ASSERT_EQ(p.nmx, 100);
+  ASSERT_STR_EQ(mx_at(&p, 0), "mx0.example");
+  ASSERT_STR_EQ(mx_at(&p, 39), "*.mx39.example");
+  ASSERT_STR_EQ(mx_at(&p, 99), "*.mx99.example");
+  size_t count = 0, bytes = 0;
+  for (const char *m = sts_mx_next(&p, NULL); m; m = sts_mx_next(&p, m)) {
+    count++;
+    bytes += strlen(m) + 1;
+  }
+  ASSERT_EQ(count, 100);
+  ASSERT_EQ(bytes, p.mx_len); /* the block is cut to size */
+  ASSERT(sts_mx_match(&p, "mx0.example"));
+  ASSERT(sts_mx_match(&p, "MX98.example."));
+  ASSERT(sts_mx_match(&p, "a.mx99.example"));
+  ASSERT(!sts_mx_match(&p, "mx99.example"));
+  ASSERT(!sts_mx_match(&p, "mx100.example"));
+  /* a copy is independent of its source */
+  struct sts_policy c;
+  ASSERT_EQ(sts_policy_copy(&c, &p), 0);
+  sts_policy_free(&p);
+  ASSERT(p.mx == NULL && p.nmx == 0 && p.mx_len == 0);
+  ASSERT_EQ(c.nmx, 100);
+  ASSERT(sts_mx_match(&c, "mx50.example"));
+  sts_policy_free(&c);
+  sts_policy_free(&c); /* twice is harmless */
+  sts_policy_free(NULL);
+  struct sts_policy none = {.mode = STS_MODE_NONE};
+  ASSERT_EQ(sts_policy_copy(&c, &none), 0);
+  ASSERT(c.mx == NULL && sts_mx_next(&c, NULL) == NULL);
+}
+
+static void test_policy_limits(void) {
+  static char buf[STS_POLICY_MAX_BYTES + 64];
+  char err[128];
+  struct sts_policy p;
+  /* As many mx lines as the size limit allows (over 9,000): the block never holds
+   * more than the file. */
+  size_t n = (size_t)snprintf(buf, sizeof buf, "version: STSv1\nmode: enforce\n");
+  size_t lines = 0;
+  while (n + 16 <= STS_POLICY_MAX_BYTES - 16) {
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "mx:%zx\n", lines % 4096);
+    lines++;
+  }
+  n += (size_t)snprintf(buf + n, sizeof buf - n, "max_age: 1\n");
+  ASSERT(n <= STS_POLICY_MAX_BYTES && lines > 9000);
+  ASSERT_EQ(sts_policy_parse(buf, n, &p, err, sizeof err), 0);
+  ASSERT_EQ(p.nmx, lines);
+  ASSERT(p.mx_len < n);
+  ASSERT(sts_mx_match(&p, "fff"));
+  ASSERT(!sts_mx_match(&p, "1000"));
+  sts_policy_free(&p);
 
   /* exactly the size limit is fine; one byte more is not */
   n = (size_t)snprintf(buf, sizeof buf, "version: STSv1\nmode: none\nmax_age: 1\nx: ");
@@ -377,6 +451,7 @@ static void test_policy_limits(void) {
   ASSERT_EQ(sts_policy_parse(rfc_policy, strlen(rfc_policy) - 5, &p, err, sizeof err),
             0);
   ASSERT_EQ(p.max_age, 60);
+  sts_policy_free(&p);
 }
 
 static void test_policy_errors(void) {
@@ -555,10 +630,12 @@ int main(void) {
   RUN_TEST(test_policy_mx_patterns);
   RUN_TEST(test_policy_name_lengths);
   RUN_TEST(test_policy_missing_and_bad);
+  RUN_TEST(test_policy_many_mx);
   RUN_TEST(test_policy_limits);
   RUN_TEST(test_policy_errors);
   RUN_TEST(test_mx_match);
   RUN_TEST(test_cache_decide);
   RUN_TEST(test_cache_refresh);
+  free_parsed();
   return 0;
 }

@@ -269,9 +269,10 @@ static void test_policy_strings(void) {
   memset(&p, 0, sizeof p);
   p.mode = STS_MODE_ENFORCE;
   p.max_age = 604800;
+  static char two[] = "mx1.example.com\0*.example.net"; /* and the final NUL */
   p.nmx = 2;
-  snprintf(p.mx[0], sizeof p.mx[0], "mx1.example.com");
-  snprintf(p.mx[1], sizeof p.mx[1], "*.example.net");
+  p.mx = two;
+  p.mx_len = sizeof two;
   char *s = tlsrpt_sts_strings(&p);
   ASSERT_STR_EQ(s, "version: STSv1\nmode: enforce\nmx: mx1.example.com\n"
                    "mx: *.example.net\nmax_age: 604800");
@@ -281,6 +282,8 @@ static void test_policy_strings(void) {
   free(s);
   p.mode = STS_MODE_TESTING;
   p.nmx = 0;
+  p.mx = NULL;
+  p.mx_len = 0;
   s = tlsrpt_sts_strings(&p);
   ASSERT_STR_EQ(s, "version: STSv1\nmode: testing\nmax_age: 604800");
   free(s);

@@ -119,7 +119,7 @@ static void test_dropped_reads_store(void) {
   ASSERT(e && e->cached);
   ASSERT_STR_EQ(e->cached->id, "7");
   ASSERT_EQ(e->cached->policy.mode, STS_MODE_ENFORCE);
-  ASSERT_STR_EQ(e->cached->policy.mx[0], "mx1.enforce.test");
+  ASSERT_STR_EQ(sts_mx_next(&e->cached->policy, NULL), "mx1.enforce.test");
   ASSERT_EQ(e->cached->expires_at, now + 86400);
   ASSERT_EQ(sts__cache_count(c), 2);
   sts__cache_free(c);
@@ -171,6 +171,15 @@ static void test_failure_then_policy(void) {
   ASSERT(e->failure == NULL);
   ASSERT(e->cached && e->cached->present);
   ASSERT_EQ(sts__cache_bytes(c), small + sizeof(struct sts_cached));
+  /* A policy costs its patterns' text besides: no fixed-size table of names. */
+  ASSERT(sizeof(struct sts_cached) < 128);
+  char err[128];
+  ASSERT_EQ(sts_policy_parse(ENFORCE, strlen(ENFORCE), &p, err, sizeof err), 0);
+  ASSERT_EQ(sts__entry_set_policy(e, "id2", &p, 3000, 3060), 0);
+  ASSERT(p.mx == NULL && p.nmx == 0); /* moved into the entry */
+  ASSERT_EQ(e->cached->policy.nmx, 1);
+  ASSERT_EQ(sts__cache_bytes(c),
+            small + sizeof(struct sts_cached) + sizeof "mx1.enforce.test");
   sts__cache_free(c);
 }
 
