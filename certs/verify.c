@@ -348,7 +348,8 @@ int tls_verify_prepare_dane(SSL *ssl, const char *base, const struct dane_tlsa *
     const struct dane_tlsa *r = &records[i];
     /* RFC 7672 section 3.1.3: PKIX-TA(0) and PKIX-EE(1) are unusable in SMTP; left
      * out, they also keep the PKIX trust store out of a DANE judgement. */
-    if ((r->usage != DANE_TA && r->usage != DANE_EE) || (r->len && !r->data))
+    if (r->malformed || (r->usage != DANE_TA && r->usage != DANE_EE) ||
+        (r->len && !r->data))
       continue;
     ERR_clear_error();
     if (SSL_dane_tlsa_add(ssl, r->usage, r->selector, r->mtype, r->data, r->len) > 0)

@@ -60,7 +60,7 @@ static bool full_data_ok(const struct dane_tlsa *r) {
 }
 
 bool dane_tlsa_usable(const struct dane_tlsa *r) {
-  if (r == NULL)
+  if (r == NULL || r->malformed)
     return false;
   /* RFC 7672 §3.1.3: PKIX-TA(0) and PKIX-EE(1) are not usable in SMTP. */
   if (r->usage != DANE_TA && r->usage != DANE_EE)
@@ -86,8 +86,9 @@ void dane_tlsa_format(const struct dane_tlsa *r, char *out, size_t cap) {
   out[0] = '\0';
   if (r == NULL)
     return;
-  int n = snprintf(out, cap, "%u %u %u%s", r->usage, r->selector, r->mtype,
-                   r->len > 0 ? " " : "");
+  int n = r->malformed ? snprintf(out, cap, "\\# %u%s", r->len, r->len > 0 ? " " : "")
+                       : snprintf(out, cap, "%u %u %u%s", r->usage, r->selector,
+                                  r->mtype, r->len > 0 ? " " : "");
   if (n < 0 || (size_t)n >= cap)
     return;
   size_t pos = (size_t)n;

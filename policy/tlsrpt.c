@@ -383,7 +383,11 @@ char *tlsrpt_tlsa_strings(const struct dane_tlsa *records, size_t n) {
   size_t pos = 0;
   out[0] = '\0';
   for (size_t i = 0; i < n; i++) {
-    if (i > 0)
+    /* RFC 8460 §4.4 quotes a record as its four TLSA fields: a malformed record has
+     * none, and is left out. */
+    if (records[i].malformed)
+      continue;
+    if (pos > 0)
       out[pos++] = '\n';
     dane_tlsa_format(&records[i], out + pos, cap - pos);
     pos += strlen(out + pos);

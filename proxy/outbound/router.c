@@ -326,8 +326,12 @@ static void tlsa_store(struct route_host *rh, const struct dns_answer *ans) {
     const struct dns_rr *rr = &ans->rrs[i];
     if (rr->type != DNS_T_TLSA || strcmp(rr->owner, owner) != 0)
       continue;
-    found[k++] = (struct dane_tlsa){rr->u.tlsa.usage, rr->u.tlsa.selector,
-                                    rr->u.tlsa.mtype, rr->u.tlsa.dlen, rr->u.tlsa.data};
+    found[k++] = (struct dane_tlsa){.usage = rr->u.tlsa.usage,
+                                    .selector = rr->u.tlsa.selector,
+                                    .mtype = rr->u.tlsa.mtype,
+                                    .len = rr->u.tlsa.dlen,
+                                    .data = rr->u.tlsa.data,
+                                    .malformed = rr->u.tlsa.malformed};
   }
   /* The answer goes away after this callback: the route keeps its own copy. */
   rh->records = found ? dane_tlsa_dup(found, n) : NULL;

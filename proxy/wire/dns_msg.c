@@ -190,17 +190,20 @@ static int txt_parse(struct walk *w, size_t pos, size_t end, struct dns_rr *rr) 
   return 0;
 }
 
+/* TLSA: usage, selector, matching type, association data. RDATA too short for the
+ * three fields is one unusable record, not a broken answer: the record is kept,
+ * marked malformed, its bytes as data; the RRset's other records still count. */
 static int tlsa_parse(struct walk *w, size_t pos, size_t end, struct dns_rr *rr) {
-  if (end - pos < 3)
-    return SP_E_DNS_FORMAT;
-  size_t dlen = end - pos - 3;
-  rr->u.tlsa.usage = w->msg[pos];
-  rr->u.tlsa.selector = w->msg[pos + 1];
-  rr->u.tlsa.mtype = w->msg[pos + 2];
+  bool malformed = end - pos < 3;
+  size_t head = malformed ? 0 : 3, dlen = end - pos - head;
+  rr->u.tlsa.malformed = malformed;
+  rr->u.tlsa.usage = malformed ? 0 : w->msg[pos];
+  rr->u.tlsa.selector = malformed ? 0 : w->msg[pos + 1];
+  rr->u.tlsa.mtype = malformed ? 0 : w->msg[pos + 2];
   rr->u.tlsa.dlen = (uint16_t)dlen;
   uint8_t *data = dlen ? (uint8_t *)arena_take(w, dlen) : NULL;
   if (data)
-    memcpy(data, w->msg + pos + 3, dlen);
+    memcpy(data, w->msg + pos + head, dlen);
   rr->u.tlsa.data = data;
   return 0;
 }

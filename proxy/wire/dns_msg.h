@@ -47,6 +47,10 @@ struct dns_rr {
       uint8_t usage, selector, mtype;
       uint16_t dlen;
       const uint8_t *data; /* dlen bytes (NULL when 0) */
+      /* RDATA shorter than its 3 fixed fields (RFC 6698 §2.1): kept, as such a
+       * record is unusable, not the RRset (RFC 7672 §2.2); usage, selector and
+       * mtype are 0, data holds the whole RDATA (0 to 2 bytes). */
+      bool malformed;
     } tlsa;
     struct {
       uint16_t len;

@@ -1,7 +1,8 @@
 /* Fuzzes dns_msg_parse and dns_answer_target on arbitrary bytes, and the query
  * builder on the same bytes read as a name. Seeds: responses written by
  * `test_dns_msg --write-corpus` (small answers, and big ones: hundreds of records,
- * a 10 KB TXT, a 4 KB TLSA, lying counts and lengths). */
+ * a 10 KB TXT, a 4 KB TLSA, TLSA RDATA too short for its fields, lying counts and
+ * lengths). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

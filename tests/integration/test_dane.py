@@ -41,7 +41,8 @@ class DaneCase(TestBase):
         return '_%d._tcp.%s' % (self.mx_port, host)
 
     def publish(self, host, *records):
-        """TLSA records (usage, selector, mtype, data) for HOST at the MX port."""
+        """TLSA records (usage, selector, mtype, data), or raw RDATA (bytes), for HOST
+        at the MX port."""
         for r in records:
             self.dns.add(self.tlsa_name(host), 'TLSA', r)
 
@@ -655,6 +656,31 @@ class DaneUnusable(DaneCase):
         self.publish('mx1.example.test', (3, 0, 0, b'\x30\x03\x02\x01\x00'),
                      self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
         self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+    def test_short_rdata_only_encrypt(self):
+        """TLSA RDATA of 2 bytes and of none, too short for usage, selector and matching
+        type: unusable records, not a broken answer, so TLS required, not
+        authenticated, delivered (was: the whole answer refused, 4.7.5)."""
+        self.assertUnauthenticatedTls(b'\x03\x01', b'')
+
+    def test_short_rdata_only_no_starttls_451(self):
+        self.assertTlsRequired(b'\x03\x01')
+
+    def test_short_rdata_next_to_a_match_delivered(self):
+        """A 2-byte record does not spoil the RRset: the matching 3 1 1 decides."""
+        self.publish('mx1.example.test', b'\x03\x01',
+                     self.pki.tlsa(self.cert(self.mx1), 3, 1, 1))
+        self.assertDelivered(self.send(RCPT), self.mx1, tlsa='3 1 1')
+
+    def test_short_rdata_next_to_a_mismatch_451(self):
+        """Beside a usable record that does not match, the short one changes nothing:
+        DANE applies and the host fails it."""
+        self.publish('mx1.example.test', b'\x03\x01',
+                     self.pki.tlsa(self.unrelated_cert(), 3, 1, 1))
+        out = self.send(RCPT)
+        self.assertDeferred(out, 'mx1.example.test', policy='dane')
+        self.assertReason(out, 'mx1.example.test', 'Server certificate not verified')
+        self.assertNoMail(self.mx1)
 
 
 class DaneOnly(DaneCase):

@@ -92,7 +92,8 @@ static void mb_opt(struct mb *m) {
 }
 
 /* One record from a compact description: val is an address, a host name, a TXT text
- * with '|' between character-strings, or TLSA "usage selector mtype hexdata". */
+ * with '|' between character-strings, or TLSA "usage selector mtype hexdata" (or
+ * "#hexrdata": the whole RDATA, however short). */
 struct rec {
   uint16_t type;
   const char *owner;
@@ -131,11 +132,13 @@ static void mb_rec(struct mb *m, const struct rec *r, const char *qname) {
     break;
   case DNS_T_TLSA: {
     unsigned u, s2, t;
-    int used = 0;
-    ASSERT_EQ(sscanf(r->val, "%u %u %u %n", &u, &s2, &t, &used), 3);
-    mb_u8(m, u);
-    mb_u8(m, s2);
-    mb_u8(m, t);
+    int used = 1;
+    if (r->val[0] != '#') {
+      ASSERT_EQ(sscanf(r->val, "%u %u %u %n", &u, &s2, &t, &used), 3);
+      mb_u8(m, u);
+      mb_u8(m, s2);
+      mb_u8(m, t);
+    }
     for (const char *h = r->val + used; h[0] && h[1]; h += 2) {
       unsigned byte;
       ASSERT_EQ(sscanf(h, "%2x", &byte), 1);
@@ -198,6 +201,14 @@ static const struct rec tlsa_recs[] = {
      "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
     {0, NULL, 0, NULL}};
 static const struct rec nullmx_recs[] = {{DNS_T_MX, NULL, 0, ""}, {0, NULL, 0, NULL}};
+/* RDATA of 2 and 0 bytes, too short for usage, selector and matching type, around a
+ * good record: each short one is an unusable record, not a broken answer. */
+static const struct rec tlsa_short_recs[] = {
+    {DNS_T_TLSA, NULL, 0, "#0301"},
+    {DNS_T_TLSA, NULL, 0,
+     "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+    {DNS_T_TLSA, NULL, 0, "#"},
+    {0, NULL, 0, NULL}};
 
 static void seed_mx(struct mb *m) {
   mb_response(m, 0x1234, F_RESP | F_AD, "example.org", DNS_T_MX, mx_recs);
@@ -213,6 +224,10 @@ static void seed_txt(struct mb *m) {
 }
 static void seed_tlsa(struct mb *m) {
   mb_response(m, 10, F_RESP | F_AD, "_25._tcp.mx1.example.org", DNS_T_TLSA, tlsa_recs);
+}
+static void seed_tlsa_short(struct mb *m) {
+  mb_response(m, 14, F_RESP | F_AD, "_25._tcp.mx1.example.org", DNS_T_TLSA,
+              tlsa_short_recs);
 }
 static void seed_nullmx(struct mb *m) {
   mb_response(m, 11, F_RESP, "example.com", DNS_T_MX, nullmx_recs);
@@ -249,7 +264,7 @@ static void seed_big_tlsa(struct mb *m);
 static void (*const seeds[])(struct mb *) = {
     seed_mx,     seed_addr,    seed_cname,    seed_txt,
     seed_tlsa,   seed_nullmx,  seed_nxdomain, seed_compressed,
-    seed_many_a, seed_big_txt, seed_big_tlsa};
+    seed_many_a, seed_big_txt, seed_big_tlsa, seed_tlsa_short};
 #define NSEEDS (sizeof seeds / sizeof seeds[0])
 
 /* ---- pure tests ----------------------------------------------------------------- */
@@ -362,6 +377,47 @@ static void test_parse_txt_tlsa_nullmx(void) {
   ASSERT_EQ(ans->nrrs, 1);
   ASSERT_EQ(ans->rrs[0].u.mx.pref, 0);
   ASSERT_STR_EQ(ans->rrs[0].u.mx.host, "");
+}
+
+static void test_parse_tlsa_short(void) {
+  struct mb m;
+  seed_tlsa_short(&m);
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(ans->ad);
+  ASSERT_EQ(ans->nrrs, 3);
+  const struct dns_rr *two = &ans->rrs[0], *good = &ans->rrs[1], *none = &ans->rrs[2];
+  ASSERT_EQ(two->type, DNS_T_TLSA);
+  ASSERT(two->u.tlsa.malformed);
+  ASSERT_EQ(two->u.tlsa.usage, 0);
+  ASSERT_EQ(two->u.tlsa.selector, 0);
+  ASSERT_EQ(two->u.tlsa.mtype, 0);
+  ASSERT_EQ(two->u.tlsa.dlen, 2);
+  ASSERT_MEM_EQ(two->u.tlsa.data, 2, "\x03\x01", 2);
+  ASSERT_STR_EQ(two->owner, "_25._tcp.mx1.example.org");
+  ASSERT(!good->u.tlsa.malformed);
+  ASSERT_EQ(good->u.tlsa.usage, 3);
+  ASSERT_EQ(good->u.tlsa.selector, 1);
+  ASSERT_EQ(good->u.tlsa.mtype, 1);
+  ASSERT_EQ(good->u.tlsa.dlen, 32);
+  ASSERT_EQ(good->u.tlsa.data[31], 0xef);
+  ASSERT(none->u.tlsa.malformed);
+  ASSERT_EQ(none->u.tlsa.dlen, 0);
+  ASSERT(none->u.tlsa.data == NULL);
+  /* Only TLSA is lenient: a 2-byte A or MX record still breaks the answer, and so
+   * does a short TLSA whose rdlength runs past the end. */
+  mb_hdr(&m, 1, F_RESP, 1, 1, 0, 0);
+  mb_question(&m, "a.test", DNS_T_A);
+  size_t s = mb_rr(&m, "a.test", DNS_T_A);
+  mb_raw(&m, "\3\1", 2);
+  mb_rr_end(&m, s);
+  ASSERT_EQ(parse(m.b, m.n), SP_E_DNS_FORMAT);
+  m.b[s - 9] = DNS_T_MX; /* the type's low byte */
+  ASSERT_EQ(parse(m.b, m.n), SP_E_DNS_FORMAT);
+  m.b[s - 9] = DNS_T_TLSA;
+  ASSERT_EQ(parse(m.b, m.n), 0);
+  ASSERT(ans->rrs[0].u.tlsa.malformed);
+  m.b[s - 1] = 3;
+  ASSERT_EQ(parse(m.b, m.n), SP_E_DNS_FORMAT);
 }
 
 static void test_parse_flags(void) {
@@ -1373,6 +1429,7 @@ int main(int argc, char **argv) {
   RUN_TEST(test_parse_mx);
   RUN_TEST(test_parse_addr_cname);
   RUN_TEST(test_parse_txt_tlsa_nullmx);
+  RUN_TEST(test_parse_tlsa_short);
   RUN_TEST(test_parse_flags);
   RUN_TEST(test_parse_soa);
   RUN_TEST(test_parse_malformed);

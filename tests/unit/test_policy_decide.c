@@ -267,6 +267,68 @@ static void test_tlsa_dup(void) {
   ASSERT(dane_tlsa_dup(recs, 0) == NULL);
 }
 
+/* RDATA shorter than its three fields (RFC 6698 §2.1), kept by the DNS parser as one
+ * malformed record: never usable, whatever its other fields say, and it does not
+ * spoil the RRset: beside a usable record DANE applies; alone the host is at encrypt
+ * (RFC 7672 §2.2), skipped at dane-only. */
+static struct dane_tlsa short_rec(const char *rdata, uint16_t len) {
+  struct dane_tlsa r;
+  memset(&r, 0, sizeof(r));
+  r.malformed = true;
+  r.data = (const uint8_t *)rdata;
+  r.len = len;
+  return r;
+}
+
+static void test_tlsa_malformed(void) {
+  struct dane_tlsa two = short_rec("\x03\x01", 2), none = short_rec(NULL, 0);
+  ASSERT(!dane_tlsa_usable(&two));
+  ASSERT(!dane_tlsa_usable(&none));
+  struct dane_tlsa looks_fine = rec(3, 1, 1, 32);
+  looks_fine.malformed = true; /* the flag decides, not the fields */
+  ASSERT(!dane_tlsa_usable(&looks_fine));
+  /* No usage, selector or matching type to print: the RFC 3597 generic form. */
+  char out[64];
+  dane_tlsa_format(&two, out, sizeof(out));
+  ASSERT_STR_EQ(out, "\\# 2 0301");
+  dane_tlsa_format(&none, out, sizeof(out));
+  ASSERT_STR_EQ(out, "\\# 0");
+
+  struct dane_tlsa both[2] = {two, rec(3, 1, 1, 32)};
+  struct dane_tlsa *copy = dane_tlsa_dup(both, 2);
+  ASSERT(copy != NULL);
+  ASSERT(copy[0].malformed && !copy[1].malformed);
+  ASSERT_MEM_EQ(copy[0].data, 2, "\x03\x01", 2);
+
+  struct decide_domain d;
+  struct decide_host h;
+  domain_init(&d, NULL, TLS_LEVEL_DANE, true);
+  host_init(&h, "mx.example.net", true, DECIDE_TLSA_FOUND, copy, 2);
+  decide_host(&d, &h);
+  ASSERT(!h.skip);
+  ASSERT_EQ(h.auth, DECIDE_AUTH_DANE);
+  ASSERT_EQ(h.nusable, 1);
+  ASSERT(h.tls_required);
+  ASSERT_STR_EQ(h.policy, "dane");
+  free(copy);
+
+  struct dane_tlsa alone[2] = {two, none};
+  host_init(&h, "mx.example.net", true, DECIDE_TLSA_FOUND, alone, 2);
+  decide_host(&d, &h);
+  ASSERT(!h.skip);
+  ASSERT(h.auth != DECIDE_AUTH_DANE);
+  ASSERT_EQ(h.level, TLS_LEVEL_ENCRYPT);
+  ASSERT(h.tls_required);
+  ASSERT_STR_EQ(h.policy, "dane");
+  assert_clean_unused(&h);
+
+  domain_init(&d, NULL, TLS_LEVEL_DANE_ONLY, true);
+  host_init(&h, "mx.example.net", true, DECIDE_TLSA_FOUND, alone, 1);
+  decide_host(&d, &h);
+  ASSERT(h.skip);
+  ASSERT(strstr(h.skip_reason, "no usable TLSA records") != NULL);
+}
+
 /* ---- decide.c: levels ---- */
 
 static void test_decide_level(void) {
@@ -899,6 +961,7 @@ int main(void) {
   RUN_TEST(test_tlsa_usable_full);
   RUN_TEST(test_tlsa_format);
   RUN_TEST(test_tlsa_dup);
+  RUN_TEST(test_tlsa_malformed);
   RUN_TEST(test_decide_level);
   RUN_TEST(test_levels_without_dane);
   RUN_TEST(test_fingerprint_without_pins);

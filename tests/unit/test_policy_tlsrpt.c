@@ -309,6 +309,18 @@ static void test_policy_strings(void) {
   s = tlsrpt_tlsa_strings(recs, 0);
   ASSERT_STR_EQ(s, "");
   free(s);
+  /* A malformed record (RDATA too short for the TLSA fields) has no four fields to
+   * quote (RFC 8460 §4.4): left out, wherever it stands. */
+  struct dane_tlsa three[3] = {
+      {.malformed = true, .len = 2, .data = (const uint8_t *)"\x03\x01"},
+      recs[0],
+      {.malformed = true}};
+  s = tlsrpt_tlsa_strings(three, 3);
+  ASSERT_STR_EQ(s, "3 1 1 deadbeef");
+  free(s);
+  s = tlsrpt_tlsa_strings(three + 2, 1);
+  ASSERT_STR_EQ(s, "");
+  free(s);
 }
 
 static void test_datetime(void) {

@@ -7,6 +7,7 @@
     dns.add('alias.example.test', 'CNAME', 'mx1.example.test')
     dns.add('_mta-sts.example.test', 'TXT', 'v=STSv1; id=1')   # or a list of strings
     dns.add('_25._tcp.mx1.example.test', 'TLSA', (3, 1, 1, bytes_or_hex))
+    dns.add('_25._tcp.mx1.example.test', 'TLSA', b'\x03\x01')   # raw RDATA, any length
     dns.servfail('broken.test')            # SERVFAIL for every type (or qtype='MX')
     dns.drop('slow.test')                  # never answer: the client times out
     dns.refuse('x.test'); dns.truncate('big.test')  # REFUSED; TC=1 over UDP
@@ -30,7 +31,7 @@ import socket
 import struct
 import threading
 
-from dnslib import (AAAA, CNAME, EDNS0, MX, QTYPE, RCODE, RR, SOA, TLSA, TXT, A,
+from dnslib import (AAAA, CNAME, EDNS0, MX, QTYPE, RCODE, RD, RR, SOA, TLSA, TXT, A,
                     DNSHeader, DNSRecord)
 
 _OPT = 41
@@ -55,6 +56,8 @@ def _rdata(rtype, value):
             value = [value]
         return TXT([v.encode() if isinstance(v, str) else v for v in value])
     if rtype == 'TLSA':
+        if isinstance(value, bytes):  # the whole RDATA as given, malformed or not
+            return RD(value)
         usage, selector, mtype, data = value
         if isinstance(data, str):
             data = binascii.unhexlify(data)
@@ -112,7 +115,8 @@ class DnsServer:
     # ---- data ----------------------------------------------------------------------
     def add(self, name, rtype, value, ttl=None):
         """Adds one record. rtype: 'A', 'AAAA', 'CNAME', 'MX' ((pref, host)),
-        'TXT' (str or list of str), 'TLSA' ((usage, selector, mtype, bytes|hex))."""
+        'TXT' (str or list of str), 'TLSA' ((usage, selector, mtype, bytes|hex), or
+        bytes: the raw RDATA, sent as is)."""
         rtype = rtype.upper()
         rr = RR(_norm(name) + '.', getattr(QTYPE, rtype), rdata=_rdata(rtype, value),
                 ttl=self.ttl if ttl is None else ttl)
