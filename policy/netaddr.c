@@ -95,3 +95,19 @@ bool netaddr_is_global(const uint8_t *addr, size_t len) {
     return v6_is_global(addr);
   return false;
 }
+
+static bool v4_is_dialable(const uint8_t *a) {
+  return a[0] != 0 && a[0] < 224; /* not 0/8, multicast 224/4 or 240/4 */
+}
+
+bool netaddr_is_dialable(const uint8_t *addr, size_t len) {
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static const uint8_t unspecified[16] = {0};
+  if (!addr)
+    return false;
+  if (len == 4)
+    return v4_is_dialable(addr);
+  if (len != 16 || memcmp(addr, unspecified, 16) == 0 || addr[0] == 0xff)
+    return false;
+  return memcmp(addr, mapped, 12) != 0 || v4_is_dialable(addr + 12);
+}

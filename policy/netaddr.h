@@ -20,4 +20,10 @@
  * 6to4 2002::/16) are judged by that IPv4 address. */
 bool netaddr_is_global(const uint8_t *addr, size_t len);
 
+/* addr as above. Whether an MX address may be dialled at all: false for 0.0.0.0/8 and
+ * :: (the kernel connects those to this host), multicast, and reserved IPv4 240/4 with
+ * the broadcast address, also in the IPv4-mapped form ::ffff:a.b.c.d. Loopback and
+ * private addresses are dialable: a local or internal MX is a deployment's choice. */
+bool netaddr_is_dialable(const uint8_t *addr, size_t len);
+
 #endif

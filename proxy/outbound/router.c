@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/netaddr.h"
 #include "proxy/core/error.h"
 #include "proxy/core/log.h"
 #include "proxy/core/obj.h"
@@ -85,23 +86,13 @@ static const char *host_skip_reason(int status) {
   }
 }
 
-/* Whether an MX address may be dialled: not 0.0.0.0/8 or :: (the kernel connects
- * those to this host), nor a multicast, broadcast or reserved IPv4 address (also
- * IPv4-mapped). Loopback is dialled: a local MX is a deployment's choice. */
+/* The address bytes of a resolved MX address, for the pure classifier. */
 static bool addr_dialable(const struct sockaddr_storage *ss) {
-  uint32_t v4;
-  if (ss->ss_family == AF_INET6) {
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-    if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_MULTICAST(a))
-      return false;
-    if (!IN6_IS_ADDR_V4MAPPED(a))
-      return true;
-    memcpy(&v4, &a->s6_addr[12], 4);
-  } else {
-    v4 = ((const struct sockaddr_in *)ss)->sin_addr.s_addr;
-  }
-  uint32_t top = ntohl(v4) >> 24;
-  return top != 0 && top < 224;
+  if (ss->ss_family == AF_INET6)
+    return netaddr_is_dialable(((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr,
+                               16);
+  return netaddr_is_dialable(
+      (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr.s_addr, 4);
 }
 
 /* Adds h's dialable addresses; false when it has none. */

@@ -8,7 +8,7 @@
 
 struct addr_case {
   const char *text;
-  bool global;
+  bool expect; /* what the function under test says */
 };
 
 static const struct addr_case CASES[] = {
@@ -119,15 +119,21 @@ static void parse(const char *text, uint8_t out[16], size_t *len) {
   TEST_FAIL_("not an address: %s", text);
 }
 
-static void test_cases(void) {
-  for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+/* Each case through classify, which must say what it expects ("what" names a yes). */
+static void check_cases(const struct addr_case *cases, size_t n,
+                        bool (*classify)(const uint8_t *, size_t), const char *what) {
+  for (size_t i = 0; i < n; i++) {
     uint8_t a[16];
     size_t len;
-    parse(CASES[i].text, a, &len);
-    if (netaddr_is_global(a, len) != CASES[i].global)
-      TEST_FAIL_("%s: expected %s", CASES[i].text,
-                 CASES[i].global ? "global" : "not global");
+    parse(cases[i].text, a, &len);
+    if (classify(a, len) != cases[i].expect)
+      TEST_FAIL_("%s: expected %s%s", cases[i].text, cases[i].expect ? "" : "not ",
+                 what);
   }
+}
+
+static void test_cases(void) {
+  check_cases(CASES, sizeof CASES / sizeof CASES[0], netaddr_is_global, "global");
 }
 
 static void test_bad_length(void) {
@@ -138,8 +144,39 @@ static void test_bad_length(void) {
   ASSERT_EQ(netaddr_is_global(a, 4), true);
 }
 
+/* Which MX addresses are dialled at all: never this host's wildcard, multicast or the
+ * reserved IPv4 block; loopback and private addresses are. */
+static void test_dialable(void) {
+  static const struct addr_case dial[] = {
+      {"0.0.0.0", false},
+      {"0.1.2.3", false},
+      {"1.0.0.0", true},
+      {"127.0.0.1", true},
+      {"10.0.0.1", true},
+      {"223.255.255.255", true},
+      {"224.0.0.1", false},
+      {"239.1.1.1", false},
+      {"240.0.0.1", false},
+      {"255.255.255.255", false},
+      {"::", false},
+      {"::1", true},
+      {"ff02::1", false},
+      {"2001:db8::1", true},
+      {"fe80::1", true},
+      {"::ffff:0.0.0.0", false},
+      {"::ffff:224.0.0.1", false},
+      {"::ffff:192.0.2.1", true},
+  };
+  check_cases(dial, sizeof dial / sizeof dial[0], netaddr_is_dialable, "dialable");
+  ASSERT_EQ(netaddr_is_dialable(NULL, 4), false);
+  static const uint8_t one[16] = {1, 2, 3, 4};
+  ASSERT_EQ(netaddr_is_dialable(one, 5), false);
+  ASSERT_EQ(netaddr_is_dialable(one, 4), true);
+}
+
 int main(void) {
   RUN_TEST(test_cases);
+  RUN_TEST(test_dialable);
   RUN_TEST(test_bad_length);
   return 0;
 }
