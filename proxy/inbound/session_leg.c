@@ -71,43 +71,16 @@ static void leg_reply_wire(struct leg_reply *lr, int code, const char *enh,
 
 /* RFC 2034: after EHLO every reply of ours carries an enhanced status code, also an
  * MX's reply that has none (an MX without ENHANCEDSTATUSCODES): "X.0.0", X its
- * code's class, goes before each line's text. NULL when r has one or needs none (a
- * 3xx), or out of memory (r is passed on as it came). */
-static struct smtp_reply *reply_with_enhanced(const struct smtp_reply *r, char *enh,
-                                              size_t cap) {
-  int cls = r->code / 100;
-  if (r->enhanced[0] || (cls != 2 && cls != 4 && cls != 5))
-    return NULL;
-  struct smtp_reply *out = malloc(sizeof *out);
-  if (!out)
-    return NULL;
-  snprintf(enh, cap, "%d.0.0", cls);
-  *out = *r;
-  snprintf(out->enhanced, sizeof out->enhanced, "%s", enh);
-  for (size_t i = 0; i < out->nlines && i < SMTP_REPLY_MAX_LINES; i++) {
-    char *line = out->lines[i];
-    size_t n = strlen(line), pre = strlen(enh) + (n > 0);
-    if (n + pre > SMTP_REPLY_LINE_MAX)
-      n = SMTP_REPLY_LINE_MAX - pre;
-    memmove(line + pre, line, n);
-    memcpy(line, enh, pre - (n > 0));
-    if (n > 0)
-      line[pre - 1] = ' ';
-    line[pre + n] = '\0';
-  }
-  return out;
-}
-
+ * code's class, goes before each line's text (not for a 3xx, which has none). */
 void session__leg_reply_set(struct leg_reply *lr, const struct smtp_reply *r) {
-  char wire[SMTP_REPLY_MAX_LINES * (SMTP_REPLY_LINE_MAX + 8)], enh[8];
-  struct smtp_reply *coded = reply_with_enhanced(r, enh, sizeof enh);
-  if (coded)
-    r = coded;
-  if (smtp_reply_format(r, 0, wire, sizeof wire) < 0)
+  char wire[SMTP_REPLY_MAX_LINES * (SMTP_REPLY_LINE_MAX + 16)], enh[8] = "";
+  int cls = r->code / 100;
+  if (!r->enhanced[0] && (cls == 2 || cls == 4 || cls == 5))
+    snprintf(enh, sizeof enh, "%d.0.0", cls);
+  if (smtp_reply_format_enhanced(r, 0, enh, wire, sizeof wire) < 0)
     snprintf(wire, sizeof wire, "%d %s\r\n", r->code / 100 == 2 ? 250 : r->code,
              "(reply not representable)");
-  leg_reply_wire(lr, r->code, r->enhanced, wire);
-  free(coded);
+  leg_reply_wire(lr, r->code, enh[0] ? enh : r->enhanced, wire);
 }
 
 static void leg_reply_vtext(struct leg_reply *lr, bool names_rcpt, int code,

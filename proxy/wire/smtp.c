@@ -615,11 +615,15 @@ static void wb_code(struct wbuf *b, int code, bool last, bool empty) {
   wb_put(b, pre, (last && empty) ? 3 : 4);
 }
 
-int smtp_reply_format(const struct smtp_reply *r, int code, char *out, size_t cap) {
+int smtp_reply_format_enhanced(const struct smtp_reply *r, int code, const char *enh,
+                               char *out, size_t cap) {
   struct wbuf b = {out, cap, 0, false};
+  size_t elen = enh ? strlen(enh) : 0;
   if (code == 0)
     code = r->code;
   if (code < 200 || code > 599 || r->nlines > SMTP_REPLY_MAX_LINES || (!out && cap))
+    return SP_E_INVAL;
+  if (elen > 0 && (enhanced_len(enh, elen) != elen || enh[0] - '0' != code / 100))
     return SP_E_INVAL;
   size_t n = r->nlines > 0 ? r->nlines : 1;
   for (size_t i = 0; i < n; i++) {
@@ -627,11 +631,18 @@ int smtp_reply_format(const struct smtp_reply *r, int code, char *out, size_t ca
     size_t tlen = strnlen(t, SMTP_REPLY_LINE_MAX + 1);
     if (tlen > SMTP_REPLY_LINE_MAX || has_ctl(t, tlen))
       return SP_E_INVAL;
-    wb_code(&b, code, i + 1 == n, tlen == 0);
+    wb_code(&b, code, i + 1 == n, tlen == 0 && elen == 0);
+    wb_put(&b, enh, elen);
+    if (elen > 0 && tlen > 0)
+      wb_put(&b, " ", 1);
     wb_put(&b, t, tlen);
     wb_put(&b, "\r\n", 2);
   }
   return wb_finish(&b);
+}
+
+int smtp_reply_format(const struct smtp_reply *r, int code, char *out, size_t cap) {
+  return smtp_reply_format_enhanced(r, code, NULL, out, cap);
 }
 
 int smtp_reply_build(char *out, size_t cap, int code, const char *enhanced,

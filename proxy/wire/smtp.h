@@ -137,6 +137,11 @@ bool smtp_reply_parser_busy(const struct smtp_reply_parser *p);
  * the length, SP_E_OVERFLOW when it does not fit, or SP_E_INVAL for a code outside
  * 200..599 or a line holding a control character. */
 int smtp_reply_format(const struct smtp_reply *r, int code, char *out, size_t cap);
+/* The same with enh ("X.Y.Z", its class the code's; NULL or "": none) written before
+ * each line's text: a reply that came without enhanced codes, passed on by a server
+ * that advertises ENHANCEDSTATUSCODES. SP_E_INVAL also for a malformed enh. */
+int smtp_reply_format_enhanced(const struct smtp_reply *r, int code, const char *enh,
+                               char *out, size_t cap);
 
 /* Builds a one-or-more-line reply from code, enhanced code ("" for none) and text
  * (lines separated by '\n'; a final '\n' adds no empty line) as wire text, each line

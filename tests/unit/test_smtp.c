@@ -648,6 +648,24 @@ static void test_reply_format(void) {
   ASSERT_EQ(smtp_reply_format(&reply, 0, out, sizeof out), SP_E_INVAL);
 }
 
+/* A reply without enhanced codes gets one before each line's text; an empty line gets
+ * the code alone; a malformed code, or one of another class, is refused. */
+static void test_reply_format_enhanced(void) {
+  char out[256];
+  smtp_reply_parser_init(&rp);
+  feed("451-try");
+  feed("451-");
+  ASSERT_EQ(feed("451 later"), 1);
+  ASSERT_EQ(smtp_reply_format_enhanced(&reply, 0, "4.0.0", out, sizeof out), 43);
+  ASSERT_STR_EQ(out, "451-4.0.0 try\r\n451-4.0.0\r\n451 4.0.0 later\r\n");
+  ASSERT_EQ(smtp_reply_format_enhanced(&reply, 0, "", out, sizeof out), 26);
+  ASSERT_STR_EQ(out, "451-try\r\n451-\r\n451 later\r\n");
+  ASSERT_EQ(smtp_reply_format_enhanced(&reply, 0, "5.0.0", out, sizeof out),
+            SP_E_INVAL);
+  ASSERT_EQ(smtp_reply_format_enhanced(&reply, 0, "4.x", out, sizeof out), SP_E_INVAL);
+  ASSERT_EQ(smtp_reply_format_enhanced(&reply, 0, "4.0.0", out, 20), SP_E_OVERFLOW);
+}
+
 static void test_reply_format_roundtrip(void) {
   static char wire[SMTP_REPLY_MAX_LINES * (SMTP_REPLY_LINE_MAX + 6) + 1];
   static struct smtp_reply first;
@@ -1159,6 +1177,7 @@ int main(void) {
   RUN_TEST(test_reply_enhanced);
   RUN_TEST(test_reply_limits);
   RUN_TEST(test_reply_format);
+  RUN_TEST(test_reply_format_enhanced);
   RUN_TEST(test_reply_format_roundtrip);
   RUN_TEST(test_reply_build);
   RUN_TEST(test_ehlo_caps);
